@@ -1,0 +1,62 @@
+"""Options and small helpers shared by the command modules."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from digest.config import Settings, load_settings
+from digest.db import Store, open_store
+from digest.errors import BadInput
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        envvar="DIGEST_CONFIG",
+        help="Settings file (TOML). Default: ./config.toml if present, else built-in defaults.",
+        show_default=False,
+        dir_okay=False,
+    ),
+]
+
+NowOption = Annotated[
+    str | None,
+    typer.Option(
+        "--now",
+        help="Act as if it were this time (ISO 8601 with offset, e.g. 2026-11-22T08:00+01:00). "
+        "Default: the system clock.",
+        show_default=False,
+    ),
+]
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def settings_from(config: Path | None) -> Settings:
+    """Load settings for a command (the --config path, else the default places)."""
+    return load_settings(config)
+
+
+def store_from(settings: Settings) -> Store:
+    """Open (and if needed migrate) the configured database."""
+    return open_store(settings.database_url)
+
+
+def parse_now(value: str | None) -> datetime:
+    """`--now` as an aware UTC datetime; the system clock when not given."""
+    if value is None:
+        return datetime.now(UTC)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise BadInput(
+            f"--now: not an ISO 8601 time: {value!r} (e.g. 2026-11-22T08:00+01:00)"
+        ) from None
+    if parsed.tzinfo is None:
+        raise BadInput(f"--now: {value!r} has no UTC offset (add Z or +HH:MM)")
+    return parsed.astimezone(UTC)

@@ -1,0 +1,105 @@
+"""Plain values that cross stage boundaries: ingest → scoring → planner → render.
+
+The pure stages (`query`, `scoring`, `render`) take and return these, never ORM
+objects or sessions, so they can be tested and benchmarked without a database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+TextField = Literal["title", "abstract", "author"]
+
+
+@dataclass(frozen=True, slots=True)
+class PaperText:
+    """What the scorer sees of one candidate paper."""
+
+    paper_id: int
+    title: str
+    abstract: str
+    authors: tuple[str, ...] = ()
+    upvotes: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MatchedTerm:
+    """One place a query term matched, for highlighting and explanations.
+
+    `start`/`end` are character offsets into the paper's `field` text
+    (for `author`, into the authors joined with ", "). `via` names the
+    expansion used, e.g. "LLM → large language model", or is None.
+    """
+
+    term: str
+    field: TextField
+    start: int
+    end: int
+    via: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "term": self.term,
+            "field": self.field,
+            "start": self.start,
+            "end": self.end,
+            "via": self.via,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> MatchedTerm:
+        return cls(data["term"], data["field"], data["start"], data["end"], data.get("via"))
+
+
+@dataclass(frozen=True, slots=True)
+class Pick:
+    """A paper chosen for a subscriber: which topic chose it, how well, and why."""
+
+    paper_id: int
+    topic_id: int
+    score: float
+    rank: int
+    matched: tuple[MatchedTerm, ...] = ()
+    parts: Mapping[str, float] = field(default_factory=dict)
+
+    def explanation(self) -> dict[str, Any]:
+        """The JSON stored in digest_items.explanation."""
+        return {"matched": [m.as_json() for m in self.matched], "parts": dict(self.parts)}
+
+
+@dataclass(frozen=True, slots=True)
+class PaperCard:
+    """One paper as an email shows it."""
+
+    title: str
+    url: str
+    abstract: str
+    authors: tuple[str, ...]
+    topic_label: str
+    score: float
+    arxiv_id: str | None = None
+    upvotes: int | None = None
+    matched: tuple[MatchedTerm, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DigestView:
+    """Everything needed to render one digest email, and nothing that needs a database.
+
+    Built from a `digests` row (delivery, view-in-browser) or from an unsaved
+    plan (preview); rendering the same view twice gives the same message.
+    """
+
+    email: str
+    period: str  # "2026-11-22" or "2026-W47"
+    issued_at: datetime  # planning time (UTC); the Date header
+    message_id: str  # with angle brackets: "<...@domain>"
+    topics: tuple[str, ...]  # labels (or queries) of all the subscriber's topics
+    papers: tuple[PaperCard, ...]  # best first
+    unsubscribe_url: str
+    manage_url: str
+    view_url: str | None = None
+    unsubscribe_mailto: str | None = None  # "mailto:...?subject=unsubscribe"

@@ -26,6 +26,19 @@ class PaperText:
 
 
 @dataclass(frozen=True, slots=True)
+class TopicQuery:
+    """One of a subscriber's topics, parsed: what the scorer evaluates.
+
+    `query` is a `digest.query.Node`; typed loosely here to keep this module
+    free of the parser.
+    """
+
+    topic_id: int
+    label: str  # the topic's label, else its query text
+    query: Any
+
+
+@dataclass(frozen=True, slots=True)
 class MatchedTerm:
     """One place a query term matched, for highlighting and explanations.
 

@@ -130,6 +130,12 @@ class SourceSettings:
     hf_retries: int = setting(
         3, "Extra attempts, with back-off, after a failed HTTP request.", minimum=0, maximum=10
     )
+    hf_retry_minutes: float = setting(
+        30.0,
+        "When the daily fetch fails or the list is still empty, try again after this many "
+        "minutes, until the UTC day ends.",
+        minimum=0.01,
+    )
     poll_minutes: int = setting(
         10, "How often `digest run` looks for new files in dumps_dir.", minimum=1
     )

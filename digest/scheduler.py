@@ -1,0 +1,217 @@
+"""The long-running mailer: APScheduler jobs over ingest, plan and deliver.
+
+`Daemon` only decides *when* things run; *what* runs is handed in as `Jobs`
+(three callables taking `now`), so the schedule, overlap and shutdown rules
+are tested with plain functions and the real pipeline is wired in one place
+(`digest.pipeline`). Rules:
+
+- every job coalesces missed runs and never overlaps itself (max 1 instance);
+- a job that raises is logged in one line and runs again next time;
+- the Hugging Face fetch runs daily at `hf_fetch_time` UTC and, if it fails
+  or the list is still empty, tries again every `hf_retry_minutes` until the
+  UTC day ends;
+- `stop()` stops scheduling at once, lets running jobs finish within
+  `shutdown_timeout_seconds`, then releases whatever is still claimed.
+
+Time: every job reads the clock once when it starts and passes that `now`
+down; nothing below keeps a clock of its own.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy.engine import make_url
+
+from digest.config import Settings
+from digest.errors import DigestError
+from digest.logs import LOGGER_NAME, log_event
+
+logger = logging.getLogger(f"{LOGGER_NAME}.run")
+
+Clock = Callable[[], datetime]
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Jobs:
+    """What the daemon runs; each callable gets the time the job started."""
+
+    ingest_folder: Callable[[datetime], None]
+    fetch_hf: Callable[[datetime], bool]  # True once the day's list had papers
+    tick: Callable[[datetime], None]  # plan due digests and deliver them
+    release: Callable[[], int]  # give back digests this worker still holds
+
+
+class AlreadyRunning(DigestError):
+    """Another `digest run` holds this SQLite database."""
+
+    exit_code = 1
+
+
+@contextmanager
+def single_instance(database_url: str) -> Iterator[None]:
+    """Refuse a second daemon on the same SQLite file; PostgreSQL allows several.
+
+    SQLite has one writer and no SKIP LOCKED, so two daemons would only queue
+    behind each other's locks; on PostgreSQL claims are safe to share.
+    """
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        yield
+        return
+    lock_path = Path(f"{url.database}.run-lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    handle = lock_path.open("a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise AlreadyRunning(
+                f"another `digest run` ({holder}) is already using {url.database}; "
+                "stop it first (SQLite allows one mailer at a time; PostgreSQL allows several)"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        yield
+    finally:
+        handle.close()
+
+
+def job_triggers(settings: Settings) -> dict[str, Any]:
+    """The recurring triggers of `digest run`, shared with `digest status`."""
+    hour, minute = (int(part) for part in settings.sources.hf_fetch_time.split(":"))
+    return {
+        "ingest": IntervalTrigger(minutes=settings.sources.poll_minutes, timezone=UTC),
+        "hf": CronTrigger(hour=hour, minute=minute, timezone=UTC),
+        "tick": IntervalTrigger(seconds=settings.schedule.tick_seconds, timezone=UTC),
+    }
+
+
+def next_fire_times(settings: Settings, now: datetime) -> dict[str, datetime | None]:
+    """When each job would next run for a daemon started before `now`."""
+    return {
+        name: trigger.get_next_fire_time(None, now)
+        for name, trigger in job_triggers(settings).items()
+    }
+
+
+class Daemon:
+    """Schedules the jobs; `run_until` blocks until told to stop."""
+
+    def __init__(self, settings: Settings, jobs: Jobs, *, clock: Clock = system_clock) -> None:
+        self.settings = settings
+        self.jobs = jobs
+        self.clock = clock
+        self.scheduler = BackgroundScheduler(
+            timezone=UTC,
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        )
+        self._running = 0
+        self._idle = threading.Condition()
+        self._hf_done_for: str | None = None
+
+    # --- job wrappers -------------------------------------------------
+
+    def _guarded(self, name: str, work: Callable[[datetime], Any]) -> Any:
+        with self._idle:
+            self._running += 1
+        now = self.clock()
+        try:
+            return work(now)
+        except DigestError as exc:
+            log_event(logger, f"{name} failed: {exc}", logging.ERROR, job=name)
+        except Exception:  # a bug: log it with its traceback, keep the daemon alive
+            logger.exception("%s crashed", name, extra={"fields": {"job": name}})
+        finally:
+            with self._idle:
+                self._running -= 1
+                self._idle.notify_all()
+        return None
+
+    def _ingest(self) -> None:
+        self._guarded("ingest", self.jobs.ingest_folder)
+
+    def _tick(self) -> None:
+        self._guarded("tick", self.jobs.tick)
+
+    def _fetch_hf(self) -> None:
+        day = self.clock().date().isoformat()
+        if self._hf_done_for == day:
+            return
+        got_list = self._guarded("hf", self.jobs.fetch_hf)
+        if got_list:
+            self._hf_done_for = day
+            return
+        retry_at = self.clock() + timedelta(minutes=self.settings.sources.hf_retry_minutes)
+        if retry_at.date().isoformat() == day:
+            log_event(logger, "hf list not available yet; will retry", at=retry_at.isoformat())
+            self.scheduler.add_job(
+                self._fetch_hf, DateTrigger(run_date=retry_at), id="hf-retry", replace_existing=True
+            )
+
+    # --- lifecycle ----------------------------------------------------
+
+    def start(self) -> None:
+        sources, schedule = self.settings.sources, self.settings.schedule
+        triggers = job_triggers(self.settings)
+        first = self.clock()
+        self.scheduler.add_job(self._ingest, triggers["ingest"], id="ingest", next_run_time=first)
+        self.scheduler.add_job(self._fetch_hf, triggers["hf"], id="hf")
+        self.scheduler.add_job(
+            self._tick,
+            triggers["tick"],
+            id="tick",
+            next_run_time=first + timedelta(seconds=min(1.0, schedule.tick_seconds)),
+        )
+        self.scheduler.start()
+        log_event(
+            logger,
+            "digest run started",
+            poll_minutes=sources.poll_minutes,
+            tick_seconds=schedule.tick_seconds,
+            hf_fetch_time=f"{sources.hf_fetch_time}Z",
+        )
+
+    def next_runs(self) -> dict[str, datetime | None]:
+        return {job.id: job.next_run_time for job in self.scheduler.get_jobs()}
+
+    def stop(self) -> bool:
+        """Stop scheduling, wait for running jobs, release leftovers; True if all finished."""
+        self.scheduler.shutdown(wait=False)
+        deadline = self.settings.schedule.shutdown_timeout_seconds
+        with self._idle:
+            finished = self._idle.wait_for(lambda: self._running == 0, timeout=deadline)
+        released = self.jobs.release()
+        log_event(
+            logger,
+            "digest run stopped",
+            finished_in_flight=finished,
+            released_digests=released,
+        )
+        return finished
+
+    def run_until(self, stop: threading.Event) -> bool:
+        self.start()
+        stop.wait()
+        return self.stop()

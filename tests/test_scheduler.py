@@ -1,0 +1,194 @@
+"""The daemon's timing rules, with plain job functions and a real APScheduler."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from digest.config import ScheduleSettings, Settings, SourceSettings
+from digest.errors import SourceError
+from digest.scheduler import AlreadyRunning, Daemon, Jobs, single_instance
+
+
+def fast_settings(**schedule: float) -> Settings:
+    return replace(
+        Settings(),
+        schedule=replace(
+            ScheduleSettings(), **{"tick_seconds": 0.1, "shutdown_timeout_seconds": 2.0, **schedule}
+        ),
+        sources=replace(SourceSettings(), hf_retry_minutes=0.002),  # 0.12 s
+    )
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.ticks: list[datetime] = []
+        self.ingests = 0
+        self.hf_calls = 0
+        self.released = 0
+        self.active = 0
+        self.max_active = 0
+        self.lock = threading.Lock()
+
+    def jobs(self, tick=None, fetch_hf=None) -> Jobs:  # type: ignore[no-untyped-def]
+        def default_tick(now: datetime) -> None:
+            self.ticks.append(now)
+
+        def ingest(now: datetime) -> None:
+            self.ingests += 1
+
+        def hf(now: datetime) -> bool:
+            self.hf_calls += 1
+            return True
+
+        def release() -> int:
+            self.released += 1
+            return 0
+
+        return Jobs(ingest, fetch_hf or hf, tick or default_tick, release)
+
+
+def run_for(daemon: Daemon, seconds: float) -> bool:
+    stop = threading.Event()
+    threading.Timer(seconds, stop.set).start()
+    return daemon.run_until(stop)
+
+
+def test_ticks_repeat_and_ingest_runs_at_start() -> None:
+    recorder = Recorder()
+    assert run_for(Daemon(fast_settings(), recorder.jobs()), 0.8) is True
+    assert len(recorder.ticks) >= 3
+    assert recorder.ingests == 1  # at start; poll_minutes is 10
+    assert all(t.tzinfo is not None for t in recorder.ticks)
+    assert recorder.released == 1  # leftovers released once, on stop
+
+
+def test_a_failing_job_is_logged_and_runs_again(caplog: pytest.LogCaptureFixture) -> None:
+    recorder = Recorder()
+    calls = []
+
+    def flaky(now: datetime) -> None:
+        calls.append(now)
+        if len(calls) == 1:
+            raise SourceError("dumps folder unreadable")
+        if len(calls) == 2:
+            raise ZeroDivisionError("a bug")
+
+    run_for(Daemon(fast_settings(), recorder.jobs(tick=flaky)), 0.8)
+    assert len(calls) >= 3
+    messages = [r.getMessage() for r in caplog.records]
+    assert "tick failed: dumps folder unreadable" in messages
+    assert "tick crashed" in messages
+
+
+def test_a_slow_tick_never_overlaps_itself() -> None:
+    recorder = Recorder()
+
+    def slow(now: datetime) -> None:
+        with recorder.lock:
+            recorder.active += 1
+            recorder.max_active = max(recorder.max_active, recorder.active)
+        time.sleep(0.35)
+        with recorder.lock:
+            recorder.active -= 1
+
+    run_for(Daemon(fast_settings(), recorder.jobs(tick=slow)), 1.0)
+    assert recorder.max_active == 1
+
+
+def test_stop_waits_for_a_running_job_within_the_timeout() -> None:
+    recorder = Recorder()
+    finished = []
+
+    def slow(now: datetime) -> None:
+        time.sleep(0.5)
+        finished.append(now)
+
+    daemon = Daemon(fast_settings(), recorder.jobs(tick=slow))
+    stop = threading.Event()
+    threading.Timer(0.3, stop.set).start()  # the first tick (at ~0.1 s) is mid-way
+    assert daemon.run_until(stop) is True
+    assert len(finished) >= 1
+    assert recorder.released == 1
+
+
+def test_stop_gives_up_after_the_timeout_and_releases() -> None:
+    recorder = Recorder()
+    gate = threading.Event()
+
+    def stuck(now: datetime) -> None:
+        gate.wait(5)
+
+    daemon = Daemon(fast_settings(shutdown_timeout_seconds=0.3), recorder.jobs(tick=stuck))
+    started = time.monotonic()
+    assert run_for(daemon, 0.3) is False
+    assert time.monotonic() - started < 2.0
+    assert recorder.released == 1
+    gate.set()
+
+
+def test_hf_fetch_retries_until_the_list_has_papers() -> None:
+    recorder = Recorder()
+    answers = [False, False, True, True]
+
+    def fetch(now: datetime) -> bool:
+        recorder.hf_calls += 1
+        return answers.pop(0)
+
+    daemon = Daemon(fast_settings(), recorder.jobs(fetch_hf=fetch))
+    stop = threading.Event()
+    daemon.start()
+    daemon._fetch_hf()  # as the daily cron trigger would
+    time.sleep(0.8)
+    stop.set()
+    daemon.stop()
+    assert recorder.hf_calls == 3  # two empty answers retried, then done for the day
+
+
+def test_hf_retries_stop_at_the_end_of_the_utc_day() -> None:
+    recorder = Recorder()
+    late = datetime(2026, 11, 22, 23, 59, 59, 950000, tzinfo=UTC)
+
+    def fetch(now: datetime) -> bool:
+        recorder.hf_calls += 1
+        return False
+
+    settings = replace(fast_settings(), sources=replace(SourceSettings(), hf_retry_minutes=1))
+    daemon = Daemon(settings, recorder.jobs(fetch_hf=fetch), clock=lambda: late)
+    daemon.start()
+    daemon._fetch_hf()
+    assert "hf-retry" not in daemon.next_runs()
+    daemon.stop()
+    assert recorder.hf_calls == 1
+
+
+def test_next_runs_lists_every_job() -> None:
+    daemon = Daemon(fast_settings(), Recorder().jobs())
+    daemon.start()
+    runs = daemon.next_runs()
+    daemon.stop()
+    assert set(runs) == {"ingest", "hf", "tick"}
+    assert runs["hf"] is not None and runs["hf"] - datetime.now(UTC) < timedelta(days=1)
+
+
+def test_second_daemon_on_same_sqlite_file_is_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    with (
+        single_instance(url),
+        pytest.raises(AlreadyRunning, match="already using"),
+        single_instance(url),
+    ):
+        pass
+    with single_instance(url):  # released after the first one ended
+        pass
+
+
+def test_postgresql_allows_several_daemons() -> None:
+    url = "postgresql+psycopg://u@127.0.0.1/x"
+    with single_instance(url), single_instance(url):
+        pass

@@ -136,8 +136,8 @@ class SourceSettings:
         "minutes, until the UTC day ends.",
         minimum=0.01,
     )
-    poll_minutes: int = setting(
-        10, "How often `digest run` looks for new files in dumps_dir.", minimum=1
+    poll_minutes: float = setting(
+        10.0, "How often `digest run` looks for new files in dumps_dir.", minimum=0.01
     )
     settle_seconds: float = setting(
         2.0,

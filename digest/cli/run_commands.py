@@ -1,0 +1,173 @@
+"""`digest run`, `digest send`, `digest status`: the mailer as a daemon, once, and its state."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import func, select
+
+from digest.cli.app import app
+from digest.cli.options import (
+    ConfigOption,
+    JsonOption,
+    NowOption,
+    parse_now,
+    settings_from,
+    store_from,
+)
+from digest.logs import configure_logging
+from digest.models import Digest, Dump
+from digest.pipeline import Pipeline
+from digest.scheduler import Daemon, Jobs, next_fire_times, single_instance
+
+
+class LogFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+@app.command("run")
+def run(
+    config: ConfigOption = None,
+    log_format: Annotated[
+        LogFormat, typer.Option("--log-format", help="text for people, json for log collectors.")
+    ] = LogFormat.text,
+) -> None:
+    """Run the mailer until SIGTERM/SIGINT: ingest new dumps, plan and send due digests.
+
+    Jobs: the dumps folder every sources.poll_minutes, the Hugging Face list daily at
+    sources.hf_fetch_time (UTC), and a plan+deliver tick every schedule.tick_seconds.
+    On SIGTERM it stops claiming work, lets in-flight sends finish within
+    schedule.shutdown_timeout_seconds, releases the rest and exits 0.
+    """
+    settings = settings_from(config)
+    configure_logging(log_format.value)
+    with single_instance(settings.database_url):
+        store = store_from(settings)
+        pipeline = Pipeline.from_settings(settings, store)
+        jobs = Jobs(
+            ingest_folder=pipeline.ingest_folder,
+            fetch_hf=pipeline.fetch_hf,
+            tick=pipeline.run_tick,
+            release=pipeline.release,
+        )
+        stop = threading.Event()
+
+        def request_stop(signum: int, _frame: Any) -> None:
+            stop.set()
+
+        signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGINT, request_stop)
+        try:
+            Daemon(settings, jobs).run_until(stop)
+        finally:
+            store.dispose()
+
+
+@app.command("send")
+def send(
+    config: ConfigOption = None,
+    now: NowOption = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Plan and render, but send and record nothing.")
+    ] = False,
+    email: Annotated[
+        str | None, typer.Option("--email", help="Only this subscriber.", show_default=False)
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Send at most N digests this time.")
+    ] = None,
+) -> None:
+    """Plan the digests that are due and deliver them, once (what each `digest run` tick does)."""
+    settings = settings_from(config)
+    moment = parse_now(now)
+    store = store_from(settings)
+    console = Console(stderr=True)
+    try:
+        pipeline = Pipeline.from_settings(settings, store)
+        if dry_run:
+            _dry_run(pipeline, moment, email)
+            return
+        with console.status("planning and delivering due digests…"):
+            report = pipeline.tick(moment, email=email, limit=limit)
+    finally:
+        store.dispose()
+    typer.echo(
+        f"planned {report.planned}, sent {report.sent}, retry {report.retry}, "
+        f"failed {report.failed}, skipped-empty {report.skipped_empty}"
+    )
+    if report.failed:
+        raise typer.Exit(5)
+
+
+def _dry_run(pipeline: Pipeline, now: datetime, email: str | None) -> None:
+    from digest import compose, planner
+
+    with pipeline.store.sessions() as session:
+        report = planner.plan_due(session, pipeline.settings, now=now, email=email, dry_run=True)
+        for plan in report.planned:
+            if plan.status != "pending":
+                typer.echo(f"{plan.email}: {plan.period}: nothing matched; would be skipped")
+                continue
+            view = compose.view_for_plan(session, plan, pipeline.settings, pipeline.secret)
+            size = len(pipeline.renderer.message_bytes(view))
+            subject = pipeline.renderer.subject(view)
+            typer.echo(
+                f"{plan.email}: {plan.period}: {len(plan.picks)} papers, {size} bytes: {subject}"
+            )
+        session.rollback()
+    for who, reason in report.skipped:
+        typer.echo(f"{who}: not sent: {reason}")
+    typer.echo("dry run: nothing was sent or recorded")
+
+
+@app.command("status")
+def status(config: ConfigOption = None, now: NowOption = None, as_json: JsonOption = False) -> None:
+    """Show the last ingest, when each `digest run` job runs next, and the outbox counts."""
+    settings = settings_from(config)
+    moment = parse_now(now)
+    store = store_from(settings)
+    try:
+        with store.sessions() as session:
+            last = session.execute(
+                select(Dump.ingested_at, Dump.source_ref, Dump.paper_count)
+                .order_by(Dump.ingested_at.desc())
+                .limit(1)
+            ).first()
+            counts = dict(
+                session.execute(select(Digest.status, func.count()).group_by(Digest.status)).all()
+            )
+    finally:
+        store.dispose()
+    upcoming = next_fire_times(settings, moment)
+    data = {
+        "last_ingest": None
+        if last is None
+        else {"at": last[0].isoformat(), "source": last[1], "papers": last[2]},
+        "next_runs": {name: when.isoformat() if when else None for name, when in upcoming.items()},
+        "outbox": {name: int(count) for name, count in sorted(counts.items())},
+    }
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+        return
+    console = Console()
+    if last is None:
+        console.print("last ingest: never (run `digest ingest` or drop dumps into dumps_dir)")
+    else:
+        console.print(f"last ingest: {last[0]:%Y-%m-%d %H:%M}Z  {last[1]}  ({last[2]} papers)")
+    table = Table("job", "next run (UTC)", title="digest run jobs")
+    for name, when in upcoming.items():
+        table.add_row(name, f"{when:%Y-%m-%d %H:%M:%S}" if when else "-")
+    console.print(table)
+    outbox = Table("status", "digests", title="outbox")
+    for name, count in data["outbox"].items():  # type: ignore[union-attr]
+        outbox.add_row(name, str(count))
+    console.print(outbox if counts else "outbox: empty")

@@ -1,0 +1,164 @@
+"""The whole flow, top to bottom: ingest → plan → render → deliver.
+
+`digest send` runs `Pipeline.tick` once; `digest run` hands the same methods
+to the scheduler. This is the one module that knows every stage, so each
+stage can stay ignorant of the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from digest import compose, deliver, ingest, planner
+from digest.config import Settings
+from digest.db import Store
+from digest.logs import LOGGER_NAME, log_event
+from digest.mail import Mailer, mailer_from_settings
+from digest.models import Digest
+from digest.render import Renderer
+from digest.tokens import load_secret
+
+logger = logging.getLogger(f"{LOGGER_NAME}.pipeline")
+
+
+def worker_name() -> str:
+    """Who holds a claim: host and process, so a crashed worker's leases are recognisable."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class TickReport:
+    planned: int
+    skipped_empty: int
+    not_due: int
+    sent: int
+    retry: int
+    failed: int
+
+
+@dataclass
+class Pipeline:
+    store: Store
+    settings: Settings
+    mailer: Mailer
+    renderer: Renderer
+    secret: bytes
+    worker: str
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, store: Store, *, mailer: Mailer | None = None
+    ) -> Pipeline:
+        return cls(
+            store=store,
+            settings=settings,
+            mailer=mailer or mailer_from_settings(settings),
+            renderer=Renderer(settings),
+            secret=load_secret(settings.web),
+            worker=worker_name(),
+        )
+
+    def build_message(self, session: Session, digest_row: Digest) -> bytes:
+        """A digest row → the bytes that go on the wire (the same bytes every time)."""
+        view = compose.view_for_digest(session, digest_row.id, self.settings, self.secret)
+        return self.renderer.message_bytes(view)
+
+    def plan(self, now: datetime, *, email: str | None = None) -> planner.PlanReport:
+        with self.store.transaction() as session:
+            report = planner.plan_due(session, self.settings, now=now, email=email)
+        for plan in report.planned:
+            log_event(
+                logger,
+                "digest planned" if plan.status == "pending" else "digest skipped: nothing matched",
+                digest=plan.digest_id,
+                email=plan.email,
+                period=plan.period,
+                papers=len(plan.picks),
+            )
+        return report
+
+    def deliver(
+        self, now: datetime, *, email: str | None = None, limit: int | None = None
+    ) -> deliver.DeliveryReport:
+        report = deliver.deliver_due(
+            self.store,
+            self.settings,
+            self.mailer,
+            self.build_message,
+            now=now,
+            limit=limit,
+            worker=self.worker,
+            email=email,
+        )
+        if report.sent or report.retry or report.failed:
+            log_event(
+                logger, "delivery round", sent=report.sent, retry=report.retry, failed=report.failed
+            )
+        return report
+
+    def tick(
+        self, now: datetime, *, email: str | None = None, limit: int | None = None
+    ) -> TickReport:
+        plans = self.plan(now, email=email)
+        delivered = self.deliver(now, email=email, limit=limit)
+        return TickReport(
+            planned=sum(1 for p in plans.planned if p.status == "pending"),
+            skipped_empty=sum(1 for p in plans.planned if p.status == "skipped"),
+            not_due=len(plans.skipped),
+            sent=delivered.sent,
+            retry=delivered.retry,
+            failed=delivered.failed,
+        )
+
+    def run_tick(self, now: datetime) -> None:
+        self.tick(now)
+
+    def ingest_folder(self, now: datetime) -> None:
+        folder = Path(self.settings.dumps_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        results = ingest.ingest_folder(
+            self.store, folder, now=now, settle_seconds=self.settings.sources.settle_seconds
+        )
+        for result in results:
+            if not result.already_ingested:
+                log_event(
+                    logger,
+                    "ingested dump",
+                    dump=result.dump_id,
+                    source=result.source_ref,
+                    new=result.new_papers,
+                    known=result.known_papers,
+                    skipped=result.skipped,
+                )
+
+    def fetch_hf(self, now: datetime) -> bool:
+        result = ingest.ingest_hf(self.store, self.settings.sources, day=now.date(), now=now)
+        listed = result.new_papers + result.known_papers
+        if listed and not result.already_ingested:
+            log_event(
+                logger,
+                "ingested dump",
+                dump=result.dump_id,
+                source=result.source_ref,
+                new=result.new_papers,
+                known=result.known_papers,
+            )
+        return listed > 0
+
+    def release(self) -> int:
+        """Hand back digests this worker claimed but did not finish (on shutdown)."""
+        with self.store.transaction() as session:
+            result = session.execute(
+                update(Digest)
+                .where(Digest.status == "sending", Digest.claimed_by == self.worker)
+                .values(status="pending", lease_until=None, claimed_by=None)
+            )
+            return int(getattr(result, "rowcount", 0) or 0)

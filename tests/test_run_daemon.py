@@ -1,0 +1,150 @@
+"""`digest run` as a user runs it: a real process, a real SMTP server, a dumps folder."""
+
+from __future__ import annotations
+
+import email
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email.message import Message
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+from sqlalchemy import create_engine, text
+
+DATA = Path(__file__).parent / "data"
+
+
+class Collect:
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:  # noqa: N802
+        self.messages.append(email.message_from_bytes(envelope.content))  # type: ignore[attr-defined]
+        return "250 OK"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[tuple[int, Collect]]:
+    handler = Collect()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield port, handler
+    controller.stop()
+
+
+def digest_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "digest", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def wait_for(condition, timeout: float) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_daemon_ingests_a_dropped_dump_mails_it_and_stops_cleanly(
+    tmp_path: Path, smtp_server: tuple[int, Collect], database_url: str
+) -> None:
+    port, received = smtp_server
+    dumps = tmp_path / "dumps"
+    dumps.mkdir()
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'database_url = "{database_url}"\n'
+        f'dumps_dir = "{dumps}"\n'
+        "[sources]\npoll_minutes = 0.02\nsettle_seconds = 0.2\n"
+        "[schedule]\ntick_seconds = 1.0\nshutdown_timeout_seconds = 10.0\n"
+        '[delivery]\nbackend = "smtp"\n'
+        f'[smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "none"\ntimeout_seconds = 5.0\n'
+        '[sender]\naddress = "papers@digest.test"\n'
+        '[web]\nsecret = "test-secret"\n'
+    )
+    env = {**os.environ, "DIGEST_CONFIG": str(config)}
+    yesterday = (datetime.now(UTC) - timedelta(days=2)).isoformat()
+    subscribed = digest_cli(
+        "subscribe", "reader@example.org", "--topic", "KV cache", "--timezone", "UTC",
+        "--hour", "0", "--confirmed", "--now", yesterday, env=env,
+    )
+    assert subscribed.returncode == 0, subscribed.stderr
+
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "digest", "run", "--log-format", "json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(2)  # the daemon is up and has found the folder empty
+        assert received.messages == []
+        partial = dumps / "incoming.txt.part"
+        shutil.copy(DATA / "dumps" / "000_1a70928f5047d655.txt", partial)
+        partial.rename(dumps / "000.txt")
+        assert wait_for(lambda: received.messages, timeout=60), "no digest arrived"
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        _out, log = daemon.communicate(timeout=30)
+    assert daemon.returncode == 0, log
+    message = received.messages[0]
+    assert message["To"] == "reader@example.org"
+    body = "".join(
+        part.get_payload(decode=True).decode()  # type: ignore[union-attr]
+        for part in message.walk()
+        if part.get_content_type() == "text/plain"
+    )
+    assert "GEAR" in body  # the KV cache compression paper of that dump
+    assert '"message": "ingested dump"' in log
+    assert '"message": "digest run stopped"' in log
+    engine = create_engine(database_url)
+    with engine.connect() as connection:
+        statuses = connection.execute(text("SELECT status FROM digests")).scalars().all()
+    engine.dispose()
+    assert statuses == ["sent"]
+
+
+def test_second_daemon_on_the_same_sqlite_database_refuses(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'database_url = "sqlite:///{tmp_path / "d.db"}"\ndumps_dir = "{tmp_path}"\n'
+        '[web]\nsecret = "s"\n'
+    )
+    env = {**os.environ, "DIGEST_CONFIG": str(config)}
+    first = subprocess.Popen(
+        [sys.executable, "-m", "digest", "run"], env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert wait_for(lambda: (tmp_path / "d.db.run-lock").exists(), timeout=30)
+        time.sleep(1)
+        second = digest_cli("run", env=env)
+        assert second.returncode != 0
+        assert "already using" in second.stderr
+        assert "Traceback" not in second.stderr
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.communicate(timeout=30)
+    assert first.returncode == 0

@@ -50,7 +50,9 @@ def main() -> None:
         pairs = listings(path.read_text(encoding="utf-8"))
         total += len(pairs)
         for title, abstract in pairs:
-            seen.setdefault(title_key(title), {"key": title_key(title), "title": title, "abstract": abstract})
+            seen.setdefault(
+                title_key(title), {"key": title_key(title), "title": title, "abstract": abstract}
+            )
     for paper in seen.values():
         sys.stdout.write(json.dumps(paper, ensure_ascii=False) + "\n")
     print(f"{total} listings, {len(seen)} distinct papers", file=sys.stderr)

@@ -53,7 +53,7 @@ def snapshot(database_url: str) -> list[tuple[Any, ...]]:
 
 @pytest.fixture
 def alice(cli: CliRunner, config_file: Path) -> str:
-    code, out, err = invoke(
+    code, _out, err = invoke(
         cli, "subscribe", "alice@example.org", "--topic", "diffusion models", "--now", NOW
     )
     assert code == 0, err
@@ -134,7 +134,7 @@ def test_same_address_other_case_changes_nothing(
     cli: CliRunner, alice: str, database_url: str
 ) -> None:
     before = snapshot(database_url)
-    code, out, err = invoke(cli, "subscribe", "Alice@EXAMPLE.org", "-t", "Diffusion Models")
+    code, _out, err = invoke(cli, "subscribe", "Alice@EXAMPLE.org", "-t", "Diffusion Models")
     assert code == 1
     assert "already subscribed" in err and "stored as alice@example.org" in err
     assert snapshot(database_url) == before
@@ -299,7 +299,7 @@ def test_bad_input_is_refused_and_changes_nothing(
     cli: CliRunner, alice: str, database_url: str, args: list[str], message: str
 ) -> None:
     before = snapshot(database_url)
-    code, out, err = invoke(cli, *args)
+    code, _out, err = invoke(cli, *args)
     assert code == 2
     assert message in err
     assert err.startswith("error: ") and "Traceback" not in err

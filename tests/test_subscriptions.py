@@ -247,7 +247,7 @@ def test_csv_names_the_bad_line() -> None:
     text = "email,topics\nalice@example.org,llm\nbob@example.org,(llm\n"
     with pytest.raises(BadInput, match=r"^line 3: unclosed parenthesis"):
         subscriber_csv.read_rows(text)
-    with pytest.raises(BadInput, match="line 3: alice@example.org already appears on line 1"):
+    with pytest.raises(BadInput, match=r"line 3: alice@example\.org already appears on line 1"):
         subscriber_csv.read_rows("alice@example.org,llm\n\nALICE@example.org,vlm\n")
     with pytest.raises(BadInput, match="line 1: unknown column 'topic'"):
         subscriber_csv.read_rows("email,topic\n")

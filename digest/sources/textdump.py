@@ -148,26 +148,20 @@ def parse_text_dump(data: bytes, *, name: str) -> ParsedDump:
     for number, text in lines:
         if not text:
             continue
+        if not free and text.startswith("Subscribe"):
+            glued = _GLUED_SUBSCRIBE.match(text)
+            if glued:
+                text = text[glued.end() :]
         if len(text) <= 80:
             if _NOT_LETTER.sub("", text.casefold()) in HEADER_KEYS:
                 header_lines.append(number)
                 continue
-            if not free:
-                glued = _GLUED_SUBSCRIBE.match(text)
-                if glued:
-                    text = text[glued.end() :]
-                else:
-                    day = _DAY_MONTH.match(text)
-                    if (
-                        day
-                        and month_day is None
-                        and not day.group()
-                        .lower()
-                        .startswith(("published", "submitted", "updated", "posted"))
-                    ):
-                        month_day = _month_day(day, number, name)
-                        header_lines.append(number)
-                        continue
+            if not free and month_day is None:
+                day = _DAY_MONTH.match(text)
+                if day and not text[:1].isdigit() and text[:1].upper() == day["mon"][:1].upper():
+                    month_day = _month_day(day, number, name)
+                    header_lines.append(number)
+                    continue
             meta = _meta(text, order)
             if meta is not None:
                 metas.append(meta)

@@ -220,7 +220,10 @@ def test_short_abstract_still_pairs_with_its_title() -> None:
     entries = [
         ("Tiny Paper", "We show that tiny models work."),
         *_sample()[:2],
-        ("Another: A Long Title That Goes On About Many Things In Detail For Testing", "Short abstracts exist too."),
+        (
+            "Another: A Long Title That Goes On About Many Things In Detail For Testing",
+            "Short abstracts exist too.",
+        ),
     ]
     assert pairs(parse(_render(entries))) == entries
 
@@ -285,8 +288,8 @@ def test_conflicting_upvotes_are_not_guessed() -> None:
 
 def test_prose_score_separates_every_real_title_from_every_real_abstract() -> None:
     papers: list[ParsedPaper] = [p for name in FILES for p in parse_file(name).papers]
-    assert max(prose_score(p.title) for p in papers) < 0 < min(
-        prose_score(p.abstract) for p in papers
+    assert (
+        max(prose_score(p.title) for p in papers) < 0 < min(prose_score(p.abstract) for p in papers)
     )
 
 
@@ -314,7 +317,9 @@ def test_binary_file_names_the_line() -> None:
 
 def test_latin1_file_names_line_and_column() -> None:
     data = "Daily Papers\n\nLight Schrödinger Bridge\n".encode("latin-1")
-    with pytest.raises(BadInput, match=r"^l1\.txt: line 3, column 11: not UTF-8 text \(byte 0xf6\)"):
+    with pytest.raises(
+        BadInput, match=r"^l1\.txt: line 3, column 11: not UTF-8 text \(byte 0xf6\)"
+    ):
         parse_text_dump(data, name="l1.txt")
 
 

@@ -1,4 +1,4 @@
-"""Ingest into a real store: whole dumps once, papers deduplicated, ids filled in, dates inferred."""
+"""Ingest into a real store: dumps whole and once, papers deduplicated, ids filled, dates inferred."""
 
 from __future__ import annotations
 
@@ -201,7 +201,7 @@ def test_repeats_and_withdrawn_papers_in_one_dump_are_skipped(store: Store) -> N
 def test_a_parse_error_stores_nothing(store: Store, tmp_path: Path) -> None:
     lines = DUMPS[3].read_text().splitlines()
     broken = tmp_path / "broken.txt"
-    abstract_twice = [line for line in lines if line][:13] + [lines[12]]
+    abstract_twice = [*[line for line in lines if line][:13], lines[12]]
     broken.write_text("\n\n".join(abstract_twice) + "\n")
     with pytest.raises(BadInput, match=r"broken\.txt: line \d+: an abstract with no title"):
         ingest_file(store, broken, now=NOW)

@@ -29,7 +29,8 @@ FILES = {
 SPOTS = [
     (
         "000_1a70928f5047d655.txt",
-        "GEAR: An Efficient KV Cache Compression Recipefor Near-Lossless Generative Inference of LLM",
+        "GEAR: An Efficient KV Cache Compression Recipefor Near-Lossless Generative Inference "
+        "of LLM",
         "Key-value (KV) caching has become the de-facto to ",
         "t https://github.com/HaoKang-Timmy/GEAR.",
     ),

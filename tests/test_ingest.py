@@ -1,4 +1,4 @@
-"""Ingest into a real store: dumps whole and once, papers deduplicated, ids filled, dates inferred."""
+"""Ingest into a real store: dumps whole and once, papers deduplicated, dates inferred."""
 
 from __future__ import annotations
 

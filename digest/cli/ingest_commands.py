@@ -262,7 +262,7 @@ def dumps_command(json_: JsonOption = False, config: ConfigOption = None) -> Non
             dumps = session.scalars(select(Dump).order_by(Dump.id.desc())).all()
     finally:
         store.dispose()
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "id": d.id,
             "issue_date": d.issue_date.isoformat(),

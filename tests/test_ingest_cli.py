@@ -186,7 +186,7 @@ def test_a_50_mb_file_is_refused_quickly(
             handle.write(chunk)
     code, _, err = invoke(cli, "ingest", str(big), "--now", NOW)
     assert code == 2
-    assert f"error: {big}: 52.5 MB is too big for a dump (at most 16 MiB)" in err
+    assert f"error: {big}: 52.5 MB is too big for a dump (at most 32 MiB)" in err
     assert stored(database_url) == (0, 0)
 
 

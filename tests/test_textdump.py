@@ -333,4 +333,4 @@ def test_two_abstracts_in_a_row_is_an_error_naming_the_line() -> None:
 
 def test_too_big_is_refused_before_parsing(tmp_path: Path) -> None:
     with pytest.raises(BadInput, match="too big for a page dump"):
-        parse_text_dump(b"x" * (17 * 2**20), name="big.txt")
+        parse_text_dump(b"x" * (33 * 2**20), name="big.txt")

@@ -33,8 +33,9 @@ from datetime import UTC, date, datetime
 from digest.errors import BadInput
 from digest.sources import ParsedDump, ParsedPaper
 
-# A day's page is ~150 kB; a file hundreds of times that is not a page dump.
-MAX_TEXT_BYTES = 16 * 1024 * 1024
+# A day's page is ~150 kB (~1.6 kB a paper); 32 MiB is ~20,000 papers. Much more is not a
+# page dump but the wrong file.
+MAX_TEXT_BYTES = 32 * 1024 * 1024
 
 # Page-header lines, compared by their letters only ("by AK" == "byAK").
 HEADER_KEYS = frozenset(
@@ -88,6 +89,8 @@ _OTHER_META = re.compile(
     re.I,
 )
 _SEPARATORS = re.compile(r"\s*[·•]\s*")
+# Every metadata line has one of these; other lines skip the patterns.
+_META_HINT = re.compile(r"[\d·•▲⬆↑]|^(?:submitted|upvote)", re.I)
 # Words that mark a short line as an organisation rather than a paper title.
 _ORG_WORDS = frozenset(
     """university universität université institute institut lab labs laboratory laboratories
@@ -108,6 +111,7 @@ HOPELESS_TITLE = 4.0  # a line this prose-like labelled title: two abstracts in 
 class _Line:
     number: int  # 1-based line number in the file
     text: str
+    words: int = 0
     score: float = 0.0  # > 0: reads like an abstract, < 0: like a title
 
 
@@ -153,7 +157,7 @@ def parse_text_dump(data: bytes, *, name: str) -> ParsedDump:
             if glued:
                 text = text[glued.end() :]
         if len(text) <= 80:
-            if _NOT_LETTER.sub("", text.casefold()) in HEADER_KEYS:
+            if len(text) <= 64 and _NOT_LETTER.sub("", text.casefold()) in HEADER_KEYS:
                 header_lines.append(number)
                 continue
             if not free and month_day is None:
@@ -162,7 +166,7 @@ def parse_text_dump(data: bytes, *, name: str) -> ParsedDump:
                     month_day = _month_day(day, number, name)
                     header_lines.append(number)
                     continue
-            meta = _meta(text, order)
+            meta = _meta(text, order) if _META_HINT.search(text) else None
             if meta is not None:
                 metas.append(meta)
                 order += 1
@@ -218,6 +222,8 @@ def _meta(text: str, index: int) -> _Meta | None:
     for part in _SEPARATORS.split(text):
         if not part:
             continue
+        if part.count(" ") > 4:  # longer than any count or date
+            return None
         for pattern in _UPVOTES:
             match = pattern.match(part)
             if match:
@@ -247,9 +253,9 @@ def _date_with_year(text: str) -> date | None:
     return None
 
 
-def prose_score(text: str) -> float:
+def prose_score(text: str, words: int = 0) -> float:
     """How much a line reads like an abstract (> 0) rather than a title (< 0)."""
-    words = text.count(" ") + 1
+    words = words or text.count(" ") + 1
     score = 2.0 * math.log2(words / 30)
     last = text[-1]
     if last == ".":
@@ -267,9 +273,9 @@ def prose_score(text: str) -> float:
 def _organisation_cost(line: _Line) -> float:
     """What labelling a free-text line as metadata (an organisation name) costs."""
     text = line.text
-    words = text.count(" ") + 1
+    words = line.words
     cost = 1.5 + 0.6 * words + 2.0 * max(0.0, line.score)
-    if cost > 12.0:  # a long or prose-like line is no organisation name; skip the regexes
+    if words > 6 or cost > 12.0:  # too long or prose-like for an organisation name
         return cost
     if ":" in text or "?" in text:
         cost += 2.0
@@ -288,7 +294,8 @@ def _label(lines: Sequence[_Line]) -> list[str]:
     best = (0.0, inf)
     back: list[tuple[tuple[int, str], tuple[int, str]]] = []
     for line in lines:
-        line.score = score = prose_score(line.text)
+        line.words = line.text.count(" ") + 1
+        line.score = score = prose_score(line.text, line.words)
         cost_t = max(0.0, score)
         cost_a = max(0.0, -score)
         cost_m = _organisation_cost(line)

@@ -334,3 +334,12 @@ def test_two_abstracts_in_a_row_is_an_error_naming_the_line() -> None:
 def test_too_big_is_refused_before_parsing(tmp_path: Path) -> None:
     with pytest.raises(BadInput, match="too big for a page dump"):
         parse_text_dump(b"x" * (33 * 2**20), name="big.txt")
+
+
+def test_a_title_missing_its_abstract_mid_page_is_kept_and_does_not_shift_the_rest() -> None:
+    entries = _sample()[:4]
+    lonely = "A Perfectly Ordinary Paper Title Whose Abstract Was Lost in Saving"
+    text = _render([entries[0]]) + f"\n{lonely}\n\n" + _render(entries[1:])
+    dump = parse(text)
+    assert pairs(dump) == [entries[0], (lonely, ""), *entries[1:]]
+    assert "has no abstract" in dump.warnings[0]

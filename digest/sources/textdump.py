@@ -262,6 +262,8 @@ def prose_score(text: str, words: int = 0) -> float:
         score += 2.5
     elif last not in "!)":
         score -= 1.0
+    if score >= 4.0:  # already plainly prose; sentence breaks could only add to it
+        return score + 4.5 if _SENTENCE_BREAK.search(text) else score
     breaks = 0
     for _ in _SENTENCE_BREAK.finditer(text):
         breaks += 1
@@ -379,6 +381,13 @@ def _attach_meta(entries: list[_Entry], extra: list[_Meta]) -> None:
 
 
 def _paper(entry: _Entry) -> ParsedPaper:
+    if not entry.meta:
+        return ParsedPaper(
+            entry.title.text,
+            entry.abstract.text if entry.abstract else "",
+            entry.title.number,
+            extra={},
+        )
     upvotes = {m.upvotes for m in entry.meta if m.upvotes is not None}
     dates = {m.published for m in entry.meta if m.published is not None}
     extra: dict[str, object] = {}

@@ -195,9 +195,10 @@ def store_dump(
         except (IntegrityError, OperationalError) as exc:
             # Another ingest committed the same dump or paper first (IntegrityError),
             # or SQLite refused to upgrade our read lock; try again on fresh data.
-            if attempt == ATTEMPTS or (
-                isinstance(exc, OperationalError) and "locked" not in str(exc.orig)
-            ):
+            retryable = isinstance(exc, IntegrityError) or any(
+                word in str(exc.orig) for word in ("locked", "deadlock", "could not serialize")
+            )
+            if attempt == ATTEMPTS or not retryable:
                 raise
             time.sleep(0.05 * attempt)
     raise AssertionError("unreachable")
@@ -285,8 +286,10 @@ def _store(
     if new_rows:
         # One executemany; RETURNING rows come back in any order, so match them by key.
         # (Asking for parameter order makes SQLAlchemy send one statement per row.)
+        # Key order makes concurrent PostgreSQL ingests wait on each other, not deadlock.
         inserted = session.execute(
-            insert(PAPERS).returning(PAPERS.c.key, PAPERS.c.id), new_rows
+            insert(PAPERS).returning(PAPERS.c.key, PAPERS.c.id),
+            sorted(new_rows, key=lambda new: str(new["key"])),
         ).tuples()
         ids = dict(inserted.all())
         for index, new in zip(new_at, new_rows, strict=True):

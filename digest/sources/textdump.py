@@ -180,8 +180,8 @@ def parse_text_dump(data: bytes, *, name: str) -> ParsedDump:
         raise BadInput(f"{name}: no papers found: only page headers and metadata ({where})")
 
     labels = _label(free)
-    entries, warnings = _entries(free, free_index, labels, name)
-    _attach_meta(entries, metas)
+    entries, organisations, warnings = _entries(free, free_index, labels, name)
+    _attach_meta(entries, sorted([*metas, *organisations], key=lambda m: m.index))
     papers = tuple(_paper(entry) for entry in entries)
     return ParsedDump("text", papers, month_day=month_day, warnings=tuple(warnings))
 
@@ -322,7 +322,8 @@ def _label(lines: Sequence[_Line]) -> list[str]:
 
 def _entries(
     free: Sequence[_Line], free_index: Sequence[int], labels: Sequence[str], name: str
-) -> tuple[list[_Entry], list[str]]:
+) -> tuple[list[_Entry], list[_Meta], list[str]]:
+    """Entries from the labelled lines; also the lines labelled metadata, and warnings."""
     entries: list[_Entry] = []
     warnings: list[str] = []
     metas: list[_Meta] = []
@@ -350,20 +351,16 @@ def _entries(
                 f"{name}: line {entry.title.number}: {entry.title.text!r} has no abstract; "
                 "kept with an empty one"
             )
-    if entries:
-        entries[0].meta.extend(metas)  # sorted into place by _attach_meta
-    return entries, warnings
+    return entries, metas, warnings
 
 
-def _attach_meta(entries: list[_Entry], extra: list[_Meta]) -> None:
+def _attach_meta(entries: list[_Entry], metas: list[_Meta]) -> None:
     """Give each entry the metadata lines around it.
 
     Pages put metadata either after an entry's title (up to the next title) or
     before it (since the previous entry ended). Metadata before the first title
     and none after the last entry means the second layout; otherwise the first.
     """
-    metas = sorted([*extra, *entries[0].meta], key=lambda m: m.index)
-    entries[0].meta = []
     if not metas:
         return
     before_first = metas[0].index < entries[0].title_index

@@ -151,13 +151,14 @@ def _jobs(
 
 def _run(jobs: list[_Job]) -> list[DigestError]:
     failures: list[DigestError] = []
+    console = Console(stderr=True)
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        console=Console(stderr=True),
+        console=console,
         transient=True,
-        disable=len(jobs) < PROGRESS_FROM,
+        disable=len(jobs) < PROGRESS_FROM or not console.is_terminal,
     )
     with progress:
         task = progress.add_task("ingesting", total=len(jobs))

@@ -33,7 +33,7 @@ MAX_JSON_BYTES = 64 * 1024 * 1024
 PAGE_LIMIT = 100  # the API's largest page
 MAX_PAGES = 50
 BACKOFF_SECONDS = 0.5  # first retry delay; doubles each attempt
-USER_AGENT = f"digest/{__version__} (+https://github.com/; paper digest mailer)"
+USER_AGENT = f"digest/{__version__} (self-hosted paper digest)"
 
 
 def parse_hf_json(data: bytes | Any, *, name: str) -> ParsedDump:

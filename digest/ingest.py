@@ -120,7 +120,8 @@ def ingest_url(
 def ingest_hf(store: Store, sources: SourceSettings, *, day: date, now: datetime) -> IngestResult:
     """Fetch and ingest the Hugging Face daily list of `day`."""
     data, parsed, url = fetch_daily_papers(sources, day)
-    sha = hashlib.sha256(data).hexdigest()
+    # The day is part of the identity: two empty days' replies are the same bytes ("[]").
+    sha = hashlib.sha256(f"{url}\n".encode() + data).hexdigest()
     return store_dump(store, parsed, sha256=sha, source_ref=url, now=now, issue_date=day)
 
 

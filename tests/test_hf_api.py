@@ -166,3 +166,12 @@ def test_connection_refused_is_a_source_error() -> None:
 def test_wrongly_shaped_file_is_bad_input() -> None:
     with pytest.raises(BadInput, match=r"^f\.json: item 2: 'paper' should be an object"):
         parse_hf_json(b'[{"paper": {"title": "A"}}, {"paper": []}]', name="f.json")
+
+
+def test_empty_days_are_separate_dumps(store: Store, http_server: LoopbackServer) -> None:
+    http_server.serve(PATH, Reply(body=b"[]"))
+    first = ingest_hf(store, settings(http_server), day=DAY, now=NOW)
+    second = ingest_hf(store, settings(http_server), day=date(2026, 6, 13), now=NOW)
+    assert (first.new_papers, second.already_ingested) == (0, False)
+    assert second.issue_date == date(2026, 6, 13)
+    assert ingest_hf(store, settings(http_server), day=DAY, now=NOW).already_ingested

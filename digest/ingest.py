@@ -300,16 +300,17 @@ def _store(
     # SQLAlchemy's per-row parameter processing (a third of the store time).
     connection = session.connection()
     mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
-    connection.exec_driver_sql(
-        "INSERT INTO dump_papers (dump_id, paper_id, position, upvotes) "
-        f"VALUES ({mark}, {mark}, {mark}, {mark})",
-        [
-            (dump.id, paper_id, position, paper.upvotes)
-            for position, (paper_id, (_, _, paper)) in enumerate(
-                zip(paper_ids, listings, strict=True), start=1
-            )
-        ],
-    )
+    if listings:
+        connection.exec_driver_sql(
+            "INSERT INTO dump_papers (dump_id, paper_id, position, upvotes) "
+            f"VALUES ({mark}, {mark}, {mark}, {mark})",
+            [
+                (dump.id, paper_id, position, paper.upvotes)
+                for position, (paper_id, (_, _, paper)) in enumerate(
+                    zip(paper_ids, listings, strict=True), start=1
+                )
+            ],
+        )
     dump.new_paper_count = len(new_rows)
     known = len(listings) - len(new_rows)
     return IngestResult(dump.id, sha256, source_ref, len(new_rows), known, skipped, False, day)

@@ -219,6 +219,7 @@ def test_a_url_that_times_out(
     assert stored(database_url) == (0, 0)
 
 
+@pytest.mark.slow
 def test_same_file_twice_at_once_from_two_processes(
     config_file: Path, database_url: str, tmp_path: Path
 ) -> None:

@@ -242,3 +242,10 @@ def test_same_file_twice_at_once_from_two_processes(
     assert [p.returncode for p in procs] == [0, 0]
     assert sorted("already ingested" in out for out in outputs) == [False, True]
     assert stored(database_url) == (1, 119)
+
+
+def test_folder_that_does_not_exist(cli: CliRunner, config_file: Path, tmp_path: Path) -> None:
+    configure(config_file, f'dumps_dir = "{tmp_path / "missing"}"\n')
+    code, _, err = invoke(cli, "ingest", "--folder")
+    assert code == 4
+    assert "does not exist or is not a folder (set dumps_dir)" in err

@@ -72,6 +72,7 @@ _MONTH = (
 )
 _DATE_PREFIX = r"(?:(?:published|submitted|updated|posted)(?:\s+on)?\s+)?"
 _DAY_MONTH = re.compile(rf"^{_DATE_PREFIX}{_MONTH}\s+(?P<day>\d{{1,2}})$", re.I)
+_DATE_LINE = re.compile(rf"^{_MONTH}\s+(?P<day>\d{{1,2}})$", re.I)  # the page's `Aug 11`
 _DATE_WITH_YEAR = (
     re.compile(rf"^{_DATE_PREFIX}{_MONTH}\s+(?P<day>\d{{1,2}}),?\s+(?P<year>\d{{4}})$", re.I),
     re.compile(rf"^{_DATE_PREFIX}(?P<day>\d{{1,2}})\s+{_MONTH},?\s+(?P<year>\d{{4}})$", re.I),
@@ -161,8 +162,8 @@ def parse_text_dump(data: bytes, *, name: str) -> ParsedDump:
                 header_lines.append(number)
                 continue
             if not free and month_day is None:
-                day = _DAY_MONTH.match(text)
-                if day and not text[:1].isdigit() and text[:1].upper() == day["mon"][:1].upper():
+                day = _DATE_LINE.match(text)
+                if day:
                     month_day = _month_day(day, number, name)
                     header_lines.append(number)
                     continue
@@ -195,7 +196,8 @@ def _decode_lines(data: bytes, name: str) -> list[tuple[int, str]]:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        before = data[data.rfind(b"\n", 0, exc.start) + 1 : exc.start]
+        column = len(before.decode("utf-8", errors="replace")) + 1
         raise BadInput(
             f"{name}: line {line}, column {column}: not UTF-8 text (byte 0x{data[exc.start]:02x}); "
             "save the dump as UTF-8"

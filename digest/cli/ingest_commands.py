@@ -38,13 +38,19 @@ from digest.sources.folder import DUMP_SUFFIXES, scan_folder
 
 PROGRESS_FROM = 4  # show a progress bar from this many dumps on
 
-DateOption = Annotated[
+IngestDateOption = Annotated[
     str | None,
     typer.Option(
         "--date",
-        help="Issue date (YYYY-MM-DD). ingest: overrides the date found in the dump "
-        "(with --hf: the day to fetch, default today in UTC). papers: list that day's papers.",
+        help="Issue date (YYYY-MM-DD) to record instead of the one found in the dump; "
+        "with --hf, the day to fetch (default: today, UTC).",
         show_default=False,
+    ),
+]
+PapersDateOption = Annotated[
+    str | None,
+    typer.Option(
+        "--date", help="Only the papers of this issue date (YYYY-MM-DD).", show_default=False
     ),
 ]
 
@@ -70,6 +76,7 @@ def ingest_command(
     sources: Annotated[
         list[str] | None,
         typer.Argument(
+            metavar="PATH|URL",
             help="Dump files (.txt page dumps, .json daily-papers lists), folders of them, "
             "or http(s) URLs.",
             show_default=False,
@@ -81,7 +88,7 @@ def ingest_command(
     folder: Annotated[
         bool, typer.Option("--folder", help="Ingest new files in dumps_dir (see config).")
     ] = False,
-    date_: DateOption = None,
+    date_: IngestDateOption = None,
     config: ConfigOption = None,
     now: NowOption = None,
 ) -> None:
@@ -188,7 +195,7 @@ def _describe(label: str, result: ingesting.IngestResult) -> str:
 
 @app.command("papers")
 def papers_command(
-    date_: DateOption = None,
+    date_: PapersDateOption = None,
     limit: Annotated[
         int, typer.Option("--limit", min=0, help="Show at most this many (0: all).")
     ] = 100,

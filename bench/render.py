@@ -33,13 +33,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import premailer  # noqa: E402
+import premailer
 
-from digest import mime  # noqa: E402
-from digest.config import SenderSettings, Settings  # noqa: E402
-from digest.domain import DigestView  # noqa: E402
-from digest.render import Renderer  # noqa: E402
-from tests.render_views import sample_view  # noqa: E402
+from digest import mime
+from digest.config import SenderSettings, Settings
+from digest.domain import DigestView
+from digest.render import Renderer
+from tests.render_views import sample_view
 
 TOPIC_SETS = [
     ("LLM agents",),

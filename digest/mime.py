@@ -284,8 +284,8 @@ class _DigestPolicy(EmailPolicy):
 
     def fold(self, name: str, value: Any) -> str:
         if name.lower() == "list-unsubscribe":
-            return _WIDE.fold(name, value)
-        return super().fold(name, value)
+            return str(_WIDE.fold(name, value))
+        return str(super().fold(name, value))
 
     def fold_binary(self, name: str, value: Any) -> bytes:
         if name.lower() == "list-unsubscribe":

@@ -51,6 +51,7 @@ TEXT_TEMPLATE = "digest.txt.j2"
 HTML_PARTIALS = ("partials/header.html.j2", "partials/paper.html.j2", "partials/footer.html.j2")
 CSS_FILE = "digest.css"
 CARD_CACHE_SIZE = 4096
+EMPTY_MARKUP = Markup("")
 
 _ARXIV_ID = re.compile(r"\d{4}\.\d{4,5}(v\d+)?|[a-z-]+(\.[A-Z]{2})?/\d{7}(v\d+)?")
 _JINJA_CODE = re.compile(r"\{\{.*?\}\}|<!--\{[%#].*?[%#]\}-->", re.DOTALL)
@@ -88,7 +89,7 @@ class CardTexts:
     snippet: tuple[Segment, ...]
     snippet_text: str
     text_meta: str
-    body_html: Markup = Markup("")  # the card below its title, rendered by `paper_body`
+    body_html: Markup = EMPTY_MARKUP  # the card below its title, rendered by `paper_body`
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,7 +292,7 @@ class Renderer:
             paper_module = html_env.get_template("partials/paper.html.j2").make_module()
         except TemplateNotFound as exc:
             raise ConfigError(f"template {exc.name} not found in {folder}") from None
-        self._paper_body: Callable[[CardTexts], Markup] = paper_module.paper_body
+        self._paper_body: Callable[[CardTexts], Markup] = paper_module.paper_body  # type: ignore[attr-defined]
 
     # -- public API --
 
@@ -426,7 +427,9 @@ class Renderer:
                 text_number = f"{number:>{width}}. "
                 texts = self._texts(card)
                 group_cards.append(
-                    CardModel(number, text_number, texts, self._lines(card, texts, len(text_number)))
+                    CardModel(
+                        number, text_number, texts, self._lines(card, texts, len(text_number))
+                    )
                 )
             cards.append(GroupModel(label, group_cards))
         topics_text = ", ".join(view.topics) if view.topics else "(no topics)"
@@ -481,7 +484,7 @@ def _group(view: DigestView) -> list[tuple[str | None, list[PaperCard]]]:
 
 
 def _topic_list(labels: list[str], limit: int) -> str:
-    """"a, b +2 more", fitting in about `limit` characters."""
+    """ "a, b +2 more", fitting in about `limit` characters."""
     if not labels:
         return "your topics"
     shown: list[str] = []
@@ -514,7 +517,7 @@ def _preheader(view: DigestView) -> str:
 
 
 def _heading(period: str) -> str:
-    """"Sunday, 22 November 2026" for a daily period, "Week 47, from 16 November 2026"."""
+    """ "Sunday, 22 November 2026" for a daily period, "Week 47, from 16 November 2026"."""
     match = _WEEK.fullmatch(period)
     try:
         if match:

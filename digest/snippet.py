@@ -103,7 +103,7 @@ def _window(text: str, spans: list[tuple[int, int]], width: int) -> tuple[int, i
 
 
 def author_line(authors: Sequence[str], shown: int = 3) -> str:
-    """"A, B, C et al." — the first `shown` authors, and "et al." when there are more."""
+    """ "A, B, C et al." — the first `shown` authors, and "et al." when there are more."""
     names = [" ".join(name.split()) for name in authors if name.strip()]
     if len(names) <= shown:
         return ", ".join(names)

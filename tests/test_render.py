@@ -78,9 +78,7 @@ VIEWS = {
 
 
 @pytest.mark.parametrize("name", list(VIEWS))
-def test_message_parses_back_with_both_parts_and_all_headers(
-    renderer: Renderer, name: str
-) -> None:
+def test_message_parses_back_with_both_parts_and_all_headers(renderer: Renderer, name: str) -> None:
     view = VIEWS[name]
     data = renderer.message_bytes(view)
     message = parse(data)
@@ -113,9 +111,7 @@ def test_fast_bytes_equal_the_stdlib_message(renderer: Renderer, name: str) -> N
     fast = parse(renderer.message_bytes(view))
     reference = renderer.message(view)
     for candidate in (reference, parse(reference.as_bytes())):
-        assert [(k, str(v)) for k, v in fast.items()] == [
-            (k, str(v)) for k, v in candidate.items()
-        ]
+        assert [(k, str(v)) for k, v in fast.items()] == [(k, str(v)) for k, v in candidate.items()]
         for ours, theirs in zip(fast.iter_parts(), candidate.iter_parts(), strict=True):
             assert isinstance(ours, EmailMessage) and isinstance(theirs, EmailMessage)
             assert ours.get_content_type() == theirs.get_content_type()
@@ -141,9 +137,7 @@ def test_links_are_absolute_and_unsubscribe_is_consistent(renderer: Renderer) ->
         assert f"https://arxiv.org/abs/{card.arxiv_id}" in links
         assert f"https://arxiv.org/abs/{card.arxiv_id}" in text
     assert view.unsubscribe_url in text and view.manage_url in text
-    assert message["List-Unsubscribe"] == (
-        f"<{view.unsubscribe_url}>, <{view.unsubscribe_mailto}>"
-    )
+    assert message["List-Unsubscribe"] == (f"<{view.unsubscribe_url}>, <{view.unsubscribe_mailto}>")
     # No remote content, no scripts, no web fonts.
     assert not re.search(r"<(script|img|link|iframe)\b|@import|@font-face|url\(", html, re.I)
 
@@ -158,17 +152,11 @@ def test_mailto_defaults_to_the_configured_address() -> None:
 
 
 @pytest.mark.parametrize("build", ["fast", "stdlib"])
-def test_long_list_unsubscribe_stays_on_one_unencoded_line(
-    renderer: Renderer, build: str
-) -> None:
+def test_long_list_unsubscribe_stays_on_one_unencoded_line(renderer: Renderer, build: str) -> None:
     """gh-85725: CPython may RFC 2047-encode a long List-Unsubscribe when folding it."""
     long_url = "https://digest.example.org/u/" + "x" * 180
     view = replace(sample_view(2), unsubscribe_url=long_url)
-    data = (
-        renderer.message_bytes(view)
-        if build == "fast"
-        else renderer.message(view).as_bytes()
-    )
+    data = renderer.message_bytes(view) if build == "fast" else renderer.message(view).as_bytes()
     lines = [line for line in data.split(b"\r\n") if line.startswith(b"List-Unsubscribe:")]
     expected = f"List-Unsubscribe: <{long_url}>, <{view.unsubscribe_mailto}>".encode()
     assert lines == [expected]
@@ -201,9 +189,7 @@ def test_hostile_topic_cannot_add_a_header(renderer: Renderer, hostile: str) -> 
 
 
 @pytest.mark.parametrize("hostile", HOSTILE)
-def test_hostile_title_of_the_subject_paper_is_refused(
-    renderer: Renderer, hostile: str
-) -> None:
+def test_hostile_title_of_the_subject_paper_is_refused(renderer: Renderer, hostile: str) -> None:
     view = replace(sample_view(1), papers=(one_card(title=hostile),))
     with pytest.raises(BadInput):
         renderer.message_bytes(view)
@@ -314,9 +300,11 @@ def test_text_part_is_wrapped_numbered_and_lists_links(renderer: Renderer) -> No
 
 
 def test_snippet_is_centred_on_the_matched_words_and_highlighted(renderer: Renderer) -> None:
-    abstract = ("Filler words about nothing in particular. " * 20) + (
-        "Here speculative decoding makes inference fast. "
-    ) + ("More filler text that says little. " * 20)
+    abstract = (
+        ("Filler words about nothing in particular. " * 20)
+        + ("Here speculative decoding makes inference fast. ")
+        + ("More filler text that says little. " * 20)
+    )
     start = abstract.index("speculative decoding")
     matched = (MatchedTerm("speculative decoding", "abstract", start, start + 20),)
     card = one_card(abstract=abstract, matched=matched, arxiv_id=None)
@@ -350,7 +338,9 @@ def test_paper_links_fall_back_to_a_hugging_face_search(renderer: Renderer) -> N
         assert "https://huggingface.co/papers?q=Sparse+attention+%26+you" in links
         assert "javascript:alert(1)" not in renderer.html(view)
     kept = one_card(arxiv_id=None, url="https://example.org/paper")
-    assert "https://example.org/paper" in hrefs(renderer.html(replace(sample_view(1), papers=(kept,))))
+    assert "https://example.org/paper" in hrefs(
+        renderer.html(replace(sample_view(1), papers=(kept,)))
+    )
 
 
 def test_papers_are_grouped_by_topic_best_topic_first(renderer: Renderer) -> None:
@@ -400,7 +390,8 @@ def test_subject_variants(renderer: Renderer) -> None:
     assert renderer.subject(one).startswith("1 paper: LLM agents — ")
     many_topics = tuple(f"topic number {i}" for i in range(8))
     cards = tuple(
-        replace(card, topic_label=many_topics[i % 8]) for i, card in enumerate(sample_view(8).papers)
+        replace(card, topic_label=many_topics[i % 8])
+        for i, card in enumerate(sample_view(8).papers)
     )
     crowded = replace(sample_view(8), topics=many_topics, papers=cards)
     subject = renderer.subject(crowded)

@@ -119,25 +119,37 @@ def encoded_words(text: str, first_max: int = ENCODED_WORD_MAX) -> list[str]:
     """
     overhead = len("=?utf-8?q??=")
     room = min(first_max, ENCODED_WORD_MAX) - overhead
+    pieces = [_Q_PIECES[char] for char in text]
     words: list[str] = []
-    current: list[str] = []
+    start = 0
     used = 0
-    for char in text:
+    for i, piece in enumerate(pieces):
+        if used + len(piece) > room and i > start:
+            words.append("=?utf-8?q?" + "".join(pieces[start:i]) + "?=")
+            start, used = i, 0
+            room = ENCODED_WORD_MAX - overhead
+        used += len(piece)
+    if start < len(pieces):
+        words.append("=?utf-8?q?" + "".join(pieces[start:]) + "?=")
+    return words
+
+
+class _QPieces(dict[str, str]):
+    """char -> its Q encoding, computed once per distinct character."""
+
+    def __missing__(self, char: str) -> str:
         if char in _Q_SAFE:
             piece = char
         elif char == " ":
             piece = "_"
         else:
             piece = "".join(f"={byte:02X}" for byte in char.encode("utf-8"))
-        if used + len(piece) > room and current:
-            words.append("=?utf-8?q?" + "".join(current) + "?=")
-            current, used = [], 0
-            room = ENCODED_WORD_MAX - overhead
-        current.append(piece)
-        used += len(piece)
-    if current:
-        words.append("=?utf-8?q?" + "".join(current) + "?=")
-    return words
+        if len(self) < 20_000:  # bounded: any text can reach a subject
+            self[char] = piece
+        return piece
+
+
+_Q_PIECES = _QPieces()
 
 
 def unstructured(text: str, first_max: int = ENCODED_WORD_MAX) -> list[str]:

@@ -14,8 +14,11 @@ Speed is designed in, because a run renders one message per subscriber:
 - The bytes on the wire are written by `digest.mime`, not by
   `EmailMessage.as_bytes()`.
 
-`Renderer.message()` builds the same message with the stdlib; preview and
-tests use it, delivery uses `message_bytes()`.
+Who calls what: delivery sends `message_bytes(view)`; `digest preview` writes
+`html(view)` (a browser), `text(view)` (stdout) or `message_bytes(view)` (an
+.eml file); view-in-browser serves `html(view)`. `message(view)` builds the
+same message with the stdlib `EmailMessage`, for callers that want an object;
+the tests check that both parse to the same headers and bodies.
 """
 
 from __future__ import annotations

@@ -390,7 +390,7 @@ class Renderer:
                 upvotes=upvotes,
                 snippet=segments,
                 snippet_text="".join(part for part, _ in segments),
-                text_meta=f"{topic} · {upvotes}" if upvotes else topic,
+                text_meta=f"Topic: {topic} · {upvotes}" if upvotes else f"Topic: {topic}",
             )
             texts = replace(texts, body_html=self._paper_body(texts))
             if len(self._card_cache) >= CARD_CACHE_SIZE:

@@ -69,6 +69,7 @@ class NearMiss:
     title: str
     score: float
     topic_label: str
+    reason: str  # the scorer's words: "missing diffusion", "below the cut-off ..."
 
 
 @dataclass
@@ -449,15 +450,17 @@ def _choose(
 def _near_misses(
     index: PaperIndex, topics: Sequence[TopicQuery], allowed: set[int], titles: dict[int, str]
 ) -> list[NearMiss]:
-    """The papers that came closest to some topic, best first."""
-    best: dict[int, NearMiss] = {}
+    """The papers that came closest to some topic: highest score, then fewest missing terms."""
+    best: dict[int, tuple[tuple[float, int], NearMiss]] = {}
     for topic in topics:
         for paper_id in allowed:
-            score = float(index.explain(paper_id, topic.query).score)
-            if paper_id not in best or score > best[paper_id].score:
-                best[paper_id] = NearMiss(paper_id, titles.get(paper_id, ""), score, topic.label)
-    ranked = sorted(best.values(), key=lambda m: (-m.score, m.paper_id))
-    return ranked[:NEAR_MISSES]
+            why = index.explain(paper_id, topic.query)
+            key = (-why.score, len(why.missing))
+            if paper_id not in best or key < best[paper_id][0]:
+                miss = NearMiss(paper_id, titles.get(paper_id, ""), why.score, topic.label, why.reason)
+                best[paper_id] = (key, miss)
+    ranked = sorted(best.values(), key=lambda entry: (entry[0], entry[1].paper_id))
+    return [miss for _, miss in ranked[:NEAR_MISSES]]
 
 
 # --- writing ---

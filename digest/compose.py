@@ -33,7 +33,9 @@ def paper_url(arxiv_id: str | None, title: str) -> str:
     return f"https://huggingface.co/papers?q={quote_plus(title)}"
 
 
-def view_for_digest(session: Session, digest_id: int, settings: Settings, secret: bytes) -> DigestView:
+def view_for_digest(
+    session: Session, digest_id: int, settings: Settings, secret: bytes
+) -> DigestView:
     """The view of a recorded digest (for delivery and view-in-browser)."""
     digest = session.scalars(
         select(Digest)

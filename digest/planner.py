@@ -287,9 +287,9 @@ def _last_digests(
     return last_period, closed_at
 
 
-def _aware(value: datetime) -> datetime:
-    # func.max() bypasses the UtcDateTime decorator on SQLite: the value comes back naive
-    # (or even as text); normalise it to aware UTC.
+def _aware(value: datetime | str) -> datetime:
+    # Aggregates may bypass the UtcDateTime decorator on some backends (naive values,
+    # or text on SQLite); normalise to aware UTC either way.
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
@@ -352,7 +352,9 @@ def _paper_texts(
         for paper in session.scalars(select(Paper).where(Paper.id.in_(chunk))):
             authors = tuple(str(a) for a in paper.authors or ())
             texts.append(
-                PaperText(paper.id, paper.title, paper.abstract or "", authors, upvotes.get(paper.id))
+                PaperText(
+                    paper.id, paper.title, paper.abstract or "", authors, upvotes.get(paper.id)
+                )
             )
     texts.sort(key=lambda t: t.paper_id)
     return texts
@@ -406,7 +408,9 @@ def _choose(
                 try:
                     parsed[text] = query_lang.parse(text)
                 except BadInput as exc:
-                    log.warning("topic %d of %s does not parse, ignored: %s", topic_id, d.email, exc)
+                    log.warning(
+                        "topic %d of %s does not parse, ignored: %s", topic_id, d.email, exc
+                    )
                     parsed[text] = None
             if parsed[text] is not None:
                 topics.append(TopicQuery(topic_id, label, parsed[text]))
@@ -457,7 +461,9 @@ def _near_misses(
             why = index.explain(paper_id, topic.query)
             key = (-why.score, len(why.missing))
             if paper_id not in best or key < best[paper_id][0]:
-                miss = NearMiss(paper_id, titles.get(paper_id, ""), why.score, topic.label, why.reason)
+                miss = NearMiss(
+                    paper_id, titles.get(paper_id, ""), why.score, topic.label, why.reason
+                )
                 best[paper_id] = (key, miss)
     ranked = sorted(best.values(), key=lambda entry: (entry[0], entry[1].paper_id))
     return [miss for _, miss in ranked[:NEAR_MISSES]]

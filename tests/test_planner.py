@@ -144,7 +144,7 @@ def test_only_active_unpaused_subscribers_are_planned(store: Store, database_url
         assert one.planned == [] and why in one.skipped[0][1]
     one = plan(store, database_url, email="PAUSED@example.org")
     assert one.skipped == [("paused@example.org", "paused until 2026-11-25 08:00 UTC")]
-    with pytest.raises(BadInput, match="nobody@example.org"):
+    with pytest.raises(BadInput, match=r"nobody@example\.org"):
         plan(store, database_url, email="nobody@example.org")
 
 
@@ -152,9 +152,7 @@ def test_first_send_time_after_subscribing(store: Store, database_url: str) -> N
     sub = add_subscriber(store, "late@example.org", subscribed_at=T0 + timedelta(hours=1))
     add_dump(store, T0 - days(1), [DIFFUSION_A])
     report = plan(store, database_url, now=T0 + timedelta(hours=2))
-    assert report.skipped == [
-        ("late@example.org", "not due: next digest at 2026-11-23 08:00 UTC")
-    ]
+    assert report.skipped == [("late@example.org", "not due: next digest at 2026-11-23 08:00 UTC")]
     plan(store, database_url, now=T0 + days(1))
     assert digests_of(store, sub) == [("2026-11-23", "pending", [DIFFUSION_A])]
 
@@ -242,3 +240,32 @@ def test_two_planners_at_once_make_one_digest(store: Store, database_url: str) -
         assert session.scalar(select(func.count()).select_from(Digest)) == 20
         assert session.scalar(select(func.count()).select_from(DigestItem)) == 40
     assert sum(len(r.planned) for r in reports) == 20
+    reasons = {why for r in reports for _, why in r.skipped}
+    assert reasons <= {"2026-11-22 was already planned by another planner"} | {
+        why for why in reasons if why.startswith("not due")
+    }
+
+
+def test_dry_run_of_an_empty_digest_shows_the_closest_papers(
+    store: Store, database_url: str
+) -> None:
+    add_subscriber(store, "ada@example.org", topics=("diffusion transformers",))
+    add_dump(
+        store,
+        T0 - days(1),
+        [
+            "Vision Transformers at Scale",
+            OFF_TOPIC,
+            "Graph Transformers for Chemistry",
+            "Protein Folding with Language Models",
+            "Sparse Transformers for Long Video",
+        ],
+    )
+    planned = plan(store, database_url, dry_run=True).planned[0]
+    assert planned.status == "skipped" and planned.picks == []
+    assert len(planned.near_misses) == 3
+    assert all("Transformers" in miss.title for miss in planned.near_misses)
+    assert all("diffusion" in miss.reason for miss in planned.near_misses)
+    # Recording it does not compute them (the daemon has no use for them).
+    recorded = plan(store, database_url).planned[0]
+    assert recorded.status == "skipped" and recorded.near_misses == []

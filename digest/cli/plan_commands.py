@@ -7,10 +7,16 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from digest.cli.app import app
-from digest.cli.options import ConfigOption, JsonOption, NowOption, parse_now, settings_from, store_from
+from digest.cli.options import (
+    ConfigOption,
+    JsonOption,
+    NowOption,
+    parse_now,
+    settings_from,
+    store_from,
+)
 from digest.planner import PlanReport, plan_due
 
 EmailOption = Annotated[
@@ -67,24 +73,20 @@ def report_json(report: PlanReport) -> dict[str, object]:
 
 
 def print_report(report: PlanReport, *, dry_run: bool) -> None:
+    """One line per subscriber (long reasons stay whole and greppable), then a summary."""
     console = Console(highlight=False, soft_wrap=True)
-    table = Table(title=f"digests due at {report.now:%Y-%m-%d %H:%M} UTC" + (" (dry run)" if dry_run else ""))
-    table.add_column("subscriber")
-    table.add_column("period")
-    table.add_column("papers", justify="right")
-    table.add_column("result")
     for p in report.planned:
+        papers = f"{len(p.picks)} paper{'s' if len(p.picks) != 1 else ''}"
         if p.status == "pending":
-            result = "would be sent" if dry_run else "planned"
+            result = "would be sent" if dry_run else f"planned (digest {p.digest_id})"
         else:
             result = f"empty, not sent: {p.reason}"
-        table.add_row(p.email, p.period, str(len(p.picks)), result)
+        console.print(f"{p.email}  {p.period}  {papers}  {result}")
     for email, reason in report.skipped:
-        table.add_row(email, "", "", f"skipped: {reason}")
-    if report.planned or report.skipped:
-        console.print(table)
+        console.print(f"{email}  skipped: {reason}")
     verb = "would plan" if dry_run else "planned"
     console.print(
         f"{verb} {len(report.pending)} digest(s), {len(report.empty)} empty, "
         f"{len(report.skipped)} subscriber(s) skipped"
+        f" at {report.now:%Y-%m-%d %H:%M} UTC"
     )

@@ -34,7 +34,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -45,7 +44,7 @@ from digest.config import Settings
 from digest.domain import PaperText, Pick, TopicQuery
 from digest.errors import BadInput
 from digest.models import Digest, DigestItem, Dump, DumpPaper, Paper, Subscriber
-from digest.schedule import due_period, next_send_at, period_key
+from digest.schedule import due_period, next_send_at, period_key, zone_of
 from digest.scoring import PaperIndex, select_papers
 
 log = logging.getLogger(__name__)
@@ -162,9 +161,16 @@ def plan_due(
         if why_not:
             report.skipped.append((sub.email, why_not))
             continue
-        period = _due(sub, last_period.get(sub.id), now, ignore_schedule)
+        try:
+            period = _due(sub, last_period.get(sub.id), now, ignore_schedule)
+            if period is None:
+                why_not = _not_due_reason(sub, last_period.get(sub.id), now)
+        except BadInput as exc:  # e.g. a time zone this machine's tzdata does not know
+            log.warning("cannot schedule %s: %s", sub.email, exc)
+            report.skipped.append((sub.email, f"bad schedule: {exc}"))
+            continue
         if period is None:
-            report.skipped.append((sub.email, _not_due_reason(sub, last_period.get(sub.id), now)))
+            report.skipped.append((sub.email, why_not or "not due"))
             continue
         if not sub.topics:
             report.skipped.append((sub.email, "no topics"))
@@ -228,7 +234,7 @@ def _inactive_reason(sub: Subscriber, now: datetime, ignore_schedule: bool) -> s
 
 def _due(sub: Subscriber, last: str | None, now: datetime, ignore_schedule: bool) -> str | None:
     if ignore_schedule:
-        return period_key(now.astimezone(ZoneInfo(sub.timezone)).date(), sub.frequency)
+        return period_key(now.astimezone(zone_of(sub.timezone)).date(), sub.frequency)
     return due_period(
         timezone=sub.timezone,
         send_hour=sub.send_hour,
@@ -257,7 +263,10 @@ def _not_due_reason(sub: Subscriber, last: str | None, now: datetime) -> str:
 
 
 def _local(moment: datetime, zone: str) -> str:
-    return f"{moment.astimezone(ZoneInfo(zone)):%Y-%m-%d %H:%M} {zone}"
+    try:
+        return f"{moment.astimezone(zone_of(zone)):%Y-%m-%d %H:%M} {zone}"
+    except BadInput:
+        return f"{moment:%Y-%m-%d %H:%M} UTC"
 
 
 def _last_digests(

@@ -26,13 +26,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from digest.errors import BadInput
 
-__all__ = ["due_period", "next_send_at", "period_key", "send_instant"]
+__all__ = ["due_period", "next_send_at", "period_key", "send_instant", "zone_of"]
 
 _DAY = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
 _WEEK = re.compile(r"^(\d{4})-W(\d{2})$")
 
 
-def _zone(name: str) -> ZoneInfo:
+def zone_of(name: str) -> ZoneInfo:
+    """The IANA zone `name`; BadInput if this machine's tz database does not know it."""
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
@@ -146,7 +147,7 @@ def due_period(
     _check_now(now)
     if paused_until is not None and paused_until > now:
         return None
-    zone = _zone(timezone)
+    zone = zone_of(timezone)
     local_day = now.astimezone(zone).date()
     if _covered(last_period, local_day, frequency):
         return None
@@ -176,7 +177,7 @@ def next_send_at(
     If a period is due already, that is `now`.
     """
     _check_now(now)
-    zone = _zone(timezone)
+    zone = zone_of(timezone)
     start = now if paused_until is None or paused_until <= now else paused_until
     owed_from = subscribed_at if paused_until is None else max(subscribed_at, paused_until)
     local_day = start.astimezone(zone).date()

@@ -269,3 +269,13 @@ def test_dry_run_of_an_empty_digest_shows_the_closest_papers(
     # Recording it does not compute them (the daemon has no use for them).
     recorded = plan(store, database_url).planned[0]
     assert recorded.status == "skipped" and recorded.near_misses == []
+
+
+def test_one_broken_schedule_does_not_stop_the_others(store: Store, database_url: str) -> None:
+    add_subscriber(store, "odd@example.org", timezone="Mars/Olympus_Mons")
+    add_subscriber(store, "ada@example.org")
+    add_dump(store, T0 - days(1), [DIFFUSION_A])
+    report = plan(store, database_url)
+    assert [p.email for p in report.planned] == ["ada@example.org"]
+    assert report.skipped[0][0] == "odd@example.org"
+    assert "Mars/Olympus_Mons" in report.skipped[0][1]

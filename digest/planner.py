@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -201,8 +201,9 @@ def plan_due(
         report.planned.extend(plans)
         return report
     for start in range(0, len(plans), WRITE_BATCH):
-        for plan in plans[start : start + WRITE_BATCH]:
-            if _record(session, plan):
+        batch = plans[start : start + WRITE_BATCH]
+        for plan, recorded in zip(batch, _record_batch(session, batch), strict=True):
+            if recorded:
                 report.planned.append(plan)
             else:
                 report.skipped.append(
@@ -494,38 +495,70 @@ def _near_misses(
 # --- writing ---
 
 
+def _record_batch(session: Session, batch: Sequence[PlannedDigest]) -> list[bool]:
+    """Write a batch of digests in two statements; if any period is taken (a concurrent
+    planner), roll the batch back and write it one savepoint per subscriber instead."""
+    try:
+        with session.begin_nested():
+            ids = (
+                session.execute(
+                    insert(Digest).returning(Digest.id, sort_by_parameter_order=True),
+                    [_digest_row(plan) for plan in batch],
+                )
+                .scalars()
+                .all()
+            )
+            items = [row for plan, i in zip(batch, ids, strict=True) for row in _item_rows(plan, i)]
+            if items:
+                session.execute(insert(DigestItem), items)
+    except IntegrityError:
+        return [_record(session, plan) for plan in batch]
+    for plan, digest_id in zip(batch, ids, strict=True):
+        plan.digest_id = digest_id
+    return [True] * len(batch)
+
+
+def _digest_row(plan: PlannedDigest) -> dict[str, Any]:
+    return {
+        "subscriber_id": plan.subscriber_id,
+        "period": plan.period,
+        "status": plan.status,
+        "message_id": plan.message_id,
+        "planned_at": plan.planned_at,
+        "window_start": plan.window_start,
+    }
+
+
+def _item_rows(plan: PlannedDigest, digest_id: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "digest_id": digest_id,
+            "paper_id": pick.paper_id,
+            "rank": pick.rank,
+            "score": pick.score,
+            "topic_id": pick.topic_id,
+            "topic_label": plan.topic_labels.get(pick.topic_id, ""),
+            "explanation": pick.explanation(),
+        }
+        for pick in plan.picks
+    ]
+
+
 def _record(session: Session, plan: PlannedDigest) -> bool:
     """Write one digest and its items under a savepoint; False if the period is taken.
 
     The caller commits (in batches: one commit per subscriber costs more than the
     inserts). A period taken by a concurrent planner rolls back just this one.
     """
-    digest = Digest(
-        subscriber_id=plan.subscriber_id,
-        period=plan.period,
-        status=plan.status,
-        message_id=plan.message_id,
-        planned_at=plan.planned_at,
-        window_start=plan.window_start,
-    )
     try:
         with session.begin_nested():
-            session.add(digest)
-            session.flush()
-            session.add_all(
-                DigestItem(
-                    digest_id=digest.id,
-                    paper_id=pick.paper_id,
-                    rank=pick.rank,
-                    score=pick.score,
-                    topic_id=pick.topic_id,
-                    topic_label=plan.topic_labels.get(pick.topic_id, ""),
-                    explanation=pick.explanation(),
-                )
-                for pick in plan.picks
-            )
+            digest_id = session.execute(
+                insert(Digest).values(**_digest_row(plan)).returning(Digest.id)
+            ).scalar_one()
+            if plan.picks:
+                session.execute(insert(DigestItem), _item_rows(plan, digest_id))
     except IntegrityError:
         plan.digest_id = None
         return False
-    plan.digest_id = digest.id
+    plan.digest_id = digest_id
     return True

@@ -9,7 +9,7 @@ and therefore the same message.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from urllib.parse import quote_plus
 
@@ -21,9 +21,10 @@ from digest.domain import DigestView, MatchedTerm, PaperCard
 from digest.errors import BadInput
 from digest.models import Digest, DigestItem, Dump, DumpPaper, Paper, Subscriber
 from digest.planner import PlannedDigest
+from digest.render import Renderer
 from digest.tokens import make_token
 
-__all__ = ["paper_url", "view_for_digest", "view_for_plan"]
+__all__ = ["message_builder", "paper_url", "view_for_digest", "view_for_plan"]
 
 
 def paper_url(arxiv_id: str | None, title: str) -> str:
@@ -105,6 +106,21 @@ def view_for_plan(
         secret=secret,
         digest_id=plan.digest_id,
     )
+
+
+def message_builder(
+    settings: Settings, secret: bytes, renderer: Renderer | None = None
+) -> Callable[[Session, Digest], bytes]:
+    """The `build` that `deliver.deliver_due` takes: a digest row → the bytes for the wire.
+
+    Builds the Renderer once (templates loaded, CSS inlined) for the whole run.
+    """
+    chosen = renderer if renderer is not None else Renderer(settings)
+
+    def build(session: Session, digest: Digest) -> bytes:
+        return chosen.message_bytes(view_for_digest(session, digest.id, settings, secret))
+
+    return build
 
 
 def _card(

@@ -27,7 +27,7 @@ import Stemmer
 
 from digest.text import STOP_WORDS
 
-__all__ = ["Token", "analyse", "is_indexed", "stem", "term_of"]
+__all__ = ["Token", "analyse", "has_cjk", "is_indexed", "stem", "term_of"]
 
 _STEMMER = Stemmer.Stemmer("english")
 
@@ -38,6 +38,7 @@ _LETTERS_THEN_DIGITS = re.compile(r"^([^\W\d_]{3,})\d+[^\W\d_]?$")  # llama2, gp
 _DIGITS_THEN_LETTERS = re.compile(r"^\d+(?:[.,]\d+)?([^\W\d_]{3,})$")  # 1times, 4bit
 
 _VOWEL = re.compile(r"[aeiouy]")
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
 
 # Markup words that only appear as debris of stripped LaTeX; never topic words.
 _LATEX_WORDS = (
@@ -120,6 +121,11 @@ def term_of(word: str) -> str:
     return stemmed
 
 
+def has_cjk(word: str) -> bool:
+    """Whether a word is (partly) in a script written without spaces (Chinese, Japanese, Korean)."""
+    return _CJK.search(word) is not None
+
+
 def is_indexed(word: str) -> bool:
     """Whether a word can match anything (stop words and markup cannot)."""
     return term_of(word) != ""
@@ -136,6 +142,13 @@ def analyse(text: str) -> list[Token]:
         parts = list(_PART.finditer(compound.group()))
         first = position
         for part in parts:
+            if has_cjk(part.group()):
+                # unsegmented scripts: one token per character, matched as phrases
+                for offset, char in enumerate(part.group()):
+                    at = start + part.start() + offset
+                    out.append(Token(term_of(char) or char, position, at, at + 1))
+                    position += 1
+                continue
             _emit(out, part.group(), position, start + part.start(), start + part.end())
             position += 1
         if len(parts) > 1:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from digest.acronyms import Acronyms, acronym_key
-from digest.analysis import Token, analyse, term_of
+from digest.analysis import Token, analyse, has_cjk, term_of
 from digest.config import ScoringSettings
 from digest.domain import MatchedTerm, PaperText, Pick, TextField, TopicQuery
 from digest.query import And, Node, Not, Or, Phrase, Word
@@ -310,6 +310,8 @@ class PaperIndex:
             ignorable = not term and not node.prefix
             if node.prefix:
                 self._add_prefix(occurrences, node.text.casefold(), fields)
+            elif has_cjk(node.text):
+                self._add_phrase(occurrences, _cjk_words(node.text), fields, None)
             elif term:
                 self._add_term(occurrences, term, fields, None)
                 for expansion, via in self._expansions(node.text):
@@ -320,7 +322,8 @@ class PaperIndex:
             label = '"' + " ".join(node.words) + '"'
             terms = [term_of(w) for w in node.words]
             ignorable = not any(terms)
-            self._add_phrase(occurrences, list(node.words), fields, None)
+            words = [part for w in node.words for part in _cjk_words(w)]
+            self._add_phrase(occurrences, words, fields, None)
             if len(node.words) == 1:
                 for expansion, via in self._expansions(node.words[0]):
                     self._add_phrase(occurrences, expansion, fields, via)
@@ -625,6 +628,11 @@ class PaperIndex:
             cached = _fair_share([self.search(q) for q in queries], max_papers, allowed, exclude)
             self._selections[key] = cached
         return cached
+
+
+def _cjk_words(word: str) -> list[str]:
+    """A query word as the index holds it: CJK text one character per token."""
+    return list(word) if has_cjk(word) else [word]
 
 
 def _fair_share(

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 import Stemmer
 
@@ -61,12 +61,11 @@ _GREEK_VARIANTS = {
 _GLUED_DELIMITER = re.compile(r"^[a-z]{0,2}(left|right|big|bigg)$")
 
 
-@dataclass(frozen=True, slots=True)
-class Token:
+class Token(NamedTuple):
     """One index term at a word position, with the character span it came from.
 
     Several tokens can share a position (a compound's joined form, a word's
-    letter part).
+    letter part). A NamedTuple: an index holds tens of thousands of these.
     """
 
     term: str

@@ -26,13 +26,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sample_papers import sample_papers  # noqa: E402
+from sample_papers import sample_papers
 
-from digest.config import ScoringSettings  # noqa: E402
-from digest.domain import PaperText, TopicQuery  # noqa: E402
-from digest.query import And, Node, Word  # noqa: E402
-from digest.scoring import PaperIndex, select_papers  # noqa: E402
-from digest.text import STOP_WORDS, words  # noqa: E402
+from digest.config import ScoringSettings
+from digest.domain import PaperText, TopicQuery
+from digest.query import And, Word
+from digest.scoring import PaperIndex, select_papers
+from digest.text import STOP_WORDS, words
 
 PAPERS = 150
 POOL = 3000

@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 import Stemmer
 
 from digest.text import STOP_WORDS
 
-__all__ = ["Token", "analyse", "is_indexed", "stem", "term_of"]
+__all__ = ["Token", "analyse", "has_cjk", "is_indexed", "stem", "term_of"]
 
 _STEMMER = Stemmer.Stemmer("english")
 
@@ -38,6 +38,7 @@ _LETTERS_THEN_DIGITS = re.compile(r"^([^\W\d_]{3,})\d+[^\W\d_]?$")  # llama2, gp
 _DIGITS_THEN_LETTERS = re.compile(r"^\d+(?:[.,]\d+)?([^\W\d_]{3,})$")  # 1times, 4bit
 
 _VOWEL = re.compile(r"[aeiouy]")
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
 
 # Markup words that only appear as debris of stripped LaTeX; never topic words.
 _LATEX_WORDS = (
@@ -60,12 +61,11 @@ _GREEK_VARIANTS = {
 _GLUED_DELIMITER = re.compile(r"^[a-z]{0,2}(left|right|big|bigg)$")
 
 
-@dataclass(frozen=True, slots=True)
-class Token:
+class Token(NamedTuple):
     """One index term at a word position, with the character span it came from.
 
     Several tokens can share a position (a compound's joined form, a word's
-    letter part).
+    letter part). A NamedTuple: an index holds tens of thousands of these.
     """
 
     term: str
@@ -120,6 +120,11 @@ def term_of(word: str) -> str:
     return stemmed
 
 
+def has_cjk(word: str) -> bool:
+    """Whether a word is (partly) in a script written without spaces (Chinese, Japanese, Korean)."""
+    return _CJK.search(word) is not None
+
+
 def is_indexed(word: str) -> bool:
     """Whether a word can match anything (stop words and markup cannot)."""
     return term_of(word) != ""
@@ -136,6 +141,13 @@ def analyse(text: str) -> list[Token]:
         parts = list(_PART.finditer(compound.group()))
         first = position
         for part in parts:
+            if has_cjk(part.group()):
+                # unsegmented scripts: one token per character, matched as phrases
+                for offset, char in enumerate(part.group()):
+                    at = start + part.start() + offset
+                    out.append(Token(term_of(char) or char, position, at, at + 1))
+                    position += 1
+                continue
             _emit(out, part.group(), position, start + part.start(), start + part.end())
             position += 1
         if len(parts) > 1:

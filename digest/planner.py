@@ -47,6 +47,7 @@ from digest.errors import BadInput
 from digest.models import Digest, DigestItem, Dump, DumpPaper, Paper, Subscriber
 from digest.schedule import due_period, next_send_at, period_key, zone_of
 from digest.scoring import PaperIndex, select_papers
+from digest.subscriptions import normalise_email
 
 log = logging.getLogger(__name__)
 
@@ -229,10 +230,10 @@ def _subscribers(session: Session, email: str | None) -> list[Subscriber]:
     stmt = select(Subscriber).options(selectinload(Subscriber.topics)).order_by(Subscriber.id)
     if email is None:
         return list(session.scalars(stmt.where(Subscriber.status == "active")))
-    wanted = email.strip().lower()
-    found = list(session.scalars(stmt.where(func.lower(Subscriber.email) == wanted)))
+    wanted = normalise_email(email)
+    found = list(session.scalars(stmt.where(Subscriber.email == wanted)))
     if not found:
-        raise BadInput(f"no subscriber with address {email!r}")
+        raise BadInput(f"no subscriber with the address {wanted}")
     return found
 
 

@@ -26,10 +26,10 @@ import math
 from collections.abc import Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from digest.acronyms import Acronyms, acronym_key
-from digest.analysis import Token, analyse, term_of
+from digest.analysis import analyse, has_cjk, term_of
 from digest.config import ScoringSettings
 from digest.domain import MatchedTerm, PaperText, Pick, TextField, TopicQuery
 from digest.query import And, Node, Not, Or, Phrase, Word
@@ -37,6 +37,7 @@ from digest.query import And, Node, Not, Or, Phrase, Word
 __all__ = ["Explanation", "Hit", "PaperIndex", "select_papers"]
 
 FIELDS: tuple[TextField, ...] = ("title", "abstract", "author")
+FIELD_ORDER = {name: i for i, name in enumerate(FIELDS)}
 UNSCOPED: tuple[TextField, ...] = ("title", "abstract")  # author names need `author:`
 K1 = 1.2
 B = 0.75
@@ -72,8 +73,7 @@ class Explanation:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class _Occ:
+class _Occ(NamedTuple):
     field: TextField
     position: int
     start: int
@@ -83,12 +83,20 @@ class _Occ:
 
 @dataclass(slots=True)
 class _Unit:
-    """A leaf of the filter (a word or phrase, with its acronym alternatives) evaluated."""
+    """A leaf of the filter (a word or phrase, with its acronym alternatives) evaluated.
+
+    Everything a filter needs from a leaf is computed once here, because the same
+    leaf ("models") recurs in thousands of filters: per paper its BM25F gain split
+    by field, its positions (for proximity) and its highlight spans.
+    """
 
     label: str
     occurrences: dict[int, list[_Occ]]
     idf: float = 0.0
     ignorable: bool = False  # only stop words: imposes nothing
+    gain: dict[int, tuple[float, float, float]] = field(default_factory=dict)
+    positions: dict[int, dict[str, set[int]]] = field(default_factory=dict)
+    matched: dict[int, tuple[MatchedTerm, ...]] = field(default_factory=dict)
 
     @property
     def docs(self) -> AbstractSet[int]:
@@ -96,8 +104,18 @@ class _Unit:
 
 
 @dataclass(slots=True)
+class _Plan:
+    """A filter node compiled against the index: who is eligible and what scores them."""
+
+    eligible: AbstractSet[int]
+    units: list[_Unit]
+    attainable: float
+    pairs: list[tuple[_Unit, _Unit] | _Unit]
+
+
+@dataclass(slots=True)
 class _FieldIndex:
-    postings: dict[str, dict[int, list[Token]]] = field(default_factory=dict)
+    postings: dict[str, dict[int, list[_Occ]]] = field(default_factory=dict)
     lengths: list[int] = field(default_factory=list)
     average: float = 1.0
 
@@ -123,7 +141,8 @@ class PaperIndex:
                 tokens = analyse(text)
                 index = self._fields[name]
                 for token in tokens:
-                    index.postings.setdefault(token.term, {}).setdefault(doc, []).append(token)
+                    occ = _Occ(name, token.position, token.start, token.end, None)
+                    index.postings.setdefault(token.term, {}).setdefault(doc, []).append(occ)
                     word = text[token.start : token.end]
                     self._surface.setdefault(word.casefold(), set()).add(token.term)
                     if name != "author" and word.islower():
@@ -141,12 +160,19 @@ class PaperIndex:
                 terms = tuple(t for t in (term_of(w) for w in expansion) if t)
                 if len(terms) >= 2:
                     self._acronym_of.setdefault(terms, key)
-        self._max_upvotes = max((p.upvotes or 0 for p in self.papers), default=0)
+        # upvotes on a log scale, 0-1 relative to the day's most upvoted paper
+        most = math.log1p(max((p.upvotes or 0 for p in self.papers), default=0))
+        self._popularity = [
+            math.log1p(p.upvotes) / most if p.upvotes and most > 0 else 0.0 for p in self.papers
+        ]
         self._units: dict[_UnitKey, _Unit] = {}
         self._docs: dict[Node, AbstractSet[int]] = {}
+        self._ops: dict[And, list[tuple[Node, _Unit | None]]] = {}
+        self._plans: dict[Node, _Plan] = {}
         self._hits: dict[Node, list[Hit]] = {}
         self._scored: dict[Node, dict[int, tuple[float, float, dict[str, float]]]] = {}
         self._selections: dict[object, list[tuple[Hit, int]]] = {}
+        self._by_id: dict[int, tuple[Node, list[Hit]]] = {}
 
     # --- public API ---
 
@@ -161,8 +187,15 @@ class PaperIndex:
 
     def search(self, query: Node) -> list[Hit]:
         """Eligible papers above the cut-off, best first (memoised per node)."""
+        # Subscribers sharing a topic usually share the parsed node object: look it up
+        # by identity first (hashing a tree walks it). The entry keeps the node alive,
+        # so its id cannot be reused by another node during this index's life.
+        entry = self._by_id.get(id(query))
+        if entry is not None and entry[0] is query:
+            return entry[1]
         cached = self._hits.get(query)
         if cached is not None:
+            self._by_id[id(query)] = (query, cached)
             return cached
         scored = self._score(query)
         cutoff = self._cutoff(scored)
@@ -173,6 +206,7 @@ class PaperIndex:
                 hits.append(Hit(self.papers[doc].paper_id, score, matched, parts))
         hits.sort(key=lambda h: (-h.score, h.paper_id))
         self._hits[query] = hits
+        self._by_id[id(query)] = (query, hits)
         return hits
 
     def explain(self, paper_id: int, query: Node) -> Explanation:
@@ -271,6 +305,12 @@ class PaperIndex:
         "large language model quantization" → the first three words also match
         where a paper writes "LLM".
         """
+        cached = self._ops.get(node)
+        if cached is None:
+            cached = self._ops[node] = self._compile_operands(node)
+        return cached
+
+    def _compile_operands(self, node: And) -> list[tuple[Node, _Unit | None]]:
         ops = list(node.operands)
         stands_for: list[tuple[str, str] | None] = [None] * len(ops)
         terms = [
@@ -310,6 +350,8 @@ class PaperIndex:
             ignorable = not term and not node.prefix
             if node.prefix:
                 self._add_prefix(occurrences, node.text.casefold(), fields)
+            elif has_cjk(node.text):
+                self._add_phrase(occurrences, _cjk_words(node.text), fields, None)
             elif term:
                 self._add_term(occurrences, term, fields, None)
                 for expansion, via in self._expansions(node.text):
@@ -320,7 +362,8 @@ class PaperIndex:
             label = '"' + " ".join(node.words) + '"'
             terms = [term_of(w) for w in node.words]
             ignorable = not any(terms)
-            self._add_phrase(occurrences, list(node.words), fields, None)
+            words = [part for w in node.words for part in _cjk_words(w)]
+            self._add_phrase(occurrences, words, fields, None)
             if len(node.words) == 1:
                 for expansion, via in self._expansions(node.words[0]):
                     self._add_phrase(occurrences, expansion, fields, via)
@@ -329,13 +372,35 @@ class PaperIndex:
                 found = self._acronym_of[key_terms]
                 self._add_term(occurrences, found, fields, f"{found.upper()} → {label}")
         for occs in occurrences.values():
-            occs.sort(key=lambda o: (FIELDS.index(o.field), o.start))
+            occs.sort(key=lambda o: (FIELD_ORDER[o.field], o.start))
         df = len(occurrences)
         n = len(self.papers)
         idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
         unit = _Unit(label, occurrences, idf, ignorable)
+        self._weigh(unit)
         self._units[key] = unit
         return unit
+
+    def _weigh(self, unit: _Unit) -> None:
+        """Per paper: the leaf's BM25F gain (idf x saturated weighted tf), split by field."""
+        s = self.settings
+        weights = (s.title_weight, s.abstract_weight, s.author_weight)
+        for doc, occs in unit.occurrences.items():
+            at: dict[str, set[int]] = {}
+            for occ in occs:
+                at.setdefault(occ.field, set()).add(occ.position)
+            unit.positions[doc] = at
+            pseudo = [0.0, 0.0, 0.0]
+            for i, name in enumerate(FIELDS):
+                positions = at.get(name)
+                if positions:
+                    index = self._fields[name]
+                    norm = 1 - B + B * index.lengths[doc] / index.average
+                    pseudo[i] = weights[i] * len(positions) / norm
+            total = sum(pseudo)
+            if total > 0:
+                scale = unit.idf / (K1 + total)
+                unit.gain[doc] = (pseudo[0] * scale, pseudo[1] * scale, pseudo[2] * scale)
 
     def _expansions(self, word: str) -> list[tuple[list[str], str]]:
         """The expansions an acronym typed in a query stands for."""
@@ -363,7 +428,10 @@ class PaperIndex:
         for name in fields:
             for doc, tokens in self._fields[name].postings.get(term, {}).items():
                 bucket = out.setdefault(doc, [])
-                bucket.extend(_Occ(name, t.position, t.start, t.end, via) for t in tokens)
+                if via is None:
+                    bucket.extend(tokens)
+                else:
+                    bucket.extend(_Occ(name, t.position, t.start, t.end, via) for t in tokens)
 
     def _add_prefix(
         self, out: dict[int, list[_Occ]], prefix: str, fields: Iterable[TextField]
@@ -487,80 +555,77 @@ class PaperIndex:
                 previous = op_unit
         return out
 
+    def _plan(self, node: Node) -> _Plan:
+        plan = self._plans.get(node)
+        if plan is None:
+            plan = _Plan(
+                self._eligible(node),
+                self._positive_units(node),
+                self._attainable(node),
+                self._pairs(node),
+            )
+            self._plans[node] = plan
+        return plan
+
     def _score(self, node: Node) -> dict[int, tuple[float, float, dict[str, float]]]:
         """doc → (relevance, score, parts) for every eligible paper."""
         cached = self._scored.get(node)
         if cached is not None:
             return cached
-        eligible = self._eligible(node)
-        units = self._positive_units(node)
-        attainable = self._attainable(node)
-        pairs = self._pairs(node)
+        plan = self._plan(node)
         s = self.settings
-        weights = {
-            "title": s.title_weight,
-            "abstract": s.abstract_weight,
-            "author": s.author_weight,
-        }
         out: dict[int, tuple[float, float, dict[str, float]]] = {}
-        if not units or attainable <= 0:
-            self._scored[node] = out
+        self._scored[node] = out
+        if not plan.units or plan.attainable <= 0:
             return out  # nothing to rank by (only stop words / only NOT): select nothing
-        for doc in eligible:
-            field_parts = {"title": 0.0, "abstract": 0.0, "author": 0.0}
-            for unit in units:
-                occs = unit.occurrences.get(doc)
-                if not occs:
-                    continue
-                per_field: dict[TextField, float] = {}
-                for name in FIELDS:
-                    tf = len({o.position for o in occs if o.field == name})
-                    if not tf:
-                        continue
-                    index = self._fields[name]
-                    norm = 1 - B + B * index.lengths[doc] / index.average
-                    per_field[name] = weights[name] * tf / norm
-                pseudo_tf = sum(per_field.values())
-                if pseudo_tf <= 0:
-                    continue
-                gain = unit.idf * pseudo_tf / (K1 + pseudo_tf) / attainable
-                for name, value in per_field.items():
-                    field_parts[name] += gain * value / pseudo_tf
-            relevance = min(1.0, sum(field_parts.values()))
-            proximity = self._proximity(pairs, doc)
+        gains = [unit.gain for unit in plan.units]
+        inverse = 1.0 / plan.attainable
+        for doc in plan.eligible:
+            title = abstract = author = 0.0
+            for gain in gains:
+                g = gain.get(doc)
+                if g is not None:
+                    title += g[0]
+                    abstract += g[1]
+                    author += g[2]
+            title, abstract, author = title * inverse, abstract * inverse, author * inverse
+            relevance = min(1.0, title + abstract + author)
+            proximity = self._proximity(plan.pairs, doc) if plan.pairs else 0.0
             relevance += s.proximity_weight * proximity
-            popularity = 0.0
-            upvotes = self.papers[doc].upvotes
-            if upvotes and self._max_upvotes > 0:
-                popularity = math.log1p(upvotes) / math.log1p(self._max_upvotes)
-            parts = {name: round(v, 4) for name, v in field_parts.items() if v}
+            parts: dict[str, float] = {}
+            if title:
+                parts["title"] = round(title, 4)
+            if abstract:
+                parts["abstract"] = round(abstract, 4)
+            if author:
+                parts["author"] = round(author, 4)
             if proximity:
                 parts["proximity"] = round(s.proximity_weight * proximity, 4)
-            if popularity and s.popularity_weight:
-                parts["popularity"] = round(s.popularity_weight * popularity, 4)
-            score = relevance + s.popularity_weight * popularity
-            out[doc] = (relevance, round(score, 4), parts)
-        self._scored[node] = out
+            popularity = self._popularity[doc] * s.popularity_weight
+            if popularity:
+                parts["popularity"] = round(popularity, 4)
+            out[doc] = (relevance, round(relevance + popularity, 4), parts)
         return out
 
     def _proximity(self, pairs: list[tuple[_Unit, _Unit] | _Unit], doc: int) -> float:
         """Share of the topic's neighbouring words found close together in one field."""
-        if not pairs:
-            return 0.0
         close = 0
         for pair in pairs:
             if isinstance(pair, _Unit):
                 close += doc in pair.occurrences
                 continue
-            a, b = pair[0].occurrences.get(doc), pair[1].occurrences.get(doc)
-            if not a or not b:
+            if doc not in pair[0].occurrences or doc not in pair[1].occurrences:
                 continue
-            if any(
-                x.field == y.field and abs(x.position - y.position) <= PROXIMITY_WINDOW
-                for x in a
-                for y in b
-            ):
-                close += 1
+            a, b = _positions(pair[0], doc), _positions(pair[1], doc)
+            for name, here in a.items():
+                there = b.get(name)
+                if there and any(
+                    p + d in there
+                    for p in here
+                    for d in range(-PROXIMITY_WINDOW, PROXIMITY_WINDOW + 1)
+                ):
+                    close += 1
+                    break
         return close / len(pairs)
 
     def _cutoff(self, scored: dict[int, tuple[float, float, dict[str, float]]]) -> float:
@@ -570,17 +635,30 @@ class PaperIndex:
     # --- explanations ---
 
     def _matched(self, node: Node, doc: int) -> tuple[MatchedTerm, ...]:
+        units = self._plan(node).units
+        if len(units) == 1:
+            return self._unit_matched(units[0], doc)
         seen: set[tuple[str, int, int]] = set()
         out: list[MatchedTerm] = []
-        for unit in self._positive_units(node):
+        for unit in units:
+            for term in self._unit_matched(unit, doc):
+                key = (term.field, term.start, term.end)
+                if key not in seen:
+                    seen.add(key)
+                    out.append(term)
+        out.sort(key=lambda m: (FIELD_ORDER[m.field], m.start, m.end))
+        return tuple(out[:MAX_MATCHED_PER_HIT])
+
+    def _unit_matched(self, unit: _Unit, doc: int) -> tuple[MatchedTerm, ...]:
+        cached = unit.matched.get(doc)
+        if cached is None:
+            spans: dict[tuple[str, int, int], MatchedTerm] = {}
             for occ in unit.occurrences.get(doc, ()):
                 key = (occ.field, occ.start, occ.end)
-                if key in seen:
-                    continue
-                seen.add(key)
-                out.append(MatchedTerm(unit.label, occ.field, occ.start, occ.end, occ.via))
-        out.sort(key=lambda m: (FIELDS.index(m.field), m.start, m.end))
-        return tuple(out[:MAX_MATCHED_PER_HIT])
+                if key not in spans:
+                    spans[key] = MatchedTerm(unit.label, occ.field, occ.start, occ.end, occ.via)
+            cached = unit.matched[doc] = tuple(spans.values())[:MAX_MATCHED_PER_HIT]
+        return cached
 
     def _trace(self, node: Node, doc: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """(query terms the paper lacks, NOT terms it contains)."""
@@ -609,22 +687,20 @@ class PaperIndex:
         walk(node, False)
         return tuple(dict.fromkeys(missing)), tuple(dict.fromkeys(excluded))
 
-    # --- selection cache (used by select_papers) ---
 
-    def _selection(
-        self,
-        queries: tuple[Node, ...],
-        max_papers: int,
-        allowed: AbstractSet[int] | None,
-        exclude: AbstractSet[int],
-    ) -> list[tuple[Hit, int]]:
-        key = (queries, max_papers, frozenset(allowed) if allowed is not None else None,
-               frozenset(exclude))  # fmt: skip
-        cached = self._selections.get(key)
-        if cached is None:
-            cached = _fair_share([self.search(q) for q in queries], max_papers, allowed, exclude)
-            self._selections[key] = cached
-        return cached
+def _positions(unit: _Unit, doc: int) -> dict[str, set[int]]:
+    """A leaf's word positions in one paper, per field (computed when proximity asks)."""
+    cached = unit.positions.get(doc)
+    if cached is None:
+        cached = unit.positions[doc] = {}
+        for occ in unit.occurrences.get(doc, ()):
+            cached.setdefault(occ.field, set()).add(occ.position)
+    return cached
+
+
+def _cjk_words(word: str) -> list[str]:
+    """A query word as the index holds it: CJK text one character per token."""
+    return list(word) if has_cjk(word) else [word]
 
 
 def _fair_share(
@@ -637,45 +713,54 @@ def _fair_share(
 
     Each topic with hits first gets up to max_papers // topics (at least one) of its
     best papers not already taken; the remaining slots go to the best remaining
-    papers of any topic. A paper matched by several topics is counted once.
+    papers of any topic. A paper matched by several topics is counted once and
+    belongs to the topic that took it.
     """
     if max_papers <= 0:
         return []
-    usable = [
-        [
-            h
-            for h in hits
-            if h.paper_id not in exclude and (allowed is None or h.paper_id in allowed)
+    if allowed is None and not exclude:
+        # each list is sorted: only its first max_papers entries can ever be picked
+        heads = [hits[:max_papers] for hits in lists]
+    else:
+        heads = [
+            [
+                h
+                for h in hits
+                if h.paper_id not in exclude and (allowed is None or h.paper_id in allowed)
+            ][:max_papers]
+            for hits in lists
         ]
-        for hits in lists
-    ]
-    if len(usable) == 1:
-        return [(h, 0) for h in usable[0][:max_papers]]
-    active = [i for i, hits in enumerate(usable) if hits]
-    if not active:
-        return []
+    active = [(i, head) for i, head in enumerate(heads) if head]
+    if len(active) <= 1:
+        return [(h, i) for i, head in active for h in head]
     quota = max(1, max_papers // len(active))
     chosen: dict[int, tuple[Hit, int]] = {}
     # topics take turns by their best score, so a tie goes to the stronger topic
-    for i in sorted(active, key=lambda i: -usable[i][0].score):
+    active.sort(key=lambda pair: -pair[1][0].score)
+    for i, head in active:
+        if len(chosen) >= max_papers:
+            break
         taken = 0
-        for hit in usable[i]:
-            if len(chosen) >= max_papers or taken >= quota:
-                break
+        for hit in head:
             if hit.paper_id not in chosen:
                 chosen[hit.paper_id] = (hit, i)
                 taken += 1
+                if taken == quota or len(chosen) == max_papers:
+                    break
     if len(chosen) < max_papers:
         rest = sorted(
-            ((hit, i) for i in active for hit in usable[i] if hit.paper_id not in chosen),
-            key=lambda pair: (-pair[0].score, pair[0].paper_id, pair[1]),
+            (-hit.score, hit.paper_id, i, hit)
+            for i, head in active
+            for hit in head
+            if hit.paper_id not in chosen
         )
-        for hit, i in rest:
-            if len(chosen) >= max_papers:
-                break
-            if hit.paper_id not in chosen:
-                chosen[hit.paper_id] = (hit, i)
-    return sorted(chosen.values(), key=lambda pair: (-pair[0].score, pair[0].paper_id))
+        for _, paper_id, i, hit in rest:
+            if paper_id not in chosen:
+                chosen[paper_id] = (hit, i)
+                if len(chosen) == max_papers:
+                    break
+    ordered = sorted((-hit.score, hit.paper_id, i, hit) for hit, i in chosen.values())
+    return [(hit, i) for _, _, i, hit in ordered]
 
 
 def select_papers(
@@ -690,9 +775,25 @@ def select_papers(
 
     `allowed` limits the candidates (papers from the subscriber's window);
     `exclude` holds papers already sent to them, which are never picked again.
+    Called once per subscriber in a planning run, so kept lean: filters are
+    evaluated once per index, and selections are shared between subscribers
+    with the same filters.
     """
-    queries = tuple(topic.query for topic in topics)
-    chosen = index._selection(queries, max_papers, allowed, exclude)
+    plain = allowed is None and not exclude
+    if len(topics) == 1 and plain:
+        topic_id = topics[0].topic_id
+        return [
+            Pick(hit.paper_id, topic_id, hit.score, rank, hit.matched, hit.parts)
+            for rank, hit in enumerate(index.search(topics[0].query)[:max_papers], 1)
+        ]
+    lists = [index.search(topic.query) for topic in topics]
+    # a hit list stands for its filter (one list object per distinct filter, kept alive)
+    key: object = (*map(id, lists), max_papers)
+    if not plain:
+        key = (key, frozenset(allowed) if allowed is not None else None, frozenset(exclude))
+    chosen = index._selections.get(key)
+    if chosen is None:
+        chosen = index._selections[key] = _fair_share(lists, max_papers, allowed, exclude)
     return [
         Pick(hit.paper_id, topics[i].topic_id, hit.score, rank, hit.matched, hit.parts)
         for rank, (hit, i) in enumerate(chosen, 1)

@@ -46,6 +46,6 @@ def test_plan_refuses_an_unknown_subscriber_and_a_bad_time(
     cli: CliRunner, config_file: Path
 ) -> None:
     code, _, err = invoke(cli, "plan", "--email", "nobody@example.org")
-    assert code == 2 and "no subscriber with address 'nobody@example.org'" in err
+    assert code == 2 and "no subscriber with the address nobody@example.org" in err
     code, _, err = invoke(cli, "plan", "--now", "tomorrow")
     assert code == 2 and "--now" in err

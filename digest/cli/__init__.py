@@ -5,7 +5,8 @@ the import list below.
 """
 
 import digest.cli.plan_commands  # (registers commands)
-import digest.cli.preview_commands  # noqa: F401  (registers commands)
+import digest.cli.preview_commands  # (registers commands)
+import digest.cli.subscriber_commands  # noqa: F401  (registers commands)
 from digest.cli import db_commands  # noqa: F401  (registers commands)
 from digest.cli.app import app, main
 

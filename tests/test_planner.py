@@ -279,3 +279,76 @@ def test_one_broken_schedule_does_not_stop_the_others(store: Store, database_url
     assert [p.email for p in report.planned] == ["ada@example.org"]
     assert report.skipped[0][0] == "odd@example.org"
     assert "Mars/Olympus_Mons" in report.skipped[0][1]
+
+
+def test_papers_of_a_failed_digest_come_again(store: Store, database_url: str) -> None:
+    sub = add_subscriber(store, "ada@example.org")
+    add_dump(store, T0 - days(1), [DIFFUSION_A])
+    plan(store, database_url)
+    set_status(store, sub, "failed")
+    add_dump(store, T0 + timedelta(hours=5), [DIFFUSION_B])
+    report = plan(store, database_url, now=T0 + days(1))
+    assert [p.window_start for p in report.planned] == [T0 + days(1) - days(7)]
+    assert sorted(digests_of(store, sub)[-1][2]) == sorted([DIFFUSION_A, DIFFUSION_B])
+
+
+def test_weekly_subscriber_gets_one_digest_per_iso_week(store: Store, database_url: str) -> None:
+    from digest.config import ScheduleSettings
+    from digest.subscriptions import subscribe
+
+    with store.transaction() as session:
+        subscribe(
+            session,
+            "weekly@example.org",
+            ["diffusion"],
+            now=T0 - days(10),
+            defaults=ScheduleSettings(),
+            frequency="weekly",
+            weekday="sun",
+            timezone="Asia/Kolkata",
+            send_hour=9,
+            confirmed=True,
+        )
+    add_dump(store, T0 - days(1), [DIFFUSION_A])
+    # 2026-11-22 is a Sunday; 09:00 in Kolkata is 03:30 UTC.
+    report = plan(store, database_url, now=T0 - timedelta(hours=4, minutes=31))
+    assert report.planned == []
+    report = plan(store, database_url, now=T0 - timedelta(hours=4, minutes=30))
+    assert [p.period for p in report.planned] == ["2026-W47"]
+    add_dump(store, T0 + days(1), [DIFFUSION_B])
+    assert plan(store, database_url, now=T0 + days(3)).planned == []
+    assert [p.period for p in plan(store, database_url, now=T0 + days(7)).planned] == ["2026-W48"]
+
+
+def test_unsubscribe_then_resubscribe_nothing_is_lost(store: Store, database_url: str) -> None:
+    from digest.config import ScheduleSettings
+    from digest.subscriptions import find_subscriber, subscribe, unsubscribe
+
+    def join(now: object) -> None:
+        with store.transaction() as session:
+            subscribe(
+                session,
+                "Ada@Example.org",
+                ["diffusion"],
+                now=now,  # type: ignore[arg-type]
+                defaults=ScheduleSettings(),
+                confirmed=True,
+            )
+
+    join(T0 - days(3))
+    add_dump(store, T0 - days(1), [DIFFUSION_A])
+    assert [p.status for p in plan(store, database_url).planned] == ["pending"]
+    with store.transaction() as session:
+        subscriber = find_subscriber(session, "ada@example.org")
+        assert subscriber is not None
+        unsubscribe(session, subscriber, now=T0 + timedelta(hours=1))
+        sub_id = subscriber.id
+    assert plan(store, database_url, now=T0 + days(1)).planned == []
+    join(T0 + days(1) + timedelta(hours=1))
+    # Rejoined after today's 08:00: owed nothing until tomorrow, then A (never sent) comes.
+    assert plan(store, database_url, now=T0 + days(1) + timedelta(hours=2)).planned == []
+    plan(store, database_url, now=T0 + days(2))
+    assert digests_of(store, sub_id) == [
+        ("2026-11-22", "cancelled", [DIFFUSION_A]),
+        ("2026-11-24", "pending", [DIFFUSION_A]),
+    ]

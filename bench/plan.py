@@ -107,6 +107,17 @@ def run_planner(url: str) -> tuple[float, int]:
     return elapsed, len(report.planned)
 
 
+def run_idle_tick(url: str) -> float:
+    """A tick a minute later, when everyone already has today's digest."""
+    store = open_store(url)
+    started = time.perf_counter()
+    with store.sessions() as session:
+        plan_due(session, Settings(database_url=url), now=NOW + timedelta(minutes=1))
+    elapsed = time.perf_counter() - started
+    store.dispose()
+    return elapsed
+
+
 def run_naive(url: str, limit: int) -> float:
     """Per subscriber: its own index and its own parse, nothing shared (compute only)."""
     store = open_store(url)
@@ -134,11 +145,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         url = f"sqlite:///{folder}/bench.db"
         build(url, args.subscribers)
-        planner_runs, naive_runs = [], []
+        planner_runs, naive_runs, idle_runs = [], [], []
         planned = 0
         for _ in range(args.repeat):
             elapsed, planned = run_planner(url)
             planner_runs.append(elapsed / args.subscribers)
+            idle_runs.append(run_idle_tick(url))
             naive_runs.append(run_naive(url, args.naive_sample) / args.naive_sample)
     planner = statistics.median(planner_runs)
     naive = statistics.median(naive_runs)
@@ -150,6 +162,7 @@ def main() -> None:
                 "digests_planned": planned,
                 "planner_ms_per_subscriber": round(planner * 1000, 3),
                 "planner_subscribers_per_s": round(1 / planner),
+                "idle_tick_s": round(statistics.median(idle_runs), 3),
                 "naive_index_per_subscriber_ms": round(naive * 1000, 3),
                 "speedup_vs_naive": round(naive / planner, 1),
                 "note": "planner time includes reading and writing the database; naive is "

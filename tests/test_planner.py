@@ -352,3 +352,23 @@ def test_unsubscribe_then_resubscribe_nothing_is_lost(store: Store, database_url
         ("2026-11-22", "cancelled", [DIFFUSION_A]),
         ("2026-11-24", "pending", [DIFFUSION_A]),
     ]
+
+
+def test_ingest_time_not_the_printed_date_decides_what_is_new(
+    store: Store, database_url: str
+) -> None:
+    from datetime import date
+
+    from digest.models import Dump
+
+    sub = add_subscriber(store, "ada@example.org")
+    add_dump(store, T0 - days(1), [DIFFUSION_A])  # printed weeks ago, see below
+    add_dump(store, T0 - days(10), [DIFFUSION_B])  # printed today, ingested long ago
+    add_dump(store, T0 + timedelta(minutes=1), [DIFFUSION_C])  # after `now`: not yet
+    with store.transaction() as session:
+        for dump in session.scalars(select(Dump)):
+            dump.issue_date = (
+                date(2026, 10, 1) if dump.ingested_at == T0 - days(1) else date(2026, 11, 22)
+            )
+    plan(store, database_url)
+    assert digests_of(store, sub) == [("2026-11-22", "pending", [DIFFUSION_A])]

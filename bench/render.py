@@ -7,6 +7,7 @@ Measures, in one run on the same views:
   of digests share a few dozen papers), MIME bytes written by `digest.mime`;
 - `fast_uncached`: the same with the per-paper cache emptied before every
   message (the worst case: no two digests share a paper);
+- `serialise_only_*`: the MIME step alone, stdlib vs `digest.mime`, for scale;
 - `naive`: the pipeline it replaces — the template with a plain <style>
   block, CSS inlined per email with premailer, then
   `EmailMessage.as_bytes()` (stdlib serialisation).
@@ -110,6 +111,16 @@ def main() -> None:
         envelope = naive.envelope(view)
         return mime.build_email_message(envelope, naive.text(view), html).as_bytes()
 
+    prepared = {id(v): (fast.envelope(v), fast.text(v), fast.html(v)) for v in views}
+
+    def stdlib_serialise_only(view: DigestView) -> bytes:
+        envelope, text, html = prepared[id(view)]
+        return mime.build_email_message(envelope, text, html).as_bytes()
+
+    def fast_serialise_only(view: DigestView) -> bytes:
+        envelope, text, html = prepared[id(view)]
+        return mime.build_message_bytes(envelope, text, html)
+
     for render in (fast.message_bytes, naive_message):  # warm up: imports, caches
         for view in views[:12]:
             render(view)
@@ -124,6 +135,10 @@ def main() -> None:
         "fast": measure(fast.message_bytes, views, args.rounds, args.seconds),
         "fast_uncached": measure(uncached, views, args.rounds, args.seconds),
         "naive": measure(naive_message, views[:24], args.rounds, args.seconds),
+        # Serialisation alone, for scale: the issue measured stdlib as_bytes() at
+        # ~2.5 ms per message on a quiet machine.
+        "serialise_only_stdlib": measure(stdlib_serialise_only, views, args.rounds, args.seconds),
+        "serialise_only_fast": measure(fast_serialise_only, views, args.rounds, args.seconds),
     }
     for variant in ("fast", "fast_uncached"):
         results[f"{variant}_vs_naive_cpu"] = round(

@@ -41,8 +41,7 @@ from digest.errors import BadInput
 CRLF = "\r\n"
 FOLD_AT = 78  # RFC 5322 "SHOULD" line length
 MAX_LINE = 998  # RFC 5322 "MUST" line length
-# RFC 2047 allows 75; 68 lets a word follow "Subject: " or "List-Id: " within 78.
-ENCODED_WORD_MAX = 68
+ENCODED_WORD_MAX = 75  # RFC 2047; with the leading space of a folded line, 76 < 78
 
 # C0 and C1 controls, DEL, and the Unicode line/paragraph separators: anything a
 # header parser (or str.splitlines) could take for the end of a line.
@@ -111,57 +110,76 @@ def date_header(moment: datetime) -> str:
 # --- encoding header values into folding units ---
 
 
-def encoded_words(text: str) -> list[str]:
+def encoded_words(text: str, first_max: int = ENCODED_WORD_MAX) -> list[str]:
     """`text` as RFC 2047 Q-encoded words, each at most ENCODED_WORD_MAX characters.
 
     Splits only between characters, so no word ends inside a UTF-8 sequence;
     whitespace between adjacent encoded words is ignored by decoders, so the
     words may be folded onto separate lines.
     """
-    room = ENCODED_WORD_MAX - len("=?utf-8?q??=")
+    overhead = len("=?utf-8?q??=")
+    room = min(first_max, ENCODED_WORD_MAX) - overhead
+    pieces = [_Q_PIECES[char] for char in text]
     words: list[str] = []
-    current: list[str] = []
+    start = 0
     used = 0
-    for char in text:
+    for i, piece in enumerate(pieces):
+        if used + len(piece) > room and i > start:
+            words.append("=?utf-8?q?" + "".join(pieces[start:i]) + "?=")
+            start, used = i, 0
+            room = ENCODED_WORD_MAX - overhead
+        used += len(piece)
+    if start < len(pieces):
+        words.append("=?utf-8?q?" + "".join(pieces[start:]) + "?=")
+    return words
+
+
+class _QPieces(dict[str, str]):
+    """char -> its Q encoding, computed once per distinct character."""
+
+    def __missing__(self, char: str) -> str:
         if char in _Q_SAFE:
             piece = char
         elif char == " ":
             piece = "_"
         else:
             piece = "".join(f"={byte:02X}" for byte in char.encode("utf-8"))
-        if used + len(piece) > room:
-            words.append("=?utf-8?q?" + "".join(current) + "?=")
-            current, used = [], 0
-        current.append(piece)
-        used += len(piece)
-    if current:
-        words.append("=?utf-8?q?" + "".join(current) + "?=")
-    return words
+        if len(self) < 20_000:  # bounded: any text can reach a subject
+            self[char] = piece
+        return piece
 
 
-def unstructured(text: str) -> list[str]:
+_Q_PIECES = _QPieces()
+
+
+def unstructured(text: str, first_max: int = ENCODED_WORD_MAX) -> list[str]:
     """Folding units of an unstructured header value (Subject)."""
     text = " ".join(text.split())
-    if text.isascii():
+    if text.isascii() and "=?" not in text:  # "=?" could be taken for an encoded word
         return text.split(" ") if text else []
-    return encoded_words(text)
+    return encoded_words(text, first_max)
 
 
-def phrase(name: str) -> list[str]:
+def phrase(name: str, first_max: int = ENCODED_WORD_MAX) -> list[str]:
     """Folding units of a display name (From, List-Id): atoms, a quoted string, or encoded words."""
     name = " ".join(name.split())
-    if not name.isascii():
-        return encoded_words(name)
+    if not name.isascii() or "=?" in name:
+        return encoded_words(name, first_max)
     if _ATEXT.fullmatch(name):
         return name.split(" ")
     quoted = name.replace("\\", "\\\\").replace('"', '\\"')
     return [f'"{quoted}"']
 
 
-def mailbox(name: str, addr: str) -> list[str]:
+def mailbox(name: str, addr: str, first_max: int = ENCODED_WORD_MAX) -> list[str]:
     if not name.strip():
         return [addr]
-    return [*phrase(name), f"<{addr}>"]
+    return [*phrase(name, first_max), f"<{addr}>"]
+
+
+def _room(name: str) -> int:
+    """Room for the first unit on a header's first line ("Name: " takes the rest)."""
+    return FOLD_AT - len(name) - 2
 
 
 def fold(name: str, units: Sequence[str]) -> str:
@@ -247,12 +265,15 @@ def build_message_bytes(envelope: Envelope, text: str, html: str) -> bytes:
     boundary = envelope.boundary()
     head = "".join(
         (
-            fold("From", mailbox(envelope.from_name, envelope.from_addr)),
+            fold("From", mailbox(envelope.from_name, envelope.from_addr, _room("From"))),
             fold("To", [envelope.to_addr]),
-            fold("Subject", unstructured(envelope.subject)),
+            fold("Subject", unstructured(envelope.subject, _room("Subject"))),
             fold("Date", envelope.date.split(" ")),
             fold("Message-ID", [envelope.message_id]),
-            fold("List-Id", [*phrase(envelope.list_id_name), f"<{envelope.list_id}>"]),
+            fold(
+                "List-Id",
+                [*phrase(envelope.list_id_name, _room("List-Id")), f"<{envelope.list_id}>"],
+            ),
             one_line("List-Unsubscribe", envelope.list_unsubscribe),
             "List-Unsubscribe-Post: List-Unsubscribe=One-Click" + CRLF,
             "MIME-Version: 1.0" + CRLF,

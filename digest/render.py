@@ -14,8 +14,11 @@ Speed is designed in, because a run renders one message per subscriber:
 - The bytes on the wire are written by `digest.mime`, not by
   `EmailMessage.as_bytes()`.
 
-`Renderer.message()` builds the same message with the stdlib; preview and
-tests use it, delivery uses `message_bytes()`.
+Who calls what: delivery sends `message_bytes(view)`; `digest preview` writes
+`html(view)` (a browser), `text(view)` (stdout) or `message_bytes(view)` (an
+.eml file); view-in-browser serves `html(view)`. `message(view)` builds the
+same message with the stdlib `EmailMessage`, for callers that want an object;
+the tests check that both parse to the same headers and bodies.
 """
 
 from __future__ import annotations
@@ -280,8 +283,8 @@ class Renderer:
         label = re.sub(r"[^A-Za-z0-9-]+", "-", local).strip("-") or "digest"
         self.list_id = f"{label}.{domain}"
         self.hf_base_url = settings.sources.hf_base_url.rstrip("/")
-        self._card_cache: dict[PaperCard, CardTexts] = {}
-        self._lines_cache: dict[tuple[PaperCard, int], TextLines] = {}
+        self._card_cache: dict[CardKey, CardTexts] = {}
+        self._lines_cache: dict[tuple[CardKey, int], TextLines] = {}
         html_env = _html_environment(folder, inline=inline_css)
         text_env = _text_environment(folder)
         try:
@@ -373,7 +376,8 @@ class Renderer:
         One run renders the same few dozen papers into thousands of digests;
         the snippet and author line need computing once per paper and topic.
         """
-        texts = self._card_cache.get(card)
+        key = _card_key(card)
+        texts = self._card_cache.get(key)
         if texts is None:
             segments = tuple(snippet(card.abstract, card.matched))
             upvotes = _upvotes(card.upvotes)
@@ -386,16 +390,16 @@ class Renderer:
                 upvotes=upvotes,
                 snippet=segments,
                 snippet_text="".join(part for part, _ in segments),
-                text_meta=f"{topic} · {upvotes}" if upvotes else topic,
+                text_meta=f"Topic: {topic} · {upvotes}" if upvotes else f"Topic: {topic}",
             )
             texts = replace(texts, body_html=self._paper_body(texts))
             if len(self._card_cache) >= CARD_CACHE_SIZE:
                 self._card_cache.clear()
-            self._card_cache[card] = texts
+            self._card_cache[key] = texts
         return texts
 
     def _lines(self, card: PaperCard, texts: CardTexts, indent_width: int) -> TextLines:
-        key = (card, indent_width)
+        key = (_card_key(card), indent_width)
         lines = self._lines_cache.get(key)
         if lines is None:
             indent = " " * indent_width
@@ -458,6 +462,22 @@ class Renderer:
 
 
 # --- small pure helpers ---
+
+CardKey = tuple[object, ...]
+
+
+def _card_key(card: PaperCard) -> CardKey:
+    """Everything a card shows; not the score, which differs between subscribers."""
+    return (
+        card.title,
+        card.url,
+        card.abstract,
+        card.authors,
+        card.topic_label,
+        card.arxiv_id,
+        card.upvotes,
+        card.matched,
+    )
 
 
 def _render(template: Template, model: DigestModel) -> str:

@@ -431,3 +431,14 @@ def test_view_with_digest_view_type(renderer: Renderer) -> None:
     assert isinstance(renderer.message(view), EmailMessage)
     assert isinstance(renderer.message_bytes(view), bytes)
     assert isinstance(renderer.subject(view), str)
+
+
+def test_cached_paper_cards_render_like_fresh_ones(renderer: Renderer) -> None:
+    """Cards are cached per paper across digests; position and score must not leak."""
+    first = sample_view(6)
+    renderer.message_bytes(first)
+    reordered = tuple(replace(card, score=-card.score) for card in reversed(first.papers))
+    second = replace(first, topics=("LLM agents",), papers=reordered)
+    fresh = Renderer(SETTINGS)
+    assert renderer.message_bytes(second) == fresh.message_bytes(second)
+    assert renderer.text(second) == fresh.text(second)

@@ -233,6 +233,13 @@ def plan_due(
                     (plan.email, f"{plan.period} was already planned by another planner")
                 )
         session.commit()
+    _log_report(report)
+    return report
+
+
+def _log_report(report: PlanReport) -> None:
+    for email, reason in report.skipped:
+        log.debug("not planned for %s: %s", email, reason)
     for plan in report.planned:
         log.info(
             "planned digest %s for %s (%s): %d papers, %s",
@@ -242,7 +249,6 @@ def plan_due(
             len(plan.picks),
             plan.status,
         )
-    return report
 
 
 # --- reading ---

@@ -200,23 +200,8 @@ def plan_due(
         if not topics_of.get(sub.id):
             report.skipped.append((sub.email, "no topics"))
             continue
-        previous = window_closed_at.get(sub.id)
-        if previous is not None and previous >= sub.subscribed_at:
-            window_start = previous
-        else:  # first digest of this subscription
-            window_start = now - lookback
-            if previous is not None:
-                window_start = max(window_start, previous)
-        due.append(
-            _Due(
-                subscriber_id=sub.id,
-                email=sub.email,
-                period=period,
-                max_papers=sub.max_papers,
-                window_start=min(window_start, now),
-                topics=topics_of[sub.id],
-            )
-        )
+        begins = _window_start(window_closed_at.get(sub.id), sub.subscribed_at, now, lookback)
+        due.append(_Due(sub.id, sub.email, period, sub.max_papers, begins, topics_of[sub.id]))
 
     plans = _choose(session, settings, due, now, report, near_misses=dry_run)
     session.rollback()  # end the read transaction before writing (see module docstring)
@@ -235,6 +220,19 @@ def plan_due(
         session.commit()
     _log_report(report)
     return report
+
+
+def _window_start(
+    previous: datetime | None, subscribed_at: datetime, now: datetime, lookback: timedelta
+) -> datetime:
+    """Where the candidates of a digest begin: the previous digest of this subscription,
+    else (a first digest, or the first after re-subscribing) `lookback` ago."""
+    if previous is not None and previous >= subscribed_at:
+        return min(previous, now)
+    start = now - lookback
+    if previous is not None:
+        start = max(start, previous)
+    return min(start, now)
 
 
 def _log_report(report: PlanReport) -> None:

@@ -158,9 +158,13 @@ class Paper(Base):
     """One paper, deduplicated across dumps by `key` (arXiv id, else normalised title)."""
 
     __tablename__ = "papers"
+    __table_args__ = (Index("ix_papers_title_key", "title_key"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     key: Mapped[str] = mapped_column(String(512), unique=True)
+    # `digest.keys.title_key(title)`, kept for every paper (also those keyed by
+    # arXiv id) so a title-only listing finds the paper an id-bearing source stored.
+    title_key: Mapped[str | None] = mapped_column(String(512))
     arxiv_id: Mapped[str | None] = mapped_column(String(32), unique=True)
     title: Mapped[str] = mapped_column(Text)
     abstract: Mapped[str] = mapped_column(Text, default="")

@@ -39,6 +39,7 @@ def upgrade() -> None:
     op.create_table('papers',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('key', sa.String(length=512), nullable=False),
+    sa.Column('title_key', sa.String(length=512), nullable=True),
     sa.Column('arxiv_id', sa.String(length=32), nullable=True),
     sa.Column('title', sa.Text(), nullable=False),
     sa.Column('abstract', sa.Text(), nullable=False),
@@ -51,6 +52,9 @@ def upgrade() -> None:
     sa.UniqueConstraint('arxiv_id', name=op.f('uq_papers_arxiv_id')),
     sa.UniqueConstraint('key', name=op.f('uq_papers_key'))
     )
+    with op.batch_alter_table('papers', schema=None) as batch_op:
+        batch_op.create_index('ix_papers_title_key', ['title_key'], unique=False)
+
     op.create_table('subscribers',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('email', sa.String(length=320), nullable=False),
@@ -162,6 +166,9 @@ def downgrade() -> None:
         batch_op.drop_index('ix_subscribers_status')
 
     op.drop_table('subscribers')
+    with op.batch_alter_table('papers', schema=None) as batch_op:
+        batch_op.drop_index('ix_papers_title_key')
+
     op.drop_table('papers')
     with op.batch_alter_table('dumps', schema=None) as batch_op:
         batch_op.drop_index('ix_dumps_ingested_at')

@@ -1,0 +1,287 @@
+"""Relevance benchmark: how well do topic filters find the papers a reader wants?
+
+Scores three systems on the graded set in `bench/relevance/` (268 papers, 20
+topics judged by reading, see its README) and prints JSON:
+
+  (a) keyword_and — every query word present in title+abstract (case-insensitive,
+      on word boundaries, no stemming), unranked: corpus order;
+  (b) bm25 — plain `rank_bm25.BM25Okapi` over title+abstract (lower-cased
+      word tokens, no stemming, no stop words); result set = score > 0;
+  (c) digest — `digest.scoring.PaperIndex(...).search(digest.query.parse(q))`,
+      ranked and already thresholded by digest's own cut-off.
+
+Metrics, macro-averaged over topics: nDCG@10 (gain 2^grade - 1, log2 discount,
+ideal ranking from all judged papers), P@10 (relevant in the top 10 / 10), and
+precision / recall / F1 of the whole returned set. "Relevant" for the binary
+metrics means grade >= --relevant-grade (default 1).
+
+    PYTHONPATH=. python bench/relevance.py [--per-topic]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+PAPERS = HERE / "relevance" / "papers.jsonl"
+JUDGMENTS = HERE / "relevance" / "judgments.toml"
+GRADES = frozenset({0, 1, 2})
+_TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
+
+
+@dataclass(frozen=True, slots=True)
+class Paper:
+    key: str
+    title: str
+    abstract: str
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    id: str
+    query: str
+    grades: Mapping[str, int]  # paper key -> 0/1/2; unlisted papers are 0
+
+
+# A system takes a query and returns paper keys, best first; the list is its result set.
+System = Callable[[str], list[str]]
+
+
+# --- data -------------------------------------------------------------------
+
+
+def load_papers(path: Path = PAPERS) -> list[Paper]:
+    """The corpus, in file order (which is also the keyword baseline's order)."""
+    papers = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            row = json.loads(line)
+            papers.append(Paper(row["key"], row["title"], row["abstract"]))
+    return papers
+
+
+def load_topics(path: Path = JUDGMENTS) -> list[Topic]:
+    with path.open("rb") as handle:
+        data = tomllib.load(handle)
+    return [
+        Topic(str(t["id"]), str(t["query"]), {str(k): int(v) for k, v in t["grades"].items()})
+        for t in data["topic"]
+    ]
+
+
+# --- metrics ----------------------------------------------------------------
+
+
+def dcg(gains: Sequence[float]) -> float:
+    """Discounted cumulative gain: the gain at rank r (1-based) is divided by log2(r + 1)."""
+    return sum(gain / math.log2(rank + 1) for rank, gain in enumerate(gains, start=1))
+
+
+def ndcg_at_k(ranked: Sequence[str], grades: Mapping[str, int], k: int = 10) -> float:
+    """nDCG@k with gain 2^grade - 1; the ideal ranking uses every judged paper."""
+    ideal = dcg([2.0**g - 1 for g in sorted(grades.values(), reverse=True)[:k]])
+    if ideal == 0:
+        return 0.0
+    return dcg([2.0 ** grades.get(key, 0) - 1 for key in ranked[:k]]) / ideal
+
+
+def precision_at_k(
+    ranked: Sequence[str], grades: Mapping[str, int], k: int = 10, relevant_grade: int = 1
+) -> float:
+    """Relevant papers among the first k, divided by k (a short list is not rewarded)."""
+    return sum(1 for key in ranked[:k] if grades.get(key, 0) >= relevant_grade) / k
+
+
+def set_scores(
+    returned: Sequence[str], grades: Mapping[str, int], relevant_grade: int = 1
+) -> tuple[float, float, float]:
+    """Precision, recall and F1 of a whole result set (empty set: precision 0)."""
+    relevant = {key for key, grade in grades.items() if grade >= relevant_grade}
+    got = set(returned)
+    hits = len(got & relevant)
+    precision = hits / len(got) if got else 0.0
+    recall = hits / len(relevant) if relevant else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return precision, recall, f1
+
+
+# --- systems ----------------------------------------------------------------
+
+
+def tokens(text: str) -> list[str]:
+    """Lower-cased letter/digit runs: hyphens, punctuation and spaces all separate."""
+    return _TOKEN.findall(text.casefold())
+
+
+def keyword_and(papers: Sequence[Paper]) -> System:
+    """Every query word as a whole word somewhere in title+abstract; corpus order."""
+    texts = [f"{p.title}\n{p.abstract}" for p in papers]
+
+    def search(query: str) -> list[str]:
+        patterns = [
+            re.compile(rf"(?<![^\W_]){re.escape(w)}(?![^\W_])", re.IGNORECASE)
+            for w in dict.fromkeys(tokens(query))
+        ]
+        if not patterns:
+            return []
+        return [
+            p.key
+            for p, text in zip(papers, texts, strict=True)
+            if all(pattern.search(text) for pattern in patterns)
+        ]
+
+    return search
+
+
+def bm25(papers: Sequence[Paper]) -> System:
+    """Plain BM25Okapi (rank_bm25 defaults) over title+abstract; every score > 0 is returned."""
+    from rank_bm25 import BM25Okapi
+
+    index = BM25Okapi([tokens(f"{p.title} {p.abstract}") for p in papers])
+
+    def search(query: str) -> list[str]:
+        scores = index.get_scores(tokens(query))
+        order = sorted(range(len(papers)), key=lambda i: (-scores[i], i))
+        return [papers[i].key for i in order if scores[i] > 0]
+
+    return search
+
+
+class Unavailable(Exception):
+    """The system cannot run in this checkout (digest's ranker not written/merged yet)."""
+
+
+def digest_ranker(papers: Sequence[Paper]) -> System:
+    """digest's own ranker, through the contract API only (CONTRACTS.md)."""
+    from digest.config import ScoringSettings
+    from digest.domain import PaperText
+
+    try:
+        from digest import query as query_module
+        from digest import scoring  # type: ignore[attr-defined,unused-ignore]
+
+        parse: Any = query_module.parse  # type: ignore[attr-defined,unused-ignore]
+        paper_index: Any = scoring.PaperIndex  # type: ignore[attr-defined,unused-ignore]
+    except (ImportError, AttributeError) as error:
+        raise Unavailable(str(error)) from error
+    index = paper_index(
+        [PaperText(paper_id=i, title=p.title, abstract=p.abstract) for i, p in enumerate(papers)],
+        ScoringSettings(),
+    )
+
+    def search(query: str) -> list[str]:
+        return [papers[hit.paper_id].key for hit in index.search(parse(query))]
+
+    return search
+
+
+SYSTEMS: dict[str, Callable[[Sequence[Paper]], System]] = {
+    "keyword_and": keyword_and,
+    "bm25": bm25,
+    "digest": digest_ranker,
+}
+
+
+# --- evaluation -------------------------------------------------------------
+
+
+def evaluate(
+    system: System, topics: Sequence[Topic], *, k: int = 10, relevant_grade: int = 1
+) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """Per-topic rows and their macro averages for one system."""
+    rows: list[dict[str, Any]] = []
+    for topic in topics:
+        returned = system(topic.query)
+        precision, recall, f1 = set_scores(returned, topic.grades, relevant_grade)
+        rows.append(
+            {
+                "topic": topic.id,
+                "query": topic.query,
+                "relevant": sum(1 for g in topic.grades.values() if g >= relevant_grade),
+                "returned": len(returned),
+                f"ndcg@{k}": ndcg_at_k(returned, topic.grades, k),
+                f"p@{k}": precision_at_k(returned, topic.grades, k, relevant_grade),
+                "set_precision": precision,
+                "set_recall": recall,
+                "set_f1": f1,
+            }
+        )
+    names = [f"ndcg@{k}", f"p@{k}", "set_precision", "set_recall", "set_f1", "returned"]
+    means = {name: sum(row[name] for row in rows) / len(rows) for name in names}
+    means["mean_returned"] = means.pop("returned")
+    return {name: round(value, 4) for name, value in means.items()}, rows
+
+
+def run(
+    papers: Sequence[Paper],
+    topics: Sequence[Topic],
+    *,
+    k: int = 10,
+    relevant_grade: int = 1,
+    per_topic: bool = False,
+    builders: Mapping[str, Callable[[Sequence[Paper]], System]] | None = None,
+) -> dict[str, Any]:
+    """Evaluate every system (default: the two baselines and digest) into one report."""
+    if builders is None:
+        builders = SYSTEMS
+    report: dict[str, Any] = {
+        "papers": len(papers),
+        "topics": len(topics),
+        "relevant_grade": relevant_grade,
+        "k": k,
+        "systems": {},
+    }
+    for name, build in builders.items():
+        try:
+            system = build(papers)
+        except Unavailable as error:
+            report["systems"][name] = {"available": False, "error": f"not available: {error}"}
+            continue
+        means, rows = evaluate(system, topics, k=k, relevant_grade=relevant_grade)
+        entry: dict[str, Any] = {"available": True, **means}
+        if per_topic:
+            entry["per_topic"] = [
+                {n: round(v, 4) if isinstance(v, float) else v for n, v in row.items()}
+                for row in rows
+            ]
+        report["systems"][name] = entry
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--papers", type=Path, default=PAPERS)
+    parser.add_argument("--judgments", type=Path, default=JUDGMENTS)
+    parser.add_argument("--per-topic", action="store_true", help="add one row per topic")
+    parser.add_argument("--k", type=int, default=10, help="cut-off for nDCG@k and P@k")
+    parser.add_argument(
+        "--relevant-grade",
+        type=int,
+        choices=(1, 2),
+        default=1,
+        help="lowest grade that counts as relevant for P@k and set metrics",
+    )
+    args = parser.parse_args(argv)
+    report = run(
+        load_papers(args.papers),
+        load_topics(args.judgments),
+        k=args.k,
+        relevant_grade=args.relevant_grade,
+        per_topic=args.per_topic,
+    )
+    json.dump(report, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,226 @@
+"""Scoring: what a subscriber's topic finds, in what order, and why."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from digest.config import ScoringSettings
+from digest.domain import PaperText, TopicQuery
+from digest.query import And, Node, Not, Or, Phrase, Word
+from digest.scoring import PaperIndex, select_papers
+
+FILLER = (
+    "We study a broad range of settings and report results on standard benchmarks, "
+    "comparing against strong baselines under matched compute budgets. "
+)
+
+PAPERS = [
+    PaperText(1, "Quantizing Large Language Models to Four Bits", FILLER + "Weights only."),
+    PaperText(2, "GEAR: an efficient key-value cache compression recipe", FILLER),
+    PaperText(3, "Denoising diffusion models for video", FILLER + "Video diffusion at scale."),
+    PaperText(
+        4,
+        "Protein folding with graph networks",
+        FILLER * 4 + "A diffusion step appears once here.",
+    ),
+    PaperText(5, "Faster speculative decoding", FILLER + "We accelerate LLMs with drafts."),
+    PaperText(
+        6,
+        "Sparse Autoencoders for interpretability",
+        "Sparse autoencoders (SAEs) find features in activations. " + FILLER,
+    ),
+    PaperText(7, "Scaling SAE training", "We train an SAE on a large model. " + FILLER),
+    PaperText(8, "A survey of diffusion models", "Diffusion models survey. " + FILLER),
+    PaperText(9, "Reinforcement learning for robots", FILLER, upvotes=500),
+]
+
+
+def words(*texts: str) -> Node:
+    return And(tuple(Word(t) for t in texts))
+
+
+@pytest.fixture
+def index() -> PaperIndex:
+    return PaperIndex(PAPERS, ScoringSettings())
+
+
+def ids(index: PaperIndex, query: Node) -> list[int]:
+    return [hit.paper_id for hit in index.search(query)]
+
+
+def test_stemming_matches_other_forms_of_a_word(index: PaperIndex) -> None:
+    assert ids(index, Word("quantization")) == [1]
+    assert 3 in ids(index, Word("denoise"))
+
+
+def test_acronym_in_query_finds_the_expansion_and_says_so(index: PaperIndex) -> None:
+    hits = index.search(words("LLM", "quantization"))
+    assert [h.paper_id for h in hits] == [1]
+    via = {m.via for m in hits[0].matched if m.via}
+    assert via == {"LLM → large language model"}
+    title = PAPERS[0].title
+    spans = {title[m.start : m.end] for m in hits[0].matched if m.field == "title"}
+    assert {"Quantizing", "Large Language Models"} <= spans
+
+
+def test_kv_cache_finds_key_value_cache(index: PaperIndex) -> None:
+    assert ids(index, words("KV", "cache")) == [2]
+
+
+def test_expansion_in_query_finds_the_acronym(index: PaperIndex) -> None:
+    hits = index.search(words("large", "language", "models"))
+    assert {h.paper_id for h in hits} == {1, 5}
+    five = next(h for h in hits if h.paper_id == 5)
+    assert {m.via for m in five.matched} == {"LLM → large language models"}
+
+
+def test_acronyms_are_learned_from_the_abstracts(index: PaperIndex) -> None:
+    # "Sparse autoencoders (SAEs)" is defined in paper 6 only; paper 7 says "SAE"
+    assert set(ids(index, words("sparse", "autoencoder"))) == {6, 7}
+    assert set(ids(index, Word("SAE"))) == {6, 7}
+
+
+def test_title_outranks_abstract_and_incidental_mentions_are_cut(index: PaperIndex) -> None:
+    found = ids(index, Word("diffusion"))
+    assert found[:2] == [8, 3] or found[:2] == [3, 8]
+    assert 4 not in found  # one mention deep in a long abstract
+    explanation = index.explain(4, Word("diffusion"))
+    assert explanation.eligible and not explanation.selected
+    assert "below the cut-off" in explanation.reason
+
+
+def test_phrase_needs_adjacent_words_in_order(index: PaperIndex) -> None:
+    assert ids(index, Phrase(("diffusion", "models"))) == [8] or set(
+        ids(index, Phrase(("diffusion", "models")))
+    ) == {3, 8}
+    assert ids(index, Phrase(("models", "diffusion"))) == []
+    assert ids(index, Phrase(("speculative", "decoding"))) == [5]
+
+
+def test_not_or_and_field_scopes(index: PaperIndex) -> None:
+    assert 8 not in ids(index, And((Word("diffusion"), Not(Word("survey")))))
+    assert set(ids(index, Or((Word("protein"), Word("robots"))))) == {4, 9}
+    assert ids(index, Word("video", field="title")) == [3]
+    assert ids(index, Word("drafts", field="title")) == []
+    assert set(ids(index, Word("quantiz", prefix=True))) == {1}
+
+
+def test_required_word_and_long_queries_match_most_words() -> None:
+    index = PaperIndex(PAPERS, ScoringSettings(relax_from_words=4, relax_share=0.75))
+    long_topic = words("efficient", "cache", "compression", "pruning")
+    assert ids(index, long_topic) == [2]  # 3 of 4 words
+    strict = PaperIndex(PAPERS, ScoringSettings(relax_from_words=0))
+    assert ids(strict, long_topic) == []
+    required = And((Word("efficient"), Word("pruning", required=True), Word("cache"), Word("gear")))
+    assert ids(index, required) == []
+
+
+def test_popularity_breaks_ties_but_never_admits_off_topic_papers() -> None:
+    twins = [
+        PaperText(1, "Graph neural networks", FILLER, upvotes=1),
+        PaperText(2, "Graph neural networks", FILLER, upvotes=300),
+        PaperText(3, "Cooking with robots", FILLER, upvotes=10_000),
+    ]
+    index = PaperIndex(twins, ScoringSettings(popularity_weight=0.05))
+    hits = index.search(words("graph", "neural"))
+    assert [h.paper_id for h in hits] == [2, 1]
+    assert hits[0].parts["popularity"] > hits[1].parts.get("popularity", 0)
+    assert 3 not in ids(index, words("graph", "neural"))
+    flat = PaperIndex(twins, ScoringSettings(popularity_weight=0))
+    flat_scores = [h.score for h in flat.search(words("graph", "neural"))]
+    assert len(flat_scores) == 2 and flat_scores[0] == flat_scores[1]
+
+
+def test_search_is_memoised_per_filter(index: PaperIndex) -> None:
+    first = index.search(words("diffusion", "models"))
+    assert index.search(words("diffusion", "models")) is first
+
+
+def test_explain_names_missing_and_excluded_terms(index: PaperIndex) -> None:
+    query = And((Word("diffusion"), Not(Word("survey"))))
+    survey = index.explain(8, query)
+    assert not survey.eligible and survey.excluded_by == ("survey",)
+    protein = index.explain(9, words("diffusion", "models"))
+    assert protein.missing == ("diffusion", "models")
+    assert "missing" in protein.reason
+    chosen = index.explain(3, query)
+    assert chosen.selected and chosen.rank is not None and chosen.parts["title"] > 0
+
+
+def topics(*queries: Node) -> list[TopicQuery]:
+    return [TopicQuery(100 + i, f"t{i}", q) for i, q in enumerate(queries)]
+
+
+def test_select_papers_gives_each_topic_a_fair_share(index: PaperIndex) -> None:
+    broad = Or(tuple(Word(w) for w in ("diffusion", "sparse", "decoding", "cache", "models")))
+    narrow = Word("robots")
+    picks = select_papers(index, topics(broad, narrow), max_papers=2)
+    assert [p.rank for p in picks] == [1, 2]
+    assert {p.topic_id for p in picks} == {100, 101}
+    assert 9 in {p.paper_id for p in picks}
+    assert picks[0].score >= picks[1].score
+
+
+def test_select_papers_never_repeats_and_respects_the_window(index: PaperIndex) -> None:
+    topic = topics(Word("diffusion"), Phrase(("diffusion", "models")))
+    everything = select_papers(index, topic, max_papers=10)
+    assert len({p.paper_id for p in everything}) == len(everything)
+    sent = {everything[0].paper_id}
+    again = select_papers(index, topic, max_papers=10, exclude=sent)
+    assert sent.isdisjoint(p.paper_id for p in again)
+    only = select_papers(index, topic, max_papers=10, allowed={3})
+    assert [p.paper_id for p in only] == [3]
+    assert select_papers(index, topic, max_papers=0) == []
+
+
+def test_select_papers_returns_nothing_rather_than_noise(index: PaperIndex) -> None:
+    assert select_papers(index, topics(words("quantum", "chemistry")), max_papers=10) == []
+
+
+# --- bad input ---
+
+
+def test_stop_word_only_filter_selects_nothing(index: PaperIndex) -> None:
+    query = words("the", "of", "and")
+    assert index.search(query) == []
+    assert "no word that can match" in index.explain(1, query).reason
+
+
+def test_filter_matching_every_paper_still_ranks_and_cuts(index: PaperIndex) -> None:
+    query = Or((Word("study"), Word("benchmarks"), Word("results")))
+    hits = index.search(query)
+    assert hits  # ranked, not crashed
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    only_not = Not(Word("nothingmatchesthis"))
+    assert index.search(only_not) == []
+
+
+def test_odd_papers_do_not_break_the_index() -> None:
+    odd = [
+        PaperText(1, "", ""),
+        PaperText(2, "Title only about transformers", ""),
+        PaperText(3, "Transformers " + "very long title words " * 14, "x"),
+        PaperText(4, "Нейронные сети для перевода", "Мы изучаем нейронные сети."),
+        PaperText(5, "深度学习模型的压缩", "我们研究深度学习。"),
+        PaperText(6, "Bounds with $\\mathcal{O}(\\epsilon^{-2})$", "Oleft(frac{gamma}right) rate"),
+        PaperText(7, "α-decay of β-VAE latents", "Greek letters α and β."),
+    ]
+    assert len(odd[2].title) >= 300
+    index = PaperIndex(odd, ScoringSettings())
+    assert set(ids(index, Word("transformers"))) == {2, 3}
+    assert ids(index, Word("нейронные")) == [4]
+    assert ids(index, Word("深度学习")) == [5]
+    assert ids(index, Word("frac")) == []
+    assert ids(index, Word("mathcal")) == []
+    assert 6 in ids(index, Word("epsilon"))
+    assert ids(index, Word("alpha")) == [7]
+    assert ids(index, Word("β")) == [7]
+
+
+def test_settings_change_the_ranking() -> None:
+    base = ScoringSettings(min_relevance=0, relative_cutoff=0)
+    title_heavy = PaperIndex(PAPERS, replace(base, title_weight=10))
+    assert ids(title_heavy, Word("diffusion"))[-1] == 4
+    assert 4 in ids(title_heavy, Word("diffusion"))

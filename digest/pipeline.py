@@ -8,30 +8,23 @@ stage can stay ignorant of the others.
 from __future__ import annotations
 
 import logging
-import os
-import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import update
-from sqlalchemy.orm import Session
 
 from digest import compose, deliver, ingest, planner
 from digest.config import Settings
 from digest.db import Store
 from digest.logs import LOGGER_NAME, log_event
-from digest.mail import Mailer, mailer_from_settings
+from digest.mail import Mailer, Outcome, mailer_from_settings
 from digest.models import Digest
 from digest.render import Renderer
 from digest.tokens import load_secret
 
 logger = logging.getLogger(f"{LOGGER_NAME}.pipeline")
-
-
-def worker_name() -> str:
-    """Who holds a claim: host and process, so a crashed worker's leases are recognisable."""
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 @dataclass
@@ -63,40 +56,32 @@ class Pipeline:
             mailer=mailer or mailer_from_settings(settings),
             renderer=Renderer(settings),
             secret=load_secret(settings.web),
-            worker=worker_name(),
+            worker=deliver.default_worker(),
         )
 
-    def build_message(self, session: Session, digest_row: Digest) -> bytes:
-        """A digest row → the bytes that go on the wire (the same bytes every time)."""
-        view = compose.view_for_digest(session, digest_row.id, self.settings, self.secret)
-        return self.renderer.message_bytes(view)
-
     def plan(self, now: datetime, *, email: str | None = None) -> planner.PlanReport:
-        with self.store.transaction() as session:
-            report = planner.plan_due(session, self.settings, now=now, email=email)
-        for plan in report.planned:
-            log_event(
-                logger,
-                "digest planned" if plan.status == "pending" else "digest skipped: nothing matched",
-                digest=plan.digest_id,
-                email=plan.email,
-                period=plan.period,
-                papers=len(plan.picks),
-            )
-        return report
+        """Record the digests due at `now` (plan_due commits them itself, per batch)."""
+        with self.store.sessions() as session:
+            return planner.plan_due(session, self.settings, now=now, email=email)
 
     def deliver(
-        self, now: datetime, *, email: str | None = None, limit: int | None = None
+        self,
+        now: datetime,
+        *,
+        email: str | None = None,
+        limit: int | None = None,
+        on_outcome: Callable[[Outcome], None] | None = None,
     ) -> deliver.DeliveryReport:
         report = deliver.deliver_due(
             self.store,
             self.settings,
             self.mailer,
-            self.build_message,
+            compose.message_builder(self.settings, self.secret, self.renderer),
             now=now,
             limit=limit,
             worker=self.worker,
             email=email,
+            on_outcome=on_outcome,
         )
         if report.sent or report.retry or report.failed:
             log_event(

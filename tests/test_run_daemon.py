@@ -87,8 +87,18 @@ def test_daemon_ingests_a_dropped_dump_mails_it_and_stops_cleanly(
     env = {**os.environ, "DIGEST_CONFIG": str(config)}
     yesterday = (datetime.now(UTC) - timedelta(days=2)).isoformat()
     subscribed = digest_cli(
-        "subscribe", "reader@example.org", "--topic", "KV cache", "--timezone", "UTC",
-        "--hour", "0", "--confirmed", "--now", yesterday, env=env,
+        "subscribe",
+        "reader@example.org",
+        "--topic",
+        "KV cache",
+        "--timezone",
+        "UTC",
+        "--hour",
+        "0",
+        "--confirmed",
+        "--now",
+        yesterday,
+        env=env,
     )
     assert subscribed.returncode == 0, subscribed.stderr
 

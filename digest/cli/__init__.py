@@ -8,6 +8,7 @@ import digest.cli.db_commands
 import digest.cli.ingest_commands
 import digest.cli.plan_commands
 import digest.cli.preview_commands
+import digest.cli.run_commands
 import digest.cli.subscriber_commands  # noqa: F401  (each import registers commands)
 from digest.cli.app import app, main
 

@@ -11,9 +11,11 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import func, select
 
+from digest import deliver
 from digest.cli.app import app
 from digest.cli.options import (
     ConfigOption,
@@ -90,21 +92,37 @@ def send(
     settings = settings_from(config)
     moment = parse_now(now)
     store = store_from(settings)
-    console = Console(stderr=True)
     try:
         pipeline = Pipeline.from_settings(settings, store)
         if dry_run:
             _dry_run(pipeline, moment, email)
             return
-        with console.status("planning and delivering due digests…"):
-            report = pipeline.tick(moment, email=email, limit=limit)
+        plans = pipeline.plan(moment, email=email)
+        with store.sessions() as session:
+            due = deliver.due_count(session, now=moment, email=email)
+        total = due if limit is None else min(due, limit)
+        with Progress(
+            TextColumn("delivering"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            transient=True,
+            disable=total == 0,
+        ) as progress:
+            task = progress.add_task("deliver", total=total)
+            delivered = pipeline.deliver(
+                moment, email=email, limit=limit, on_outcome=lambda _: progress.advance(task)
+            )
     finally:
         store.dispose()
+    for who, reason in plans.skipped if email else ():
+        typer.echo(f"{who}: {reason}")
     typer.echo(
-        f"planned {report.planned}, sent {report.sent}, retry {report.retry}, "
-        f"failed {report.failed}, skipped-empty {report.skipped_empty}"
+        f"planned {len(plans.pending)}, sent {delivered.sent}, retry {delivered.retry}, "
+        f"failed {delivered.failed}, skipped-empty {len(plans.empty)}"
     )
-    if report.failed:
+    if delivered.failed:
         raise typer.Exit(5)
 
 

@@ -22,6 +22,16 @@ from digest.errors import ConfigError
 
 Purpose = Literal["unsubscribe", "confirm", "manage", "view"]
 MAC_BYTES = 16
+# Row ids are 32-bit integers in the schema; a token claiming a larger id is
+# forged, and refusing it here keeps out-of-range numbers away from the database.
+MAX_ROW_ID = 2**31 - 1
+# The path of each kind of link under `web.base_url` (served by digest.web).
+LINK_PATHS: dict[Purpose, str] = {
+    "unsubscribe": "u",
+    "confirm": "confirm",
+    "manage": "m",
+    "view": "d",
+}
 
 
 def load_secret(web: WebSettings) -> bytes:
@@ -62,15 +72,22 @@ def token_row_id(token: str) -> int | None:
     if not sep or not head or len(head) > 13 or not head.isalnum() or not head.isascii():
         return None
     try:
-        return int(head, 36)
+        row_id = int(head, 36)
     except ValueError:
         return None
+    return row_id if row_id <= MAX_ROW_ID else None
 
 
 def verify_token(secret: bytes, purpose: Purpose, token: str, row_id: int, email: str) -> bool:
     """Whether `token` was made by us for this purpose, row and email (constant time)."""
     expected = make_token(secret, purpose, row_id, email)
-    return hmac.compare_digest(expected.encode(), token.encode())
+    return hmac.compare_digest(expected.encode(), token.encode("utf-8", "replace"))
+
+
+def link_url(base_url: str, secret: bytes, purpose: Purpose, row_id: int, email: str) -> str:
+    """The absolute URL of a signed link, e.g. `{base_url}/u/{token}`."""
+    token = make_token(secret, purpose, row_id, email)
+    return f"{base_url.rstrip('/')}/{LINK_PATHS[purpose]}/{token}"
 
 
 def _to_base36(number: int) -> str:

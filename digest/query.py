@@ -1,28 +1,60 @@
-"""The topic-filter language: the syntax tree (and, with issue 4, the parser).
+"""The topic-filter language: the syntax tree, the parser and the canonical printer.
 
 A topic is parsed once, when it is saved, into the tree below; scoring
 evaluates the tree against its index. The tree is a plain, hashable value so
 identical filters of different subscribers can be evaluated once per run.
 
-Grammar (user-facing):
+Grammar (user-facing; the README's "Topic filters" section is the manual):
     diffusion models        bare words: all must match (scoring may relax this
                             for long queries; see README)
-    +word                   strictly required word
+    +word                   strictly required word (also keeps a stop word)
     "exact phrase"          words adjacent, in order
-    quantiz*                prefix
-    a OR b, a AND b         boolean operators (AND binds tighter than OR)
+    quantiz*                prefix (at least 3 letters)
+    a OR b, a AND b         boolean operators, UPPERCASE only: lowercase
+                            `or`/`and`/`not` are ordinary (stop) words
     NOT word, -word         exclusion
     ( ... )                 grouping
     title: abstract: author:   field scopes, on a word, phrase or group
+
+Precedence: NOT/- binds tightest, then AND and juxtaposition (one level: a run
+`a b AND c` is a single explicit And of three operands), then OR.
+
+Words are those of `digest.text.words` (case-folded, not stemmed; stemming and
+acronyms are scoring's job). A bare token that holds several words
+(`gpt-4`, `state-of-the-art`) becomes a phrase. Bare stop words are dropped
+unless quoted, `+`-required or directly field-scoped (`author:will`).
+
+The parser yields one canonical tree per meaning it can see: single-operand
+groups collapse, nested groups of the same kind flatten, duplicate operands
+go, double negation cancels. `to_text` prints that tree so that
+`parse(to_text(node)) == node`.
 """
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass
 
 from digest.domain import TextField
+from digest.errors import BadInput, QuerySyntaxError
+from digest.text import is_stop_word, words
 
-__all__ = ["And", "Node", "Not", "Or", "Phrase", "TextField", "Word"]
+__all__ = [
+    "FIELDS",
+    "MAX_QUERY_LENGTH",
+    "And",
+    "Node",
+    "Not",
+    "Or",
+    "Phrase",
+    "TextField",
+    "Word",
+    "check_matchable",
+    "parse",
+    "parse_tree",
+    "to_text",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,3 +98,418 @@ class Or:
 
 
 Node = Word | Phrase | Not | And | Or
+
+
+FIELDS: tuple[TextField, ...] = ("title", "abstract", "author")
+_FIELD_NAMES: dict[str, TextField] = {name: name for name in FIELDS}
+MAX_QUERY_LENGTH = 1000
+MIN_PREFIX_LENGTH = 3  # `a*` would match half the vocabulary
+MAX_DEPTH = 24  # nested groups / negations; keeps recursion far from Python's limit
+_OPERATORS = frozenset(["OR", "AND", "NOT"])
+_FIELD_PREFIX = re.compile(r"([^\W\d_]+):")
+# Control characters, invisible format characters (bidi overrides, zero-width
+# joiners) and lone surrogates (undecodable argv bytes) have no place in a filter.
+_FORBIDDEN_CATEGORIES = frozenset(["Cc", "Cf", "Cs"])
+
+
+# --------------------------------------------------------------------------- API
+
+
+def parse(text: str) -> Node:
+    """Parse a topic filter as typed by a user; refuse one that can never match.
+
+    Raises `QuerySyntaxError` (with the position) for text that does not parse
+    and `BadInput` for a filter that is too long, holds control characters, or
+    could never match a paper (empty, only stop words, only exclusions, a word
+    both required and excluded).
+    """
+    node = parse_tree(text)
+    check_matchable(node, text)
+    assert node is not None  # check_matchable refuses None
+    return node
+
+
+def parse_tree(text: str) -> Node | None:
+    """The syntax tree of `text`, or None when nothing is left to search for.
+
+    Only checks syntax (and length / characters); `parse` adds the can-match
+    check. None means the text had no words once stop words and punctuation
+    were dropped.
+    """
+    _check_characters(text)
+    return _Parser(text, _lex(text)).parse()
+
+
+def check_matchable(node: Node | None, text: str) -> None:
+    """Refuse a tree that can never select a paper, saying why."""
+    if node is None:
+        if not text.strip():
+            raise BadInput("the topic filter is empty: type the words papers should contain")
+        dropped = sorted({w for w in words(text) if is_stop_word(w)})
+        detail = f" ({', '.join(dropped)})" if dropped else ""
+        raise BadInput(
+            f"nothing to search for in {text!r}: it has only common words{detail} or "
+            "punctuation, which are ignored. Add a word that says what the papers are "
+            'about, or quote a phrase ("the of") to keep common words. Operators are '
+            "UPPERCASE: OR, AND, NOT."
+        )
+    problem = _never_matches(node)
+    if problem:
+        raise BadInput(f"the topic filter {text!r} can never match a paper: {problem}")
+
+
+def to_text(node: Node) -> str:
+    """The canonical text of a tree: what `parse` turns back into the same tree."""
+    if isinstance(node, Word):
+        return (
+            ("+" if node.required else "")
+            + (f"{node.field}:" if node.field else "")
+            + node.text
+            + ("*" if node.prefix else "")
+        )
+    if isinstance(node, Phrase):
+        return (f"{node.field}:" if node.field else "") + '"' + " ".join(node.words) + '"'
+    if isinstance(node, Not):
+        inner = node.operand
+        if isinstance(inner, And | Or):
+            return f"-({to_text(inner)})"
+        return "-" + to_text(inner)
+    if isinstance(node, Or):
+        return " OR ".join(to_text(op) for op in node.operands)
+    joiner = " AND " if node.explicit else " "
+    parts = []
+    for op in node.operands:
+        # An Or, or an And of the other kind, would merge into this run unless grouped.
+        grouped = isinstance(op, Or) or (isinstance(op, And) and op.explicit != node.explicit)
+        parts.append(f"({to_text(op)})" if grouped else to_text(op))
+    return joiner.join(parts)
+
+
+# ------------------------------------------------------------------ can-it-match
+
+
+def _positive(node: Node) -> bool:
+    """Whether the node asks for something to be present (not only absent)."""
+    if isinstance(node, Word | Phrase):
+        return True
+    if isinstance(node, Not):
+        return False
+    if isinstance(node, And):
+        return any(_positive(op) for op in node.operands)
+    return all(_positive(op) for op in node.operands)
+
+
+def _never_matches(node: Node) -> str | None:
+    if not _positive(node):
+        if isinstance(node, Or):
+            branch = next(op for op in node.operands if not _positive(op))
+            return (
+                f"every alternative of OR needs a word to look for, but {to_text(branch)!r} "
+                "only excludes (it would match nearly every paper)"
+            )
+        return "it only excludes words; add at least one word to look for, e.g. 'diffusion -video'"
+    return _contradiction(node)
+
+
+def _contradiction(node: Node) -> str | None:
+    if isinstance(node, Word | Phrase):
+        return None
+    if isinstance(node, Not):
+        return _contradiction(node.operand)
+    if isinstance(node, And):
+        present = set(node.operands)
+        for op in node.operands:
+            if isinstance(op, Not) and op.operand in present:
+                wanted = to_text(op.operand)
+                return f"it asks for {wanted!r} and excludes it ({to_text(op)!r})"
+    for op in node.operands:
+        found = _contradiction(op)
+        if found:
+            return found
+    return None
+
+
+# ------------------------------------------------------------------------- lexer
+
+
+def _check_characters(text: str) -> None:
+    if len(text) > MAX_QUERY_LENGTH:
+        raise BadInput(
+            f"the topic filter is {len(text)} characters long; the limit is "
+            f"{MAX_QUERY_LENGTH}. Split it into several topics."
+        )
+    for index, char in enumerate(text):
+        if unicodedata.category(char) in _FORBIDDEN_CATEGORIES:
+            kind = "a line break" if char in "\r\n" else f"the control character {char!r}"
+            raise BadInput(
+                f"the topic filter contains {kind} at position {index + 1}; "
+                "a topic is one line of plain text"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class _Token:
+    kind: str  # ( ) phrase term field OR AND NOT - + end
+    pos: int
+    text: str = ""
+
+
+def _lex(query: str) -> list[_Token]:
+    tokens: list[_Token] = []
+    i, n = 0, len(query)
+    while i < n:
+        char = query[i]
+        if char.isspace():
+            i += 1
+        elif char in "()":
+            tokens.append(_Token(char, i))
+            i += 1
+        elif char == '"':
+            end = query.find('"', i + 1)
+            if end < 0:
+                raise QuerySyntaxError("unclosed quote", query, i)
+            tokens.append(_Token("phrase", i, query[i + 1 : end]))
+            i = end + 1
+        elif char in "+-":
+            following = query[i + 1] if i + 1 < n else " "
+            if not following.isspace() and following != ")":
+                tokens.append(_Token(char, i))
+            # else: a lone sign, as in "diffusion - video", is punctuation.
+            i += 1
+        else:
+            j = i
+            while j < n and not query[j].isspace() and query[j] not in '()"':
+                j += 1
+            run = query[i:j]
+            field = _FIELD_PREFIX.match(run)
+            if run in _OPERATORS:
+                tokens.append(_Token(run, i))
+                i = j
+            elif field:
+                name = field[1].casefold()
+                if name not in FIELDS:
+                    raise QuerySyntaxError(
+                        f"unknown field {field[1]}: (fields are title:, abstract:, author:; "
+                        "put text with a colon in quotes)",
+                        query,
+                        i,
+                    )
+                tokens.append(_Token("field", i, name))
+                i += len(field[0])
+            else:
+                tokens.append(_Token("term", i, run))
+                i = j
+    tokens.append(_Token("end", n))
+    return tokens
+
+
+# ------------------------------------------------------------------------ parser
+
+_STOPS_TERM = frozenset(["OR", "AND", ")", "end"])
+_DESCRIBE = {
+    "OR": "OR",
+    "AND": "AND",
+    "NOT": "NOT",
+    ")": "')'",
+    "end": "the end of the filter",
+    "-": "'-'",
+    "+": "'+'",
+    "field": "a field scope",
+}
+
+
+class _Parser:
+    """Recursive descent over the tokens; each level returns None for "nothing left"."""
+
+    def __init__(self, query: str, tokens: list[_Token]) -> None:
+        self.query = query
+        self.tokens = tokens
+        self.index = 0
+
+    def error(self, message: str, position: int) -> QuerySyntaxError:
+        return QuerySyntaxError(message, self.query, position)
+
+    def peek(self) -> _Token:
+        return self.tokens[self.index]
+
+    def advance(self) -> _Token:
+        token = self.tokens[self.index]
+        self.index += 1
+        return token
+
+    def parse(self) -> Node | None:
+        if self.peek().kind == "end":
+            return None
+        node = self.or_expr(None, 0)
+        token = self.peek()
+        if token.kind == ")":
+            raise self.error("unmatched ')'", token.pos)
+        return node
+
+    def or_expr(self, field: TextField | None, depth: int) -> Node | None:
+        operands = [self.and_expr(field, depth)]
+        while self.peek().kind == "OR":
+            operator = self.advance()
+            if self.peek().kind in _STOPS_TERM:
+                raise self.error("OR needs a term on its right", operator.pos)
+            operands.append(self.and_expr(field, depth))
+        return _make_or(operands)
+
+    def and_expr(self, field: TextField | None, depth: int) -> Node | None:
+        token = self.peek()
+        if token.kind in ("OR", "AND"):
+            raise self.error(f"{token.kind} needs a term on its left", token.pos)
+        operands = [self.unary(field, depth)]
+        explicit = False
+        while True:
+            token = self.peek()
+            if token.kind in ("OR", ")", "end"):
+                break
+            if token.kind == "AND":
+                self.advance()
+                explicit = True
+                if self.peek().kind in _STOPS_TERM:
+                    raise self.error("AND needs a term on its right", token.pos)
+            operands.append(self.unary(field, depth))
+        return _make_and(operands, explicit)
+
+    def unary(self, field: TextField | None, depth: int) -> Node | None:
+        token = self.peek()
+        if depth > MAX_DEPTH:
+            raise self.error(f"nested more than {MAX_DEPTH} levels deep", token.pos)
+        if token.kind in ("NOT", "-"):
+            self.advance()
+            following = self.peek()
+            if following.kind in _STOPS_TERM:
+                raise self.error(f"{token.kind} needs a term after it", token.pos)
+            return _make_not(self.unary(field, depth + 1))
+        if token.kind == "+":
+            self.advance()
+            return self.scoped(field, depth, plus=token)
+        return self.scoped(field, depth, plus=None)
+
+    def scoped(self, field: TextField | None, depth: int, plus: _Token | None) -> Node | None:
+        token = self.peek()
+        direct = False
+        if token.kind == "field":
+            self.advance()
+            if field is not None and token.text != field:
+                raise self.error(
+                    f"{token.text}: inside {field}:( ... ): a term has one field only",
+                    token.pos,
+                )
+            field = _FIELD_NAMES[token.text]  # the lexer let only known fields through
+            direct = True
+            following = self.peek()
+            if following.kind not in ("term", "phrase", "("):
+                raise self.error(
+                    f'{token.text}: must be followed by a word, a "phrase" or ( ... )',
+                    token.pos,
+                )
+        return self.primary(field, depth, plus=plus, keep_stop_word=direct or plus is not None)
+
+    def primary(
+        self,
+        field: TextField | None,
+        depth: int,
+        *,
+        plus: _Token | None,
+        keep_stop_word: bool,
+    ) -> Node | None:
+        token = self.advance()
+        if token.kind == "(":
+            if plus is not None:
+                raise self.error(
+                    "+ applies to one word or phrase; put + before words inside the group",
+                    plus.pos,
+                )
+            if self.peek().kind == ")":
+                raise self.error("empty parentheses", token.pos)
+            node = self.or_expr(field, depth + 1)
+            if self.peek().kind != ")":
+                raise self.error("unclosed parenthesis", token.pos)
+            self.advance()
+            return node
+        if token.kind == "phrase":
+            phrase_words = tuple(words(token.text))
+            if not phrase_words:
+                raise self.error("the quotes hold no words", token.pos)
+            return Phrase(phrase_words, field)
+        if token.kind == "term":
+            return self.term(token, field, required=plus is not None, keep_stop_word=keep_stop_word)
+        if plus is not None:
+            raise self.error("+ must be followed by a word or a phrase", plus.pos)
+        found = _DESCRIBE[token.kind]
+        raise self.error(f"expected a word, phrase or ( here, not {found}", token.pos)
+
+    def term(
+        self, token: _Token, field: TextField | None, *, required: bool, keep_stop_word: bool
+    ) -> Node | None:
+        raw = token.text
+        prefix = raw.endswith("*")
+        core = raw[:-1] if prefix else raw
+        star = core.find("*")
+        if star >= 0:
+            raise self.error("* can only end a word, as in quantiz*", token.pos + star)
+        found = words(core)
+        if prefix:
+            if len(found) != 1:
+                raise self.error("* needs exactly one word before it, as in quantiz*", token.pos)
+            if len(found[0]) < MIN_PREFIX_LENGTH:
+                raise self.error(
+                    f"prefix {found[0]}* is too short: give at least {MIN_PREFIX_LENGTH} letters",
+                    token.pos,
+                )
+            return Word(found[0], field, prefix=True, required=required)
+        if not found:
+            return None  # punctuation only, such as "&" or "--"
+        if len(found) > 1:
+            return Phrase(tuple(found), field)  # gpt-4, state-of-the-art
+        if is_stop_word(found[0]) and not keep_stop_word:
+            return None
+        return Word(found[0], field, required=required)
+
+
+# ------------------------------------------------------------ canonical builders
+
+
+def _dedupe(nodes: list[Node]) -> tuple[Node, ...]:
+    return tuple(dict.fromkeys(nodes))
+
+
+def _make_not(node: Node | None) -> Node | None:
+    if node is None:
+        return None
+    if isinstance(node, Not):
+        return node.operand
+    return Not(node)
+
+
+def _make_and(operands: list[Node | None], explicit: bool) -> Node | None:
+    flat: list[Node] = []
+    for op in operands:
+        if isinstance(op, And) and op.explicit == explicit:
+            flat.extend(op.operands)
+        elif op is not None:
+            flat.append(op)
+    unique = _dedupe(flat)
+    if not unique:
+        return None
+    if len(unique) == 1:
+        return unique[0]
+    return And(unique, explicit)
+
+
+def _make_or(operands: list[Node | None]) -> Node | None:
+    flat: list[Node] = []
+    for op in operands:
+        if isinstance(op, Or):
+            flat.extend(op.operands)
+        elif op is not None:
+            flat.append(op)
+    unique = _dedupe(flat)
+    if not unique:
+        return None
+    if len(unique) == 1:
+        return unique[0]
+    return Or(unique)

@@ -42,16 +42,18 @@ def load_secret(web: WebSettings) -> bytes:
     try:
         if path.is_file():
             key = path.read_text().strip()
-            if key:
-                return key.encode()
+            if not key:
+                raise ConfigError(f"web.secret_file {path} is empty; delete it to get a new key")
+            return key.encode()
         path.parent.mkdir(parents=True, exist_ok=True)
         key = secrets.token_urlsafe(32)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process created it between our check and open
+            return path.read_text().strip().encode()
         with os.fdopen(fd, "w") as handle:
             handle.write(key + "\n")
         return key.encode()
-    except FileExistsError:  # another process created it between our check and open
-        return path.read_text().strip().encode()
     except OSError as exc:
         raise ConfigError(f"web.secret_file {path}: {exc.strerror}") from None
 

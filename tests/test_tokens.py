@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from digest.config import WebSettings
+from digest.errors import ConfigError
 from digest.tokens import (
     MAX_ROW_ID,
     link_url,
@@ -65,3 +66,11 @@ def test_secret_file_is_created_once_and_reused(tmp_path: Path) -> None:
     assert load_secret(web) == first
     assert (tmp_path / "var" / "web-secret").stat().st_mode & 0o077 == 0
     assert load_secret(WebSettings(secret="from-env", secret_file=web.secret_file)) == b"from-env"
+
+
+def test_an_empty_or_unusable_secret_file_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "empty").write_text("\n")
+    with pytest.raises(ConfigError, match="is empty"):
+        load_secret(WebSettings(secret_file=str(tmp_path / "empty")))
+    with pytest.raises(ConfigError, match=r"web\.secret_file"):
+        load_secret(WebSettings(secret_file=str(tmp_path / "empty" / "below-a-file")))

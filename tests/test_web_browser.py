@@ -218,3 +218,22 @@ def test_add_a_topic_on_the_manage_page(
         "return [document.documentElement.scrollWidth, window.innerWidth]"
     )
     assert widths == [PHONE[0], PHONE[0]]
+
+
+def test_a_bad_topic_is_explained_on_the_page(
+    server: Server, browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    sub_id = add_subscriber(server.store, "cy@example.org", ("diffusion models",))
+    browser.get(server.link("manage", sub_id, "cy@example.org"))
+    browser.find_element(By.ID, "query").send_keys("(kv cache <b>")
+    browser.find_element(By.ID, "add-topic").click()
+    error = WebDriverWait(browser, 10).until(
+        expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "pre.error"))
+    )
+    browser.save_screenshot(str(tmp_path / "manage-error.png"))
+    assert "unclosed parenthesis" in error.text
+    assert "(kv cache <b>" in error.text  # shown as typed, as text
+    assert browser.find_element(By.ID, "query").get_attribute("value") == "(kv cache <b>"
+    with server.store.transaction() as session:
+        queries = session.scalars(select(Topic.query).where(Topic.subscriber_id == sub_id)).all()
+    assert list(queries) == ["diffusion models"]

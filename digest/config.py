@@ -181,6 +181,50 @@ class ScoringSettings:
         minimum=0,
         maximum=1,
     )
+    title_weight: float = setting(
+        3.0,
+        "BM25F weight of a word in the title relative to one in the abstract.",
+        minimum=0,
+        maximum=100,
+    )
+    abstract_weight: float = setting(
+        1.0, "BM25F weight of a word in the abstract.", minimum=0, maximum=100
+    )
+    author_weight: float = setting(
+        1.0, "BM25F weight of an author name (matched only by author: scopes).", minimum=0
+    )
+    proximity_weight: float = setting(
+        0.2,
+        "Bonus (on the 0-1 relevance scale) when the words of a topic occur close together.",
+        minimum=0,
+        maximum=1,
+    )
+    min_relevance: float = setting(
+        0.3,
+        "Absolute cut-off: papers below this relevance (0-1: how fully and how prominently "
+        "the topic's words occur) are not sent, even if the list stays short.",
+        minimum=0,
+        maximum=1,
+    )
+    relative_cutoff: float = setting(
+        0.4,
+        "Relative cut-off: papers below this fraction of the best paper's relevance for the "
+        "same topic are not sent.",
+        minimum=0,
+        maximum=1,
+    )
+    relax_from_words: int = setting(
+        4,
+        "Topics of this many bare words or more match papers that contain most of them "
+        "(see relax_share) instead of all; 0 never relaxes.",
+        minimum=0,
+    )
+    relax_share: float = setting(
+        0.75,
+        "Share of a long topic's bare words a paper must contain (rounded up).",
+        minimum=0,
+        maximum=1,
+    )
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ the import list below.
 
 import digest.cli.subscriber_commands  # (registers commands)
 import digest.cli.web_commands  # noqa: F401  (registers commands)
-from digest.cli import db_commands  # noqa: F401  (registers commands)
+from digest.cli import db_commands, plan_commands  # noqa: F401  (registers commands)
 from digest.cli.app import app, main
 
 __all__ = ["app", "main"]

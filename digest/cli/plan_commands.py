@@ -1,0 +1,92 @@
+"""`digest plan`: decide who is due and record what goes into their digests."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from digest.cli.app import app
+from digest.cli.options import (
+    ConfigOption,
+    JsonOption,
+    NowOption,
+    parse_now,
+    settings_from,
+    store_from,
+)
+from digest.planner import PlanReport, plan_due
+
+EmailOption = Annotated[
+    str | None,
+    typer.Option("--email", "-e", help="Only this subscriber.", show_default=False),
+]
+DryRunOption = Annotated[
+    bool, typer.Option("--dry-run", help="Work out the digests but record nothing.")
+]
+
+
+@app.command("plan")
+def plan(
+    config: ConfigOption = None,
+    now: NowOption = None,
+    email: EmailOption = None,
+    dry_run: DryRunOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Plan the digests that are due now: choose their papers and record them for delivery."""
+    settings = settings_from(config)
+    moment = parse_now(now)
+    store = store_from(settings)
+    try:
+        with store.sessions() as session:
+            report = plan_due(session, settings, now=moment, email=email, dry_run=dry_run)
+    finally:
+        store.dispose()
+    if as_json:
+        typer.echo(json.dumps(report_json(report), indent=2))
+        return
+    print_report(report, dry_run=dry_run)
+
+
+def report_json(report: PlanReport) -> dict[str, object]:
+    return {
+        "now": report.now.isoformat(),
+        "planned": [
+            {
+                "digest_id": p.digest_id,
+                "email": p.email,
+                "period": p.period,
+                "status": p.status,
+                "papers": len(p.picks),
+                "candidates": p.candidates,
+                "window_start": p.window_start.isoformat(),
+                "message_id": p.message_id,
+                "reason": p.reason,
+            }
+            for p in report.planned
+        ],
+        "skipped": [{"email": email, "reason": reason} for email, reason in report.skipped],
+    }
+
+
+def print_report(report: PlanReport, *, dry_run: bool) -> None:
+    """One line per subscriber (long reasons stay whole and greppable), then a summary."""
+    console = Console(highlight=False, soft_wrap=True)
+    for p in report.planned:
+        papers = f"{len(p.picks)} paper{'s' if len(p.picks) != 1 else ''}"
+        if p.status == "pending":
+            result = "would be sent" if dry_run else f"planned (digest {p.digest_id})"
+        else:
+            result = f"empty, not sent: {p.reason}"
+        console.print(f"{p.email}  {p.period}  {papers}  {result}")
+    for email, reason in report.skipped:
+        console.print(f"{email}  skipped: {reason}")
+    verb = "would plan" if dry_run else "planned"
+    console.print(
+        f"{verb} {len(report.pending)} digest(s), {len(report.empty)} empty, "
+        f"{len(report.skipped)} subscriber(s) skipped"
+        f" at {report.now:%Y-%m-%d %H:%M} UTC"
+    )

@@ -1,0 +1,183 @@
+"""A planned digest → `DigestView`: the plain value the renderer turns into an email.
+
+Store-facing glue between the planner and `digest.render`: it reads the digest
+row (or an unsaved plan, for previews), its papers and the subscriber, and
+builds paper cards and the signed links every email carries. Everything that
+changes per send attempt stays out, so the same row always gives the same view
+and therefore the same message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from urllib.parse import quote_plus
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from digest.config import Settings
+from digest.domain import DigestView, MatchedTerm, PaperCard
+from digest.errors import BadInput
+from digest.models import Digest, DigestItem, Dump, DumpPaper, Paper, Subscriber
+from digest.planner import PlannedDigest
+from digest.tokens import make_token
+
+__all__ = ["paper_url", "view_for_digest", "view_for_plan"]
+
+
+def paper_url(arxiv_id: str | None, title: str) -> str:
+    """The arXiv abstract page when the id is known, else a Hugging Face papers search."""
+    if arxiv_id:
+        return f"https://arxiv.org/abs/{arxiv_id}"
+    return f"https://huggingface.co/papers?q={quote_plus(title)}"
+
+
+def view_for_digest(
+    session: Session, digest_id: int, settings: Settings, secret: bytes
+) -> DigestView:
+    """The view of a recorded digest (for delivery and view-in-browser)."""
+    digest = session.scalars(
+        select(Digest)
+        .where(Digest.id == digest_id)
+        .options(
+            selectinload(Digest.items).selectinload(DigestItem.paper),
+            selectinload(Digest.subscriber).selectinload(Subscriber.topics),
+        )
+    ).one_or_none()
+    if digest is None:
+        raise BadInput(f"no digest with id {digest_id}")
+    items = sorted(digest.items, key=lambda item: item.rank)
+    upvotes = _latest_upvotes(session, [item.paper_id for item in items], digest.planned_at)
+    cards = tuple(
+        _card(
+            item.paper,
+            topic_label=item.topic_label,
+            score=item.score,
+            upvotes=upvotes.get(item.paper_id),
+            matched=tuple(
+                MatchedTerm.from_json(m) for m in (item.explanation or {}).get("matched", ())
+            ),
+        )
+        for item in items
+    )
+    return _view(
+        digest.subscriber,
+        period=digest.period,
+        issued_at=digest.planned_at,
+        message_id=digest.message_id,
+        cards=cards,
+        settings=settings,
+        secret=secret,
+        digest_id=digest.id,
+    )
+
+
+def view_for_plan(
+    session: Session, plan: PlannedDigest, settings: Settings, secret: bytes
+) -> DigestView:
+    """The view of a plan, recorded or not (for preview and dry runs)."""
+    subscriber = session.scalars(
+        select(Subscriber)
+        .where(Subscriber.id == plan.subscriber_id)
+        .options(selectinload(Subscriber.topics))
+    ).one()
+    ids = [pick.paper_id for pick in plan.picks]
+    papers = {p.id: p for p in session.scalars(select(Paper).where(Paper.id.in_(ids)))}
+    upvotes = _latest_upvotes(session, ids, plan.planned_at)
+    cards = tuple(
+        _card(
+            papers[pick.paper_id],
+            topic_label=plan.topic_labels.get(pick.topic_id, ""),
+            score=pick.score,
+            upvotes=upvotes.get(pick.paper_id),
+            matched=pick.matched,
+        )
+        for pick in sorted(plan.picks, key=lambda p: p.rank)
+    )
+    return _view(
+        subscriber,
+        period=plan.period,
+        issued_at=plan.planned_at,
+        message_id=plan.message_id,
+        cards=cards,
+        settings=settings,
+        secret=secret,
+        digest_id=plan.digest_id,
+    )
+
+
+def _card(
+    paper: Paper,
+    *,
+    topic_label: str,
+    score: float,
+    upvotes: int | None,
+    matched: tuple[MatchedTerm, ...],
+) -> PaperCard:
+    return PaperCard(
+        title=paper.title,
+        url=paper_url(paper.arxiv_id, paper.title),
+        abstract=paper.abstract or "",
+        authors=tuple(str(a) for a in paper.authors or ()),
+        topic_label=topic_label,
+        score=score,
+        arxiv_id=paper.arxiv_id,
+        upvotes=upvotes,
+        matched=matched,
+    )
+
+
+def _view(
+    subscriber: Subscriber,
+    *,
+    period: str,
+    issued_at: datetime,
+    message_id: str,
+    cards: tuple[PaperCard, ...],
+    settings: Settings,
+    secret: bytes,
+    digest_id: int | None,
+) -> DigestView:
+    base = settings.web.base_url.rstrip("/")
+    email = subscriber.email
+    unsubscribe = make_token(secret, "unsubscribe", subscriber.id, email)
+    manage = make_token(secret, "manage", subscriber.id, email)
+    view_url = None
+    if digest_id is not None:
+        view_url = f"{base}/d/{make_token(secret, 'view', digest_id, email)}"
+    mailto = settings.sender.unsubscribe_mailto or settings.sender.address
+    return DigestView(
+        email=email,
+        period=period,
+        issued_at=issued_at,
+        message_id=message_id,
+        topics=tuple(t.label or t.query for t in subscriber.topics),
+        papers=cards,
+        unsubscribe_url=f"{base}/u/{unsubscribe}",
+        manage_url=f"{base}/m/{manage}",
+        view_url=view_url,
+        unsubscribe_mailto=f"mailto:{mailto}?subject=unsubscribe",
+    )
+
+
+def _latest_upvotes(
+    session: Session, paper_ids: Sequence[int], as_of: datetime
+) -> dict[int, int | None]:
+    """Upvotes from the latest dump listing each paper, ingested by `as_of`.
+
+    Bounded by the planning time so a retry renders the same message as the
+    first attempt even if newer dumps arrived in between.
+    """
+    if not paper_ids:
+        return {}
+    rows = session.execute(
+        select(DumpPaper.paper_id, DumpPaper.upvotes)
+        .join(Dump, Dump.id == DumpPaper.dump_id)
+        .where(DumpPaper.paper_id.in_(list(paper_ids)), Dump.ingested_at <= as_of)
+        .order_by(Dump.ingested_at, Dump.id)
+    )
+    latest: dict[int, int | None] = {}
+    for paper_id, upvotes in rows:  # ascending: later dumps overwrite
+        latest[paper_id] = upvotes
+    return latest

@@ -1,0 +1,524 @@
+"""Who is due, and what goes into their digest: the `digests` and `digest_items` rows.
+
+The planner is the one place that decides what a subscriber receives. It reads
+the store, asks `digest.schedule` who is due, scores their candidate papers
+with `digest.scoring`, and records each choice *before* anything is rendered or
+sent, so rendering and delivery are pure functions of the database and can be
+retried.
+
+Candidates for a digest are the papers listed in dumps ingested in
+(window_start, now], where window_start is when the subscriber's previous
+digest was planned (for a first digest: `first_digest_lookback_days` ago),
+minus every paper already in one of their digests that was sent or is on its
+way. Ingest time, not a dump's printed date, decides what is new; after an
+outage or a pause the window simply covers the gap, so catch-up is one digest
+holding everything new.
+
+Transactions: the reads happen in one transaction, which is then ended; each
+subscriber's rows are written in a transaction of their own whose first
+statement is the INSERT (so on SQLite it waits for the write lock instead of
+failing on a stale snapshot). The unique (subscriber_id, period) constraint
+makes a second planner running at the same time a no-op: its INSERT fails,
+that subscriber is rolled back and reported, the others go on. Pass a plain
+session (`store.sessions()`), not one inside `store.transaction()`: the
+planner commits.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import secrets
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
+
+from digest import query as query_lang
+from digest.config import Settings
+from digest.domain import PaperText, Pick, TopicQuery
+from digest.errors import BadInput
+from digest.models import Digest, DigestItem, Dump, DumpPaper, Paper, Subscriber
+from digest.schedule import due_period, next_send_at, period_key, zone_of
+from digest.scoring import PaperIndex, select_papers
+
+log = logging.getLogger(__name__)
+
+# Digests whose papers count as "already given to the subscriber": never repeat them.
+DELIVERED_OR_ON_ITS_WAY = ("sent", "pending", "sending", "retry")
+# Digests that close a window: the next digest draws on dumps ingested after them.
+# (A failed or cancelled digest does not: its papers may come again.)
+WINDOW_CLOSING = (*DELIVERED_OR_ON_ITS_WAY, "skipped")
+NEAR_MISSES = 3
+_CHUNK = 500
+
+Status = Literal["pending", "skipped"]
+
+
+@dataclass(frozen=True, slots=True)
+class NearMiss:
+    """A paper that came closest to matching, for "why is my digest empty?"."""
+
+    paper_id: int
+    title: str
+    score: float
+    topic_label: str
+    reason: str  # the scorer's words: "missing diffusion", "below the cut-off ..."
+
+
+@dataclass
+class PlannedDigest:
+    """One digest the planner recorded (or, in a dry run, would record)."""
+
+    digest_id: int | None
+    subscriber_id: int
+    email: str
+    period: str
+    message_id: str
+    window_start: datetime
+    planned_at: datetime
+    picks: list[Pick]
+    status: Status
+    # topic id -> the label (or query) it had at planning time, for picks' topic_label.
+    topic_labels: dict[int, str] = field(default_factory=dict)
+    candidates: int = 0  # new, not-yet-sent papers that were scored
+    reason: str | None = None  # why it is empty, when it is
+    near_misses: list[NearMiss] = field(default_factory=list)  # filled in dry runs only
+
+
+@dataclass
+class PlanReport:
+    """What one planning pass did: the digests planned and who was skipped, and why."""
+
+    now: datetime
+    planned: list[PlannedDigest] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (email, reason)
+    papers_indexed: int = 0
+
+    @property
+    def pending(self) -> list[PlannedDigest]:
+        return [p for p in self.planned if p.status == "pending"]
+
+    @property
+    def empty(self) -> list[PlannedDigest]:
+        return [p for p in self.planned if p.status == "skipped"]
+
+
+@dataclass
+class _Due:
+    """A due subscriber, copied out of the ORM so writing needs no further reads."""
+
+    subscriber_id: int
+    email: str
+    period: str
+    max_papers: int
+    window_start: datetime
+    topics: list[tuple[int, str, str]]  # (topic id, query text, label)
+
+
+def message_id_domain(settings: Settings) -> str:
+    """The domain of Message-IDs: configured, else the sender address's domain."""
+    if settings.sender.message_id_domain:
+        return settings.sender.message_id_domain
+    return settings.sender.address.rpartition("@")[2] or "localhost"
+
+
+def new_message_id(settings: Settings) -> str:
+    """A Message-ID chosen at planning time, so every send attempt reuses it."""
+    return f"<digest-{secrets.token_hex(12)}@{message_id_domain(settings)}>"
+
+
+def plan_due(
+    session: Session,
+    settings: Settings,
+    *,
+    now: datetime,
+    email: str | None = None,
+    dry_run: bool = False,
+    ignore_schedule: bool = False,
+) -> PlanReport:
+    """Plan the digests that are due at `now`; record them unless `dry_run`.
+
+    `email` limits the pass to one subscriber (BadInput if there is none).
+    `ignore_schedule` plans the current period even if it is not due or the
+    subscriber is paused (for previews, with `dry_run`).
+    """
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware (UTC)")
+    report = PlanReport(now=now)
+    subscribers = _subscribers(session, email)
+    last_period, window_closed_at = _last_digests(session, [s.id for s in subscribers])
+    lookback = timedelta(days=settings.schedule.first_digest_lookback_days)
+
+    due: list[_Due] = []
+    for sub in subscribers:
+        why_not = _inactive_reason(sub, now, ignore_schedule)
+        if why_not:
+            report.skipped.append((sub.email, why_not))
+            continue
+        try:
+            period = _due(sub, last_period.get(sub.id), now, ignore_schedule)
+            if period is None:
+                why_not = _not_due_reason(sub, last_period.get(sub.id), now)
+        except BadInput as exc:  # e.g. a time zone this machine's tzdata does not know
+            log.warning("cannot schedule %s: %s", sub.email, exc)
+            report.skipped.append((sub.email, f"bad schedule: {exc}"))
+            continue
+        if period is None:
+            report.skipped.append((sub.email, why_not or "not due"))
+            continue
+        if not sub.topics:
+            report.skipped.append((sub.email, "no topics"))
+            continue
+        previous = window_closed_at.get(sub.id)
+        if previous is not None and previous >= sub.subscribed_at:
+            window_start = previous
+        else:  # first digest of this subscription
+            window_start = now - lookback
+            if previous is not None:
+                window_start = max(window_start, previous)
+        due.append(
+            _Due(
+                subscriber_id=sub.id,
+                email=sub.email,
+                period=period,
+                max_papers=sub.max_papers,
+                window_start=min(window_start, now),
+                topics=[(t.id, t.query, t.label or t.query) for t in sub.topics],
+            )
+        )
+
+    plans = _choose(session, settings, due, now, report, near_misses=dry_run)
+    session.rollback()  # end the read transaction before writing (see module docstring)
+    if dry_run:
+        report.planned.extend(plans)
+        return report
+    for plan in plans:
+        if _record(session, plan):
+            report.planned.append(plan)
+        else:
+            report.skipped.append(
+                (plan.email, f"{plan.period} was already planned by another planner")
+            )
+    return report
+
+
+# --- reading ---
+
+
+def _subscribers(session: Session, email: str | None) -> list[Subscriber]:
+    stmt = select(Subscriber).options(selectinload(Subscriber.topics)).order_by(Subscriber.id)
+    if email is None:
+        return list(session.scalars(stmt.where(Subscriber.status == "active")))
+    wanted = email.strip().lower()
+    found = list(session.scalars(stmt.where(func.lower(Subscriber.email) == wanted)))
+    if not found:
+        raise BadInput(f"no subscriber with address {email!r}")
+    return found
+
+
+def _inactive_reason(sub: Subscriber, now: datetime, ignore_schedule: bool) -> str | None:
+    if sub.status == "pending":
+        return "has not confirmed the subscription yet"
+    if sub.status != "active":
+        return sub.status  # "unsubscribed", "bounced"
+    if not ignore_schedule and sub.paused_until is not None and sub.paused_until > now:
+        return f"paused until {_local(sub.paused_until, sub.timezone)}"
+    return None
+
+
+def _due(sub: Subscriber, last: str | None, now: datetime, ignore_schedule: bool) -> str | None:
+    if ignore_schedule:
+        return period_key(now.astimezone(zone_of(sub.timezone)).date(), sub.frequency)
+    return due_period(
+        timezone=sub.timezone,
+        send_hour=sub.send_hour,
+        frequency=sub.frequency,
+        weekday=sub.weekday,
+        subscribed_at=sub.subscribed_at,
+        paused_until=sub.paused_until,
+        last_period=last,
+        now=now,
+    )
+
+
+def _not_due_reason(sub: Subscriber, last: str | None, now: datetime) -> str:
+    upcoming = next_send_at(
+        timezone=sub.timezone,
+        send_hour=sub.send_hour,
+        frequency=sub.frequency,
+        weekday=sub.weekday,
+        subscribed_at=sub.subscribed_at,
+        paused_until=sub.paused_until,
+        last_period=last,
+        now=now,
+    )
+    done = f"{last} already planned; " if last else ""
+    return f"not due: {done}next digest at {_local(upcoming, sub.timezone)}"
+
+
+def _local(moment: datetime, zone: str) -> str:
+    try:
+        return f"{moment.astimezone(zone_of(zone)):%Y-%m-%d %H:%M} {zone}"
+    except BadInput:
+        return f"{moment:%Y-%m-%d %H:%M} UTC"
+
+
+def _last_digests(
+    session: Session, subscriber_ids: Sequence[int]
+) -> tuple[dict[int, str], dict[int, datetime]]:
+    """Per subscriber: the period of their latest digest (any status), and when
+    their latest window-closing digest was planned."""
+    last_period: dict[int, str] = {}
+    closed_at: dict[int, datetime] = {}
+    for chunk in _chunks(subscriber_ids):
+        latest = (
+            select(Digest.subscriber_id, func.max(Digest.id).label("id"))
+            .where(Digest.subscriber_id.in_(chunk))
+            .group_by(Digest.subscriber_id)
+            .subquery()
+        )
+        for sub_id, period in session.execute(
+            select(Digest.subscriber_id, Digest.period).join(latest, Digest.id == latest.c.id)
+        ):
+            last_period[sub_id] = period
+        for sub_id, planned_at in session.execute(
+            select(Digest.subscriber_id, func.max(Digest.planned_at))
+            .where(Digest.subscriber_id.in_(chunk), Digest.status.in_(WINDOW_CLOSING))
+            .group_by(Digest.subscriber_id)
+        ):
+            closed_at[sub_id] = _aware(planned_at)
+    return last_period, closed_at
+
+
+def _aware(value: datetime | str) -> datetime:
+    # Aggregates may bypass the UtcDateTime decorator on some backends (naive values,
+    # or text on SQLite); normalise to aware UTC either way.
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@dataclass
+class _Listings:
+    """Papers listed in dumps ingested in a time range, by when they were last listed."""
+
+    dump_times: list[datetime]  # sorted ingest times of the dumps in range
+    paper_last_seen: dict[int, datetime]  # paper -> latest ingest time of a dump listing it
+    upvotes: dict[int, int | None]  # paper -> upvotes in that latest listing
+
+    def has_dumps_after(self, start: datetime) -> bool:
+        return bisect.bisect_right(self.dump_times, start) < len(self.dump_times)
+
+    def papers_after(self, start: datetime) -> set[int]:
+        return {pid for pid, seen in self.paper_last_seen.items() if seen > start}
+
+
+def _listings(session: Session, since: datetime, now: datetime) -> _Listings:
+    rows = session.execute(
+        select(Dump.ingested_at, DumpPaper.paper_id, DumpPaper.upvotes)
+        .join(DumpPaper, DumpPaper.dump_id == Dump.id)
+        .where(Dump.ingested_at > since, Dump.ingested_at <= now)
+        .order_by(Dump.ingested_at, Dump.id)
+    )
+    seen: dict[int, datetime] = {}
+    upvotes: dict[int, int | None] = {}
+    for ingested_at, paper_id, votes in rows:  # ascending: later listings overwrite
+        seen[paper_id] = ingested_at
+        upvotes[paper_id] = votes
+    times = sorted(
+        session.scalars(
+            select(Dump.ingested_at).where(Dump.ingested_at > since, Dump.ingested_at <= now)
+        )
+    )
+    return _Listings(times, seen, upvotes)
+
+
+def _already_given(session: Session, subscriber_ids: Sequence[int]) -> dict[int, set[int]]:
+    """Per subscriber, the papers in their sent or on-its-way digests."""
+    given: dict[int, set[int]] = defaultdict(set)
+    for chunk in _chunks(subscriber_ids):
+        rows = session.execute(
+            select(Digest.subscriber_id, DigestItem.paper_id)
+            .join(DigestItem, DigestItem.digest_id == Digest.id)
+            .where(Digest.subscriber_id.in_(chunk), Digest.status.in_(DELIVERED_OR_ON_ITS_WAY))
+        )
+        for sub_id, paper_id in rows:
+            given[sub_id].add(paper_id)
+    return given
+
+
+def _paper_texts(
+    session: Session, paper_ids: Iterable[int], upvotes: dict[int, int | None]
+) -> list[PaperText]:
+    texts: list[PaperText] = []
+    for chunk in _chunks(sorted(paper_ids)):
+        for paper in session.scalars(select(Paper).where(Paper.id.in_(chunk))):
+            authors = tuple(str(a) for a in paper.authors or ())
+            texts.append(
+                PaperText(
+                    paper.id, paper.title, paper.abstract or "", authors, upvotes.get(paper.id)
+                )
+            )
+    texts.sort(key=lambda t: t.paper_id)
+    return texts
+
+
+def _chunks(values: Sequence[int]) -> Iterator[Sequence[int]]:
+    for i in range(0, len(values), _CHUNK):
+        yield values[i : i + _CHUNK]
+
+
+# --- choosing ---
+
+
+def _choose(
+    session: Session,
+    settings: Settings,
+    due: list[_Due],
+    now: datetime,
+    report: PlanReport,
+    *,
+    near_misses: bool,
+) -> list[PlannedDigest]:
+    """Score every due subscriber's candidates over one shared index."""
+    if not due:
+        return []
+    listings = _listings(session, min(d.window_start for d in due), now)
+    given = _already_given(session, [d.subscriber_id for d in due])
+    candidates: dict[int, set[int]] = {}
+    for d in due:
+        if not listings.has_dumps_after(d.window_start) and not settings.schedule.send_empty:
+            when = f"{d.window_start:%Y-%m-%d %H:%M} UTC"
+            report.skipped.append((d.email, f"no new dumps since {when}"))
+            continue
+        candidates[d.subscriber_id] = listings.papers_after(d.window_start) - given.get(
+            d.subscriber_id, set()
+        )
+    union: set[int] = set().union(*candidates.values()) if candidates else set()
+    texts = _paper_texts(session, union, listings.upvotes)
+    index = PaperIndex(texts, settings.scoring)
+    report.papers_indexed = len(texts)
+    titles = {t.paper_id: t.title for t in texts}
+
+    parsed: dict[str, Any] = {}  # query text -> Node (or None if it no longer parses)
+    plans: list[PlannedDigest] = []
+    for d in due:
+        if d.subscriber_id not in candidates:
+            continue
+        topics: list[TopicQuery] = []
+        for topic_id, text, label in d.topics:
+            if text not in parsed:
+                try:
+                    parsed[text] = query_lang.parse(text)
+                except BadInput as exc:
+                    log.warning(
+                        "topic %d of %s does not parse, ignored: %s", topic_id, d.email, exc
+                    )
+                    parsed[text] = None
+            if parsed[text] is not None:
+                topics.append(TopicQuery(topic_id, label, parsed[text]))
+        allowed = candidates[d.subscriber_id]
+        picks = (
+            select_papers(
+                index,
+                topics,
+                max_papers=d.max_papers,
+                allowed=frozenset(allowed),
+                exclude=frozenset(given.get(d.subscriber_id, ())),
+            )
+            if topics and allowed
+            else []
+        )
+        plan = PlannedDigest(
+            digest_id=None,
+            subscriber_id=d.subscriber_id,
+            email=d.email,
+            period=d.period,
+            message_id=new_message_id(settings),
+            window_start=d.window_start,
+            planned_at=now,
+            picks=list(picks),
+            status="pending" if picks or settings.schedule.send_empty else "skipped",
+            topic_labels={topic_id: label for topic_id, _, label in d.topics},
+            candidates=len(allowed),
+        )
+        if not picks:
+            plan.reason = (
+                f"no new paper matched your topics (of {len(allowed)} new)"
+                if allowed
+                else "no new papers since the last digest"
+            )
+            if near_misses and allowed and topics:
+                plan.near_misses = _near_misses(index, topics, allowed, titles)
+        plans.append(plan)
+    return plans
+
+
+def _near_misses(
+    index: PaperIndex, topics: Sequence[TopicQuery], allowed: set[int], titles: dict[int, str]
+) -> list[NearMiss]:
+    """The papers that came closest to some topic: highest score, then fewest missing terms."""
+    best: dict[int, tuple[tuple[float, int], NearMiss]] = {}
+    for topic in topics:
+        for paper_id in allowed:
+            why = index.explain(paper_id, topic.query)
+            key = (-why.score, len(why.missing))
+            if paper_id not in best or key < best[paper_id][0]:
+                miss = NearMiss(
+                    paper_id, titles.get(paper_id, ""), why.score, topic.label, why.reason
+                )
+                best[paper_id] = (key, miss)
+    ranked = sorted(best.values(), key=lambda entry: (entry[0], entry[1].paper_id))
+    return [miss for _, miss in ranked[:NEAR_MISSES]]
+
+
+# --- writing ---
+
+
+def _record(session: Session, plan: PlannedDigest) -> bool:
+    """Write one digest and its items in their own transaction; False if the period is taken."""
+    digest = Digest(
+        subscriber_id=plan.subscriber_id,
+        period=plan.period,
+        status=plan.status,
+        message_id=plan.message_id,
+        planned_at=plan.planned_at,
+        window_start=plan.window_start,
+    )
+    try:
+        session.add(digest)
+        session.flush()
+        session.add_all(
+            DigestItem(
+                digest_id=digest.id,
+                paper_id=pick.paper_id,
+                rank=pick.rank,
+                score=pick.score,
+                topic_id=pick.topic_id,
+                topic_label=plan.topic_labels.get(pick.topic_id, ""),
+                explanation=pick.explanation(),
+            )
+            for pick in plan.picks
+        )
+        session.flush()
+        plan.digest_id = digest.id
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        plan.digest_id = None
+        return False
+    log.info(
+        "planned digest %d for %s (%s): %d papers, %s",
+        plan.digest_id,
+        plan.email,
+        plan.period,
+        len(plan.picks),
+        plan.status,
+    )
+    return True

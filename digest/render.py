@@ -1,0 +1,469 @@
+"""A `DigestView` → the digest email: subject, HTML and text parts, the message bytes.
+
+Pure: no database, no clock, no network. The same view always gives the same
+bytes (the MIME boundary derives from the Message-ID), so a retried delivery
+sends exactly what the first attempt would have.
+
+Speed is designed in, because a run renders one message per subscriber:
+
+- CSS is inlined **once**, when the HTML templates load: the loader runs
+  css-inline over the template *source*. For that the HTML templates use
+  Jinja statement delimiters that are HTML comments (`<!--{% for ... %}-->`),
+  so the source is valid HTML that the inliner parses and serialises without
+  moving the template logic around. Per email, only the Jinja render runs.
+- The bytes on the wire are written by `digest.mime`, not by
+  `EmailMessage.as_bytes()`.
+
+`Renderer.message()` builds the same message with the stdlib; preview and
+tests use it, delivery uses `message_bytes()`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from email.message import EmailMessage
+from pathlib import Path
+from urllib.parse import quote_plus
+
+import css_inline
+from jinja2 import BaseLoader, Environment, StrictUndefined, Template, TemplateNotFound
+from jinja2.loaders import split_template_path
+
+from digest import mime
+from digest.config import Settings
+from digest.domain import DigestView, PaperCard
+from digest.errors import BadInput, ConfigError
+from digest.resources import templates_dir
+from digest.snippet import Segment, author_line, shorten, snippet, wrap
+
+SUBJECT_MAX = 90
+SUBJECT_TOPICS_MAX = 44
+PREHEADER_MAX = 140
+# Invisible padding after the preheader, so clients do not fill the inbox
+# preview with the start of the body after it (zero-width non-joiner + CGJ).
+PREHEADER_PAD = "\u034f\u200c\u00a0" * 40
+HTML_TEMPLATE = "digest.html.j2"
+TEXT_TEMPLATE = "digest.txt.j2"
+HTML_PARTIALS = ("partials/header.html.j2", "partials/paper.html.j2", "partials/footer.html.j2")
+CSS_FILE = "digest.css"
+
+_ARXIV_ID = re.compile(r"\d{4}\.\d{4,5}(v\d+)?|[a-z-]+(\.[A-Z]{2})?/\d{7}(v\d+)?")
+_JINJA_CODE = re.compile(r"\{\{.*?\}\}|<!--\{[%#].*?[%#]\}-->", re.DOTALL)
+_CSS_COMMENT = re.compile(r"/\*.*?\*/", re.DOTALL)
+_WEEK = re.compile(r"(\d{4})-W(\d{2})")
+_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+_MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+
+
+# --- what the templates see ---
+
+
+@dataclass(frozen=True, slots=True)
+class CardModel:
+    """One paper, every string ready for the templates."""
+
+    number: int
+    title: str
+    url: str
+    authors: str
+    topic: str
+    upvotes: str  # "12 upvotes", or "" when unknown
+    snippet: list[Segment]
+    text_number: str  # " 1. " (padded so titles align in the text part)
+    text_indent: str
+
+    @property
+    def snippet_text(self) -> str:
+        return "".join(part for part, _ in self.snippet)
+
+    @property
+    def text_meta(self) -> str:
+        return f"{self.topic} · {self.upvotes}" if self.upvotes else self.topic
+
+
+@dataclass(frozen=True, slots=True)
+class GroupModel:
+    label: str | None  # None when the subscriber has a single topic
+    papers: list[CardModel]
+
+
+@dataclass(frozen=True, slots=True)
+class DigestModel:
+    subject: str
+    preheader: str
+    preheader_pad: str
+    sender_name: str
+    heading: str
+    summary: str
+    groups: list[GroupModel]
+    email: str
+    topics_text: str
+    example_topic: str
+    manage_url: str
+    unsubscribe_url: str
+    view_url: str | None
+    postal: str
+
+
+# --- template loading: CSS inlined once ---
+
+
+def split_at_rules(css: str) -> tuple[str, str]:
+    """(plain rules, @-rules): the first are inlined, the second stay in a <style> block."""
+    css = _CSS_COMMENT.sub("", css)
+    plain: list[str] = []
+    at_rules: list[str] = []
+    position = 0
+    while True:
+        start = css.find("@", position)
+        if start == -1:
+            plain.append(css[position:])
+            break
+        plain.append(css[position:start])
+        depth = 0
+        end = start
+        for end in range(css.index("{", start), len(css)):
+            if css[end] == "{":
+                depth += 1
+            elif css[end] == "}":
+                depth -= 1
+                if depth == 0:
+                    break
+        at_rules.append(" ".join(css[start : end + 1].split()))
+        position = end + 1
+    return "".join(plain), "\n".join(at_rules)
+
+
+def _with_style(source: str, css: str) -> str:
+    return source.replace("</head>", f"<style>\n{css}\n</style>\n</head>", 1)
+
+
+def _css_inlined(source: str, css: str, *, name: str, fragment: bool) -> str:
+    plain, at_rules = split_at_rules(css)
+    if fragment:
+        result = css_inline.inline_fragment(source, plain, load_remote_stylesheets=False)
+    else:
+        inliner = css_inline.CSSInliner(extra_css=plain, load_remote_stylesheets=False)
+        result = _with_style(inliner.inline(source), at_rules)
+    if _JINJA_CODE.findall(result) != _JINJA_CODE.findall(source):
+        raise ConfigError(
+            f"templates/{name}: CSS inlining changed the template code; keep quotes, <, > "
+            "and & out of {{ expressions }} and write every <tbody>"
+        )
+    return result
+
+
+class _InliningLoader(BaseLoader):
+    """Loads templates from a folder; HTML ones come back with digest.css inlined.
+
+    With `inline=False` the CSS goes into a `<style>` element instead, as a
+    client-side stylesheet: the naive pipeline `bench/render.py` compares with.
+    """
+
+    def __init__(self, folder: Path, *, inline: bool = True) -> None:
+        self.folder = folder
+        self.inline = inline
+        try:
+            self.css = (folder / CSS_FILE).read_text("utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read {folder / CSS_FILE}: {exc.strerror}") from None
+
+    def get_source(
+        self, environment: Environment, template: str
+    ) -> tuple[str, str, Callable[[], bool]]:
+        path = self.folder.joinpath(*split_template_path(template))
+        try:
+            source = path.read_text("utf-8")
+        except OSError:
+            raise TemplateNotFound(template) from None
+        if template.endswith(".html.j2"):
+            fragment = template.startswith("partials/")
+            if self.inline:
+                source = _css_inlined(source, self.css, name=template, fragment=fragment)
+            elif not fragment:
+                source = _with_style(source, self.css)
+        return source, str(path), lambda: True
+
+
+def _html_environment(folder: Path, *, inline: bool) -> Environment:
+    return Environment(
+        loader=_InliningLoader(folder, inline=inline),
+        autoescape=True,
+        block_start_string="<!--{%",
+        block_end_string="%}-->",
+        comment_start_string="<!--{#",
+        comment_end_string="#}-->",
+        trim_blocks=True,
+        auto_reload=False,
+        undefined=StrictUndefined,
+    )
+
+
+def _text_environment(folder: Path) -> Environment:
+    env = Environment(
+        loader=_InliningLoader(folder, inline=False),
+        autoescape=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        auto_reload=False,
+        undefined=StrictUndefined,
+    )
+    env.filters["wrap"] = _wrap_filter
+    return env
+
+
+def _wrap_filter(text: str, width: int = 72, indent: str = "", first: str | None = None) -> str:
+    return wrap(text, width, indent, first)
+
+
+# --- the renderer ---
+
+
+class Renderer:
+    """Renders digests for one configuration; build it once, render many views.
+
+    Loading compiles the templates and inlines the CSS; raises ConfigError for
+    broken templates and BadInput for sender settings that cannot go in a header.
+    """
+
+    def __init__(
+        self, settings: Settings, *, templates: Path | None = None, inline_css: bool = True
+    ) -> None:
+        folder = templates if templates is not None else templates_dir()
+        sender = settings.sender
+        self.from_name = mime.header_text(sender.name, "sender.name")
+        self.from_addr = mime.address(sender.address, "sender.address")
+        self.postal = mime.header_text(sender.postal_address, "sender.postal_address")
+        mailto_addr = mime.address(
+            sender.unsubscribe_mailto or sender.address, "sender.unsubscribe_mailto"
+        )
+        self.default_mailto = f"mailto:{mailto_addr}?subject=unsubscribe"
+        local, _, domain = self.from_addr.rpartition("@")
+        label = re.sub(r"[^A-Za-z0-9-]+", "-", local).strip("-") or "digest"
+        self.list_id = f"{label}.{domain}"
+        self.hf_base_url = settings.sources.hf_base_url.rstrip("/")
+        html_env = _html_environment(folder, inline=inline_css)
+        text_env = _text_environment(folder)
+        try:
+            self._html: Template = html_env.get_template(HTML_TEMPLATE)
+            for partial in HTML_PARTIALS:  # load (and inline) now, not on the first render
+                html_env.get_template(partial)
+            self._text: Template = text_env.get_template(TEXT_TEMPLATE)
+        except TemplateNotFound as exc:
+            raise ConfigError(f"template {exc.name} not found in {folder}") from None
+
+    # -- public API --
+
+    def subject(self, view: DigestView) -> str:
+        """Short and specific: how many papers, on what, and the best one's title."""
+        labels = _topics_in_order(view)
+        for label in (*labels, *view.topics):
+            mime.header_text(label, "a topic label")
+        count = len(view.papers)
+        topics = _topic_list(labels or list(view.topics), SUBJECT_TOPICS_MAX)
+        if count == 0:
+            return shorten(f"No new papers this time: {topics}", SUBJECT_MAX)
+        head = f"{count} paper{'s' if count != 1 else ''}: {topics}"
+        best = mime.header_text(view.papers[0].title, "the first paper's title")
+        room = SUBJECT_MAX - len(head) - 3
+        if room < 16:
+            return shorten(head, SUBJECT_MAX)
+        return f"{head} — {shorten(best, room)}"
+
+    def html(self, view: DigestView) -> str:
+        return self._html.render(m=self._model(view))
+
+    def text(self, view: DigestView) -> str:
+        return self._text.render(m=self._model(view))
+
+    def envelope(self, view: DigestView, subject: str | None = None) -> mime.Envelope:
+        """The headers of `view`'s message, every value checked (BadInput if unsafe)."""
+        unsubscribe = mime.url(view.unsubscribe_url, "unsubscribe_url")
+        mailto = mime.mailto(view.unsubscribe_mailto or self.default_mailto, "unsubscribe_mailto")
+        return mime.Envelope(
+            from_name=self.from_name,
+            from_addr=self.from_addr,
+            to_addr=mime.address(view.email, "the recipient"),
+            subject=mime.header_text(
+                subject if subject is not None else self.subject(view), "Subject"
+            ),
+            date=mime.date_header(view.issued_at),
+            message_id=mime.message_id(view.message_id),
+            list_id_name=self.from_name,
+            list_id=self.list_id,
+            list_unsubscribe=f"<{unsubscribe}>, <{mailto}>",
+        )
+
+    def message(self, view: DigestView) -> EmailMessage:
+        """The message as an `EmailMessage` (stdlib; slower than `message_bytes`)."""
+        model = self._model(view)
+        return mime.build_email_message(
+            self.envelope(view, model.subject),
+            self._text.render(m=model),
+            self._html.render(m=model),
+        )
+
+    def message_bytes(self, view: DigestView) -> bytes:
+        """The exact bytes for the wire (CRLF line endings), same content as `message()`."""
+        model = self._model(view)
+        return mime.build_message_bytes(
+            self.envelope(view, model.subject),
+            self._text.render(m=model),
+            self._html.render(m=model),
+        )
+
+    # -- building the template model --
+
+    def paper_url(self, card: PaperCard) -> str:
+        """arXiv abs page when the id is known, else the card's URL, else a HF papers search."""
+        if card.arxiv_id and _ARXIV_ID.fullmatch(card.arxiv_id):
+            return f"https://arxiv.org/abs/{card.arxiv_id}"
+        if card.url:
+            try:
+                return mime.url(card.url, "paper url")
+            except BadInput:
+                pass
+        return f"{self.hf_base_url}/papers?q={quote_plus(' '.join(card.title.split()))}"
+
+    def _model(self, view: DigestView) -> DigestModel:
+        subject = self.subject(view)
+        manage = mime.url(view.manage_url, "manage_url")
+        unsubscribe = mime.url(view.unsubscribe_url, "unsubscribe_url")
+        view_url = mime.url(view.view_url, "view_url") if view.view_url else None
+        groups = _group(view)
+        cards: list[GroupModel] = []
+        number = 0
+        width = len(str(len(view.papers)))
+        for label, papers in groups:
+            group_cards = []
+            for card in papers:
+                number += 1
+                text_number = f"{number:>{width}}. "
+                group_cards.append(
+                    CardModel(
+                        number=number,
+                        title=" ".join(card.title.split()),
+                        url=self.paper_url(card),
+                        authors=author_line(card.authors),
+                        topic=card.topic_label,
+                        upvotes=_upvotes(card.upvotes),
+                        snippet=snippet(card.abstract, card.matched),
+                        text_number=text_number,
+                        text_indent=" " * len(text_number),
+                    )
+                )
+            cards.append(GroupModel(label, group_cards))
+        topics_text = ", ".join(view.topics) if view.topics else "(no topics)"
+        count = len(view.papers)
+        summary = (
+            f"{count} new paper{'s' if count != 1 else ''} on {topics_text}"
+            if count
+            else f"No new papers on {topics_text} this time."
+        )
+        return DigestModel(
+            subject=subject,
+            preheader=_preheader(view),
+            preheader_pad=PREHEADER_PAD,
+            sender_name=self.from_name,
+            heading=_heading(view.period),
+            summary=summary,
+            groups=cards,
+            email=view.email,
+            topics_text=topics_text,
+            example_topic='"new topic"',
+            manage_url=manage,
+            unsubscribe_url=unsubscribe,
+            view_url=view_url,
+            postal=self.postal,
+        )
+
+
+# --- small pure helpers ---
+
+
+def _topics_in_order(view: DigestView) -> list[str]:
+    """The topic labels of the papers, in order of each topic's best paper."""
+    seen: dict[str, None] = {}
+    for card in view.papers:
+        seen.setdefault(card.topic_label, None)
+    return list(seen)
+
+
+def _group(view: DigestView) -> list[tuple[str | None, list[PaperCard]]]:
+    """Papers by topic (best topic first) when the subscriber has several topics."""
+    if len(view.topics) <= 1 and len(_topics_in_order(view)) <= 1:
+        return [(None, list(view.papers))] if view.papers else []
+    groups: dict[str, list[PaperCard]] = {}
+    for card in view.papers:
+        groups.setdefault(card.topic_label, []).append(card)
+    return list(groups.items())
+
+
+def _topic_list(labels: list[str], limit: int) -> str:
+    """"a, b +2 more", fitting in about `limit` characters."""
+    if not labels:
+        return "your topics"
+    shown: list[str] = []
+    for i, label in enumerate(labels):
+        rest = len(labels) - i - 1
+        candidate = ", ".join([*shown, label])
+        suffix = f" +{rest} more" if rest else ""
+        if len(candidate) + len(suffix) > limit and shown:
+            return ", ".join(shown) + f" +{len(labels) - len(shown)} more"
+        shown.append(label)
+    text = ", ".join(shown)
+    return text if len(text) <= limit or len(shown) > 1 else shorten(text, limit)
+
+
+def _upvotes(upvotes: int | None) -> str:
+    if upvotes is None or upvotes <= 0:
+        return ""
+    return f"{upvotes} upvote{'s' if upvotes != 1 else ''}"
+
+
+def _preheader(view: DigestView) -> str:
+    if not view.papers:
+        return "No new papers matched your topics this time."
+    titles = [" ".join(card.title.split()) for card in view.papers[:2]]
+    text = " · ".join(titles)
+    more = len(view.papers) - len(titles)
+    if more > 0:
+        text += f" and {more} more"
+    return shorten(text, PREHEADER_MAX)
+
+
+def _heading(period: str) -> str:
+    """"Sunday, 22 November 2026" for a daily period, "Week 47, 2026" for a weekly one."""
+    try:
+        day = date.fromisoformat(period)
+    except ValueError:
+        match = _WEEK.fullmatch(period)
+        if match:
+            try:
+                monday = date.fromisocalendar(int(match[1]), int(match[2]), 1)
+            except ValueError:
+                return period
+            return f"Week {int(match[2])}, from {_day_name(monday)}"
+        return period
+    return f"{_DAYS[day.weekday()]}, {_day_name(day)}"
+
+
+def _day_name(day: date) -> str:
+    return f"{day.day} {_MONTHS[day.month - 1]} {day.year}"

@@ -1,0 +1,98 @@
+"""Digest rows and unsaved plans → DigestView: cards, links, stable renders."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+
+from digest.compose import paper_url, view_for_digest, view_for_plan
+from digest.config import SenderSettings, WebSettings
+from digest.db import Store
+from digest.errors import BadInput
+from digest.planner import plan_due
+from digest.tokens import verify_token
+from tests.plan_factories import T0, add_dump, add_subscriber, days, settings_for
+
+SECRET = b"test-secret"
+ARXIV_PAPER = "Diffusion Models for Video Generation"
+TITLE_ONLY = "Latent Diffusion & Sparse Attention: 100% faster?"
+
+
+def test_paper_url() -> None:
+    assert paper_url("2611.00001", "x") == "https://arxiv.org/abs/2611.00001"
+    assert paper_url(None, "KV cache & more") == "https://huggingface.co/papers?q=KV+cache+%26+more"
+
+
+def test_view_of_a_recorded_digest(store: Store, database_url: str) -> None:
+    settings = settings_for(database_url)
+    settings = replace(
+        settings,
+        web=WebSettings(base_url="https://digest.example.org/"),
+        sender=SenderSettings(address="papers@example.org"),
+    )
+    sub = add_subscriber(
+        store, "ada@example.org", topics=("diffusion", "graph neural"), labels=("Diffusion", None)
+    )
+    add_dump(store, T0 - days(2), [(ARXIV_PAPER, "2611.00001", 3)])
+    add_dump(store, T0 - days(1), [(ARXIV_PAPER, "2611.00001", 40), (TITLE_ONLY, None, None)])
+    with store.sessions() as session:
+        report = plan_due(session, settings, now=T0)
+    planned = report.planned[0]
+    assert planned.digest_id is not None
+    # A newer dump after planning must not change what a retry renders.
+    add_dump(store, T0 + timedelta(hours=1), [(ARXIV_PAPER, "2611.00001", 999)])
+    with store.sessions() as session:
+        view = view_for_digest(session, planned.digest_id, settings, SECRET)
+        again = view_for_digest(session, planned.digest_id, settings, SECRET)
+        preview = view_for_plan(session, planned, settings, SECRET)
+    assert view == again
+    assert view.email == "ada@example.org"
+    assert view.period == "2026-11-22"
+    assert view.issued_at == T0
+    assert view.message_id == planned.message_id
+    assert view.topics == ("Diffusion", "graph neural")
+    assert {card.title for card in view.papers} == {ARXIV_PAPER, TITLE_ONLY}
+    by_title = {card.title: card for card in view.papers}
+    arxiv = by_title[ARXIV_PAPER]
+    assert arxiv.url == "https://arxiv.org/abs/2611.00001"
+    assert arxiv.arxiv_id == "2611.00001"
+    assert arxiv.upvotes == 40
+    assert arxiv.topic_label == "Diffusion"
+    assert arxiv.score > 0
+    assert any(m.term and m.field in ("title", "abstract") for m in arxiv.matched)
+    title_only = by_title[TITLE_ONLY]
+    assert title_only.url.startswith("https://huggingface.co/papers?q=Latent+Diffusion+%26")
+    assert title_only.upvotes is None
+    assert [c.score for c in view.papers] == sorted((c.score for c in view.papers), reverse=True)
+
+    base = "https://digest.example.org"
+    token = view.unsubscribe_url.removeprefix(f"{base}/u/")
+    assert verify_token(SECRET, "unsubscribe", token, sub, "ada@example.org")
+    token = view.manage_url.removeprefix(f"{base}/m/")
+    assert verify_token(SECRET, "manage", token, sub, "ada@example.org")
+    assert view.view_url is not None
+    token = view.view_url.removeprefix(f"{base}/d/")
+    assert verify_token(SECRET, "view", token, planned.digest_id, "ada@example.org")
+    assert view.unsubscribe_mailto == "mailto:papers@example.org?subject=unsubscribe"
+
+    assert preview.papers == view.papers
+    assert preview.unsubscribe_url == view.unsubscribe_url
+
+
+def test_view_of_an_unsaved_plan_has_no_view_link(store: Store, database_url: str) -> None:
+    settings = settings_for(database_url)
+    add_subscriber(store, "ada@example.org")
+    add_dump(store, T0 - days(1), [ARXIV_PAPER])
+    with store.sessions() as session:
+        planned = plan_due(session, settings, now=T0, dry_run=True).planned[0]
+        view = view_for_plan(session, planned, settings, SECRET)
+    assert view.view_url is None
+    assert [card.title for card in view.papers] == [ARXIV_PAPER]
+    assert view.unsubscribe_url.startswith("http://127.0.0.1:8080/u/")
+
+
+def test_unknown_digest(store: Store, database_url: str) -> None:
+    with store.sessions() as session, pytest.raises(BadInput, match="no digest with id 42"):
+        view_for_digest(session, 42, settings_for(database_url), SECRET)

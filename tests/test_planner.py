@@ -1,0 +1,281 @@
+"""The planner on real databases: windows, never-twice, catch-up, empties, concurrency."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from digest.db import Store, open_store
+from digest.errors import BadInput
+from digest.models import Digest, DigestItem
+from digest.planner import PlanReport, plan_due
+from tests.plan_factories import (
+    T0,
+    add_dump,
+    add_subscriber,
+    days,
+    digests_of,
+    set_status,
+    settings_for,
+)
+
+DIFFUSION_A = "Diffusion Models for Video Generation"
+DIFFUSION_B = "Latent Diffusion with Sparse Attention"
+DIFFUSION_C = "Consistency Distillation of Diffusion Samplers"
+OFF_TOPIC = "Graph Neural Networks for Molecule Property Prediction"
+
+
+def plan(store: Store, database_url: str, now: object = T0, **kwargs: object) -> PlanReport:
+    settings = settings_for(database_url, **kwargs.pop("schedule", {}))  # type: ignore[arg-type]
+    with store.sessions() as session:
+        return plan_due(session, settings, now=now, **kwargs)  # type: ignore[arg-type]
+
+
+def test_first_digest_draws_on_the_lookback_window(store: Store, database_url: str) -> None:
+    sub = add_subscriber(store, "ada@example.org")
+    add_dump(store, T0 - days(10), [DIFFUSION_A])  # before the 7-day lookback
+    add_dump(store, T0 - days(2), [DIFFUSION_B, OFF_TOPIC])
+    report = plan(store, database_url)
+    assert [(p.email, p.period, p.status) for p in report.planned] == [
+        ("ada@example.org", "2026-11-22", "pending")
+    ]
+    planned = report.planned[0]
+    assert planned.window_start == T0 - days(7)
+    assert planned.digest_id is not None
+    assert planned.message_id.startswith("<digest-") and planned.message_id.endswith("@localhost>")
+    assert digests_of(store, sub) == [("2026-11-22", "pending", [DIFFUSION_B])]
+    with store.sessions() as session:
+        item = session.scalars(select(DigestItem)).one()
+        assert item.rank == 1 and item.score > 0 and item.topic_label == "diffusion"
+        assert any(m["term"] for m in item.explanation["matched"])
+
+
+def test_a_paper_is_never_sent_twice_across_dumps(store: Store, database_url: str) -> None:
+    sub = add_subscriber(store, "ada@example.org")
+    add_dump(store, T0 - days(1), [(DIFFUSION_A, "2611.00001", 5), DIFFUSION_B])
+    plan(store, database_url)
+    set_status(store, sub, "sent")
+    # Next day: A trends again (a newer arXiv version: same paper), C is new.
+    add_dump(store, T0 + timedelta(hours=6), [(DIFFUSION_A, "2611.00001", 50), DIFFUSION_C])
+    plan(store, database_url, now=T0 + days(1))
+    assert [titles for _, _, titles in digests_of(store, sub)] == [
+        [DIFFUSION_A, DIFFUSION_B],
+        [DIFFUSION_C],
+    ]
+
+
+def test_papers_of_a_pending_digest_are_not_offered_again(store: Store, database_url: str) -> None:
+    sub = add_subscriber(store, "ada@example.org")
+    add_dump(store, T0 - days(1), [DIFFUSION_A])
+    plan(store, database_url)  # still pending: not sent yet
+    add_dump(store, T0 + timedelta(hours=1), [DIFFUSION_A, DIFFUSION_B])
+    plan(store, database_url, now=T0 + days(1))
+    assert [titles for _, _, titles in digests_of(store, sub)] == [[DIFFUSION_A], [DIFFUSION_B]]
+
+
+def test_catch_up_after_a_long_outage_is_one_digest_with_all_new_papers(
+    store: Store, database_url: str
+) -> None:
+    sub = add_subscriber(store, "ada@example.org")
+    add_dump(store, T0 - days(1), [DIFFUSION_A])
+    plan(store, database_url)
+    set_status(store, sub, "sent")
+    # Down for five days while dumps kept arriving.
+    titles = [f"Diffusion Step {i}" for i in range(1, 6)]
+    for i, title in enumerate(titles, start=1):
+        add_dump(store, T0 + days(i) - timedelta(hours=2), [title])
+    back = T0 + days(5) + timedelta(hours=3)  # 11:00 on the 27th
+    report = plan(store, database_url, now=back)
+    assert [p.period for p in report.planned] == ["2026-11-27"]
+    assert plan(store, database_url, now=back + timedelta(minutes=1)).planned == []
+    got = digests_of(store, sub)
+    assert len(got) == 2
+    assert sorted(got[1][2]) == sorted(titles)
+
+
+def test_nothing_matched_is_recorded_as_skipped_once(store: Store, database_url: str) -> None:
+    sub = add_subscriber(store, "ada@example.org")
+    add_dump(store, T0 - days(1), [OFF_TOPIC])
+    report = plan(store, database_url)
+    assert [(p.status, p.picks) for p in report.planned] == [("skipped", [])]
+    assert "no new paper matched" in (report.planned[0].reason or "")
+    assert digests_of(store, sub) == [("2026-11-22", "skipped", [])]
+    again = plan(store, database_url, now=T0 + timedelta(hours=1))
+    assert again.planned == [] and "not due" in again.skipped[0][1]
+
+
+def test_send_empty_plans_an_empty_pending_digest(store: Store, database_url: str) -> None:
+    sub = add_subscriber(store, "ada@example.org")
+    add_dump(store, T0 - days(1), [OFF_TOPIC])
+    plan(store, database_url, schedule={"send_empty": True})
+    assert digests_of(store, sub) == [("2026-11-22", "pending", [])]
+
+
+def test_no_new_dumps_writes_nothing_and_says_so(store: Store, database_url: str) -> None:
+    sub = add_subscriber(store, "ada@example.org")
+    report = plan(store, database_url)
+    assert report.planned == []
+    assert report.skipped == [("ada@example.org", "no new dumps since 2026-11-15 08:00 UTC")]
+    assert digests_of(store, sub) == []
+    # The day's dump arrives late: the digest goes out then, the same day.
+    add_dump(store, T0 + timedelta(hours=3), [DIFFUSION_A])
+    report = plan(store, database_url, now=T0 + timedelta(hours=3, minutes=1))
+    assert [p.period for p in report.planned] == ["2026-11-22"]
+
+
+def test_only_active_unpaused_subscribers_are_planned(store: Store, database_url: str) -> None:
+    add_subscriber(store, "active@example.org")
+    for status in ("pending", "unsubscribed", "bounced"):
+        add_subscriber(store, f"{status}@example.org", status=status)
+    add_subscriber(store, "paused@example.org", paused_until=T0 + days(3))
+    add_dump(store, T0 - days(1), [DIFFUSION_A])
+    report = plan(store, database_url)
+    assert [p.email for p in report.planned] == ["active@example.org"]
+    assert [email for email, _ in report.skipped] == ["paused@example.org"]
+    for status, why in [
+        ("pending", "has not confirmed"),
+        ("unsubscribed", "unsubscribed"),
+        ("bounced", "bounced"),
+    ]:
+        one = plan(store, database_url, email=f"{status}@example.org")
+        assert one.planned == [] and why in one.skipped[0][1]
+    one = plan(store, database_url, email="PAUSED@example.org")
+    assert one.skipped == [("paused@example.org", "paused until 2026-11-25 08:00 UTC")]
+    with pytest.raises(BadInput, match=r"nobody@example\.org"):
+        plan(store, database_url, email="nobody@example.org")
+
+
+def test_first_send_time_after_subscribing(store: Store, database_url: str) -> None:
+    sub = add_subscriber(store, "late@example.org", subscribed_at=T0 + timedelta(hours=1))
+    add_dump(store, T0 - days(1), [DIFFUSION_A])
+    report = plan(store, database_url, now=T0 + timedelta(hours=2))
+    assert report.skipped == [("late@example.org", "not due: next digest at 2026-11-23 08:00 UTC")]
+    plan(store, database_url, now=T0 + days(1))
+    assert digests_of(store, sub) == [("2026-11-23", "pending", [DIFFUSION_A])]
+
+
+def test_after_a_pause_the_window_covers_the_gap(store: Store, database_url: str) -> None:
+    sub = add_subscriber(store, "ada@example.org")
+    add_dump(store, T0 - days(1), [DIFFUSION_A])
+    plan(store, database_url)
+    set_status(store, sub, "sent")
+    with store.transaction() as session:
+        from digest.models import Subscriber
+
+        session.get_one(Subscriber, sub).paused_until = T0 + days(4)
+    add_dump(store, T0 + days(1), [DIFFUSION_B])  # during the pause
+    add_dump(store, T0 + days(4) + timedelta(hours=2), [DIFFUSION_C])
+    assert plan(store, database_url, now=T0 + days(2)).planned == []
+    report = plan(store, database_url, now=T0 + days(5))
+    assert [p.window_start for p in report.planned] == [T0]
+    assert sorted(digests_of(store, sub)[-1][2]) == sorted([DIFFUSION_B, DIFFUSION_C])
+
+
+def test_dry_run_writes_nothing(store: Store, database_url: str) -> None:
+    sub = add_subscriber(store, "ada@example.org")
+    add_dump(store, T0 - days(1), [DIFFUSION_A, OFF_TOPIC])
+    report = plan(store, database_url, dry_run=True)
+    assert [(p.digest_id, len(p.picks)) for p in report.planned] == [(None, 1)]
+    assert digests_of(store, sub) == []
+
+
+def test_max_papers_and_one_index_over_all_subscribers(store: Store, database_url: str) -> None:
+    add_subscriber(store, "one@example.org", max_papers=2)
+    add_subscriber(store, "two@example.org", topics=("graph",))
+    add_dump(store, T0 - days(1), [DIFFUSION_A, DIFFUSION_B, DIFFUSION_C, OFF_TOPIC])
+    report = plan(store, database_url)
+    assert {p.email: len(p.picks) for p in report.planned} == {
+        "one@example.org": 2,
+        "two@example.org": 1,
+    }
+    assert report.papers_indexed == 4
+    assert [pick.rank for pick in report.planned[0].picks] == [1, 2]
+
+
+def test_a_second_planner_for_the_same_period_is_a_no_op(store: Store, database_url: str) -> None:
+    add_subscriber(store, "ada@example.org")
+    add_dump(store, T0 - days(1), [DIFFUSION_A])
+    # Planner B computed its plan before planner A recorded; then A records, then B tries.
+    stale = plan(store, database_url, dry_run=True).planned[0]
+    plan(store, database_url)
+    from digest.planner import _record
+
+    with store.sessions() as session:
+        assert _record(session, stale) is False
+    with store.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Digest)) == 1
+        assert session.scalar(select(func.count()).select_from(DigestItem)) == 1
+
+
+def test_two_planners_at_once_make_one_digest(store: Store, database_url: str) -> None:
+    for i in range(20):
+        add_subscriber(store, f"s{i}@example.org")
+    add_dump(store, T0 - days(1), [DIFFUSION_A, DIFFUSION_B])
+    settings = settings_for(database_url)
+    stores = [open_store(database_url), open_store(database_url)]
+    reports: list[PlanReport] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(2)
+
+    def run(one: Store) -> None:
+        try:
+            with one.sessions() as session:
+                barrier.wait()
+                reports.append(plan_due(session, settings, now=T0))
+        except BaseException as exc:  # pragma: no cover - surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(s,)) for s in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for one in stores:
+        one.dispose()
+    assert errors == []
+    with store.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Digest)) == 20
+        assert session.scalar(select(func.count()).select_from(DigestItem)) == 40
+    assert sum(len(r.planned) for r in reports) == 20
+    reasons = {why for r in reports for _, why in r.skipped}
+    assert reasons <= {"2026-11-22 was already planned by another planner"} | {
+        why for why in reasons if why.startswith("not due")
+    }
+
+
+def test_dry_run_of_an_empty_digest_shows_the_closest_papers(
+    store: Store, database_url: str
+) -> None:
+    add_subscriber(store, "ada@example.org", topics=("diffusion transformers",))
+    add_dump(
+        store,
+        T0 - days(1),
+        [
+            "Vision Transformers at Scale",
+            OFF_TOPIC,
+            "Graph Transformers for Chemistry",
+            "Protein Folding with Language Models",
+            "Sparse Transformers for Long Video",
+        ],
+    )
+    planned = plan(store, database_url, dry_run=True).planned[0]
+    assert planned.status == "skipped" and planned.picks == []
+    assert len(planned.near_misses) == 3
+    assert all("Transformers" in miss.title for miss in planned.near_misses)
+    assert all("diffusion" in miss.reason for miss in planned.near_misses)
+    # Recording it does not compute them (the daemon has no use for them).
+    recorded = plan(store, database_url).planned[0]
+    assert recorded.status == "skipped" and recorded.near_misses == []
+
+
+def test_one_broken_schedule_does_not_stop_the_others(store: Store, database_url: str) -> None:
+    add_subscriber(store, "odd@example.org", timezone="Mars/Olympus_Mons")
+    add_subscriber(store, "ada@example.org")
+    add_dump(store, T0 - days(1), [DIFFUSION_A])
+    report = plan(store, database_url)
+    assert [p.email for p in report.planned] == ["ada@example.org"]
+    assert report.skipped[0][0] == "odd@example.org"
+    assert "Mars/Olympus_Mons" in report.skipped[0][1]

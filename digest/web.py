@@ -46,11 +46,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from digest import subscriptions
+from digest import compose, subscriptions
 from digest.config import Settings
 from digest.db import Store
 from digest.errors import BadInput
 from digest.models import Digest, Subscriber
+from digest.render import Renderer
 from digest.resources import templates_dir
 from digest.tokens import Purpose, load_secret, make_token, token_row_id, verify_token
 
@@ -130,6 +131,7 @@ class WebApp:
     secret: bytes
     clock: Clock
     pages: jinja2.Environment
+    renderer: Renderer
 
     # --- responses ---
 
@@ -347,6 +349,21 @@ class WebApp:
             raise ChangeRejected(action, str(exc)) from None
         raise ChangeRejected("form", "unknown action; reload the page and try again")
 
+    async def view(self, request: Request) -> Response:
+        token = request.path_params["token"]
+
+        def work() -> Response:
+            with self.store.transaction() as session:
+                digest = self.digest_for(session, token)
+                html = self.render_digest(session, digest)
+            return HTMLResponse(html, headers=SECURITY_HEADERS)
+
+        return await self.guarded(work)
+
+    def render_digest(self, session: Session, digest: Digest) -> str:
+        view = compose.view_for_digest(session, digest.id, self.settings, self.secret)
+        return self.renderer.html(view)
+
     async def guarded(self, work: Callable[[], Response]) -> Response:
         """Run a handler's database work in a thread; an unknown token becomes the 404 page."""
         try:
@@ -399,12 +416,15 @@ def create_app(
         secret=load_secret(settings.web) if secret is None else secret,
         clock=clock,
         pages=page_environment(),
+        # Built now so broken templates or sender settings stop `digest serve` at startup.
+        renderer=Renderer(settings),
     )
     routes = [
         Route("/healthz", web.healthz, methods=["GET"]),
         Route("/u/{token}", web.unsubscribe, methods=["GET", "POST"]),
         Route("/confirm/{token}", web.confirm, methods=["GET", "POST"]),
         Route("/m/{token}", web.manage, methods=["GET", "POST"]),
+        Route("/d/{token}", web.view, methods=["GET"]),
     ]
     app = Starlette(
         routes=routes,

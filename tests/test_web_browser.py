@@ -7,22 +7,29 @@ driven by selenium. Screenshots land in the test's tmp dir.
 
 from __future__ import annotations
 
+import email
+import email.policy
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
 from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy import select
 
+from digest.compose import view_for_digest
+from digest.config import load_settings
 from digest.db import Store, open_store
-from digest.models import Subscriber, Topic
+from digest.models import Digest, Subscriber, Topic
+from digest.render import Renderer
 from digest.tokens import link_url
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -68,10 +75,11 @@ class Server:
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.database_url = f"sqlite:///{tmp / 'browser.db'}"
         self.config = tmp / "config.toml"
-        self.config.write_text(
+        self.config.write_text(  # also read by the tests, to render emails like `digest run`
             f'database_url = "{self.database_url}"\n'
             f'[web]\nbase_url = "{self.base_url}"\nsecret = "{SECRET}"\n'
         )
+        self.settings = load_settings(self.config)
         self.log = (tmp / "serve.log").open("w")
         self.process = subprocess.Popen(
             [
@@ -176,11 +184,37 @@ def status_of(store: Store, subscriber_id: int) -> str:
         return found.status
 
 
+def rendered_email(server: Server, subscriber_id: int) -> EmailMessage:
+    """The email of a recorded digest, rendered the way delivery renders it."""
+    with server.store.transaction() as session:
+        digest = Digest(
+            subscriber_id=subscriber_id,
+            period="2026-11-22",
+            status="sent",
+            message_id=f"<2026-11-22.{subscriber_id}@example.org>",
+            planned_at=NOW,
+            window_start=NOW - timedelta(days=1),
+        )
+        session.add(digest)
+        session.flush()
+        view = view_for_digest(session, digest.id, server.settings, SECRET.encode())
+    data = Renderer(server.settings).message_bytes(view)
+    parsed = email.message_from_bytes(data, policy=email.policy.default)
+    assert isinstance(parsed, EmailMessage)
+    return parsed
+
+
 def test_unsubscribe_by_clicking_the_button(
     server: Server, browser: webdriver.Chrome, tmp_path: Path
 ) -> None:
     sub_id = add_subscriber(server.store, "ada@example.org", ("diffusion models",))
-    browser.get(server.link("unsubscribe", sub_id, "ada@example.org"))
+    message = rendered_email(server, sub_id)
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    links = re.findall(r"<([^>]+)>", message["List-Unsubscribe"])
+    http_link = next(link for link in links if link.startswith(server.base_url))
+    html = message.get_body(("html",))
+    assert html is not None and f'href="{http_link}"' in html.get_content()
+    browser.get(http_link)
     assert "ada@example.org" in browser.find_element(By.TAG_NAME, "main").text
     browser.save_screenshot(str(tmp_path / "unsubscribe.png"))
     assert status_of(server.store, sub_id) == "active"  # looking is not unsubscribing
@@ -237,3 +271,20 @@ def test_a_bad_topic_is_explained_on_the_page(
     with server.store.transaction() as session:
         queries = session.scalars(select(Topic.query).where(Topic.subscriber_id == sub_id)).all()
     assert list(queries) == ["diffusion models"]
+
+
+def test_view_in_browser_link_of_an_email(
+    server: Server, browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    sub_id = add_subscriber(server.store, "dee@example.org", ("diffusion models",))
+    message = rendered_email(server, sub_id)
+    body = message.get_body(("html",))
+    assert body is not None
+    html = body.get_content()
+    view_link = re.search(rf'href="({re.escape(server.base_url)}/d/[^"]+)"', html)
+    assert view_link is not None
+    browser.get(view_link[1])
+    browser.save_screenshot(str(tmp_path / "view.png"))
+    shown = browser.find_element(By.TAG_NAME, "body").text
+    assert "dee@example.org" in shown or "diffusion models" in shown
+    assert "This link is not valid" not in shown

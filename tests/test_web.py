@@ -486,3 +486,14 @@ def test_serve_stops_at_startup_when_the_secret_file_is_unusable(
     code, _, err = invoke(cli, "serve", "--port", "1")
     assert code == 3
     assert "web.secret_file" in err
+
+
+def test_other_methods_and_oversized_forms_are_refused(client: Client, store: Store) -> None:
+    sub_id = add_subscriber(store)
+    put = client.request("PUT", f"/u/{token('unsubscribe', sub_id)}")
+    assert put.status_code == 405
+    assert "Something went wrong (405)" in put.text
+    huge = manage(client, sub_id, action="add", query="x" * 20_000)
+    assert huge.status_code == 413
+    assert topics_of(store, sub_id) == ["diffusion models"]
+    assert subscriber(store, sub_id).status == "active"

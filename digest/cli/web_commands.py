@@ -25,6 +25,13 @@ def serve(
             "--port", min=1, max=65535, help="Port to listen on. Default: web.port (8080)."
         ),
     ] = None,
+    access_log: Annotated[
+        bool,
+        typer.Option(
+            "--access-log/--no-access-log",
+            help="Log every request. Off by default: request paths carry link tokens.",
+        ),
+    ] = False,
 ) -> None:
     """Serve the unsubscribe (RFC 8058 one-click), confirm, manage and view-in-browser pages."""
     settings = settings_from(config)
@@ -40,6 +47,7 @@ def serve(
             host=listen_host,
             port=listen_port,
             log_level="info",
+            access_log=access_log,
             proxy_headers=True,
             server_header=False,
         )

@@ -288,3 +288,18 @@ def test_view_in_browser_link_of_an_email(
     shown = browser.find_element(By.TAG_NAME, "body").text
     assert "dee@example.org" in shown or "diffusion models" in shown
     assert "This link is not valid" not in shown
+
+
+def test_one_click_post_over_real_http(server: Server) -> None:
+    """What a mail provider does with List-Unsubscribe-Post, against the running server."""
+    sub_id = add_subscriber(server.store, "fay@example.org", ("diffusion models",))
+    response = httpx.post(
+        server.link("unsubscribe", sub_id, "fay@example.org"),
+        content=b"List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        follow_redirects=False,
+        timeout=10,
+    )
+    assert response.status_code == 200
+    assert "set-cookie" not in response.headers
+    assert status_of(server.store, sub_id) == "unsubscribed"

@@ -246,3 +246,24 @@ def test_arbitrary_text_never_raises_anything_unexpected(text: str) -> None:
         return
     # Whatever parses prints to a text that parses to the same tree.
     assert parse(to_text(tree)) == tree
+
+
+def test_readme_examples_parse() -> None:
+    """Every filter in the README's table of examples is one the parser accepts."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("## Topic filters", 1)[1].split("\n## ", 1)[0]
+    examples = [
+        code
+        for row in section.splitlines()
+        if row.startswith("| `")
+        for code in re.findall(r"`([^`]+)`", row.split(" | ")[0])
+    ]
+    assert len(examples) >= 12
+    for example in examples:
+        parse(example)
+    assert parse("llm agents OR robot*") == parse("(llm agents) OR robot*")
+    for quoted in re.findall(r"-t '([^']+)'", section):
+        parse(quoted)

@@ -177,40 +177,38 @@ def test_update_schedule_and_pause(store: Store) -> None:
         assert subscriptions.resume(session, alice, now=NOW) is True
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"email": "not-an-address"}, "not a valid email address"),
-        ({"email": ""}, "empty"),
-        ({"timezone": "Europe/Atlantis"}, "unknown timezone"),
-        ({"send_hour": 25}, "hour 25"),
-        ({"frequency": "hourly"}, "unknown frequency"),
-        ({"weekday": "funday"}, "unknown weekday"),
-        ({"max_papers": 0}, "max papers 0"),
-        ({"topics": []}, "give at least one topic"),
-        ({"topics": [""]}, "empty"),
-        ({"topics": ["llm\nagents"]}, "line break"),
-        ({"topics": ["llm", "x" * 10_000]}, "limit is 1000"),
-        ({"labels": ["a", "b"]}, "2 labels for 1 topics"),
-    ],
-)
-def test_subscribe_refuses_bad_input_and_writes_nothing(
-    store: Store, kwargs: dict[str, object], message: str
-) -> None:
-    kwargs = dict(kwargs)  # shared between the database parameters
-    email = kwargs.pop("email", "alice@example.org")
-    topics = kwargs.pop("topics", ["llm"])
-    with pytest.raises(BadInput, match=message), store.transaction() as session:
-        subscriptions.subscribe(
-            session,
-            email,
-            topics,
-            now=NOW,
-            defaults=DEFAULTS,
-            **kwargs,  # type: ignore[arg-type]
-        )
-    with store.transaction() as session:
-        assert session.scalars(select(Subscriber)).all() == []
+BAD_SUBSCRIPTIONS: list[tuple[dict[str, object], str]] = [
+    ({"email": "not-an-address"}, "not a valid email address"),
+    ({"email": ""}, "empty"),
+    ({"timezone": "Europe/Atlantis"}, "unknown timezone"),
+    ({"send_hour": 25}, "hour 25"),
+    ({"frequency": "hourly"}, "unknown frequency"),
+    ({"weekday": "funday"}, "unknown weekday"),
+    ({"max_papers": 0}, "max papers 0"),
+    ({"topics": []}, "give at least one topic"),
+    ({"topics": [""]}, "empty"),
+    ({"topics": ["llm\nagents"]}, "line break"),
+    ({"topics": ["llm", "x" * 10_000]}, "limit is 1000"),
+    ({"labels": ["a", "b"]}, "2 labels for 1 topics"),
+]
+
+
+def test_subscribe_refuses_bad_input_and_writes_nothing(store: Store) -> None:
+    for case, message in BAD_SUBSCRIPTIONS:
+        kwargs = dict(case)
+        email = kwargs.pop("email", "alice@example.org")
+        topics = kwargs.pop("topics", ["llm"])
+        with pytest.raises(BadInput, match=message), store.transaction() as session:
+            subscriptions.subscribe(
+                session,
+                email,  # type: ignore[arg-type]
+                topics,  # type: ignore[arg-type]
+                now=NOW,
+                defaults=DEFAULTS,
+                **kwargs,  # type: ignore[arg-type]
+            )
+        with store.transaction() as session:
+            assert session.scalars(select(Subscriber)).all() == [], case
 
 
 # ------------------------------------------------------------------------ CSV
@@ -247,7 +245,7 @@ def test_csv_names_the_bad_line() -> None:
     text = "email,topics\nalice@example.org,llm\nbob@example.org,(llm\n"
     with pytest.raises(BadInput, match=r"^line 3: unclosed parenthesis"):
         subscriber_csv.read_rows(text)
-    with pytest.raises(BadInput, match="line 3: alice@example.org already appears on line 1"):
+    with pytest.raises(BadInput, match=r"line 3: alice@example\.org already appears on line 1"):
         subscriber_csv.read_rows("alice@example.org,llm\n\nALICE@example.org,vlm\n")
     with pytest.raises(BadInput, match="line 1: unknown column 'topic'"):
         subscriber_csv.read_rows("email,topic\n")

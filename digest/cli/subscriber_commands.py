@@ -107,7 +107,7 @@ def subscribe_command(
 ) -> None:
     """Subscribe an address, or update an existing subscription (never a duplicate).
 
-    Settings not given keep their value (new subscribers get the [schedule]
+    Settings not given keep their value (new subscribers get the schedule
     defaults); topics are added to the ones already there. New subscribers
     are pending until confirmed, unless --confirmed. An address that had
     unsubscribed is subscribed again. Exits 1 when nothing changed.

@@ -11,10 +11,10 @@ Two jobs, both about bytes on the wire:
   value that could carry one.
 - **A fixed multipart/alternative writer.** `email.message.EmailMessage`
   serialisation costs ~2.5 ms per message, more than rendering the templates.
-  Our messages always have the same shape (text part, HTML part, UTF-8,
-  quoted-printable), so `build_message_bytes` writes that shape directly:
+  Our messages always have the same shape (a quoted-printable text part, a
+  base64 HTML part, UTF-8), so `build_message_bytes` writes that shape directly:
   headers folded at 78 columns, RFC 2047 Q-encoded words for non-ASCII text,
-  `binascii.b2a_qp` (C) for the bodies, CRLF line endings. `build_email_message`
+  `binascii` (C) for the bodies, CRLF line endings. `build_email_message`
   builds the same message with the stdlib, as the reference the tests compare
   against and for callers that want an `EmailMessage` object.
 
@@ -41,7 +41,8 @@ from digest.errors import BadInput
 CRLF = "\r\n"
 FOLD_AT = 78  # RFC 5322 "SHOULD" line length
 MAX_LINE = 998  # RFC 5322 "MUST" line length
-ENCODED_WORD_MAX = 75  # RFC 2047
+# RFC 2047 allows 75; 68 lets a word follow "Subject: " or "List-Id: " within 78.
+ENCODED_WORD_MAX = 68
 
 # C0 and C1 controls, DEL, and the Unicode line/paragraph separators: anything a
 # header parser (or str.splitlines) could take for the end of a line.
@@ -111,7 +112,7 @@ def date_header(moment: datetime) -> str:
 
 
 def encoded_words(text: str) -> list[str]:
-    """`text` as RFC 2047 Q-encoded words, each at most 75 characters.
+    """`text` as RFC 2047 Q-encoded words, each at most ENCODED_WORD_MAX characters.
 
     Splits only between characters, so no word ends inside a UTF-8 sequence;
     whitespace between adjacent encoded words is ignored by decoders, so the
@@ -211,18 +212,34 @@ class Envelope:
         return "=_digest_" + hashlib.sha256(self.message_id.encode()).hexdigest()[:24]
 
 
+def _crlf(body: str) -> str:
+    """`body` with CRLF line endings and a final line break."""
+    if "\r" in body:
+        body = body.replace("\r\n", "\n").replace("\r", "\n")
+    if not body.endswith("\n"):
+        body += "\n"
+    return body.replace("\n", CRLF)
+
+
+def _base64(body: str) -> bytes:
+    """Base64 in 76-column lines: 3x faster than QP for a 30 KB HTML part."""
+    encoded = binascii.b2a_base64(_crlf(body).encode("utf-8"), newline=False)
+    return b"\r\n".join([encoded[i : i + 76] for i in range(0, len(encoded), 76)]) + b"\r\n"
+
+
 def _qp(body: str) -> bytes:
-    normalised = body.replace("\r\n", "\n").replace("\r", "\n")
-    if not normalised.endswith("\n"):
-        normalised += "\n"
     # b2a_qp keeps CRLF (including for soft breaks) when the first line ends in CRLF.
-    return binascii.b2a_qp(normalised.replace("\n", CRLF).encode("utf-8"), istext=True)
+    return binascii.b2a_qp(_crlf(body).encode("utf-8"), istext=True)
 
 
-_PART_HEAD = (
-    'Content-Type: text/{subtype}; charset="utf-8"' + CRLF
+_TEXT_HEAD = (
+    'Content-Type: text/plain; charset="utf-8"' + CRLF
     + "Content-Transfer-Encoding: quoted-printable" + CRLF + CRLF
-)  # fmt: skip
+).encode("ascii")  # fmt: skip
+_HTML_HEAD = (
+    'Content-Type: text/html; charset="utf-8"' + CRLF
+    + "Content-Transfer-Encoding: base64" + CRLF + CRLF
+).encode("ascii")  # fmt: skip
 
 
 def build_message_bytes(envelope: Envelope, text: str, html: str) -> bytes:
@@ -243,17 +260,21 @@ def build_message_bytes(envelope: Envelope, text: str, html: str) -> bytes:
             CRLF,
         )
     )
-    separator = f"--{boundary}{CRLF}"
+    # The CRLF before a delimiter belongs to the delimiter (RFC 2046 5.1.1), so a
+    # body's own final line break needs one more.
+    first = f"--{boundary}{CRLF}".encode("ascii")
+    between = f"{CRLF}--{boundary}{CRLF}".encode("ascii")
+    close = f"{CRLF}--{boundary}--{CRLF}".encode("ascii")
     return b"".join(
         (
             head.encode("ascii"),
-            separator.encode("ascii"),
-            _PART_HEAD.format(subtype="plain").encode("ascii"),
+            first,
+            _TEXT_HEAD,
             _qp(text),
-            separator.encode("ascii"),
-            _PART_HEAD.format(subtype="html").encode("ascii"),
-            _qp(html),
-            f"--{boundary}--{CRLF}".encode("ascii"),
+            between,
+            _HTML_HEAD,
+            _base64(html),
+            close,
         )
     )
 
@@ -263,8 +284,8 @@ class _DigestPolicy(EmailPolicy):
 
     def fold(self, name: str, value: Any) -> str:
         if name.lower() == "list-unsubscribe":
-            return _WIDE.fold(name, value)
-        return super().fold(name, value)
+            return str(_WIDE.fold(name, value))
+        return str(super().fold(name, value))
 
     def fold_binary(self, name: str, value: Any) -> bytes:
         if name.lower() == "list-unsubscribe":
@@ -291,7 +312,7 @@ def build_email_message(envelope: Envelope, text: str, html: str) -> EmailMessag
     msg["List-Unsubscribe"] = envelope.list_unsubscribe
     msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     msg.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
-    msg.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
+    msg.add_alternative(html, subtype="html", charset="utf-8", cte="base64")
     msg.set_boundary(envelope.boundary())
     return msg
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from email.message import EmailMessage
 from pathlib import Path
@@ -31,6 +31,7 @@ from urllib.parse import quote_plus
 import css_inline
 from jinja2 import BaseLoader, Environment, StrictUndefined, Template, TemplateNotFound
 from jinja2.loaders import split_template_path
+from markupsafe import Markup
 
 from digest import mime
 from digest.config import Settings
@@ -49,6 +50,8 @@ HTML_TEMPLATE = "digest.html.j2"
 TEXT_TEMPLATE = "digest.txt.j2"
 HTML_PARTIALS = ("partials/header.html.j2", "partials/paper.html.j2", "partials/footer.html.j2")
 CSS_FILE = "digest.css"
+CARD_CACHE_SIZE = 4096
+EMPTY_MARKUP = Markup("")
 
 _ARXIV_ID = re.compile(r"\d{4}\.\d{4,5}(v\d+)?|[a-z-]+(\.[A-Z]{2})?/\d{7}(v\d+)?")
 _JINJA_CODE = re.compile(r"\{\{.*?\}\}|<!--\{[%#].*?[%#]\}-->", re.DOTALL)
@@ -75,26 +78,43 @@ _MONTHS = (
 
 
 @dataclass(frozen=True, slots=True)
-class CardModel:
-    """One paper, every string ready for the templates."""
+class CardTexts:
+    """What a paper card shows, independent of the digest it is in (so it is cached)."""
 
-    number: int
     title: str
     url: str
     authors: str
     topic: str
     upvotes: str  # "12 upvotes", or "" when unknown
-    snippet: list[Segment]
+    snippet: tuple[Segment, ...]
+    snippet_text: str
+    text_meta: str
+    body_html: Markup = EMPTY_MARKUP  # the card below its title, rendered by `paper_body`
+
+
+@dataclass(frozen=True, slots=True)
+class CardModel:
+    """One paper in one digest, every string ready for the templates."""
+
+    number: int
     text_number: str  # " 1. " (padded so titles align in the text part)
-    text_indent: str
+    paper: CardTexts
+    text: TextLines
 
-    @property
-    def snippet_text(self) -> str:
-        return "".join(part for part, _ in self.snippet)
 
-    @property
-    def text_meta(self) -> str:
-        return f"{self.topic} · {self.upvotes}" if self.upvotes else self.topic
+@dataclass(frozen=True, slots=True)
+class TextLines:
+    """A card's lines in the text part, wrapped at 72 columns under a hanging indent.
+
+    `title` lacks the first line's number prefix, so one wrapping serves every
+    position with the same indent width.
+    """
+
+    title: str
+    authors: str
+    meta: str
+    snippet: str
+    url: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +230,7 @@ def _html_environment(folder: Path, *, inline: bool) -> Environment:
         comment_start_string="<!--{#",
         comment_end_string="#}-->",
         trim_blocks=True,
+        keep_trailing_newline=True,
         auto_reload=False,
         undefined=StrictUndefined,
     )
@@ -229,8 +250,8 @@ def _text_environment(folder: Path) -> Environment:
     return env
 
 
-def _wrap_filter(text: str, width: int = 72, indent: str = "", first: str | None = None) -> str:
-    return wrap(text, width, indent, first)
+def _wrap_filter(text: str, width: int = 72, indent: str = "") -> str:
+    return wrap(text, width, indent)
 
 
 # --- the renderer ---
@@ -259,6 +280,8 @@ class Renderer:
         label = re.sub(r"[^A-Za-z0-9-]+", "-", local).strip("-") or "digest"
         self.list_id = f"{label}.{domain}"
         self.hf_base_url = settings.sources.hf_base_url.rstrip("/")
+        self._card_cache: dict[PaperCard, CardTexts] = {}
+        self._lines_cache: dict[tuple[PaperCard, int], TextLines] = {}
         html_env = _html_environment(folder, inline=inline_css)
         text_env = _text_environment(folder)
         try:
@@ -266,8 +289,10 @@ class Renderer:
             for partial in HTML_PARTIALS:  # load (and inline) now, not on the first render
                 html_env.get_template(partial)
             self._text: Template = text_env.get_template(TEXT_TEMPLATE)
+            paper_module = html_env.get_template("partials/paper.html.j2").make_module()
         except TemplateNotFound as exc:
             raise ConfigError(f"template {exc.name} not found in {folder}") from None
+        self._paper_body: Callable[[CardTexts], Markup] = paper_module.paper_body  # type: ignore[attr-defined]
 
     # -- public API --
 
@@ -288,10 +313,10 @@ class Renderer:
         return f"{head} — {shorten(best, room)}"
 
     def html(self, view: DigestView) -> str:
-        return self._html.render(m=self._model(view))
+        return _render(self._html, self._model(view))
 
     def text(self, view: DigestView) -> str:
-        return self._text.render(m=self._model(view))
+        return _render(self._text, self._model(view))
 
     def envelope(self, view: DigestView, subject: str | None = None) -> mime.Envelope:
         """The headers of `view`'s message, every value checked (BadInput if unsafe)."""
@@ -316,8 +341,8 @@ class Renderer:
         model = self._model(view)
         return mime.build_email_message(
             self.envelope(view, model.subject),
-            self._text.render(m=model),
-            self._html.render(m=model),
+            _render(self._text, model),
+            _render(self._html, model),
         )
 
     def message_bytes(self, view: DigestView) -> bytes:
@@ -325,8 +350,8 @@ class Renderer:
         model = self._model(view)
         return mime.build_message_bytes(
             self.envelope(view, model.subject),
-            self._text.render(m=model),
-            self._html.render(m=model),
+            _render(self._text, model),
+            _render(self._html, model),
         )
 
     # -- building the template model --
@@ -342,6 +367,50 @@ class Renderer:
                 pass
         return f"{self.hf_base_url}/papers?q={quote_plus(' '.join(card.title.split()))}"
 
+    def _texts(self, card: PaperCard) -> CardTexts:
+        """The card's texts, from the cache when this paper (with these matches) was seen.
+
+        One run renders the same few dozen papers into thousands of digests;
+        the snippet and author line need computing once per paper and topic.
+        """
+        texts = self._card_cache.get(card)
+        if texts is None:
+            segments = tuple(snippet(card.abstract, card.matched))
+            upvotes = _upvotes(card.upvotes)
+            topic = " ".join(card.topic_label.split())
+            texts = CardTexts(
+                title=" ".join(card.title.split()),
+                url=self.paper_url(card),
+                authors=author_line(card.authors),
+                topic=topic,
+                upvotes=upvotes,
+                snippet=segments,
+                snippet_text="".join(part for part, _ in segments),
+                text_meta=f"{topic} · {upvotes}" if upvotes else topic,
+            )
+            texts = replace(texts, body_html=self._paper_body(texts))
+            if len(self._card_cache) >= CARD_CACHE_SIZE:
+                self._card_cache.clear()
+            self._card_cache[card] = texts
+        return texts
+
+    def _lines(self, card: PaperCard, texts: CardTexts, indent_width: int) -> TextLines:
+        key = (card, indent_width)
+        lines = self._lines_cache.get(key)
+        if lines is None:
+            indent = " " * indent_width
+            lines = TextLines(
+                title=wrap(texts.title, indent=indent)[indent_width:],
+                authors=wrap(texts.authors, indent=indent),
+                meta=wrap(texts.text_meta, indent=indent),
+                snippet=wrap(texts.snippet_text, indent=indent),
+                url=indent + texts.url,
+            )
+            if len(self._lines_cache) >= CARD_CACHE_SIZE:
+                self._lines_cache.clear()
+            self._lines_cache[key] = lines
+        return lines
+
     def _model(self, view: DigestView) -> DigestModel:
         subject = self.subject(view)
         manage = mime.url(view.manage_url, "manage_url")
@@ -356,17 +425,10 @@ class Renderer:
             for card in papers:
                 number += 1
                 text_number = f"{number:>{width}}. "
+                texts = self._texts(card)
                 group_cards.append(
                     CardModel(
-                        number=number,
-                        title=" ".join(card.title.split()),
-                        url=self.paper_url(card),
-                        authors=author_line(card.authors),
-                        topic=card.topic_label,
-                        upvotes=_upvotes(card.upvotes),
-                        snippet=snippet(card.abstract, card.matched),
-                        text_number=text_number,
-                        text_indent=" " * len(text_number),
+                        number, text_number, texts, self._lines(card, texts, len(text_number))
                     )
                 )
             cards.append(GroupModel(label, group_cards))
@@ -398,6 +460,11 @@ class Renderer:
 # --- small pure helpers ---
 
 
+def _render(template: Template, model: DigestModel) -> str:
+    """The template's output, ending in exactly one newline (as a MIME body does)."""
+    return template.render(m=model).rstrip("\n") + "\n"
+
+
 def _topics_in_order(view: DigestView) -> list[str]:
     """The topic labels of the papers, in order of each topic's best paper."""
     seen: dict[str, None] = {}
@@ -417,7 +484,7 @@ def _group(view: DigestView) -> list[tuple[str | None, list[PaperCard]]]:
 
 
 def _topic_list(labels: list[str], limit: int) -> str:
-    """"a, b +2 more", fitting in about `limit` characters."""
+    """ "a, b +2 more", fitting in about `limit` characters."""
     if not labels:
         return "your topics"
     shown: list[str] = []
@@ -450,17 +517,14 @@ def _preheader(view: DigestView) -> str:
 
 
 def _heading(period: str) -> str:
-    """"Sunday, 22 November 2026" for a daily period, "Week 47, 2026" for a weekly one."""
+    """ "Sunday, 22 November 2026" for a daily period, "Week 47, from 16 November 2026"."""
+    match = _WEEK.fullmatch(period)
     try:
+        if match:
+            monday = date.fromisocalendar(int(match[1]), int(match[2]), 1)
+            return f"Week {int(match[2])}, from {_day_name(monday)}"
         day = date.fromisoformat(period)
     except ValueError:
-        match = _WEEK.fullmatch(period)
-        if match:
-            try:
-                monday = date.fromisocalendar(int(match[1]), int(match[2]), 1)
-            except ValueError:
-                return period
-            return f"Week {int(match[2])}, from {_day_name(monday)}"
         return period
     return f"{_DAYS[day.weekday()]}, {_day_name(day)}"
 

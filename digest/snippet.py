@@ -103,7 +103,7 @@ def _window(text: str, spans: list[tuple[int, int]], width: int) -> tuple[int, i
 
 
 def author_line(authors: Sequence[str], shown: int = 3) -> str:
-    """"A, B, C et al." — the first `shown` authors, and "et al." when there are more."""
+    """ "A, B, C et al." — the first `shown` authors, and "et al." when there are more."""
     names = [" ".join(name.split()) for name in authors if name.strip()]
     if len(names) <= shown:
         return ", ".join(names)
@@ -127,18 +127,26 @@ def wrap(text: str, width: int = 72, indent: str = "", first: str | None = None)
     `first` prefixes the first line (e.g. " 1. "), `indent` the others. Faster
     than `textwrap.fill`, which matters when thousands of digests render.
     """
+    head = indent if first is None else first
+    if len(head) + len(text) <= width and "  " not in text and text.isprintable():
+        stripped = text.strip()
+        return head + stripped if stripped else ""
     lines: list[str] = []
-    prefix = indent if first is None else first
-    line = prefix
+    words: list[str] = []
+    used = len(head)
     for word in text.split():
-        if len(line) == len(prefix):
-            line += word
-        elif len(line) + 1 + len(word) > width:
-            lines.append(line)
-            prefix = indent
-            line = indent + word
+        if not words:
+            words.append(word)
+            used += len(word)
+        elif used + 1 + len(word) > width:
+            lines.append(" ".join(words))
+            words = [word]
+            used = len(indent) + len(word)
         else:
-            line += " " + word
-    if len(line) > len(prefix):
-        lines.append(line)
-    return "\n".join(lines)
+            words.append(word)
+            used += 1 + len(word)
+    if words:
+        lines.append(" ".join(words))
+    if not lines:
+        return ""
+    return head + ("\n" + indent).join(lines)

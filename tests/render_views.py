@@ -16,7 +16,7 @@ from digest.domain import DigestView, MatchedTerm, PaperCard
 DATA = Path(__file__).parent / "data"
 
 TOPICS: dict[str, str] = {
-    "LLM agents": r"agents?|agentic|LLMs?",
+    "LLM agents": r"agents?|agentic",
     "Multimodal models": r"multimodal|visual|image",
     "Efficient inference": r"efficient|speculative decoding|sparse attention|memory",
 }
@@ -66,7 +66,9 @@ def sample_view(
                 matched=_matches(pattern, abstract, "abstract") + _matches(pattern, title, "title"),
             )
         )
-    order = {t: min((i for i, c in enumerate(cards) if c.topic_label == t), default=99) for t in topics}
+    order = {
+        t: min((i for i, c in enumerate(cards) if c.topic_label == t), default=99) for t in topics
+    }
     cards.sort(key=lambda c: (order[c.topic_label], -c.score))
     return DigestView(
         email=email,

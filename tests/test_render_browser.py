@@ -1,0 +1,101 @@
+"""The digest HTML in a real browser: headless Chromium at phone and desktop widths.
+
+Skipped only when Chromium is not installed locally; with $CI set a missing
+Chromium fails the test, so CI can never pass without running it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from digest.config import SenderSettings, Settings
+from digest.render import Renderer
+from tests.render_views import sample_view
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver") or (
+    "/usr/bin/chromedriver" if Path("/usr/bin/chromedriver").exists() else None
+)
+CHROME_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    if not (CHROMIUM and CHROMEDRIVER):
+        reason = "headless browser test needs Debian's chromium and chromium-driver"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}, and CI is set: install them (see .ci/run)")
+        pytest.skip(f"{reason} (apt-get install chromium chromium-driver)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    options.binary_location = CHROMIUM
+    for argument in CHROME_ARGS:
+        options.add_argument(argument)
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    browser = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    try:
+        yield browser
+    finally:
+        browser.quit()
+
+
+@pytest.mark.parametrize("width", [375, 600])
+def test_digest_fits_the_screen_and_shows_every_title(
+    driver: object, tmp_path: Path, width: int
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    view = sample_view(10)
+    renderer = Renderer(
+        Settings(sender=SenderSettings(address="digest@example.org", postal_address="1 Example St"))
+    )
+    page = tmp_path / "digest.html"
+    page.write_text(renderer.html(view), encoding="utf-8")
+
+    browser = driver
+    browser.execute_cdp_cmd(  # type: ignore[attr-defined]
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": width < 500},
+    )
+    browser.get(page.as_uri())  # type: ignore[attr-defined]
+    scroll_width, inner_width = browser.execute_script(  # type: ignore[attr-defined]
+        "return [document.documentElement.scrollWidth, window.innerWidth]"
+    )
+    assert inner_width == width
+    assert scroll_width <= inner_width, f"horizontal overflow at {width}px: {scroll_width}px"
+
+    links = browser.find_elements(By.CSS_SELECTOR, "a.title-link")  # type: ignore[attr-defined]
+    assert [link.text for link in links] == [card.title for card in view.papers]
+    for link in links:
+        assert link.is_displayed()
+        left, right = browser.execute_script(  # type: ignore[attr-defined]
+            "const r = arguments[0].getBoundingClientRect(); return [r.left, r.right];", link
+        )
+        assert left >= 0 and right <= width, f"title cut off at {width}px: {link.text}"
+
+    shot = tmp_path / f"digest-{width}px.png"
+    browser.execute_cdp_cmd(  # type: ignore[attr-defined]
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": 2400, "deviceScaleFactor": 1, "mobile": width < 500},
+    )
+    assert browser.save_screenshot(str(shot))  # type: ignore[attr-defined]
+    assert shot.stat().st_size > 10_000

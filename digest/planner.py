@@ -14,13 +14,14 @@ way. Ingest time, not a dump's printed date, decides what is new; after an
 outage or a pause the window simply covers the gap, so catch-up is one digest
 holding everything new.
 
-Transactions: the reads happen in one transaction, which is then ended; each
-subscriber's rows are written in a transaction of their own whose first
-statement is the INSERT (so on SQLite it waits for the write lock instead of
-failing on a stale snapshot). The unique (subscriber_id, period) constraint
-makes a second planner running at the same time a no-op: its INSERT fails,
-that subscriber is rolled back and reported, the others go on. Pass a plain
-session (`store.sessions()`), not one inside `store.transaction()`: the
+Transactions: the reads happen in one transaction, which is then ended; the
+rows are written in fresh transactions of up to WRITE_BATCH subscribers whose
+first statement is an INSERT (so on SQLite it waits for the write lock instead
+of failing on a stale snapshot), each subscriber's digest and items under a
+savepoint of their own. The unique (subscriber_id, period) constraint makes a
+second planner running at the same time a no-op: its INSERT fails, that
+subscriber's savepoint is rolled back and reported, the others go on. Pass a
+plain session (`store.sessions()`), not one inside `store.transaction()`: the
 planner commits.
 """
 
@@ -55,6 +56,7 @@ DELIVERED_OR_ON_ITS_WAY = ("sent", "pending", "sending", "retry")
 # (A failed or cancelled digest does not: its papers may come again.)
 WINDOW_CLOSING = (*DELIVERED_OR_ON_ITS_WAY, "skipped")
 NEAR_MISSES = 3
+WRITE_BATCH = 200  # digests written per transaction
 _CHUNK = 500
 
 Status = Literal["pending", "skipped"]
@@ -198,13 +200,24 @@ def plan_due(
     if dry_run:
         report.planned.extend(plans)
         return report
-    for plan in plans:
-        if _record(session, plan):
-            report.planned.append(plan)
-        else:
-            report.skipped.append(
-                (plan.email, f"{plan.period} was already planned by another planner")
-            )
+    for start in range(0, len(plans), WRITE_BATCH):
+        for plan in plans[start : start + WRITE_BATCH]:
+            if _record(session, plan):
+                report.planned.append(plan)
+            else:
+                report.skipped.append(
+                    (plan.email, f"{plan.period} was already planned by another planner")
+                )
+        session.commit()
+    for plan in report.planned:
+        log.info(
+            "planned digest %s for %s (%s): %d papers, %s",
+            plan.digest_id,
+            plan.email,
+            plan.period,
+            len(plan.picks),
+            plan.status,
+        )
     return report
 
 
@@ -482,7 +495,11 @@ def _near_misses(
 
 
 def _record(session: Session, plan: PlannedDigest) -> bool:
-    """Write one digest and its items in their own transaction; False if the period is taken."""
+    """Write one digest and its items under a savepoint; False if the period is taken.
+
+    The caller commits (in batches: one commit per subscriber costs more than the
+    inserts). A period taken by a concurrent planner rolls back just this one.
+    """
     digest = Digest(
         subscriber_id=plan.subscriber_id,
         period=plan.period,
@@ -492,33 +509,23 @@ def _record(session: Session, plan: PlannedDigest) -> bool:
         window_start=plan.window_start,
     )
     try:
-        session.add(digest)
-        session.flush()
-        session.add_all(
-            DigestItem(
-                digest_id=digest.id,
-                paper_id=pick.paper_id,
-                rank=pick.rank,
-                score=pick.score,
-                topic_id=pick.topic_id,
-                topic_label=plan.topic_labels.get(pick.topic_id, ""),
-                explanation=pick.explanation(),
+        with session.begin_nested():
+            session.add(digest)
+            session.flush()
+            session.add_all(
+                DigestItem(
+                    digest_id=digest.id,
+                    paper_id=pick.paper_id,
+                    rank=pick.rank,
+                    score=pick.score,
+                    topic_id=pick.topic_id,
+                    topic_label=plan.topic_labels.get(pick.topic_id, ""),
+                    explanation=pick.explanation(),
+                )
+                for pick in plan.picks
             )
-            for pick in plan.picks
-        )
-        session.flush()
-        plan.digest_id = digest.id
-        session.commit()
     except IntegrityError:
-        session.rollback()
         plan.digest_id = None
         return False
-    log.info(
-        "planned digest %d for %s (%s): %d papers, %s",
-        plan.digest_id,
-        plan.email,
-        plan.period,
-        len(plan.picks),
-        plan.status,
-    )
+    plan.digest_id = digest.id
     return True

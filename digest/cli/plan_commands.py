@@ -74,7 +74,7 @@ def report_json(report: PlanReport) -> dict[str, object]:
 
 def print_report(report: PlanReport, *, dry_run: bool) -> None:
     """One line per subscriber (long reasons stay whole and greppable), then a summary."""
-    console = Console(highlight=False, soft_wrap=True)
+    console = Console(highlight=False, soft_wrap=True, markup=False)
     for p in report.planned:
         papers = f"{len(p.picks)} paper{'s' if len(p.picks) != 1 else ''}"
         if p.status == "pending":

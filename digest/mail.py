@@ -379,13 +379,17 @@ def mailer_from_settings(settings: Settings) -> Mailer:
 _DONE = object()
 
 
-def iter_outcomes(mailer: Mailer, messages: Sequence[OutgoingMessage]) -> Iterator[Outcome]:
+def iter_outcomes(
+    mailer: Mailer, messages: Sequence[OutgoingMessage], *, most: int = 500
+) -> Iterator[list[Outcome]]:
     """The one sync/async crossing: send a batch, yield outcomes as they complete.
 
     `asyncio.run(mailer.send(...))` runs on a helper thread while the caller
     consumes outcomes from a queue on its own thread, so the caller's (sync,
     SQLAlchemy) writes overlap with sending instead of stalling the event loop.
-    A DeliveryError from the mailer is re-raised here after the outcomes
+    Each item is every outcome that arrived since the last one (at least one, at
+    most `most`), so a caller recording them is never behind by more than one
+    write. A DeliveryError from the mailer is re-raised here after the outcomes
     reported before it.
     """
     results: queue.SimpleQueue[object] = queue.SimpleQueue()
@@ -401,12 +405,24 @@ def iter_outcomes(mailer: Mailer, messages: Sequence[OutgoingMessage]) -> Iterat
 
     thread = threading.Thread(target=run, name="digest-send", daemon=True)
     thread.start()
-    while True:
+    done = False
+    while not done:
+        batch: list[Outcome] = []
         item = results.get()
-        if item is _DONE:
-            break
-        assert isinstance(item, Outcome)
-        yield item
+        while True:
+            if item is _DONE:
+                done = True
+                break
+            assert isinstance(item, Outcome)
+            batch.append(item)
+            if len(batch) >= most:
+                break
+            try:
+                item = results.get_nowait()
+            except queue.Empty:
+                break
+        if batch:
+            yield batch
     thread.join()
     if failure:
         raise failure[0]

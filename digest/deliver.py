@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy import Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from digest.config import DeliverySettings, Settings
@@ -281,6 +281,7 @@ def _record(
         )
         # Whoever claimed it last, it went out: record it unless already recorded.
         table = Digest.__table__
+        assert isinstance(table, Table)
         session.execute(
             update(table)
             .where(table.c.id == bindparam("digest_id"), table.c.status != "sent")

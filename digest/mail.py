@@ -311,8 +311,8 @@ class SmtpMailer(Mailer):
         try:
             sender, recipient = _address(message.sender), _address(message.recipient)
         except UnicodeEncodeError:
-            reply = "555 5.5.4 non-ASCII address needs SMTPUTF8, which digest does not use"
-            return Outcome(message.digest_id, "failed", reply), False
+            refusal = "555 5.5.4 non-ASCII address needs SMTPUTF8, which digest does not use"
+            return Outcome(message.digest_id, "failed", refusal), False
         try:
             # MAIL and RCPT by hand: aiosmtplib's mail()/rcpt() re-parse the
             # address with the stdlib's RFC 822 parser on every message.

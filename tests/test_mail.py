@@ -65,7 +65,7 @@ def test_connections_are_reused_and_renewed() -> None:
             port=port,
             security="none",
             concurrency=1,
-            max_messagesper_connection=3,
+            max_messages_per_connection=3,
         )
         outcomes = send_all(mailer, [message(n) for n in range(7)])
     assert [o.status for o in outcomes] == ["sent"] * 7

@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from digest.config import DeliverySettings, Settings
@@ -240,15 +240,15 @@ def _send_batch(
     if not messages:
         return
     unreported = {m.digest_id for m in messages}
-    outcomes = iter_outcomes(mailer, messages)
     try:
-        for outcome in outcomes:
+        for outcomes in iter_outcomes(mailer, messages):
             with store.transaction() as session:
-                status = _record(session, delivery, outcome, worker, clock())
-            unreported.discard(outcome.digest_id)
-            report.count(status)
-            if on_outcome is not None:
-                on_outcome(outcome)
+                statuses = _record(session, delivery, outcomes, worker, clock())
+            for outcome, status in zip(outcomes, statuses, strict=True):
+                unreported.discard(outcome.digest_id)
+                report.count(status)
+                if on_outcome is not None:
+                    on_outcome(outcome)
     except DeliveryError as exc:
         with store.transaction() as session:
             _release(session, sorted(unreported), str(exc), clock.start)
@@ -256,25 +256,58 @@ def _send_batch(
 
 
 def _record(
+    session: Session,
+    delivery: DeliverySettings,
+    outcomes: Sequence[Outcome],
+    worker: str,
+    at: datetime,
+) -> list[str]:
+    """Write outcomes; returns the status each was counted as.
+
+    `sent` is the common case and is written for the whole group in two
+    statements; the rarer failures go row by row through the ORM.
+    """
+    sent = [o for o in outcomes if o.status == "sent"]
+    if sent:
+        ids = [o.digest_id for o in sent]
+        session.execute(
+            update(Subscriber)
+            .where(
+                Subscriber.id.in_(select(Digest.subscriber_id).where(Digest.id.in_(ids))),
+                Subscriber.consecutive_failures != 0,
+            )
+            .values(consecutive_failures=0)
+            .execution_options(synchronize_session=False)
+        )
+        # Whoever claimed it last, it went out: record it unless already recorded.
+        table = Digest.__table__
+        assert isinstance(table, Table)
+        session.execute(
+            update(table)
+            .where(table.c.id == bindparam("digest_id"), table.c.status != "sent")
+            .values(
+                status="sent",
+                sent_at=at,
+                server_reply=bindparam("reply"),
+                last_error=None,
+                lease_until=None,
+                next_attempt_at=None,
+            ),
+            [{"digest_id": o.digest_id, "reply": o.reply} for o in sent],
+        )
+    return [
+        "sent" if o.status == "sent" else _record_failure(session, delivery, o, worker, at)
+        for o in outcomes
+    ]
+
+
+def _record_failure(
     session: Session, delivery: DeliverySettings, outcome: Outcome, worker: str, at: datetime
 ) -> str:
-    """Write one outcome; returns the status it was counted as."""
     digest = session.get(Digest, outcome.digest_id, with_for_update=True)
-    if digest is None:
-        return outcome.status
+    if digest is None or digest.status != "sending" or digest.claimed_by != worker:
+        return outcome.status  # gone, or another worker took it over after our lease ran out
     subscriber = digest.subscriber
-    if outcome.status == "sent":
-        if digest.status != "sent":  # whoever claimed it last, it went out
-            digest.status = "sent"
-            digest.sent_at = at
-            digest.server_reply = outcome.reply
-            digest.last_error = None
-            digest.lease_until = None
-            digest.next_attempt_at = None
-            subscriber.consecutive_failures = 0
-        return "sent"
-    if digest.status != "sending" or digest.claimed_by != worker:
-        return outcome.status  # another worker took it over after our lease ran out
     digest.lease_until = None
     digest.last_error = outcome.reply
     if outcome.status == "retry":

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
-from email.policy import SMTP
 from email.utils import format_datetime
 
 from sqlalchemy import insert, select
@@ -69,15 +67,26 @@ def make_digests(
 
 
 def build(session: Session, digest: Digest) -> bytes:
-    """A real RFC 5322 message for a digest row (what compose + render do in production)."""
-    message = EmailMessage()
-    message["From"] = "Paper digest <digest@digest.test>"
-    message["To"] = digest.subscriber.email
-    message["Subject"] = f"Your papers for {digest.period}"
-    message["Date"] = format_datetime(digest.planned_at)
-    message["Message-ID"] = digest.message_id
-    message.set_content(f"Hello {digest.subscriber.email},\n\n.A line that starts with a dot.\n")
-    return message.as_bytes(policy=SMTP)
+    """A real RFC 5322 message for a digest row (what compose + render do in production).
+
+    Written out by hand rather than with `email.message`: the stdlib's header
+    classes cost milliseconds per message, which the 2,000-digest tests notice.
+    """
+    lines = [
+        "From: Paper digest <digest@digest.test>",
+        f"To: {digest.subscriber.email}",
+        f"Subject: Your papers for {digest.period}",
+        f"Date: {format_datetime(digest.planned_at)}",
+        f"Message-ID: {digest.message_id}",
+        "MIME-Version: 1.0",
+        "Content-Type: text/plain; charset=utf-8",
+        "",
+        f"Hello {digest.subscriber.email},",
+        "",
+        ".A line that starts with a dot.",
+        "",
+    ]
+    return "\r\n".join(lines).encode()
 
 
 def states(store: Store) -> dict[str, str]:

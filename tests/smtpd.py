@@ -50,9 +50,10 @@ class FaultyHandler:
     delay: float = 0.0
     lost_reply_wait: float = 3.0
     received: list[tuple[str, str]] = field(default_factory=list)
+    contents: list[bytes] = field(default_factory=list)
     auth_attempts: list[str] = field(default_factory=list)
     mail_commands: int = 0
-    _per_connection: dict[int, int] = field(default_factory=dict)
+    per_connection: dict[int, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_MAIL(  # noqa: N802 (aiosmtpd's hook names)
@@ -61,7 +62,7 @@ class FaultyHandler:
         with self._lock:
             self.mail_commands += 1
             nth = self.mail_commands
-            done_here = self._per_connection.get(id(session), 0)
+            done_here = self.per_connection.get(id(session), 0)
         if nth in self.busy_at:
             server.loop.call_soon(server.transport.close)
             return "421 4.3.2 Service shutting down, try later"
@@ -90,12 +91,13 @@ class FaultyHandler:
         message_id = match[1].decode() if match else ""
         lose = False
         with self._lock:
+            self.contents.append(content)
             for rcpt in envelope.rcpt_tos:
                 self.received.append((rcpt, message_id))
                 if self.lose_reply.get(rcpt, 0) > 0:
                     self.lose_reply[rcpt] -= 1
                     lose = True
-            self._per_connection[id(session)] = self._per_connection.get(id(session), 0) + 1
+            self.per_connection[id(session)] = self.per_connection.get(id(session), 0) + 1
         if lose:
             await asyncio.sleep(self.lost_reply_wait)
         if self.delay:

@@ -4,6 +4,7 @@ Each command module registers itself on `app` when imported; add new ones to
 the import list below.
 """
 
+import digest.cli.outbox_commands  # (registers commands)
 import digest.cli.plan_commands  # (registers commands)
 import digest.cli.preview_commands  # (registers commands)
 import digest.cli.subscriber_commands  # (registers commands)

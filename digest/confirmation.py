@@ -13,6 +13,7 @@ subscribed yet, and ignoring the message is how they say no.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import datetime
 from email.message import EmailMessage
@@ -23,7 +24,7 @@ import jinja2
 
 from digest.config import Settings
 from digest.errors import DeliveryError
-from digest.mail import Mailer, OutgoingMessage, iter_outcomes, mailer_from_settings
+from digest.mail import Mailer, Outcome, OutgoingMessage, mailer_from_settings
 from digest.resources import templates_dir
 from digest.tokens import link_url, load_secret
 
@@ -108,7 +109,10 @@ def send_confirmation(
         message_id=str(message["Message-ID"]),
         data=message.as_bytes(policy=SMTP),
     )
-    outcomes = list(iter_outcomes(mailer or mailer_from_settings(settings), [outgoing]))
+    # One message, from synchronous CLI code: a plain asyncio.run over the
+    # Mailer contract (deliver's batching machinery has nothing to add here).
+    outcomes: list[Outcome] = []
+    asyncio.run((mailer or mailer_from_settings(settings)).send([outgoing], outcomes.append))
     if len(outcomes) != 1 or outcomes[0].status != "sent":
         reply = outcomes[0].reply if outcomes else "no outcome reported"
         raise DeliveryError(f"confirmation email to {email} was not sent: {reply}")

@@ -497,3 +497,23 @@ def test_other_methods_and_oversized_forms_are_refused(client: Client, store: St
     assert huge.status_code == 413
     assert topics_of(store, sub_id) == ["diffusion models"]
     assert subscriber(store, sub_id).status == "active"
+
+
+def test_every_page_is_well_formed_html(client: Client, store: Store) -> None:
+    import html5lib
+
+    sub_id = add_subscriber(store, status="pending", topics=("a <b> & c", "diffusion"))
+    pages = [
+        client.get(f"/u/{token('unsubscribe', sub_id)}"),
+        client.get(f"/m/{token('manage', sub_id)}"),
+        manage(client, sub_id, action="add", query="(unclosed"),
+        client.get(f"/confirm/{token('confirm', sub_id)}"),
+        client.post(f"/confirm/{token('confirm', sub_id)}"),
+        client.get("/u/no.such"),
+        client.request("PUT", "/m/no.such"),
+        client.post(f"/u/{token('unsubscribe', sub_id)}"),
+        client.get(f"/u/{token('unsubscribe', sub_id)}"),
+    ]
+    for response in pages:
+        html5lib.HTMLParser(strict=True).parse(response.text)  # raises on a parse error
+        assert '<meta name="viewport"' in response.text

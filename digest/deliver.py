@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from digest.config import DeliverySettings, Settings
@@ -132,6 +132,27 @@ def deliver_due(
     return report
 
 
+def _due(now: datetime) -> ColumnElement[bool]:
+    """Rows a worker may take: new, retry whose time has come, or abandoned by a dead worker."""
+    return or_(
+        Digest.status == "pending",
+        and_(Digest.status == "retry", Digest.next_attempt_at <= now),
+        and_(Digest.status == "sending", Digest.lease_until < now),
+    )
+
+
+def _of_subscriber(email: str) -> ColumnElement[bool]:
+    return Digest.subscriber_id.in_(select(Subscriber.id).where(Subscriber.email == email))
+
+
+def due_count(session: Session, *, now: datetime, email: str | None = None) -> int:
+    """How many digests `deliver_due` would take now (the total for a progress bar)."""
+    query = select(func.count()).select_from(Digest).where(_due(now))
+    if email is not None:
+        query = query.where(_of_subscriber(email))
+    return session.scalar(query) or 0
+
+
 def claim(
     session: Session,
     *,
@@ -142,16 +163,9 @@ def claim(
     email: str | None = None,
 ) -> list[int]:
     """Reserve up to `limit` due digests for `worker`, in one statement; returns their ids."""
-    due = or_(
-        Digest.status == "pending",
-        and_(Digest.status == "retry", Digest.next_attempt_at <= now),
-        and_(Digest.status == "sending", Digest.lease_until < now),
-    )
-    chosen = select(Digest.id).where(due)
+    chosen = select(Digest.id).where(_due(now))
     if email is not None:
-        chosen = chosen.where(
-            Digest.subscriber_id.in_(select(Subscriber.id).where(Subscriber.email == email))
-        )
+        chosen = chosen.where(_of_subscriber(email))
     chosen = chosen.order_by(Digest.id).limit(limit).with_for_update(skip_locked=True)
     statement = (
         update(Digest)

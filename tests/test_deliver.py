@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from digest.config import DeliverySettings, Settings, SmtpSettings
 from digest.db import Store
-from digest.deliver import deliver_due, outbox, requeue, status_counts
+from digest.deliver import deliver_due, due_count, outbox, requeue, status_counts
 from digest.errors import DeliveryError
 from digest.mail import MemoryMailer, SmtpMailer, mailer_from_settings
 from digest.models import Digest, Subscriber
@@ -186,6 +186,9 @@ def test_one_broken_digest_does_not_stop_the_run(store: Store) -> None:
 
 def test_limit_and_email_pick_what_is_delivered(store: Store) -> None:
     make_digests(store, [f"u{i}@example.org" for i in range(5)])
+    with store.sessions() as session:
+        assert due_count(session, now=T0) == 5
+        assert due_count(session, now=T0, email="u3@example.org") == 1
     mailer = MemoryMailer()
     deliver_due(store, Settings(), mailer, build, now=T0, email="u3@example.org")
     assert [m.recipient for m in mailer.sent] == ["u3@example.org"]

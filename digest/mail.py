@@ -298,6 +298,9 @@ class SmtpMailer(Mailer):
             if problem:
                 raise _Unusable(DeliveryError(f"SMTP {self.where}: {problem}")) from None
             raise
+        except BaseException:  # cancelled (another connection found the server unusable)
+            connection.close()
+            raise
         return connection
 
     async def _transaction(
@@ -318,6 +321,15 @@ class SmtpMailer(Mailer):
             # MAIL and RCPT by hand: aiosmtplib's mail()/rcpt() re-parse the
             # address with the stdlib's RFC 822 parser on every message.
             reply = await connection.execute_command(b"MAIL", b"FROM:" + sender)
+            if 500 <= reply.code < 600:
+                # Refusing our sender is about our setup, not this recipient:
+                # failing (and bouncing) every subscriber would be wrong.
+                raise _Unusable(
+                    DeliveryError(
+                        f"SMTP {self.where}: the server refuses sender {message.sender!r}: "
+                        f"{reply.code} {reply.message} (check sender.address and the smtp login)"
+                    )
+                )
             if reply.code != 250:
                 raise aiosmtplib.SMTPSenderRefused(reply.code, reply.message, message.sender)
             reply = await connection.execute_command(b"RCPT", b"TO:" + recipient)

@@ -236,6 +236,17 @@ def test_starttls_required_but_not_offered_sends_nothing_and_no_password(store: 
         assert set(session.scalars(select(Digest.attempts))) == {1}
 
 
+def test_a_refused_sender_stops_delivery_without_failing_anyone(store: Store) -> None:
+    make_digests(store, ["a@example.org", "b@example.org"])
+    handler = FaultyHandler(refuse_sender=True)
+    with smtp_server(handler) as port, pytest.raises(DeliveryError, match="refuses sender"):
+        deliver_due(store, settings_for(port), smtp_mailer(port), build, now=T0)
+    assert set(states(store).values()) == {"retry"}
+    with store.sessions() as session:
+        assert set(session.scalars(select(Subscriber.consecutive_failures))) == {0}
+        assert set(session.scalars(select(Digest.attempts))) == {0}
+
+
 def test_untrusted_certificate_is_a_clear_error(store: Store, tmp_path: Path) -> None:
     import ssl
     import subprocess

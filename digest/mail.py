@@ -385,14 +385,17 @@ def _address(address: str) -> bytes:
     return b"<" + address.strip().encode("ascii") + b">"
 
 
-_BARE_LINE_END = re.compile(rb"\r\n|\r|\n")
+_BARE_LF = re.compile(rb"\r?\n")
 
 
 def wire_form(data: bytes) -> bytes:
-    """A message as it goes after DATA: CRLF line ends, dot-stuffed, ending in CRLF.CRLF."""
-    crlf = data.count(b"\r\n")
-    if data.count(b"\n") != crlf or data.count(b"\r") != crlf:
-        data = _BARE_LINE_END.sub(b"\r\n", data)
+    """A message as it goes after DATA: CRLF line ends, dot-stuffed, ending in CRLF.CRLF.
+
+    Bare LF (what `email` writes with its default policy) is turned into CRLF;
+    a lone CR inside a line is left alone, as mail servers do.
+    """
+    if data.count(b"\n") != data.count(b"\r\n"):
+        data = _BARE_LF.sub(b"\r\n", data)
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
     if data.startswith(b"."):

@@ -30,10 +30,11 @@ import os
 import socket
 import time
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from digest.config import DeliverySettings, Settings
@@ -127,8 +128,10 @@ def deliver_due(
             break
         if remaining is not None:
             remaining -= len(ids)
-        messages = _build_batch(store, settings, build, ids, clock, report)
-        _send_batch(store, delivery, mailer, messages, worker, clock, report, on_outcome)
+        messages, had_failures = _build_batch(store, settings, build, ids, clock, report)
+        _send_batch(
+            store, delivery, mailer, messages, had_failures, worker, clock, report, on_outcome
+        )
     return report
 
 
@@ -189,9 +192,13 @@ def _build_batch(
     ids: Sequence[int],
     clock: _Clock,
     report: DeliveryReport,
-) -> list[OutgoingMessage]:
-    """Build messages for the claimed rows; cancel the ones nobody should get."""
+) -> tuple[list[OutgoingMessage], set[int]]:
+    """Build messages for the claimed rows; cancel the ones nobody should get.
+
+    Also returns the digests whose subscriber has permanent failures counted.
+    """
     messages: list[OutgoingMessage] = []
+    had_failures: set[int] = set()
     cancelled: dict[int, str] = {}
     broken: dict[int, str] = {}
     with store.sessions() as session:  # read only: rendering holds no write lock
@@ -210,6 +217,8 @@ def _build_batch(
             except Exception as exc:  # one broken digest must not stop everyone else's
                 broken[row.id] = f"could not build the message: {type(exc).__name__}: {exc}"
                 continue
+            if row.subscriber.consecutive_failures:
+                had_failures.add(row.id)
             messages.append(
                 OutgoingMessage(
                     digest_id=row.id,
@@ -228,7 +237,7 @@ def _build_batch(
             for digest_id, reason in broken.items():
                 _finish(session, digest_id, "failed", reason, at)
                 report.count("failed")
-    return messages
+    return messages, had_failures
 
 
 def _finish(session: Session, digest_id: int, status: str, reason: str, at: datetime) -> None:
@@ -244,6 +253,7 @@ def _send_batch(
     delivery: DeliverySettings,
     mailer: Mailer,
     messages: Sequence[OutgoingMessage],
+    had_failures: AbstractSet[int],
     worker: str,
     clock: _Clock,
     report: DeliveryReport,
@@ -257,7 +267,7 @@ def _send_batch(
     try:
         for outcomes in iter_outcomes(mailer, messages):
             with store.transaction() as session:
-                statuses = _record(session, delivery, outcomes, worker, clock())
+                statuses = _record(session, delivery, outcomes, worker, clock(), had_failures)
             for outcome, status in zip(outcomes, statuses, strict=True):
                 unreported.discard(outcome.digest_id)
                 report.count(status)
@@ -275,40 +285,40 @@ def _record(
     outcomes: Sequence[Outcome],
     worker: str,
     at: datetime,
+    had_failures: AbstractSet[int] = frozenset(),
 ) -> list[str]:
     """Write outcomes; returns the status each was counted as.
 
-    `sent` is the common case and is written for the whole group in two
-    statements; the rarer failures go row by row through the ORM.
+    `sent` is the common case and is written for the whole group at once (one
+    executemany); the rarer failures go row by row through the ORM.
+    `had_failures` holds the digests whose subscriber had failures counted at
+    build time: only they need their count reset.
     """
     sent = [o for o in outcomes if o.status == "sent"]
-    if sent:
-        ids = [o.digest_id for o in sent]
+    resets = [o.digest_id for o in sent if o.digest_id in had_failures]
+    if resets:
         session.execute(
             update(Subscriber)
-            .where(
-                Subscriber.id.in_(select(Digest.subscriber_id).where(Digest.id.in_(ids))),
-                Subscriber.consecutive_failures != 0,
-            )
+            .where(Subscriber.id.in_(select(Digest.subscriber_id).where(Digest.id.in_(resets))))
             .values(consecutive_failures=0)
             .execution_options(synchronize_session=False)
         )
+    if sent:
         # Whoever claimed it last, it went out: record it unless already recorded.
-        # One statement for the group (the replies differ, by queue id): each
-        # round trip to the database costs a GIL hand-over from the send thread.
-        replies = case({o.digest_id: o.reply for o in sent}, value=Digest.id)
+        table = Digest.__table__
+        assert isinstance(table, Table)
         session.execute(
-            update(Digest)
-            .where(Digest.id.in_(ids), Digest.status != "sent")
+            update(table)
+            .where(table.c.id == bindparam("digest_id"), table.c.status != "sent")
             .values(
                 status="sent",
                 sent_at=at,
-                server_reply=replies,
+                server_reply=bindparam("reply"),
                 last_error=None,
                 lease_until=None,
                 next_attempt_at=None,
-            )
-            .execution_options(synchronize_session=False)
+            ),
+            [{"digest_id": o.digest_id, "reply": o.reply} for o in sent],
         )
     return [
         "sent" if o.status == "sent" else _record_failure(session, delivery, o, worker, at)

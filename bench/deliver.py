@@ -254,22 +254,29 @@ def run_outbox(port: int, store: Store, build: Build, concurrency: int) -> tuple
 
 
 def measure(
-    run: Callable[[], tuple[int, float]], repeat: int, sink: subprocess.Popen[bytes]
-) -> dict[str, float]:
-    """Median messages/s and CPU per message (ours, worker processes', and the sink's)."""
-    rates, cpu, sink_cpu = [], [], []
+    runs: dict[str, Callable[[], tuple[int, float]]], repeat: int, sink: subprocess.Popen[bytes]
+) -> dict[str, dict[str, float]]:
+    """Median messages/s and CPU per message (ours, worker processes', and the sink's).
+
+    The variants take turns within each repeat, so a noisy neighbour slows
+    them all alike instead of whichever happened to run at the time.
+    """
+    samples: dict[str, list[tuple[float, float, float]]] = {name: [] for name in runs}
     for _ in range(repeat):
-        cpu0, sink0, t0 = cpu_seconds(), process_cpu(sink.pid), time.perf_counter()
-        sent, worker_cpu = run()
-        wall = time.perf_counter() - t0
-        used = cpu_seconds() - cpu0 + worker_cpu
-        rates.append(sent / wall)
-        cpu.append(used / sent * 1000)
-        sink_cpu.append((process_cpu(sink.pid) - sink0) / sent * 1000)
+        for name, run in runs.items():
+            cpu0, sink0, t0 = cpu_seconds(), process_cpu(sink.pid), time.perf_counter()
+            sent, worker_cpu = run()
+            wall = time.perf_counter() - t0
+            used = cpu_seconds() - cpu0 + worker_cpu
+            sink_used = process_cpu(sink.pid) - sink0
+            samples[name].append((sent / wall, used / sent * 1000, sink_used / sent * 1000))
     return {
-        "messages_per_s": round(statistics.median(rates)),
-        "cpu_ms_per_message": round(statistics.median(cpu), 3),
-        "sink_cpu_ms_per_message": round(statistics.median(sink_cpu), 3),
+        name: {
+            "messages_per_s": round(statistics.median(s[0] for s in rows)),
+            "cpu_ms_per_message": round(statistics.median(s[1] for s in rows), 3),
+            "sink_cpu_ms_per_message": round(statistics.median(s[2] for s in rows), 3),
+        }
+        for name, rows in samples.items()
     }
 
 
@@ -289,22 +296,15 @@ def main() -> None:
     try:
         with ProcessPoolExecutor(args.processes) as pool:
             list(pool.map(abs, range(args.processes)))  # start the workers before timing
-            results = {
-                "naive": measure(lambda: run_naive(port, messages), args.repeat, sink),
-                "smtp_mailer": measure(
-                    lambda: (run_mailer(port, messages, args.concurrency), 0.0), args.repeat, sink
+            runs: dict[str, Callable[[], tuple[int, float]]] = {
+                "naive": lambda: run_naive(port, messages),
+                "smtp_mailer": lambda: (run_mailer(port, messages, args.concurrency), 0.0),
+                "smtp_mailer_processes": lambda: run_processes(
+                    port, args.messages, args.size_kb, args.concurrency, args.processes, pool
                 ),
-                "smtp_mailer_processes": measure(
-                    lambda: run_processes(
-                        port, args.messages, args.size_kb, args.concurrency, args.processes, pool
-                    ),
-                    args.repeat,
-                    sink,
-                ),
-                "deliver_due_sqlite": measure(
-                    lambda: run_outbox(port, store, build, args.concurrency), args.repeat, sink
-                ),
+                "deliver_due_sqlite": lambda: run_outbox(port, store, build, args.concurrency),
             }
+            results = measure(runs, args.repeat, sink)
     finally:
         sink.terminate()
         sink.wait()

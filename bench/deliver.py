@@ -89,7 +89,9 @@ def find_sink() -> tuple[Path, dict[str, str]]:
     if not binary.is_file():
         CACHE.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory() as scratch:
-            subprocess.run(["apt-get", "download", "postfix"], cwd=scratch, check=True)
+            subprocess.run(
+                ["apt-get", "download", "postfix"], cwd=scratch, check=True, stdout=sys.stderr
+            )
             (deb,) = Path(scratch).glob("postfix_*.deb")
             subprocess.run(["dpkg", "-x", str(deb), str(CACHE)], check=True)
     env["LD_LIBRARY_PATH"] = str(CACHE / "usr/lib/postfix")

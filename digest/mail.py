@@ -117,7 +117,8 @@ class MaildirMailer(Mailer):
             raise DeliveryError(f"cannot open maildir {self.path}: {exc.strerror}") from None
         for message in messages:
             try:
-                key = box.add(message.data)
+                # Files in a Maildir end lines the Unix way; the wire's CRLF is for SMTP.
+                key = box.add(message.data.replace(b"\r\n", b"\n"))
             except OSError as exc:
                 on_outcome(Outcome(message.digest_id, "retry", f"maildir: {exc.strerror}"))
             else:

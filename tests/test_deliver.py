@@ -290,6 +290,8 @@ def test_maildir_is_the_default_backend(store: Store, tmp_path: Path) -> None:
     got = sorted((m["To"], m["Message-ID"]) for m in box)
     expected = sorted((a, mid) for a, mid in _message_ids(store).items())
     assert got == expected and len(ids) == 2
+    files = list((tmp_path / "mail" / "new").iterdir())
+    assert len(files) == 2 and all(b"\r" not in f.read_bytes() for f in files)
 
 
 def _message_ids(store: Store) -> dict[str, str]:

@@ -128,7 +128,7 @@ def deliver_due(
             break
         if remaining is not None:
             remaining -= len(ids)
-        messages, had_failures = _build_batch(store, settings, build, ids, clock, report)
+        messages, had_failures = _build_batch(store, settings, build, ids, report)
         _send_batch(
             store, delivery, mailer, messages, had_failures, worker, clock, report, on_outcome
         )
@@ -190,7 +190,6 @@ def _build_batch(
     settings: Settings,
     build: Build,
     ids: Sequence[int],
-    clock: _Clock,
     report: DeliveryReport,
 ) -> tuple[list[OutgoingMessage], set[int]]:
     """Build messages for the claimed rows; cancel the ones nobody should get.
@@ -215,7 +214,9 @@ def _build_batch(
             try:
                 data = build(session, row)
             except Exception as exc:  # one broken digest must not stop everyone else's
-                broken[row.id] = f"could not build the message: {type(exc).__name__}: {exc}"
+                first_line = (str(exc).splitlines() or [""])[0]
+                broken[row.id] = f"could not build the message: {type(exc).__name__}: {first_line}"
+                session.rollback()  # a failed query must not poison the next builds
                 continue
             if row.subscriber.consecutive_failures:
                 had_failures.add(row.id)
@@ -229,18 +230,17 @@ def _build_batch(
                 )
             )
     if cancelled or broken:
-        at = clock()
         with store.transaction() as session:
             for digest_id, reason in cancelled.items():
-                _finish(session, digest_id, "cancelled", reason, at)
+                _finish(session, digest_id, "cancelled", reason)
                 report.count("cancelled")
             for digest_id, reason in broken.items():
-                _finish(session, digest_id, "failed", reason, at)
+                _finish(session, digest_id, "failed", reason)
                 report.count("failed")
     return messages, had_failures
 
 
-def _finish(session: Session, digest_id: int, status: str, reason: str, at: datetime) -> None:
+def _finish(session: Session, digest_id: int, status: str, reason: str) -> None:
     session.execute(
         update(Digest)
         .where(Digest.id == digest_id, Digest.status == "sending")

@@ -13,7 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from digest.config import DeliverySettings, Settings, SmtpSettings
@@ -169,19 +169,24 @@ def test_unsubscribed_before_sending_is_cancelled(store: Store) -> None:
 
 
 def test_one_broken_digest_does_not_stop_the_run(store: Store) -> None:
-    make_digests(store, ["a@example.org", "broken@example.org", "c@example.org"])
+    emails = ["a@example.org", "broken@example.org", "badsql@example.org", "d@example.org"]
+    make_digests(store, emails)
 
     def fragile(session: Session, digest: Digest) -> bytes:
         if digest.subscriber.email == "broken@example.org":
             raise ValueError("template blew up")
+        if digest.subscriber.email == "badsql@example.org":
+            session.execute(text("SELECT * FROM no_such_table"))
         return build(session, digest)
 
     mailer = MemoryMailer()
     report = deliver_due(store, Settings(), mailer, fragile, now=T0)
-    assert (report.sent, report.failed) == (2, 1)
+    assert (report.sent, report.failed) == (2, 2)
+    assert sorted(m.recipient for m in mailer.sent) == ["a@example.org", "d@example.org"]
     with store.sessions() as session:
-        errors = [r.last_error for r in outbox(session, status="failed")]
-    assert errors == ["could not build the message: ValueError: template blew up"]
+        errors = sorted(str(r.last_error) for r in outbox(session, status="failed"))
+    assert errors[0].startswith("could not build the message: ") and "no_such_table" in errors[0]
+    assert errors[1] == "could not build the message: ValueError: template blew up"
 
 
 def test_limit_and_email_pick_what_is_delivered(store: Store) -> None:

@@ -13,7 +13,10 @@ Rows (messages/s and CPU milliseconds per message, medians of --repeat runs):
 - naive: smtplib, one new connection per message (what a first script does);
 - smtp_mailer: digest's SmtpMailer, one process, `concurrency` reused connections;
 - smtp_mailer_processes: the same split over `processes` worker processes, as
-  several `digest send` workers would run.
+  several `digest send` workers would run;
+- deliver_due_sqlite: the whole outbox in one process (claim, build, send,
+  record in a SQLite file) with a `build` that returns ready bytes, to show
+  what the bookkeeping costs on top of sending.
 """
 
 from __future__ import annotations
@@ -34,11 +37,19 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from sqlalchemy import insert, update
+from sqlalchemy.orm import Session
+
+from digest.config import DeliverySettings, Settings
+from digest.db import Store, open_store
+from digest.deliver import Build, deliver_due
 from digest.mail import Outcome, OutgoingMessage, SmtpMailer
+from digest.models import Digest, Subscriber
 
 CACHE = Path.home() / ".cache" / "digest-bench" / "postfix"
 WORDS = [
@@ -78,7 +89,9 @@ def find_sink() -> tuple[Path, dict[str, str]]:
     if not binary.is_file():
         CACHE.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory() as scratch:
-            subprocess.run(["apt-get", "download", "postfix"], cwd=scratch, check=True)
+            subprocess.run(
+                ["apt-get", "download", "postfix"], cwd=scratch, check=True, stdout=sys.stderr
+            )
             (deb,) = Path(scratch).glob("postfix_*.deb")
             subprocess.run(["dpkg", "-x", str(deb), str(CACHE)], check=True)
     env["LD_LIBRARY_PATH"] = str(CACHE / "usr/lib/postfix")
@@ -116,7 +129,11 @@ def make_messages(stop: int, size_kb: int, start: int = 0) -> list[OutgoingMessa
     """Messages start..stop-1: digest-sized (CRLF, ~size_kb KB), distinct headers."""
     if size_kb not in _BODIES:
         rng = random.Random(7)
-        lines = (" ".join(rng.choice(WORDS) for _ in range(9))[:74] for _ in range(size_kb * 13))
+        lines, size = [], 0
+        while size < size_kb * 1024 - 300:  # ~300 bytes of headers
+            line = " ".join(rng.choice(WORDS) for _ in range(9))[:74]
+            lines.append(line)
+            size += len(line) + 2
         _BODIES[size_kb] = ("\r\n".join(lines) + "\r\n").encode()
     body = _BODIES[size_kb]
     messages = []
@@ -186,23 +203,82 @@ def run_processes(
     return sum(sent for sent, _ in results), sum(cpu for _, cpu in results)
 
 
+def outbox_store(count: int, size_kb: int, folder: Path) -> tuple[Store, Build]:
+    """A SQLite outbox holding `count` pending digests, and a build for them."""
+    store = open_store(f"sqlite:///{folder / 'bench.db'}")
+    now = datetime.now(UTC)
+    with store.transaction() as session:
+        session.execute(
+            insert(Subscriber),
+            [
+                dict(
+                    email=f"reader{i}@example.org",
+                    status="active",
+                    created_at=now,
+                    subscribed_at=now,
+                    updated_at=now,
+                )
+                for i in range(count)
+            ],
+        )
+        session.execute(
+            insert(Digest),
+            [
+                dict(
+                    subscriber_id=i + 1,
+                    period="2026-11-22",
+                    message_id=f"<bench.{i}@x>",
+                    planned_at=now,
+                    window_start=now,
+                )
+                for i in range(count)
+            ],
+        )
+    prepared = {m.recipient: m.data for m in make_messages(count, size_kb)}
+
+    def build(session: Session, digest: Digest) -> bytes:
+        return prepared[digest.subscriber.email]
+
+    return store, build
+
+
+def run_outbox(port: int, store: Store, build: Build, concurrency: int) -> tuple[int, float]:
+    with store.transaction() as session:  # every digest pending again
+        session.execute(update(Digest).values(status="pending", sent_at=None, attempts=0))
+    settings = Settings(delivery=DeliverySettings(backend="smtp", concurrency=concurrency))
+    mailer = SmtpMailer(
+        host="127.0.0.1", port=port, security="none", concurrency=concurrency, timeout=30
+    )
+    report = deliver_due(store, settings, mailer, build, now=datetime.now(UTC))
+    if report.sent == 0 or report.retry or report.failed:
+        raise SystemExit(f"outbox run went wrong: {report}")
+    return report.sent, 0.0
+
+
 def measure(
-    run: Callable[[], tuple[int, float]], repeat: int, sink: subprocess.Popen[bytes]
-) -> dict[str, float]:
-    """Median messages/s and CPU per message (ours, worker processes', and the sink's)."""
-    rates, cpu, sink_cpu = [], [], []
+    runs: dict[str, Callable[[], tuple[int, float]]], repeat: int, sink: subprocess.Popen[bytes]
+) -> dict[str, dict[str, float]]:
+    """Median messages/s and CPU per message (ours, worker processes', and the sink's).
+
+    The variants take turns within each repeat, so a noisy neighbour slows
+    them all alike instead of whichever happened to run at the time.
+    """
+    samples: dict[str, list[tuple[float, float, float]]] = {name: [] for name in runs}
     for _ in range(repeat):
-        cpu0, sink0, t0 = cpu_seconds(), process_cpu(sink.pid), time.perf_counter()
-        sent, worker_cpu = run()
-        wall = time.perf_counter() - t0
-        used = cpu_seconds() - cpu0 + worker_cpu
-        rates.append(sent / wall)
-        cpu.append(used / sent * 1000)
-        sink_cpu.append((process_cpu(sink.pid) - sink0) / sent * 1000)
+        for name, run in runs.items():
+            cpu0, sink0, t0 = cpu_seconds(), process_cpu(sink.pid), time.perf_counter()
+            sent, worker_cpu = run()
+            wall = time.perf_counter() - t0
+            used = cpu_seconds() - cpu0 + worker_cpu
+            sink_used = process_cpu(sink.pid) - sink0
+            samples[name].append((sent / wall, used / sent * 1000, sink_used / sent * 1000))
     return {
-        "messages_per_s": round(statistics.median(rates)),
-        "cpu_ms_per_message": round(statistics.median(cpu), 3),
-        "sink_cpu_ms_per_message": round(statistics.median(sink_cpu), 3),
+        name: {
+            "messages_per_s": round(statistics.median(s[0] for s in rows)),
+            "cpu_ms_per_message": round(statistics.median(s[1] for s in rows), 3),
+            "sink_cpu_ms_per_message": round(statistics.median(s[2] for s in rows), 3),
+        }
+        for name, rows in samples.items()
     }
 
 
@@ -216,26 +292,26 @@ def main() -> None:
     args = parser.parse_args()
 
     messages = make_messages(args.messages, args.size_kb)
+    scratch = tempfile.TemporaryDirectory()
+    store, build = outbox_store(args.messages, args.size_kb, Path(scratch.name))
     sink, port = start_sink()
     try:
         with ProcessPoolExecutor(args.processes) as pool:
             list(pool.map(abs, range(args.processes)))  # start the workers before timing
-            results = {
-                "naive": measure(lambda: run_naive(port, messages), args.repeat, sink),
-                "smtp_mailer": measure(
-                    lambda: (run_mailer(port, messages, args.concurrency), 0.0), args.repeat, sink
+            runs: dict[str, Callable[[], tuple[int, float]]] = {
+                "naive": lambda: run_naive(port, messages),
+                "smtp_mailer": lambda: (run_mailer(port, messages, args.concurrency), 0.0),
+                "smtp_mailer_processes": lambda: run_processes(
+                    port, args.messages, args.size_kb, args.concurrency, args.processes, pool
                 ),
-                "smtp_mailer_processes": measure(
-                    lambda: run_processes(
-                        port, args.messages, args.size_kb, args.concurrency, args.processes, pool
-                    ),
-                    args.repeat,
-                    sink,
-                ),
+                "deliver_due_sqlite": lambda: run_outbox(port, store, build, args.concurrency),
             }
+            results = measure(runs, args.repeat, sink)
     finally:
         sink.terminate()
         sink.wait()
+        store.dispose()
+        scratch.cleanup()
     naive = results["naive"]["messages_per_s"]
     print(
         json.dumps(

@@ -30,10 +30,11 @@ import os
 import socket
 import time
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Table, and_, bindparam, func, or_, select, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from digest.config import DeliverySettings, Settings
@@ -127,9 +128,32 @@ def deliver_due(
             break
         if remaining is not None:
             remaining -= len(ids)
-        messages = _build_batch(store, settings, build, ids, clock, report)
-        _send_batch(store, delivery, mailer, messages, worker, clock, report, on_outcome)
+        messages, had_failures = _build_batch(store, settings, build, ids, report)
+        _send_batch(
+            store, delivery, mailer, messages, had_failures, worker, clock, report, on_outcome
+        )
     return report
+
+
+def _due(now: datetime) -> ColumnElement[bool]:
+    """Rows a worker may take: new, retry whose time has come, or abandoned by a dead worker."""
+    return or_(
+        Digest.status == "pending",
+        and_(Digest.status == "retry", Digest.next_attempt_at <= now),
+        and_(Digest.status == "sending", Digest.lease_until < now),
+    )
+
+
+def _of_subscriber(email: str) -> ColumnElement[bool]:
+    return Digest.subscriber_id.in_(select(Subscriber.id).where(Subscriber.email == email))
+
+
+def due_count(session: Session, *, now: datetime, email: str | None = None) -> int:
+    """How many digests `deliver_due` would take now (the total for a progress bar)."""
+    query = select(func.count()).select_from(Digest).where(_due(now))
+    if email is not None:
+        query = query.where(_of_subscriber(email))
+    return session.scalar(query) or 0
 
 
 def claim(
@@ -142,16 +166,9 @@ def claim(
     email: str | None = None,
 ) -> list[int]:
     """Reserve up to `limit` due digests for `worker`, in one statement; returns their ids."""
-    due = or_(
-        Digest.status == "pending",
-        and_(Digest.status == "retry", Digest.next_attempt_at <= now),
-        and_(Digest.status == "sending", Digest.lease_until < now),
-    )
-    chosen = select(Digest.id).where(due)
+    chosen = select(Digest.id).where(_due(now))
     if email is not None:
-        chosen = chosen.where(
-            Digest.subscriber_id.in_(select(Subscriber.id).where(Subscriber.email == email))
-        )
+        chosen = chosen.where(_of_subscriber(email))
     chosen = chosen.order_by(Digest.id).limit(limit).with_for_update(skip_locked=True)
     statement = (
         update(Digest)
@@ -173,11 +190,14 @@ def _build_batch(
     settings: Settings,
     build: Build,
     ids: Sequence[int],
-    clock: _Clock,
     report: DeliveryReport,
-) -> list[OutgoingMessage]:
-    """Build messages for the claimed rows; cancel the ones nobody should get."""
+) -> tuple[list[OutgoingMessage], set[int]]:
+    """Build messages for the claimed rows; cancel the ones nobody should get.
+
+    Also returns the digests whose subscriber has permanent failures counted.
+    """
     messages: list[OutgoingMessage] = []
+    had_failures: set[int] = set()
     cancelled: dict[int, str] = {}
     broken: dict[int, str] = {}
     with store.sessions() as session:  # read only: rendering holds no write lock
@@ -194,8 +214,12 @@ def _build_batch(
             try:
                 data = build(session, row)
             except Exception as exc:  # one broken digest must not stop everyone else's
-                broken[row.id] = f"could not build the message: {type(exc).__name__}: {exc}"
+                first_line = (str(exc).splitlines() or [""])[0]
+                broken[row.id] = f"could not build the message: {type(exc).__name__}: {first_line}"
+                session.rollback()  # a failed query must not poison the next builds
                 continue
+            if row.subscriber.consecutive_failures:
+                had_failures.add(row.id)
             messages.append(
                 OutgoingMessage(
                     digest_id=row.id,
@@ -206,18 +230,17 @@ def _build_batch(
                 )
             )
     if cancelled or broken:
-        at = clock()
         with store.transaction() as session:
             for digest_id, reason in cancelled.items():
-                _finish(session, digest_id, "cancelled", reason, at)
+                _finish(session, digest_id, "cancelled", reason)
                 report.count("cancelled")
             for digest_id, reason in broken.items():
-                _finish(session, digest_id, "failed", reason, at)
+                _finish(session, digest_id, "failed", reason)
                 report.count("failed")
-    return messages
+    return messages, had_failures
 
 
-def _finish(session: Session, digest_id: int, status: str, reason: str, at: datetime) -> None:
+def _finish(session: Session, digest_id: int, status: str, reason: str) -> None:
     session.execute(
         update(Digest)
         .where(Digest.id == digest_id, Digest.status == "sending")
@@ -230,6 +253,7 @@ def _send_batch(
     delivery: DeliverySettings,
     mailer: Mailer,
     messages: Sequence[OutgoingMessage],
+    had_failures: AbstractSet[int],
     worker: str,
     clock: _Clock,
     report: DeliveryReport,
@@ -243,7 +267,7 @@ def _send_batch(
     try:
         for outcomes in iter_outcomes(mailer, messages):
             with store.transaction() as session:
-                statuses = _record(session, delivery, outcomes, worker, clock())
+                statuses = _record(session, delivery, outcomes, worker, clock(), had_failures)
             for outcome, status in zip(outcomes, statuses, strict=True):
                 unreported.discard(outcome.digest_id)
                 report.count(status)
@@ -261,24 +285,25 @@ def _record(
     outcomes: Sequence[Outcome],
     worker: str,
     at: datetime,
+    had_failures: AbstractSet[int] = frozenset(),
 ) -> list[str]:
     """Write outcomes; returns the status each was counted as.
 
-    `sent` is the common case and is written for the whole group in two
-    statements; the rarer failures go row by row through the ORM.
+    `sent` is the common case and is written for the whole group at once (one
+    executemany); the rarer failures go row by row through the ORM.
+    `had_failures` holds the digests whose subscriber had failures counted at
+    build time: only they need their count reset.
     """
     sent = [o for o in outcomes if o.status == "sent"]
-    if sent:
-        ids = [o.digest_id for o in sent]
+    resets = [o.digest_id for o in sent if o.digest_id in had_failures]
+    if resets:
         session.execute(
             update(Subscriber)
-            .where(
-                Subscriber.id.in_(select(Digest.subscriber_id).where(Digest.id.in_(ids))),
-                Subscriber.consecutive_failures != 0,
-            )
+            .where(Subscriber.id.in_(select(Digest.subscriber_id).where(Digest.id.in_(resets))))
             .values(consecutive_failures=0)
             .execution_options(synchronize_session=False)
         )
+    if sent:
         # Whoever claimed it last, it went out: record it unless already recorded.
         table = Digest.__table__
         assert isinstance(table, Table)

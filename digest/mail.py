@@ -18,6 +18,7 @@ backends (DESIGN, "one sync/async crossing").
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import mailbox
 import queue
 import re
@@ -116,7 +117,8 @@ class MaildirMailer(Mailer):
             raise DeliveryError(f"cannot open maildir {self.path}: {exc.strerror}") from None
         for message in messages:
             try:
-                key = box.add(message.data)
+                # Files in a Maildir end lines the Unix way; the wire's CRLF is for SMTP.
+                key = box.add(message.data.replace(b"\r\n", b"\n"))
             except OSError as exc:
                 on_outcome(Outcome(message.digest_id, "retry", f"maildir: {exc.strerror}"))
             else:
@@ -297,6 +299,9 @@ class SmtpMailer(Mailer):
             if problem:
                 raise _Unusable(DeliveryError(f"SMTP {self.where}: {problem}")) from None
             raise
+        except BaseException:  # cancelled (another connection found the server unusable)
+            connection.close()
+            raise
         return connection
 
     async def _transaction(
@@ -317,6 +322,15 @@ class SmtpMailer(Mailer):
             # MAIL and RCPT by hand: aiosmtplib's mail()/rcpt() re-parse the
             # address with the stdlib's RFC 822 parser on every message.
             reply = await connection.execute_command(b"MAIL", b"FROM:" + sender)
+            if 500 <= reply.code < 600:
+                # Refusing our sender is about our setup, not this recipient:
+                # failing (and bouncing) every subscriber would be wrong.
+                raise _Unusable(
+                    DeliveryError(
+                        f"SMTP {self.where}: the server refuses sender {message.sender!r}: "
+                        f"{reply.code} {reply.message} (check sender.address and the smtp login)"
+                    )
+                )
             if reply.code != 250:
                 raise aiosmtplib.SMTPSenderRefused(reply.code, reply.message, message.sender)
             reply = await connection.execute_command(b"RCPT", b"TO:" + recipient)
@@ -372,14 +386,17 @@ def _address(address: str) -> bytes:
     return b"<" + address.strip().encode("ascii") + b">"
 
 
-_BARE_LINE_END = re.compile(rb"\r\n|\r|\n")
+_BARE_LF = re.compile(rb"\r?\n")
 
 
 def wire_form(data: bytes) -> bytes:
-    """A message as it goes after DATA: CRLF line ends, dot-stuffed, ending in CRLF.CRLF."""
-    crlf = data.count(b"\r\n")
-    if data.count(b"\n") != crlf or data.count(b"\r") != crlf:
-        data = _BARE_LINE_END.sub(b"\r\n", data)
+    """A message as it goes after DATA: CRLF line ends, dot-stuffed, ending in CRLF.CRLF.
+
+    Bare LF (what `email` writes with its default policy) is turned into CRLF;
+    a lone CR inside a line is left alone, as mail servers do.
+    """
+    if data.count(b"\n") != data.count(b"\r\n"):
+        data = _BARE_LF.sub(b"\r\n", data)
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
     if data.startswith(b"."):
@@ -413,10 +430,18 @@ def _unusable_reason(exc: Exception, security: Security) -> str | None:
 
 
 async def _quit(connection: aiosmtplib.SMTP) -> None:
-    try:
-        await connection.quit()
-    except (aiosmtplib.SMTPException, OSError):
-        connection.close()
+    """Say QUIT, then drop the socket without waiting for TLS's close_notify.
+
+    A graceful TLS close needs more turns of the event loop than the end of
+    `asyncio.run` gives it, which would leave the socket to the garbage
+    collector; after QUIT there is nothing left to protect.
+    """
+    transport = connection.transport
+    with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+        await connection.execute_command(b"QUIT")
+    if isinstance(transport, asyncio.Transport):
+        transport.abort()
+    connection.close()
 
 
 def mailer_from_settings(settings: Settings) -> Mailer:

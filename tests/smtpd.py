@@ -39,6 +39,7 @@ class FaultyHandler:
     - `busy_at`: the n-th MAIL command overall (1-based) gets "421" and the
       connection is closed — a server going away mid-session.
     - `drop_after`: each connection is cut (no reply) at the MAIL after n messages.
+    - `refuse_sender`: 553 on every MAIL (our sender address is not allowed).
     - `delay`: seconds to wait before answering each DATA (a slow server).
     """
 
@@ -47,6 +48,7 @@ class FaultyHandler:
     lose_reply: dict[str, int] = field(default_factory=dict)
     busy_at: set[int] = field(default_factory=set)
     drop_after: int | None = None
+    refuse_sender: bool = False
     delay: float = 0.0
     lost_reply_wait: float = 3.0
     received: list[tuple[str, str]] = field(default_factory=list)
@@ -63,6 +65,8 @@ class FaultyHandler:
             self.mail_commands += 1
             nth = self.mail_commands
             done_here = self.per_connection.get(id(session), 0)
+        if self.refuse_sender:
+            return "553 5.7.1 Sender address rejected: not owned by user"
         if nth in self.busy_at:
             server.loop.call_soon(server.transport.close)
             return "421 4.3.2 Service shutting down, try later"

@@ -13,12 +13,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from digest.config import DeliverySettings, Settings, SmtpSettings
 from digest.db import Store
-from digest.deliver import deliver_due, outbox, requeue, status_counts
+from digest.deliver import deliver_due, due_count, outbox, requeue, status_counts
 from digest.errors import DeliveryError
 from digest.mail import MemoryMailer, SmtpMailer, mailer_from_settings
 from digest.models import Digest, Subscriber
@@ -169,23 +169,31 @@ def test_unsubscribed_before_sending_is_cancelled(store: Store) -> None:
 
 
 def test_one_broken_digest_does_not_stop_the_run(store: Store) -> None:
-    make_digests(store, ["a@example.org", "broken@example.org", "c@example.org"])
+    emails = ["a@example.org", "broken@example.org", "badsql@example.org", "d@example.org"]
+    make_digests(store, emails)
 
     def fragile(session: Session, digest: Digest) -> bytes:
         if digest.subscriber.email == "broken@example.org":
             raise ValueError("template blew up")
+        if digest.subscriber.email == "badsql@example.org":
+            session.execute(text("SELECT * FROM no_such_table"))
         return build(session, digest)
 
     mailer = MemoryMailer()
     report = deliver_due(store, Settings(), mailer, fragile, now=T0)
-    assert (report.sent, report.failed) == (2, 1)
+    assert (report.sent, report.failed) == (2, 2)
+    assert sorted(m.recipient for m in mailer.sent) == ["a@example.org", "d@example.org"]
     with store.sessions() as session:
-        errors = [r.last_error for r in outbox(session, status="failed")]
-    assert errors == ["could not build the message: ValueError: template blew up"]
+        errors = sorted(str(r.last_error) for r in outbox(session, status="failed"))
+    assert errors[0].startswith("could not build the message: ") and "no_such_table" in errors[0]
+    assert errors[1] == "could not build the message: ValueError: template blew up"
 
 
 def test_limit_and_email_pick_what_is_delivered(store: Store) -> None:
     make_digests(store, [f"u{i}@example.org" for i in range(5)])
+    with store.sessions() as session:
+        assert due_count(session, now=T0) == 5
+        assert due_count(session, now=T0, email="u3@example.org") == 1
     mailer = MemoryMailer()
     deliver_due(store, Settings(), mailer, build, now=T0, email="u3@example.org")
     assert [m.recipient for m in mailer.sent] == ["u3@example.org"]
@@ -233,6 +241,17 @@ def test_starttls_required_but_not_offered_sends_nothing_and_no_password(store: 
         assert set(session.scalars(select(Digest.attempts))) == {1}
 
 
+def test_a_refused_sender_stops_delivery_without_failing_anyone(store: Store) -> None:
+    make_digests(store, ["a@example.org", "b@example.org"])
+    handler = FaultyHandler(refuse_sender=True)
+    with smtp_server(handler) as port, pytest.raises(DeliveryError, match="refuses sender"):
+        deliver_due(store, settings_for(port), smtp_mailer(port), build, now=T0)
+    assert set(states(store).values()) == {"retry"}
+    with store.sessions() as session:
+        assert set(session.scalars(select(Subscriber.consecutive_failures))) == {0}
+        assert set(session.scalars(select(Digest.attempts))) == {0}
+
+
 def test_untrusted_certificate_is_a_clear_error(store: Store, tmp_path: Path) -> None:
     import ssl
     import subprocess
@@ -276,6 +295,8 @@ def test_maildir_is_the_default_backend(store: Store, tmp_path: Path) -> None:
     got = sorted((m["To"], m["Message-ID"]) for m in box)
     expected = sorted((a, mid) for a, mid in _message_ids(store).items())
     assert got == expected and len(ids) == 2
+    files = list((tmp_path / "mail" / "new").iterdir())
+    assert len(files) == 2 and all(b"\r" not in f.read_bytes() for f in files)
 
 
 def _message_ids(store: Store) -> dict[str, str]:

@@ -37,7 +37,7 @@ def send_all(mailer: Mailer, messages: Sequence[OutgoingMessage]) -> list[Outcom
 
 def test_wire_form_stuffs_dots_and_normalises_line_ends() -> None:
     assert wire_form(b".first\r\nmid\r\n.dot\r\n") == b"..first\r\nmid\r\n..dot\r\n.\r\n"
-    assert wire_form(b"a\nb\rc") == b"a\r\nb\r\nc\r\n.\r\n"
+    assert wire_form(b"a\nb\r\nc") == b"a\r\nb\r\nc\r\n.\r\n"
     assert wire_form(b"a\r\n") == b"a\r\n.\r\n"
 
 

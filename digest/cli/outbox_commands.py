@@ -58,7 +58,9 @@ def outbox_command(
         typer.echo(json.dumps(payload, indent=2))
         return
     console = Console()
-    table = Table("id", "email", "period", "status", "tries", "next try", "sent", "last error")
+    table = Table(
+        "id", "email", "period", "status", "tries", "next try (UTC)", "sent (UTC)", "last error"
+    )
     for row in rows:
         table.add_row(
             str(row.digest_id),

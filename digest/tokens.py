@@ -22,6 +22,16 @@ from digest.errors import ConfigError
 
 Purpose = Literal["unsubscribe", "confirm", "manage", "view"]
 MAC_BYTES = 16
+# Row ids are 32-bit integers in the schema; a token claiming a larger id is
+# forged, and refusing it here keeps out-of-range numbers away from the database.
+MAX_ROW_ID = 2**31 - 1
+# The path of each kind of link under `web.base_url` (served by digest.web).
+LINK_PATHS: dict[Purpose, str] = {
+    "unsubscribe": "u",
+    "confirm": "confirm",
+    "manage": "m",
+    "view": "d",
+}
 
 
 def load_secret(web: WebSettings) -> bytes:
@@ -32,16 +42,18 @@ def load_secret(web: WebSettings) -> bytes:
     try:
         if path.is_file():
             key = path.read_text().strip()
-            if key:
-                return key.encode()
+            if not key:
+                raise ConfigError(f"web.secret_file {path} is empty; delete it to get a new key")
+            return key.encode()
         path.parent.mkdir(parents=True, exist_ok=True)
         key = secrets.token_urlsafe(32)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process created it between our check and open
+            return path.read_text().strip().encode()
         with os.fdopen(fd, "w") as handle:
             handle.write(key + "\n")
         return key.encode()
-    except FileExistsError:  # another process created it between our check and open
-        return path.read_text().strip().encode()
     except OSError as exc:
         raise ConfigError(f"web.secret_file {path}: {exc.strerror}") from None
 
@@ -62,15 +74,22 @@ def token_row_id(token: str) -> int | None:
     if not sep or not head or len(head) > 13 or not head.isalnum() or not head.isascii():
         return None
     try:
-        return int(head, 36)
+        row_id = int(head, 36)
     except ValueError:
         return None
+    return row_id if row_id <= MAX_ROW_ID else None
 
 
 def verify_token(secret: bytes, purpose: Purpose, token: str, row_id: int, email: str) -> bool:
     """Whether `token` was made by us for this purpose, row and email (constant time)."""
     expected = make_token(secret, purpose, row_id, email)
-    return hmac.compare_digest(expected.encode(), token.encode())
+    return hmac.compare_digest(expected.encode(), token.encode("utf-8", "replace"))
+
+
+def link_url(base_url: str, secret: bytes, purpose: Purpose, row_id: int, email: str) -> str:
+    """The absolute URL of a signed link, e.g. `{base_url}/u/{token}`."""
+    token = make_token(secret, purpose, row_id, email)
+    return f"{base_url.rstrip('/')}/{LINK_PATHS[purpose]}/{token}"
 
 
 def _to_base36(number: int) -> str:

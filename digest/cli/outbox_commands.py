@@ -1,0 +1,108 @@
+"""`digest outbox` and `digest retry`: look at the delivery queue and nudge it."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from digest import deliver
+from digest.cli.app import app
+from digest.cli.options import (
+    ConfigOption,
+    JsonOption,
+    NowOption,
+    parse_now,
+    settings_from,
+    store_from,
+)
+
+EmailOption = Annotated[
+    str | None,
+    typer.Option("--email", help="Only this subscriber's digests.", show_default=False),
+]
+
+
+@app.command("outbox")
+def outbox_command(
+    status: Annotated[
+        str | None,
+        typer.Option(
+            "--status",
+            help="Only digests in this state: pending, sending, retry, sent, failed, "
+            "skipped or cancelled.",
+            show_default=False,
+        ),
+    ] = None,
+    email: EmailOption = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most this many.")] = 50,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """List digests and their delivery state, newest first, with a count per state."""
+    store = store_from(settings_from(config))
+    try:
+        with store.sessions() as session:
+            rows = deliver.outbox(
+                session, status=status, email=email.strip() if email else None, limit=limit
+            )
+            counts = deliver.status_counts(session, email=email.strip() if email else None)
+    finally:
+        store.dispose()
+    if as_json:
+        payload = {"counts": counts, "digests": [row.as_json() for row in rows]}
+        typer.echo(json.dumps(payload, indent=2))
+        return
+    console = Console()
+    table = Table(
+        "id", "email", "period", "status", "tries", "next try (UTC)", "sent (UTC)", "last error"
+    )
+    for row in rows:
+        table.add_row(
+            str(row.digest_id),
+            row.email,
+            row.period,
+            row.status,
+            str(row.attempts),
+            _when(row.next_attempt_at) if row.status == "retry" else "",
+            _when(row.sent_at),
+            row.last_error or "",
+        )
+    console.print(table)
+    summary = ", ".join(f"{count} {name}" for name, count in counts.items() if count)
+    console.print(summary or "the outbox is empty")
+
+
+@app.command("retry")
+def retry_command(
+    failed: Annotated[
+        bool,
+        typer.Option(
+            "--failed",
+            help="Also try failed digests again (and make a bounced subscriber active again).",
+        ),
+    ] = False,
+    email: EmailOption = None,
+    now: NowOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Make waiting retries due now, so the next `digest send` tries them at once."""
+    at = parse_now(now)
+    store = store_from(settings_from(config))
+    try:
+        with store.transaction() as session:
+            count = deliver.requeue(
+                session, now=at, include_failed=failed, email=email.strip() if email else None
+            )
+    finally:
+        store.dispose()
+    noun = "digest" if count == 1 else "digests"
+    typer.echo(f"{count} {noun} due again; the next `digest send` delivers them")
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if value else ""

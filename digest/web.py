@@ -1,0 +1,434 @@
+"""The small web app behind the links in every email: unsubscribe, confirm, manage, view.
+
+Routes (all under `web.base_url`):
+
+    GET  /u/{token}        which address would be unsubscribed, and a button
+    POST /u/{token}        unsubscribe; also the RFC 8058 one-click POST that mail
+                           providers send (`List-Unsubscribe=One-Click`)
+    GET  /confirm/{token}  confirm page with a button (double opt-in)
+    POST /confirm/{token}  confirm a pending subscriber
+    GET  /m/{token}        manage page: topics, schedule, pause
+    POST /m/{token}        one change from that page, then back to it (303)
+    GET  /d/{token}        "view in browser": a digest as sent, re-rendered
+    GET  /healthz          for monitors: 200 when the database answers
+
+Why there are no logins, cookies or CSRF tokens: every URL carries an HMAC
+token (`digest.tokens`) that only the recipient of our email has, bound to one
+purpose, one row and one address. The token *is* the credential, and a
+cross-site page cannot forge a request to a URL it does not know. RFC 8058
+forbids anything more on the one-click POST anyway (no cookies, no redirect).
+A GET never changes anything, because link scanners prefetch every link in a
+message. Any token we did not make (unknown, forged, for another purpose, or
+for a deleted subscriber) gets the same 404 page, so the app cannot be used to
+find out which addresses are subscribed.
+
+Pages are Jinja2 templates under `templates/web/` with autoescaping on; the
+database work of each request runs in a worker thread (`run_in_threadpool`),
+the one place where this async app meets the synchronous store.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from typing import Any
+
+import jinja2
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from digest import compose, subscriptions
+from digest.config import Settings
+from digest.db import Store
+from digest.errors import BadInput
+from digest.models import Digest, Subscriber
+from digest.render import Renderer
+from digest.resources import templates_dir
+from digest.tokens import Purpose, load_secret, make_token, token_row_id, verify_token
+
+Clock = Callable[[], datetime]
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+MAX_PAUSE_DAYS = 365
+# A manage-page form is a few short fields; anything much larger is not ours.
+MAX_FORM_BYTES = 16_384
+
+# Headers on every page: tokens are in our URLs, so never leak them through
+# Referer to the paper links of a digest, never let a cache or a search engine
+# keep a page, and let nothing run but our own markup.
+SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "X-Robots-Tag": "noindex, nofollow",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+}
+
+# Fixed notices after a successful change (the query string only picks one,
+# so nothing a visitor types there reaches the page).
+NOTICES = {
+    "added": "Topic added.",
+    "removed": "Topic removed.",
+    "schedule": "Schedule saved.",
+    "paused": "Digests paused.",
+    "resumed": "Digests resumed.",
+}
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@cache
+def timezone_names() -> tuple[str, ...]:
+    """Every IANA zone name this machine knows, for the timezone picker."""
+    return tuple(sorted(zoneinfo.available_timezones()))
+
+
+def page_environment() -> jinja2.Environment:
+    """The Jinja2 environment of the web pages: autoescaped, strict about missing names."""
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(templates_dir() / "web"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+class NotFound(Exception):
+    """The token is not one of ours (or its subscriber is gone): the generic 404."""
+
+
+class ChangeRejected(Exception):
+    """A manage-page change was refused; `section` says which form shows `message`."""
+
+    def __init__(self, section: str, message: str) -> None:
+        super().__init__(message)
+        self.section = section
+        self.message = message
+
+
+@dataclass
+class WebApp:
+    """What the request handlers share: settings, store, link secret, clock, templates."""
+
+    settings: Settings
+    store: Store
+    secret: bytes
+    clock: Clock
+    pages: jinja2.Environment
+    renderer: Renderer
+
+    # --- responses ---
+
+    def page(self, template: str, http_status: int = 200, **context: Any) -> HTMLResponse:
+        html = self.pages.get_template(template).render(
+            sender_name=self.settings.sender.name,
+            postal_address=self.settings.sender.postal_address,
+            **context,
+        )
+        return HTMLResponse(html, status_code=http_status, headers=SECURITY_HEADERS)
+
+    def not_found(self) -> HTMLResponse:
+        return self.page("not_found.html.j2", http_status=404)
+
+    # --- token lookups (run inside a session) ---
+
+    def subscriber_for(self, session: Session, purpose: Purpose, token: str) -> Subscriber:
+        """The subscriber a token was made for, or NotFound; same work either way."""
+        row_id = token_row_id(token)
+        subscriber = session.get(Subscriber, row_id) if row_id is not None else None
+        # Verify even when there is no row, so a miss costs what a hit costs.
+        email = subscriber.email if subscriber is not None else ""
+        valid = verify_token(self.secret, purpose, token, row_id or 0, email)
+        if not valid or subscriber is None:
+            raise NotFound
+        return subscriber
+
+    def digest_for(self, session: Session, token: str) -> Digest:
+        """The digest a view-in-browser token was made for, or NotFound."""
+        row_id = token_row_id(token)
+        found = (
+            session.execute(
+                select(Digest, Subscriber.email)
+                .join(Subscriber, Subscriber.id == Digest.subscriber_id)
+                .where(Digest.id == row_id)
+            ).first()
+            if row_id is not None
+            else None
+        )
+        email = found[1] if found is not None else ""
+        valid = verify_token(self.secret, "view", token, row_id or 0, email)
+        if not valid or found is None:
+            raise NotFound
+        digest: Digest = found[0]
+        return digest
+
+    def token(self, purpose: Purpose, subscriber: Subscriber) -> str:
+        return make_token(self.secret, purpose, subscriber.id, subscriber.email)
+
+    # --- page contexts ---
+
+    def manage_context(self, subscriber: Subscriber, now: datetime) -> dict[str, Any]:
+        paused = subscriber.paused_until is not None and subscriber.paused_until > now
+        return {
+            "email": subscriber.email,
+            "status": subscriber.status,
+            "topics": [
+                {"id": topic.id, "query": topic.query, "label": topic.label}
+                for topic in subscriber.topics
+            ],
+            "schedule": {
+                "timezone": subscriber.timezone,
+                "send_hour": subscriber.send_hour,
+                "frequency": subscriber.frequency,
+                "weekday": WEEKDAYS[subscriber.weekday],
+                "max_papers": subscriber.max_papers,
+            },
+            "paused_until": _local_text(subscriber.paused_until, subscriber.timezone)
+            if paused
+            else None,
+            "unsubscribe_token": self.token("unsubscribe", subscriber),
+            "timezones": timezone_names(),
+            "weekdays": list(zip(WEEKDAYS, WEEKDAY_NAMES, strict=True)),
+            "max_pause_days": MAX_PAUSE_DAYS,
+            "errors": {},
+            "values": {},
+            "notice": None,
+        }
+
+    # --- handlers ---
+
+    async def healthz(self, request: Request) -> Response:
+        def ping() -> None:
+            with self.store.transaction() as session:
+                session.execute(text("SELECT 1"))
+
+        try:
+            await run_in_threadpool(ping)
+        except Exception as exc:  # any database failure is "unhealthy", with its type
+            return JSONResponse(
+                {"status": "error", "database": type(exc).__name__},
+                status_code=503,
+                headers={"Cache-Control": "no-store"},
+            )
+        return JSONResponse({"status": "ok"}, headers={"Cache-Control": "no-store"})
+
+    async def unsubscribe(self, request: Request) -> Response:
+        token = request.path_params["token"]
+        now = self.clock()
+        post = request.method == "POST"
+
+        def work() -> Response:
+            with self.store.transaction() as session:
+                subscriber = self.subscriber_for(session, "unsubscribe", token)
+                if post:
+                    changed = subscriptions.unsubscribe(session, subscriber, now=now)
+                    return self.page(
+                        "unsubscribed.html.j2",
+                        email=subscriber.email,
+                        already=not changed,
+                        manage_token=self.token("manage", subscriber),
+                    )
+                return self.page(
+                    "unsubscribe.html.j2",
+                    email=subscriber.email,
+                    already=subscriber.status == "unsubscribed",
+                    manage_token=self.token("manage", subscriber),
+                )
+
+        # The body of the one-click POST (`List-Unsubscribe=One-Click`) carries
+        # nothing we need, so it is not parsed: any well-meant POST unsubscribes.
+        return await self.guarded(work)
+
+    async def confirm(self, request: Request) -> Response:
+        token = request.path_params["token"]
+        now = self.clock()
+        post = request.method == "POST"
+
+        def work() -> Response:
+            with self.store.transaction() as session:
+                subscriber = self.subscriber_for(session, "confirm", token)
+                context: dict[str, Any] = {
+                    "email": subscriber.email,
+                    "manage_token": self.token("manage", subscriber),
+                }
+                if post and subscriber.status == "pending":
+                    subscriptions.confirm(session, subscriber, now=now)
+                    return self.page("confirmed.html.j2", status_now=subscriber.status, **context)
+                if post or subscriber.status != "pending":
+                    return self.page("confirmed.html.j2", status_now=subscriber.status, **context)
+                return self.page("confirm.html.j2", **context)
+
+        return await self.guarded(work)
+
+    async def manage(self, request: Request) -> Response:
+        token = request.path_params["token"]
+        now = self.clock()
+        post = request.method == "POST"
+        form: dict[str, str] = {}
+        if post:
+            if _content_length(request) > MAX_FORM_BYTES:
+                return self.page("error.html.j2", http_status=413, status_code=413)
+            async with request.form(max_files=0, max_fields=20) as parsed:
+                form = {k: v for k, v in parsed.items() if isinstance(v, str)}
+        notice = NOTICES.get(request.query_params.get("done", ""))
+
+        def work() -> Response:
+            errors: dict[str, str] = {}
+            if post:
+                try:
+                    with self.store.transaction() as session:
+                        subscriber = self.subscriber_for(session, "manage", token)
+                        done = self.apply_change(session, subscriber, form, now)
+                    # Post/redirect/get: a reload does not repeat the change. A
+                    # query-only Location keeps any path prefix of a proxy.
+                    return RedirectResponse(f"?done={done}", status_code=303)
+                except ChangeRejected as exc:  # rolled back; show the page with the error
+                    errors = {exc.section: exc.message}
+            with self.store.transaction() as session:
+                subscriber = self.subscriber_for(session, "manage", token)
+                context = self.manage_context(subscriber, now)
+            context.update(errors=errors, values=form, notice=None if post else notice)
+            return self.page("manage.html.j2", http_status=400 if errors else 200, **context)
+
+        return await self.guarded(work)
+
+    def apply_change(
+        self, session: Session, subscriber: Subscriber, form: Mapping[str, str], now: datetime
+    ) -> str:
+        """Make one change from the manage page; returns its notice key or raises ChangeRejected."""
+        action = form.get("action", "")
+        try:
+            if action == "add":
+                query = form.get("query", "").strip()
+                if not query:
+                    raise BadInput("type a topic filter, e.g. diffusion models")
+                subscriptions.add_topic(session, subscriber, query, now=now)
+                return "added"
+            if action == "remove":
+                topic_id = _whole_number(form.get("topic_id", ""), "topic")
+                subscriptions.remove_topic(session, subscriber, topic_id)
+                return "removed"
+            if action == "schedule":
+                subscriptions.update_schedule(
+                    session,
+                    subscriber,
+                    now=now,
+                    timezone=form.get("timezone") or None,
+                    send_hour=_whole_number(form.get("send_hour", ""), "hour"),
+                    frequency=form.get("frequency") or None,
+                    weekday=form.get("weekday") or None,
+                    max_papers=_whole_number(form.get("max_papers", ""), "number of papers"),
+                )
+                return "schedule"
+            if action == "pause":
+                days = _whole_number(form.get("days", ""), "number of days")
+                if not 1 <= days <= MAX_PAUSE_DAYS:
+                    raise BadInput(f"pause for 1 to {MAX_PAUSE_DAYS} days")
+                subscriptions.pause(session, subscriber, until=now + timedelta(days=days), now=now)
+                return "paused"
+            if action == "resume":
+                subscriptions.resume(session, subscriber, now=now)
+                return "resumed"
+        except BadInput as exc:  # QuerySyntaxError included: its text draws the caret
+            raise ChangeRejected(action, str(exc)) from None
+        raise ChangeRejected("form", "unknown action; reload the page and try again")
+
+    async def view(self, request: Request) -> Response:
+        token = request.path_params["token"]
+
+        def work() -> Response:
+            with self.store.transaction() as session:
+                digest = self.digest_for(session, token)
+                html = self.render_digest(session, digest)
+            return HTMLResponse(html, headers=SECURITY_HEADERS)
+
+        return await self.guarded(work)
+
+    def render_digest(self, session: Session, digest: Digest) -> str:
+        view = compose.view_for_digest(session, digest.id, self.settings, self.secret)
+        return self.renderer.html(view)
+
+    async def guarded(self, work: Callable[[], Response]) -> Response:
+        """Run a handler's database work in a thread; an unknown token becomes the 404 page."""
+        try:
+            return await run_in_threadpool(work)
+        except NotFound:
+            return self.not_found()
+
+    async def http_error(self, request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        if status == 404:
+            return self.not_found()
+        return self.page("error.html.j2", http_status=status, status_code=status)
+
+
+def _content_length(request: Request) -> int:
+    try:
+        return int(request.headers.get("content-length") or 0)
+    except ValueError:
+        return 0
+
+
+def _whole_number(value: str, what: str) -> int:
+    try:
+        return int(value.strip())
+    except ValueError:
+        raise BadInput(f"the {what} must be a whole number, got {value!r}") from None
+
+
+def _local_text(moment: datetime | None, timezone: str) -> str:
+    if moment is None:
+        return ""
+    try:
+        local = moment.astimezone(zoneinfo.ZoneInfo(timezone))
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        local = moment
+    return local.strftime("%A %-d %B %Y, %H:%M %Z")
+
+
+def create_app(
+    settings: Settings,
+    store: Store,
+    *,
+    secret: bytes | None = None,
+    clock: Clock = utc_now,
+) -> Starlette:
+    """The ASGI app; `secret` defaults to `load_secret(settings.web)`, `clock` to UTC now."""
+    web = WebApp(
+        settings=settings,
+        store=store,
+        secret=load_secret(settings.web) if secret is None else secret,
+        clock=clock,
+        pages=page_environment(),
+        # Built now so broken templates or sender settings stop `digest serve` at startup.
+        renderer=Renderer(settings),
+    )
+    routes = [
+        Route("/healthz", web.healthz, methods=["GET"]),
+        Route("/u/{token}", web.unsubscribe, methods=["GET", "POST"]),
+        Route("/confirm/{token}", web.confirm, methods=["GET", "POST"]),
+        Route("/m/{token}", web.manage, methods=["GET", "POST"]),
+        Route("/d/{token}", web.view, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: web.http_error},
+    )
+    app.state.web = web
+    return app

@@ -1,0 +1,323 @@
+"""The outbox end to end: digest rows in a real database, a real SMTP server with faults.
+
+What is asserted is what a subscriber and an operator would notice: who got
+their digest (and how many times), and the state each digest row ends in.
+"""
+
+from __future__ import annotations
+
+import mailbox
+from collections import Counter
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from digest.config import DeliverySettings, Settings, SmtpSettings
+from digest.db import Store
+from digest.deliver import deliver_due, due_count, outbox, requeue, status_counts
+from digest.errors import DeliveryError
+from digest.mail import MemoryMailer, SmtpMailer, mailer_from_settings
+from digest.models import Digest, Subscriber
+from tests.outbox_rows import T0, build, make_digests, states
+from tests.smtpd import FaultyHandler, smtp_server
+
+
+def settings_for(port: int = 25, **delivery: object) -> Settings:
+    return Settings(
+        delivery=replace(DeliverySettings(), backend="smtp", **delivery),  # type: ignore[arg-type]
+        smtp=SmtpSettings(host="127.0.0.1", port=port, security="none", timeout_seconds=0.5),
+    )
+
+
+def smtp_mailer(port: int, **kwargs: object) -> SmtpMailer:
+    options: dict[str, object] = {"security": "none", "timeout": 0.5, "concurrency": 3}
+    options.update(kwargs)
+    return SmtpMailer(host="127.0.0.1", port=port, **options)  # type: ignore[arg-type]
+
+
+def test_faults_end_in_the_right_state_and_nothing_is_lost(store: Store) -> None:
+    ok = [f"ok{i}@example.org" for i in range(24)]
+    temp = [f"temp{i}@example.org" for i in range(3)]
+    perm = [f"perm{i}@example.org" for i in range(3)]
+    lost = ["lost@example.org"]
+    ids = make_digests(store, ok + temp + perm + lost)
+    handler = FaultyHandler(
+        temp_rcpt=dict.fromkeys(temp, 1),
+        perm_rcpt=set(perm),
+        lose_reply=dict.fromkeys(lost, 1),
+        busy_at={5, 17},
+        drop_after=4,
+        delay=0.005,
+        lost_reply_wait=1.5,
+    )
+    with smtp_server(handler) as port:
+        settings = settings_for(port)
+        first = deliver_due(store, settings, smtp_mailer(port), build, now=T0)
+        after_first = states(store)
+        assert first.failed == 3 and first.sent + first.retry + first.failed == len(ids)
+        assert {after_first[a] for a in temp + lost} == {"retry"}
+        # Nothing is due until the back-off has passed ...
+        assert deliver_due(store, settings, smtp_mailer(port), build, now=T0).sent == 0
+        # ... then the temporary failures go through.
+        later = T0 + timedelta(minutes=6)
+        second = deliver_due(store, settings, smtp_mailer(port), build, now=later)
+        assert second.sent == first.retry and second.failed == 0
+
+    final = states(store)
+    assert {final[a] for a in perm} == {"failed"}
+    assert all(final[a] == "sent" for a in ok + temp + lost)
+    received = Counter(handler.received)
+    message_ids = _message_ids(store)
+    for address in ok + temp:
+        assert received[(address, message_ids[address])] == 1, address
+    # The reply to the body was lost: sent again, as the same message.
+    assert 1 <= received[("lost@example.org", message_ids["lost@example.org"])] <= 2
+    assert {a for a, _ in handler.received} == set(ok + temp + lost)
+    with store.sessions() as session:
+        reply = session.scalar(
+            select(Digest.last_error).join(Subscriber).where(Subscriber.email == perm[0])
+        )
+    assert reply is not None and reply.startswith("550")
+
+
+def test_slow_server_is_served_by_several_connections(store: Store) -> None:
+    emails = [f"u{i}@example.org" for i in range(8)]
+    make_digests(store, emails)
+    handler = FaultyHandler(delay=0.2)
+    with smtp_server(handler) as port:
+        mailer = smtp_mailer(port, concurrency=4, timeout=2)
+        report = deliver_due(store, settings_for(port), mailer, build, now=T0)
+    assert report.sent == 8
+    assert sorted(a for a, _ in handler.received) == sorted(emails)
+
+
+def test_a_sent_digest_is_never_sent_again(store: Store) -> None:
+    make_digests(store, ["a@example.org"])
+    mailer = MemoryMailer()
+    settings = Settings()
+    assert deliver_due(store, settings, mailer, build, now=T0).sent == 1
+    far_later = T0 + timedelta(days=30)
+    assert deliver_due(store, settings, mailer, build, now=far_later).sent == 0
+    assert len(mailer.sent) == 1
+
+
+def test_retry_backs_off_exponentially_then_fails(store: Store) -> None:
+    make_digests(store, ["busy@example.org"])
+    mailer = MemoryMailer({"busy@example.org": "retry"})
+    settings = Settings()
+    now, delays = T0, []
+    for _ in range(20):
+        report = deliver_due(store, settings, mailer, build, now=now)
+        if report.failed:
+            break
+        with store.sessions() as session:
+            due = session.scalar(select(Digest.next_attempt_at))
+        assert due is not None
+        delays.append(round((due - now).total_seconds() / 60))
+        now = due
+    assert delays[:4] == [5, 10, 20, 40]
+    assert states(store) == {"busy@example.org": "failed"}
+    with store.sessions() as session:
+        digest = session.scalars(select(Digest)).one()
+        assert digest.last_error is not None and "gave up after" in digest.last_error
+        # the last retry was due before the 48-hour limit
+        assert now - digest.planned_at <= timedelta(hours=48)
+
+
+def test_permanent_failures_bounce_a_subscriber(store: Store) -> None:
+    make_digests(store, ["gone@example.org", "fine@example.org"])
+    # bounce_threshold = 3; batches of two, so the bounce is seen by the next batch
+    settings = Settings(delivery=DeliverySettings(batch_size=2))
+    mailer = MemoryMailer({"gone@example.org": "failed"})
+    for day in range(1, 4):
+        _add_digest(store, "gone@example.org", f"2026-11-2{2 + day}")
+        _add_digest(store, "fine@example.org", f"2026-11-2{2 + day}")
+    report = deliver_due(store, settings, mailer, build, now=T0)
+    assert report.failed == 3 and report.cancelled == 1 and report.sent == 4
+    with store.sessions() as session:
+        gone = session.scalars(select(Subscriber).where(Subscriber.email == "gone@example.org"))
+        subscriber = gone.one()
+        assert subscriber.status == "bounced"
+        assert subscriber.consecutive_failures == 3
+
+
+def test_a_sent_digest_resets_the_failure_count(store: Store) -> None:
+    make_digests(store, ["flaky@example.org"])
+    deliver_due(store, Settings(), MemoryMailer({"flaky@example.org": "failed"}), build, now=T0)
+    _add_digest(store, "flaky@example.org", "2026-11-23")
+    deliver_due(store, Settings(), MemoryMailer(), build, now=T0)
+    with store.sessions() as session:
+        assert session.scalars(select(Subscriber.consecutive_failures)).one() == 0
+
+
+def test_unsubscribed_before_sending_is_cancelled(store: Store) -> None:
+    make_digests(store, ["left@example.org", "stays@example.org"])
+    with store.transaction() as session:
+        subscriber = session.scalars(
+            select(Subscriber).where(Subscriber.email == "left@example.org")
+        ).one()
+        subscriber.status = "unsubscribed"
+    mailer = MemoryMailer()
+    report = deliver_due(store, Settings(), mailer, build, now=T0)
+    assert (report.sent, report.cancelled) == (1, 1)
+    assert [m.recipient for m in mailer.sent] == ["stays@example.org"]
+    assert states(store)["left@example.org"] == "cancelled"
+
+
+def test_one_broken_digest_does_not_stop_the_run(store: Store) -> None:
+    emails = ["a@example.org", "broken@example.org", "badsql@example.org", "d@example.org"]
+    make_digests(store, emails)
+
+    def fragile(session: Session, digest: Digest) -> bytes:
+        if digest.subscriber.email == "broken@example.org":
+            raise ValueError("template blew up")
+        if digest.subscriber.email == "badsql@example.org":
+            session.execute(text("SELECT * FROM no_such_table"))
+        return build(session, digest)
+
+    mailer = MemoryMailer()
+    report = deliver_due(store, Settings(), mailer, fragile, now=T0)
+    assert (report.sent, report.failed) == (2, 2)
+    assert sorted(m.recipient for m in mailer.sent) == ["a@example.org", "d@example.org"]
+    with store.sessions() as session:
+        errors = sorted(str(r.last_error) for r in outbox(session, status="failed"))
+    assert errors[0].startswith("could not build the message: ") and "no_such_table" in errors[0]
+    assert errors[1] == "could not build the message: ValueError: template blew up"
+
+
+def test_limit_and_email_pick_what_is_delivered(store: Store) -> None:
+    make_digests(store, [f"u{i}@example.org" for i in range(5)])
+    with store.sessions() as session:
+        assert due_count(session, now=T0) == 5
+        assert due_count(session, now=T0, email="u3@example.org") == 1
+    mailer = MemoryMailer()
+    deliver_due(store, Settings(), mailer, build, now=T0, email="u3@example.org")
+    assert [m.recipient for m in mailer.sent] == ["u3@example.org"]
+    assert deliver_due(store, Settings(), mailer, build, now=T0, limit=2).sent == 2
+    with store.sessions() as session:
+        assert status_counts(session)["pending"] == 2
+
+
+def test_an_expired_lease_is_claimed_again(store: Store) -> None:
+    make_digests(store, ["a@example.org"])
+    with store.transaction() as session:
+        digest = session.scalars(select(Digest)).one()
+        digest.status, digest.lease_until = "sending", T0 + timedelta(minutes=10)
+    mailer = MemoryMailer()
+    assert deliver_due(store, Settings(), mailer, build, now=T0).sent == 0
+    later = T0 + timedelta(minutes=11)
+    assert deliver_due(store, Settings(), mailer, build, now=later).sent == 1
+
+
+def test_requeue_makes_retries_due_and_failed_tried_again(store: Store) -> None:
+    make_digests(store, ["temp@example.org", "perm@example.org"])
+    mailer = MemoryMailer({"temp@example.org": "retry", "perm@example.org": "failed"})
+    deliver_due(store, Settings(), mailer, build, now=T0)
+    with store.transaction() as session:
+        assert requeue(session, now=T0) == 1
+    with store.transaction() as session:
+        assert requeue(session, now=T0, include_failed=True, email="perm@example.org") == 1
+    everyone_fine = MemoryMailer()
+    assert deliver_due(store, Settings(), everyone_fine, build, now=T0).sent == 2
+
+
+def test_starttls_required_but_not_offered_sends_nothing_and_no_password(store: Store) -> None:
+    make_digests(store, ["a@example.org", "b@example.org"])
+    handler = FaultyHandler()
+    with smtp_server(handler) as port:
+        strict = smtp_mailer(port, security="starttls", username="me", password="secret")
+        with pytest.raises(DeliveryError, match="does not offer STARTTLS"):
+            deliver_due(store, settings_for(port), strict, build, now=T0)
+        assert handler.auth_attempts == [] and handler.received == []
+        # Put back untouched and due at once; plaintext only when asked for explicitly.
+        plain = smtp_mailer(port, security="none", username="me", password="secret")
+        report = deliver_due(store, settings_for(port), plain, build, now=T0)
+    assert report.sent == 2 and handler.auth_attempts
+    with store.sessions() as session:
+        assert set(session.scalars(select(Digest.attempts))) == {1}
+
+
+def test_a_refused_sender_stops_delivery_without_failing_anyone(store: Store) -> None:
+    make_digests(store, ["a@example.org", "b@example.org"])
+    handler = FaultyHandler(refuse_sender=True)
+    with smtp_server(handler) as port, pytest.raises(DeliveryError, match="refuses sender"):
+        deliver_due(store, settings_for(port), smtp_mailer(port), build, now=T0)
+    assert set(states(store).values()) == {"retry"}
+    with store.sessions() as session:
+        assert set(session.scalars(select(Subscriber.consecutive_failures))) == {0}
+        assert set(session.scalars(select(Digest.attempts))) == {0}
+
+
+def test_untrusted_certificate_is_a_clear_error(store: Store, tmp_path: Path) -> None:
+    import ssl
+    import subprocess
+
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost"),
+            *("-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    make_digests(store, ["a@example.org"])
+    handler = FaultyHandler()
+    with smtp_server(handler, tls_context=server_tls) as port:
+        untrusting = smtp_mailer(port, security="starttls", username="me", password="pw")
+        with pytest.raises(DeliveryError, match="certificate not trusted"):
+            deliver_due(store, settings_for(port), untrusting, build, now=T0)
+        assert handler.auth_attempts == []
+        trusting = smtp_mailer(
+            port,
+            security="starttls",
+            username="me",
+            password="pw",
+            tls_context=ssl.create_default_context(cafile=str(cert)),
+        )
+        assert deliver_due(store, settings_for(port), trusting, build, now=T0).sent == 1
+    assert handler.auth_attempts and len(handler.received) == 1
+
+
+def test_maildir_is_the_default_backend(store: Store, tmp_path: Path) -> None:
+    ids = make_digests(store, ["a@example.org", "b@example.org"])
+    settings = Settings(delivery=DeliverySettings(maildir_path=str(tmp_path / "mail")))
+    report = deliver_due(store, settings, mailer_from_settings(settings), build, now=T0)
+    assert report.sent == 2
+    box = mailbox.Maildir(tmp_path / "mail", create=False)
+    got = sorted((m["To"], m["Message-ID"]) for m in box)
+    expected = sorted((a, mid) for a, mid in _message_ids(store).items())
+    assert got == expected and len(ids) == 2
+    files = list((tmp_path / "mail" / "new").iterdir())
+    assert len(files) == 2 and all(b"\r" not in f.read_bytes() for f in files)
+
+
+def _message_ids(store: Store) -> dict[str, str]:
+    with store.sessions() as session:
+        return dict(
+            session.execute(select(Subscriber.email, Digest.message_id).join(Digest.subscriber))
+            .tuples()
+            .all()
+        )
+
+
+def _add_digest(store: Store, email: str, period: str) -> None:
+    with store.transaction() as session:
+        subscriber = session.scalars(select(Subscriber).where(Subscriber.email == email)).one()
+        session.add(
+            Digest(
+                subscriber_id=subscriber.id,
+                period=period,
+                status="pending",
+                message_id=f"<{period}.{subscriber.id}@digest.test>",
+                planned_at=T0,
+                window_start=T0 - timedelta(days=1),
+            )
+        )

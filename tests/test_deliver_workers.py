@@ -1,0 +1,96 @@
+"""Delivery under crashes and concurrency: real processes, a real SMTP server.
+
+A worker killed with SIGKILL mid-run loses nothing and re-sends at most the
+batch it had in flight; four workers on one PostgreSQL never send a digest twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from digest.config import Settings
+from digest.db import open_store
+from digest.deliver import deliver_due
+from digest.mail import SmtpMailer
+from tests.conftest import POSTGRES_URL, _reset_postgres
+from tests.outbox_rows import T0, build, make_digests, states
+from tests.smtpd import FaultyHandler, smtp_server
+
+ROOT = Path(__file__).parent.parent
+COUNT = 2000
+BATCH = 100
+
+
+def _worker(url: str, port: int, *, now: str = T0.isoformat()) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.deliver_worker", url, str(port), now, str(BATCH), "4"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.slow
+def test_sigkill_halfway_then_rerun_loses_nothing(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'crash.db'}"
+    store = open_store(url)
+    emails = [f"reader{i}@example.org" for i in range(COUNT)]
+    make_digests(store, emails)
+    handler = FaultyHandler()
+    with smtp_server(handler) as port:
+        worker = _worker(url, port)
+        deadline = time.monotonic() + 60
+        while len(handler.received) < COUNT // 2:
+            assert worker.poll() is None, worker.communicate()
+            assert time.monotonic() < deadline, "worker too slow to reach halfway"
+            time.sleep(0.005)
+        worker.send_signal(signal.SIGKILL)
+        worker.communicate()  # reaps it and closes its pipes
+        killed_at = len(handler.received)
+        assert killed_at < COUNT
+        # The dead worker's lease runs out; the next run takes its claims over.
+        later = T0 + timedelta(seconds=Settings().delivery.lease_seconds, hours=1)
+        mailer = SmtpMailer(host="127.0.0.1", port=port, security="none", concurrency=4)
+        deliver_due(store, Settings(), mailer, build, now=later)
+    final = states(store)
+    store.dispose()
+    assert set(final.values()) == {"sent"}
+    received = Counter(address for address, _ in handler.received)
+    assert set(received) == set(emails)
+    duplicates = sum(n - 1 for n in received.values())
+    assert duplicates <= BATCH, f"{duplicates} re-sent; at most one batch was in flight"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not POSTGRES_URL, reason="needs DIGEST_TEST_DATABASE_URL (PostgreSQL)")
+def test_four_workers_on_postgresql_never_send_twice() -> None:
+    _reset_postgres(POSTGRES_URL)
+    store = open_store(POSTGRES_URL)
+    emails = [f"reader{i}@example.org" for i in range(COUNT)]
+    make_digests(store, emails)
+    handler = FaultyHandler()
+    with smtp_server(handler) as port:
+        workers = [_worker(POSTGRES_URL, port) for _ in range(4)]
+        reports = [json.loads(w.communicate(timeout=120)[0]) for w in workers]
+    assert [w.returncode for w in workers] == [0, 0, 0, 0]
+    assert sum(r["sent"] for r in reports) == COUNT
+    assert sum(1 for r in reports if r["sent"]) >= 2, "the work was not shared"
+    final = states(store)
+    store.dispose()
+    assert set(final.values()) == {"sent"}
+    received = Counter(address for address, _ in handler.received)
+    assert set(received) == set(emails)
+    assert max(received.values()) == 1

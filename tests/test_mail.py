@@ -1,0 +1,121 @@
+"""The mail backends on their own: wire form, SMTP edge cases, settings, the crossing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from digest.config import DeliverySettings, Settings, SmtpSettings
+from digest.errors import DeliveryError
+from digest.mail import (
+    MaildirMailer,
+    Mailer,
+    OnOutcome,
+    Outcome,
+    OutgoingMessage,
+    SmtpMailer,
+    iter_outcomes,
+    mailer_from_settings,
+    wire_form,
+)
+from tests.smtpd import FaultyHandler, free_port, smtp_server
+
+
+def message(n: int, data: bytes = b"Subject: hi\r\n\r\nhello\r\n") -> OutgoingMessage:
+    return OutgoingMessage(n, "digest@example.org", f"r{n}@example.org", f"<{n}@x>", data)
+
+
+def send_all(mailer: Mailer, messages: Sequence[OutgoingMessage]) -> list[Outcome]:
+    outcomes: list[Outcome] = []
+    asyncio.run(mailer.send(messages, outcomes.append))
+    return outcomes
+
+
+def test_wire_form_stuffs_dots_and_normalises_line_ends() -> None:
+    assert wire_form(b".first\r\nmid\r\n.dot\r\n") == b"..first\r\nmid\r\n..dot\r\n.\r\n"
+    assert wire_form(b"a\nb\r\nc") == b"a\r\nb\r\nc\r\n.\r\n"
+    assert wire_form(b"a\r\n") == b"a\r\n.\r\n"
+
+
+def test_the_server_gets_the_message_exactly() -> None:
+    body = b"Subject: dots\n\n.starts with a dot\n..two dots\nend"
+    handler = FaultyHandler()
+    with smtp_server(handler) as port:
+        mailer = SmtpMailer(host="127.0.0.1", port=port, security="none")
+        assert [o.status for o in send_all(mailer, [message(1, body)])] == ["sent"]
+    assert handler.contents == [body.replace(b"\n", b"\r\n") + b"\r\n"]
+
+
+def test_nobody_listening_means_retry_for_everyone_not_an_exception() -> None:
+    mailer = SmtpMailer(host="127.0.0.1", port=free_port(), security="none", concurrency=2)
+    outcomes = send_all(mailer, [message(n) for n in range(5)])
+    assert sorted(o.digest_id for o in outcomes) == [0, 1, 2, 3, 4]
+    assert {o.status for o in outcomes} == {"retry"}
+
+
+def test_connections_are_reused_and_renewed() -> None:
+    handler = FaultyHandler()
+    with smtp_server(handler) as port:
+        mailer = SmtpMailer(
+            host="127.0.0.1",
+            port=port,
+            security="none",
+            concurrency=1,
+            max_messages_per_connection=3,
+        )
+        outcomes = send_all(mailer, [message(n) for n in range(7)])
+    assert [o.status for o in outcomes] == ["sent"] * 7
+    assert sorted(handler.per_connection.values()) == [1, 3, 3]
+
+
+def test_rate_limit_spaces_messages() -> None:
+    handler = FaultyHandler()
+    with smtp_server(handler) as port:
+        mailer = SmtpMailer(host="127.0.0.1", port=port, security="none", max_per_second=20)
+        started = time.monotonic()
+        send_all(mailer, [message(n) for n in range(6)])
+        elapsed = time.monotonic() - started
+    assert elapsed >= 5 / 20 * 0.9
+
+
+def test_maildir_failure_is_a_delivery_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(DeliveryError, match="cannot open maildir"):
+        send_all(MaildirMailer(blocker / "mail"), [message(1)])
+
+
+def test_settings_choose_the_backend() -> None:
+    assert isinstance(mailer_from_settings(Settings()), MaildirMailer)
+    settings = Settings(
+        delivery=DeliverySettings(backend="smtp", concurrency=7, max_per_second=3),
+        smtp=SmtpSettings(host="relay.example.org", port=465, security="tls", username="u"),
+    )
+    mailer = mailer_from_settings(settings)
+    assert isinstance(mailer, SmtpMailer)
+    assert (mailer.host, mailer.port, mailer.security, mailer.concurrency) == (
+        "relay.example.org",
+        465,
+        "tls",
+        7,
+    )
+
+
+class HalfThenBroken(Mailer):
+    """Reports one outcome, then finds the mail system unusable."""
+
+    async def send(self, messages: Sequence[OutgoingMessage], on_outcome: OnOutcome) -> None:
+        on_outcome(Outcome(messages[0].digest_id, "sent", "250 ok"))
+        raise DeliveryError("relay refused our login")
+
+
+def test_the_crossing_hands_over_outcomes_then_the_error() -> None:
+    seen: list[int] = []
+    with pytest.raises(DeliveryError, match="refused our login"):
+        for group in iter_outcomes(HalfThenBroken(), [message(1), message(2)]):
+            seen.extend(o.digest_id for o in group)
+    assert seen == [1]

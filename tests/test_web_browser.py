@@ -1,0 +1,305 @@
+"""A real browser against `digest serve`: unsubscribe and add a topic by clicking.
+
+`digest serve` runs as a subprocess on a free loopback port against a temporary
+SQLite file; headless Chromium (Debian's `chromium` + `chromium-driver`) is
+driven by selenium. Screenshots land in the test's tmp dir.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from digest.compose import view_for_digest
+from digest.config import load_settings
+from digest.db import Store, open_store
+from digest.models import Digest, Subscriber, Topic
+from digest.render import Renderer
+from digest.tokens import link_url
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+SECRET = "browser-test-secret"
+NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+PHONE = (390, 844)  # a common phone viewport, CSS pixels
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()) and not os.environ.get("CI"):
+    pytest.skip(
+        "headless Chromium not installed (apt-get install chromium chromium-driver); "
+        "set CI=1 to make this a failure instead",
+        allow_module_level=True,
+    )
+
+from selenium import webdriver  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support import expected_conditions  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def digest_command() -> list[str]:
+    """The installed `digest` script next to this Python, else the same entry point via -c."""
+    script = Path(sys.executable).parent / "digest"
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "from digest.cli import main; main()"]
+
+
+class Server:
+    def __init__(self, tmp: Path) -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.database_url = f"sqlite:///{tmp / 'browser.db'}"
+        self.config = tmp / "config.toml"
+        self.config.write_text(  # also read by the tests, to render emails like `digest run`
+            f'database_url = "{self.database_url}"\n'
+            f'[web]\nbase_url = "{self.base_url}"\nsecret = "{SECRET}"\n'
+        )
+        self.settings = load_settings(self.config)
+        self.log = (tmp / "serve.log").open("w")
+        self.process = subprocess.Popen(
+            [
+                *digest_command(),
+                "serve",
+                "--config",
+                str(self.config),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+        )
+        self.store: Store = open_store(self.database_url)
+        deadline = time.monotonic() + 30
+        while True:
+            if self.process.poll() is not None:
+                raise AssertionError(f"digest serve exited: {(tmp / 'serve.log').read_text()}")
+            try:
+                if httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError("digest serve did not answer /healthz within 30 s")
+            time.sleep(0.1)
+
+    def link(self, purpose: str, subscriber_id: int, email: str) -> str:
+        return link_url(self.base_url, SECRET.encode(), purpose, subscriber_id, email)  # type: ignore[arg-type]
+
+    def stop(self) -> None:
+        self.store.dispose()
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One `digest serve` for the module: starting it costs more than the tests."""
+    running = Server(tmp_path_factory.mktemp("serve"))
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chrome]:
+    """One headless Chromium with a fresh profile for the module."""
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+    ):
+        options.add_argument(flag)
+    # Headless windows have a minimum width; emulate a phone's viewport instead.
+    options.add_experimental_option(
+        "mobileEmulation",
+        {"deviceMetrics": {"width": PHONE[0], "height": PHONE[1], "pixelRatio": 2.0}},
+    )
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+def add_subscriber(store: Store, email: str, topics: tuple[str, ...]) -> int:
+    with store.transaction() as session:
+        subscriber = Subscriber(
+            email=email,
+            status="active",
+            created_at=NOW,
+            subscribed_at=NOW,
+            updated_at=NOW,
+            confirmed_at=NOW,
+            topics=[Topic(query=q, created_at=NOW) for q in topics],
+        )
+        session.add(subscriber)
+        session.flush()
+        return subscriber.id
+
+
+def status_of(store: Store, subscriber_id: int) -> str:
+    with store.transaction() as session:
+        found = session.get(Subscriber, subscriber_id)
+        assert found is not None
+        return found.status
+
+
+def rendered_email(server: Server, subscriber_id: int) -> EmailMessage:
+    """The email of a recorded digest, rendered the way delivery renders it."""
+    with server.store.transaction() as session:
+        digest = Digest(
+            subscriber_id=subscriber_id,
+            period="2026-11-22",
+            status="sent",
+            message_id=f"<2026-11-22.{subscriber_id}@example.org>",
+            planned_at=NOW,
+            window_start=NOW - timedelta(days=1),
+        )
+        session.add(digest)
+        session.flush()
+        view = view_for_digest(session, digest.id, server.settings, SECRET.encode())
+    data = Renderer(server.settings).message_bytes(view)
+    parsed = email.message_from_bytes(data, policy=email.policy.default)
+    assert isinstance(parsed, EmailMessage)
+    return parsed
+
+
+def test_unsubscribe_by_clicking_the_button(
+    server: Server, browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    sub_id = add_subscriber(server.store, "ada@example.org", ("diffusion models",))
+    message = rendered_email(server, sub_id)
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    links = re.findall(r"<([^>]+)>", message["List-Unsubscribe"])
+    http_link = next(link for link in links if link.startswith(server.base_url))
+    html = message.get_body(("html",))
+    assert html is not None and f'href="{http_link}"' in html.get_content()
+    browser.get(http_link)
+    assert "ada@example.org" in browser.find_element(By.TAG_NAME, "main").text
+    browser.save_screenshot(str(tmp_path / "unsubscribe.png"))
+    assert status_of(server.store, sub_id) == "active"  # looking is not unsubscribing
+    browser.find_element(By.ID, "unsubscribe").click()
+    WebDriverWait(browser, 10).until(
+        expected_conditions.text_to_be_present_in_element((By.TAG_NAME, "h1"), "unsubscribed")
+    )
+    browser.save_screenshot(str(tmp_path / "unsubscribed.png"))
+    assert status_of(server.store, sub_id) == "unsubscribed"
+
+
+def test_add_a_topic_on_the_manage_page(
+    server: Server, browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    sub_id = add_subscriber(server.store, "bob@example.org", ("diffusion models",))
+    browser.get(server.link("manage", sub_id, "bob@example.org"))
+    field = browser.find_element(By.ID, "query")
+    field.send_keys('"flow matching" OR rectified')
+    browser.save_screenshot(str(tmp_path / "manage.png"))
+    browser.find_element(By.ID, "add-topic").click()
+    WebDriverWait(browser, 10).until(
+        expected_conditions.text_to_be_present_in_element(
+            (By.CSS_SELECTOR, ".notice"), "Topic added"
+        )
+    )
+    browser.save_screenshot(str(tmp_path / "manage-added.png"))
+    assert '"flow matching" OR rectified' in browser.find_element(By.CSS_SELECTOR, "ul.topics").text
+    with server.store.transaction() as session:
+        queries = session.scalars(
+            select(Topic.query).where(Topic.subscriber_id == sub_id).order_by(Topic.id)
+        ).all()
+    assert list(queries) == ["diffusion models", '"flow matching" OR rectified']
+    # The page fits a phone: nothing wider than the viewport.
+    widths = browser.execute_script(
+        "return [document.documentElement.scrollWidth, window.innerWidth]"
+    )
+    assert widths == [PHONE[0], PHONE[0]]
+
+
+def test_a_bad_topic_is_explained_on_the_page(
+    server: Server, browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    sub_id = add_subscriber(server.store, "cy@example.org", ("diffusion models",))
+    browser.get(server.link("manage", sub_id, "cy@example.org"))
+    browser.find_element(By.ID, "query").send_keys("(kv cache <b>")
+    browser.find_element(By.ID, "add-topic").click()
+    error = WebDriverWait(browser, 10).until(
+        expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "pre.error"))
+    )
+    browser.save_screenshot(str(tmp_path / "manage-error.png"))
+    assert "unclosed parenthesis" in error.text
+    assert "(kv cache <b>" in error.text  # shown as typed, as text
+    assert browser.find_element(By.ID, "query").get_attribute("value") == "(kv cache <b>"
+    with server.store.transaction() as session:
+        queries = session.scalars(select(Topic.query).where(Topic.subscriber_id == sub_id)).all()
+    assert list(queries) == ["diffusion models"]
+
+
+def test_view_in_browser_link_of_an_email(
+    server: Server, browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    sub_id = add_subscriber(server.store, "dee@example.org", ("diffusion models",))
+    message = rendered_email(server, sub_id)
+    body = message.get_body(("html",))
+    assert body is not None
+    html = body.get_content()
+    view_link = re.search(rf'href="({re.escape(server.base_url)}/d/[^"]+)"', html)
+    assert view_link is not None
+    browser.get(view_link[1])
+    browser.save_screenshot(str(tmp_path / "view.png"))
+    shown = browser.find_element(By.TAG_NAME, "body").text
+    assert "dee@example.org" in shown or "diffusion models" in shown
+    assert "This link is not valid" not in shown
+
+
+def test_one_click_post_over_real_http(server: Server) -> None:
+    """What a mail provider does with List-Unsubscribe-Post, against the running server."""
+    sub_id = add_subscriber(server.store, "fay@example.org", ("diffusion models",))
+    response = httpx.post(
+        server.link("unsubscribe", sub_id, "fay@example.org"),
+        content=b"List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        follow_redirects=False,
+        timeout=10,
+    )
+    assert response.status_code == 200
+    assert "set-cookie" not in response.headers
+    assert status_of(server.store, sub_id) == "unsubscribed"

@@ -25,7 +25,7 @@ $digest ingest examples/dumps/*.txt examples/hf_daily_papers.json
 echo "== subscribing two sample readers"
 $digest subscribe ada@example.org --topic "KV cache" --topic "speculative decoding" \
     --timezone Europe/Berlin --hour 8 --confirmed --now "$subscribed"
-$digest subscribe grace@example.org --topic "diffusion video" --topic "reinforcement learning" \
+$digest subscribe grace@example.org --topic "reinforcement learning" --topic "differential privacy" \
     --timezone America/New_York --hour 7 --confirmed --now "$subscribed"
 
 echo "== preview: what ada will get at $send_at (nothing is sent or recorded)"

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from digest import deliver
 from digest.cli.app import app
@@ -26,7 +26,7 @@ from digest.cli.options import (
     store_from,
 )
 from digest.logs import configure_logging
-from digest.models import Digest, Dump
+from digest.models import Dump
 from digest.pipeline import Pipeline
 from digest.scheduler import Daemon, Jobs, next_fire_times, single_instance
 
@@ -160,9 +160,7 @@ def status(config: ConfigOption = None, now: NowOption = None, as_json: JsonOpti
                 .order_by(Dump.ingested_at.desc())
                 .limit(1)
             ).first()
-            counts = dict(
-                session.execute(select(Digest.status, func.count()).group_by(Digest.status)).all()
-            )
+            counts = {name: n for name, n in deliver.status_counts(session).items() if n}
     finally:
         store.dispose()
     upcoming = next_fire_times(settings, moment)

@@ -120,6 +120,9 @@ class _FieldIndex:
     average: float = 1.0
 
 
+# doc → (relevance, score, score parts)
+_Scored = tuple[float, float, dict[str, float]]
+
 # A unit is memoised per (leaf node, acronym it stands in for, if any).
 _UnitKey = tuple[Word | Phrase, tuple[str, str] | None]
 
@@ -158,7 +161,7 @@ class PaperIndex:
         for key, expansions in self.acronyms.items():
             for expansion in expansions:
                 terms = tuple(t for t in (term_of(w) for w in expansion) if t)
-                if len(terms) >= 2:
+                if len(terms) >= 2 or (len(terms) == 1 and terms[0] != term_of(key)):
                     self._acronym_of.setdefault(terms, key)
         # upvotes on a log scale, 0-1 relative to the day's most upvoted paper
         most = math.log1p(max((p.upvotes or 0 for p in self.papers), default=0))
@@ -170,7 +173,7 @@ class PaperIndex:
         self._ops: dict[And, list[tuple[Node, _Unit | None]]] = {}
         self._plans: dict[Node, _Plan] = {}
         self._hits: dict[Node, list[Hit]] = {}
-        self._scored: dict[Node, dict[int, tuple[float, float, dict[str, float]]]] = {}
+        self._scored: dict[Node, dict[int, _Scored]] = {}
         self._selections: dict[object, list[tuple[Hit, int]]] = {}
         self._by_id: dict[int, tuple[Node, list[Hit]]] = {}
 
@@ -235,7 +238,10 @@ class PaperIndex:
         if rank is not None:
             reason = f"selected: rank {rank} of {len(hits)}"
         else:
-            reason = f"matches, but relevance {relevance:.3f} is below the cut-off {cutoff:.3f}"
+            lacking = f" (lacks {', '.join(missing)})" if missing else ""
+            reason = (
+                f"matches{lacking}, but relevance {relevance:.3f} is below the cut-off {cutoff:.3f}"
+            )
         return Explanation(
             paper_id, True, rank is not None, score, relevance, cutoff, rank, matched, parts,
             missing, excluded, reason,
@@ -261,8 +267,7 @@ class PaperIndex:
         return result
 
     def _eligible_and(self, node: And) -> AbstractSet[int]:
-        positives: list[AbstractSet[int]] = []
-        required: list[AbstractSet[int]] = []
+        positives: list[tuple[AbstractSet[int], float]] = []
         result: AbstractSet[int] = self._all
         for operand, unit in self._operands(node):
             if isinstance(operand, Not):
@@ -270,34 +275,32 @@ class PaperIndex:
                 continue
             if unit is not None and unit.ignorable:
                 continue
-            docs = unit.docs if unit is not None else self._eligible(operand)
-            positives.append(docs)
+            if unit is not None:
+                positives.append((unit.docs, unit.idf))
+            else:
+                positives.append((self._eligible(operand), self._attainable(operand)))
             if isinstance(operand, Word) and operand.required:
-                required.append(docs)
+                result = result & positives[-1][0]
         if not positives:
             return frozenset(result) if len(result) < len(self._all) else self._all
-        need = self._needed(node, len(positives))
-        for docs in required:
-            result = result & docs
-        if need >= len(positives):
-            for docs in positives:
+        if not self._relaxed(node, len(positives)):
+            for docs, _ in positives:
                 result = result & docs
             return frozenset(result)
-        counts: dict[int, int] = {}
-        for docs in positives:
+        # relaxed: a paper needs relax_share of the topic's idf weight (rare words count more)
+        need = self.settings.relax_share * sum(weight for _, weight in positives) - 1e-9
+        have: dict[int, float] = {}
+        for docs, weight in positives:
             for doc in docs:
-                counts[doc] = counts.get(doc, 0) + 1
-        return frozenset(doc for doc in result if counts.get(doc, 0) >= need)
+                have[doc] = have.get(doc, 0.0) + weight
+        return frozenset(doc for doc in result if have.get(doc, 0.0) >= need)
 
-    def _needed(self, node: And, positives: int) -> int:
-        """How many of an AND's positive operands a paper must contain."""
+    def _relaxed(self, node: And, positives: int) -> bool:
+        """Whether an AND of bare words may match papers that lack some of them."""
         relax = self.settings.relax_from_words
-        if node.explicit or relax == 0 or positives < relax:
-            return positives
-        bare = all(isinstance(op, Word | Phrase) for op in node.operands)
-        if not bare:
-            return positives
-        return max(1, math.ceil(self.settings.relax_share * positives - 1e-9))
+        if node.explicit or relax == 0 or positives < relax or self.settings.relax_share >= 1:
+            return False
+        return all(isinstance(op, Word | Phrase | Not) for op in node.operands)
 
     def _operands(self, node: And) -> list[tuple[Node, _Unit | None]]:
         """An AND's operands, with word runs that spell an acronym's expansion marked.
@@ -356,6 +359,9 @@ class PaperIndex:
                 self._add_term(occurrences, term, fields, None)
                 for expansion, via in self._expansions(node.text):
                     self._add_phrase(occurrences, expansion, fields, via)
+            if acronym is None and term and (term,) in self._acronym_of:
+                short = self._acronym_of[(term,)]  # "mathematical" also finds "math"
+                acronym = (short, f"{short.upper()} → {node.text}")
             if acronym is not None:
                 self._add_term(occurrences, acronym[0], fields, acronym[1])
         else:
@@ -364,6 +370,9 @@ class PaperIndex:
             ignorable = not any(terms)
             words = [part for w in node.words for part in _cjk_words(w)]
             self._add_phrase(occurrences, words, fields, None)
+            joined = term_of("".join(node.words))  # "multi armed" also finds "multiarmed"
+            if len(node.words) > 1 and joined and not has_cjk(joined):
+                self._add_term(occurrences, joined, fields, None)
             if len(node.words) == 1:
                 for expansion, via in self._expansions(node.words[0]):
                     self._add_phrase(occurrences, expansion, fields, via)
@@ -413,7 +422,7 @@ class PaperIndex:
         )
         source = self.acronyms if learned_ok else self._builtin
         return [
-            (list(expansion), f"{word} → {' '.join(expansion)}")
+            (list(expansion), f"{key.upper()} → {' '.join(expansion)}")
             for expansion in source.expansions_of(word)
             if len(expansion) >= 2 or expansion[0] != key
         ]
@@ -567,14 +576,14 @@ class PaperIndex:
             self._plans[node] = plan
         return plan
 
-    def _score(self, node: Node) -> dict[int, tuple[float, float, dict[str, float]]]:
+    def _score(self, node: Node) -> dict[int, _Scored]:
         """doc → (relevance, score, parts) for every eligible paper."""
         cached = self._scored.get(node)
         if cached is not None:
             return cached
         plan = self._plan(node)
         s = self.settings
-        out: dict[int, tuple[float, float, dict[str, float]]] = {}
+        out: dict[int, _Scored] = {}
         self._scored[node] = out
         if not plan.units or plan.attainable <= 0:
             return out  # nothing to rank by (only stop words / only NOT): select nothing
@@ -628,8 +637,9 @@ class PaperIndex:
                     break
         return close / len(pairs)
 
-    def _cutoff(self, scored: dict[int, tuple[float, float, dict[str, float]]]) -> float:
-        best = max((relevance for relevance, _, _ in scored.values()), default=0.0)
+    def _cutoff(self, scored: dict[int, _Scored]) -> float:
+        """The relevance a paper needs: absolute floor, and a share of the best paper's."""
+        best = max((entry[0] for entry in scored.values()), default=0.0)
         return max(self.settings.min_relevance, self.settings.relative_cutoff * best)
 
     # --- explanations ---

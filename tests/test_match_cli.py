@@ -59,7 +59,7 @@ def stored(store: Store, config_file: Path) -> tuple[int, int]:
         "b" * 64,
         date(2026, 11, 21),
         [
-            ("arxiv:2401.00002", "GEAR: KV cache compression", "Key-value (KV) cache. " + FILLER, 50),
+            ("arxiv:2401.00002", "GEAR: KV cache compression", "Key-value (KV). " + FILLER, 50),
             ("arxiv:2401.00003", "Speculative decoding for LLMs", FILLER, 5),
             ("title:protein", "Protein folding", FILLER + "We quantize once.", 1),
         ],

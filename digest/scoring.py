@@ -529,7 +529,9 @@ class PaperIndex:
             unit = self._unit(node, None)
             return 0.0 if unit.ignorable else unit.idf
         if isinstance(node, Or):
-            return max((self._attainable(op) for op in node.operands), default=0.0)
+            # an alternative no paper has does not lower the others' relevance
+            present = [op for op in node.operands if self._eligible(op)]
+            return max((self._attainable(op) for op in present), default=0.0)
         total = 0.0
         for op, op_unit in self._operands(node):
             if op_unit is not None:

@@ -120,8 +120,8 @@ class _FieldIndex:
     average: float = 1.0
 
 
-# doc → (relevance, score, score parts)
-_Scored = tuple[float, float, dict[str, float]]
+# doc → (relevance, title part, abstract part, author part, proximity share)
+_Scored = tuple[float, float, float, float, float]
 
 # A unit is memoised per (leaf node, acronym it stands in for, if any).
 _UnitKey = tuple[Word | Phrase, tuple[str, str] | None]
@@ -174,7 +174,7 @@ class PaperIndex:
         self._plans: dict[Node, _Plan] = {}
         self._hits: dict[Node, list[Hit]] = {}
         self._scored: dict[Node, dict[int, _Scored]] = {}
-        self._selections: dict[object, list[tuple[Hit, int]]] = {}
+        self._selections: dict[object, list[_Row]] = {}
         self._by_id: dict[int, tuple[Node, list[Hit]]] = {}
 
     # --- public API ---
@@ -203,8 +203,9 @@ class PaperIndex:
         scored = self._score(query)
         cutoff = self._cutoff(scored)
         hits = []
-        for doc, (relevance, score, parts) in scored.items():
-            if relevance >= cutoff:
+        for doc, scores in scored.items():
+            if scores[0] >= cutoff:
+                score, parts = self._finish(doc, scores)
                 matched = self._matched(query, doc)
                 hits.append(Hit(self.papers[doc].paper_id, score, matched, parts))
         hits.sort(key=lambda h: (-h.score, h.paper_id))
@@ -234,7 +235,8 @@ class PaperIndex:
                 paper_id, False, False, 0.0, 0.0, cutoff, None, matched, {}, missing, excluded,
                 reason,
             )  # fmt: skip
-        relevance, score, parts = scored[doc]
+        relevance = scored[doc][0]
+        score, parts = self._finish(doc, scored[doc])
         if rank is not None:
             reason = f"selected: rank {rank} of {len(hits)}"
         else:
@@ -579,7 +581,7 @@ class PaperIndex:
         return plan
 
     def _score(self, node: Node) -> dict[int, _Scored]:
-        """doc → (relevance, score, parts) for every eligible paper."""
+        """doc → (relevance, its parts) for every eligible paper (before popularity)."""
         cached = self._scored.get(node)
         if cached is not None:
             return cached
@@ -591,6 +593,8 @@ class PaperIndex:
             return out  # nothing to rank by (only stop words / only NOT): select nothing
         gains = [unit.gain for unit in plan.units]
         inverse = 1.0 / plan.attainable
+        weight = s.proximity_weight
+        floor = s.min_relevance
         for doc in plan.eligible:
             title = abstract = author = 0.0
             for gain in gains:
@@ -601,22 +605,30 @@ class PaperIndex:
                     author += g[2]
             title, abstract, author = title * inverse, abstract * inverse, author * inverse
             relevance = min(1.0, title + abstract + author)
-            proximity = self._proximity(plan.pairs, doc) if plan.pairs else 0.0
-            relevance += s.proximity_weight * proximity
-            parts: dict[str, float] = {}
-            if title:
-                parts["title"] = round(title, 4)
-            if abstract:
-                parts["abstract"] = round(abstract, 4)
-            if author:
-                parts["author"] = round(author, 4)
-            if proximity:
-                parts["proximity"] = round(s.proximity_weight * proximity, 4)
-            popularity = self._popularity[doc] * s.popularity_weight
-            if popularity:
-                parts["popularity"] = round(popularity, 4)
-            out[doc] = (relevance, round(relevance + popularity, 4), parts)
+            proximity = 0.0
+            if plan.pairs and relevance + weight >= floor:  # else it cannot pass anyway
+                proximity = self._proximity(plan.pairs, doc)
+            relevance += weight * proximity
+            out[doc] = (relevance, title, abstract, author, proximity)
         return out
+
+    def _finish(self, doc: int, entry: _Scored) -> tuple[float, dict[str, float]]:
+        """(score, score parts) of a scored paper: relevance plus the popularity tie-breaker."""
+        relevance, title, abstract, author, proximity = entry
+        s = self.settings
+        parts: dict[str, float] = {}
+        if title:
+            parts["title"] = round(title, 4)
+        if abstract:
+            parts["abstract"] = round(abstract, 4)
+        if author:
+            parts["author"] = round(author, 4)
+        if proximity:
+            parts["proximity"] = round(s.proximity_weight * proximity, 4)
+        popularity = self._popularity[doc] * s.popularity_weight
+        if popularity:
+            parts["popularity"] = round(popularity, 4)
+        return round(relevance + popularity, 4), parts
 
     def _proximity(self, pairs: list[tuple[_Unit, _Unit] | _Unit], doc: int) -> float:
         """Share of the topic's neighbouring words found close together in one field."""
@@ -792,22 +804,40 @@ def select_papers(
     with the same filters.
     """
     plain = allowed is None and not exclude
+    selections = index._selections
     if len(topics) == 1 and plain:
+        hits = index.search(topics[0].query)
+        key: object = (id(hits), max_papers)
+        rows = selections.get(key)
+        if rows is None:
+            rows = selections[key] = _rows([(hit, 0) for hit in hits[:max_papers]])
         topic_id = topics[0].topic_id
         return [
-            Pick(hit.paper_id, topic_id, hit.score, rank, hit.matched, hit.parts)
-            for rank, hit in enumerate(index.search(topics[0].query)[:max_papers], 1)
+            Pick(paper_id, topic_id, score, rank, matched, parts)
+            for paper_id, _, score, rank, matched, parts in rows
         ]
     lists = [index.search(topic.query) for topic in topics]
     # a hit list stands for its filter (one list object per distinct filter, kept alive)
-    key: object = (*map(id, lists), max_papers)
+    key = (*map(id, lists), max_papers)
     if not plain:
         key = (key, frozenset(allowed) if allowed is not None else None, frozenset(exclude))
-    chosen = index._selections.get(key)
-    if chosen is None:
-        chosen = index._selections[key] = _fair_share(lists, max_papers, allowed, exclude)
+    rows = selections.get(key)
+    if rows is None:
+        rows = selections[key] = _rows(_fair_share(lists, max_papers, allowed, exclude))
+    topic_ids = [topic.topic_id for topic in topics]
     return [
-        Pick(hit.paper_id, topics[i].topic_id, hit.score, rank, hit.matched, hit.parts)
+        Pick(paper_id, topic_ids[i], score, rank, matched, parts)
+        for paper_id, i, score, rank, matched, parts in rows
+    ]
+
+
+_Row = tuple[int, int, float, int, tuple[MatchedTerm, ...], dict[str, float]]
+
+
+def _rows(chosen: list[tuple[Hit, int]]) -> list[_Row]:
+    """A selection flattened to the Pick fields (topic index in place of topic id)."""
+    return [
+        (hit.paper_id, i, hit.score, rank, hit.matched, hit.parts)
         for rank, (hit, i) in enumerate(chosen, 1)
     ]
 

@@ -4,8 +4,9 @@
 
 Subscribers have 1-3 topics of 2-4 words drawn Zipf-like from a pool of
 popular topics (many readers share "diffusion models"), so most filters
-repeat. Timed, per repeat: building the index, parsing each distinct topic
-text, and `select_papers` for every subscriber (max 10 papers). The baseline,
+repeat. Topic texts are parsed first, once per distinct text, as the planner
+loads them (reported as parse_and_load). Timed, per repeat: building the index
+and `select_papers` for every subscriber (max 10 papers). The baseline,
 measured in the same run, is the naive loop a keyword alert would run: for
 each subscriber, each topic, each paper, substring tests of every word;
 it runs on a sample and is extrapolated. Prints one JSON object.

@@ -26,7 +26,7 @@ import math
 from collections.abc import Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 from digest.acronyms import Acronyms, acronym_key
 from digest.analysis import analyse, has_cjk, term_of
@@ -594,7 +594,7 @@ class PaperIndex:
         gains = [unit.gain for unit in plan.units]
         inverse = 1.0 / plan.attainable
         weight = s.proximity_weight
-        floor = s.min_relevance
+        base: list[tuple[int, float, float, float, float]] = []
         for doc in plan.eligible:
             title = abstract = author = 0.0
             for gain in gains:
@@ -604,12 +604,16 @@ class PaperIndex:
                     abstract += g[1]
                     author += g[2]
             title, abstract, author = title * inverse, abstract * inverse, author * inverse
-            relevance = min(1.0, title + abstract + author)
+            base.append((doc, min(1.0, title + abstract + author), title, abstract, author))
+        # the proximity bonus is only worth computing for papers it could lift over the
+        # cut-off (which is at least the floor and a share of the best score before bonus)
+        best = max((entry[1] for entry in base), default=0.0)
+        hopeless = max(s.min_relevance, s.relative_cutoff * best) - weight
+        for doc, relevance, title, abstract, author in base:
             proximity = 0.0
-            if plan.pairs and relevance + weight >= floor:  # else it cannot pass anyway
+            if plan.pairs and relevance >= hopeless:
                 proximity = self._proximity(plan.pairs, doc)
-            relevance += weight * proximity
-            out[doc] = (relevance, title, abstract, author, proximity)
+            out[doc] = (relevance + weight * proximity, title, abstract, author, proximity)
         return out
 
     def _finish(self, doc: int, entry: _Scored) -> tuple[float, dict[str, float]]:
@@ -757,6 +761,17 @@ def _fair_share(
     active = [(i, head) for i, head in enumerate(heads) if head]
     if len(active) <= 1:
         return [(h, i) for i, head in active for h in head]
+    if sum(len(head) for _, head in active) <= max_papers:
+        # room for every paper: no share to enforce; a paper several topics found
+        # goes to the topic that scored it highest (the first, on a tie)
+        best: dict[int, tuple[float, int, Hit]] = {}
+        for i, head in active:
+            for hit in head:
+                seen = best.get(hit.paper_id)
+                if seen is None or hit.score > seen[0]:
+                    best[hit.paper_id] = (hit.score, i, hit)
+        ordered = sorted((-score, paper_id, i, hit) for paper_id, (score, i, hit) in best.items())
+        return [(hit, i) for _, _, i, hit in ordered]
     quota = max(1, max_papers // len(active))
     chosen: dict[int, tuple[Hit, int]] = {}
     # topics take turns by their best score, so a tie goes to the stronger topic
@@ -840,19 +855,3 @@ def _rows(chosen: list[tuple[Hit, int]]) -> list[_Row]:
         (hit.paper_id, i, hit.score, rank, hit.matched, hit.parts)
         for rank, (hit, i) in enumerate(chosen, 1)
     ]
-
-
-def describe_node(node: Node) -> str:
-    """A readable rendering of a filter for messages (the parser's to_text when merged)."""
-    if isinstance(node, Word):
-        scope = f"{node.field}:" if node.field else ""
-        return f"{'+' if node.required else ''}{scope}{node.text}{'*' if node.prefix else ''}"
-    if isinstance(node, Phrase):
-        scope = f"{node.field}:" if node.field else ""
-        return f'{scope}"{" ".join(node.words)}"'
-    if isinstance(node, Not):
-        return f"-{describe_node(node.operand)}"
-    joiner: Literal[" AND ", " ", " OR "] = (
-        " OR " if isinstance(node, Or) else (" AND " if node.explicit else " ")
-    )
-    return "(" + joiner.join(describe_node(op) for op in node.operands) + ")"

@@ -229,3 +229,21 @@ def test_settings_change_the_ranking() -> None:
     title_heavy = PaperIndex(PAPERS, replace(base, title_weight=10))
     assert ids(title_heavy, Word("diffusion"))[-1] == 4
     assert 4 in ids(title_heavy, Word("diffusion"))
+
+
+def test_select_papers_when_everything_fits_keeps_each_paper_once(index: PaperIndex) -> None:
+    video = Word("video")
+    diffusion = Phrase(("diffusion", "models"))
+    picks = select_papers(index, topics(video, diffusion), max_papers=10)
+    by_paper = {p.paper_id: p for p in picks}
+    assert len(by_paper) == len(picks)
+    assert set(by_paper) == {h.paper_id for h in index.search(video)} | {
+        h.paper_id for h in index.search(diffusion)
+    }
+    assert [p.rank for p in picks] == list(range(1, len(picks) + 1))
+    # paper 3 is found by both topics; it belongs to the one that scored it higher
+    scores = {
+        100: next(h.score for h in index.search(video) if h.paper_id == 3),
+        101: next((h.score for h in index.search(diffusion) if h.paper_id == 3), -1.0),
+    }
+    assert by_paper[3].topic_id == max(scores, key=lambda t: scores[t])

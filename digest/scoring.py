@@ -238,7 +238,7 @@ class PaperIndex:
         relevance = scored[doc][0]
         score, parts = self._finish(doc, scored[doc])
         if rank is not None:
-            reason = f"selected: rank {rank} of {len(hits)}"
+            reason = f"rank {rank} of {len(hits)}"
         else:
             lacking = f" (lacks {', '.join(missing)})" if missing else ""
             reason = (

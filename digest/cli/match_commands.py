@@ -58,7 +58,7 @@ def load_candidates(
             where = "all stored papers (no dumps yet)"
         else:
             query = query.join(DumpPaper).where(DumpPaper.dump_id == latest.id)
-            where = f"the latest dump (id {latest.id}, {latest.issue_date.isoformat()})"
+            where = f"latest dump {latest.id}, {latest.issue_date.isoformat()}"
     rows = list(session.scalars(query.order_by(Paper.id)).unique())
     most_upvotes = select(DumpPaper.paper_id, func.max(DumpPaper.upvotes)).group_by(
         DumpPaper.paper_id

@@ -139,3 +139,9 @@ def test_match_bad_input(cli: CliRunner, stored: tuple[int, int]) -> None:
     assert code == 2 and "no stored paper" in err
     code, _, err = invoke(cli, "match", "the of and")
     assert code == 2
+
+
+def test_match_on_an_empty_store(cli: CliRunner, store: Store, config_file: Path) -> None:
+    assert run_json(cli, "kv cache") == {"query": "kv cache", "papers": []}
+    code, out, _ = invoke(cli, "match", "kv cache")
+    assert code == 0 and "No paper matches" in out

@@ -61,6 +61,8 @@ BUILTIN: dict[str, tuple[tuple[str, ...], ...]] = {
         "nas": "neural architecture search",
         "prm": "process reward model",
         "mcts": "monte carlo tree search",
+        # clipped forms the stemmer cannot join to their full word
+        "math": "mathematical|mathematics",
     }.items()
 }
 

@@ -178,7 +178,7 @@ class ScheduleSettings:
 
 @dataclass(frozen=True)
 class ScoringSettings:
-    """How papers are ranked against topic filters."""
+    """How papers are ranked against topic filters (defaults measured on bench/relevance)."""
 
     popularity_weight: float = setting(
         0.05,
@@ -188,7 +188,7 @@ class ScoringSettings:
         maximum=1,
     )
     title_weight: float = setting(
-        3.0,
+        2.0,
         "BM25F weight of a word in the title relative to one in the abstract.",
         minimum=0,
         maximum=100,
@@ -200,34 +200,36 @@ class ScoringSettings:
         1.0, "BM25F weight of an author name (matched only by author: scopes).", minimum=0
     )
     proximity_weight: float = setting(
-        0.2,
-        "Bonus (on the 0-1 relevance scale) when the words of a topic occur close together.",
+        0.4,
+        "Bonus (on the 0-1 relevance scale) when neighbouring words of a topic occur "
+        "within three words of each other.",
         minimum=0,
         maximum=1,
     )
     min_relevance: float = setting(
         0.3,
-        "Absolute cut-off: papers below this relevance (0-1: how fully and how prominently "
-        "the topic's words occur) are not sent, even if the list stays short.",
+        "Absolute cut-off: papers below this relevance (0-1: how much of the topic's word "
+        "weight they carry, and how prominently) are not sent, even if the list stays short.",
         minimum=0,
         maximum=1,
     )
     relative_cutoff: float = setting(
-        0.4,
+        0.3,
         "Relative cut-off: papers below this fraction of the best paper's relevance for the "
         "same topic are not sent.",
         minimum=0,
         maximum=1,
     )
     relax_from_words: int = setting(
-        4,
-        "Topics of this many bare words or more match papers that contain most of them "
-        "(see relax_share) instead of all; 0 never relaxes.",
+        2,
+        "Topics of this many bare words or more also match papers that lack some of them, "
+        "if they carry relax_share of the topic's idf weight; 0 = every word is required.",
         minimum=0,
     )
     relax_share: float = setting(
-        0.75,
-        "Share of a long topic's bare words a paper must contain (rounded up).",
+        0.3,
+        "Share of a relaxed topic's idf weight a paper must contain (rare words weigh "
+        "more, so a common word alone never qualifies).",
         minimum=0,
         maximum=1,
     )

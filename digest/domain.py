@@ -67,9 +67,14 @@ class MatchedTerm:
         return cls(data["term"], data["field"], data["start"], data["end"], data.get("via"))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Pick:
-    """A paper chosen for a subscriber: which topic chose it, how well, and why."""
+    """A paper chosen for a subscriber: which topic chose it, how well, and why.
+
+    Treat as read-only. Not frozen on purpose: a planning run builds one per chosen
+    paper per subscriber (~10^6 for 100,000 subscribers), and a frozen dataclass's
+    __init__ costs four times as much (bench/scoring.py).
+    """
 
     paper_id: int
     topic_id: int

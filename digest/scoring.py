@@ -26,7 +26,7 @@ import math
 from collections.abc import Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 from digest.acronyms import Acronyms, acronym_key
 from digest.analysis import analyse, has_cjk, term_of
@@ -120,6 +120,9 @@ class _FieldIndex:
     average: float = 1.0
 
 
+# doc → (relevance, title part, abstract part, author part, proximity share)
+_Scored = tuple[float, float, float, float, float]
+
 # A unit is memoised per (leaf node, acronym it stands in for, if any).
 _UnitKey = tuple[Word | Phrase, tuple[str, str] | None]
 
@@ -158,7 +161,7 @@ class PaperIndex:
         for key, expansions in self.acronyms.items():
             for expansion in expansions:
                 terms = tuple(t for t in (term_of(w) for w in expansion) if t)
-                if len(terms) >= 2:
+                if len(terms) >= 2 or (len(terms) == 1 and terms[0] != term_of(key)):
                     self._acronym_of.setdefault(terms, key)
         # upvotes on a log scale, 0-1 relative to the day's most upvoted paper
         most = math.log1p(max((p.upvotes or 0 for p in self.papers), default=0))
@@ -170,8 +173,8 @@ class PaperIndex:
         self._ops: dict[And, list[tuple[Node, _Unit | None]]] = {}
         self._plans: dict[Node, _Plan] = {}
         self._hits: dict[Node, list[Hit]] = {}
-        self._scored: dict[Node, dict[int, tuple[float, float, dict[str, float]]]] = {}
-        self._selections: dict[object, list[tuple[Hit, int]]] = {}
+        self._scored: dict[Node, dict[int, _Scored]] = {}
+        self._selections: dict[object, list[_Row]] = {}
         self._by_id: dict[int, tuple[Node, list[Hit]]] = {}
 
     # --- public API ---
@@ -200,8 +203,9 @@ class PaperIndex:
         scored = self._score(query)
         cutoff = self._cutoff(scored)
         hits = []
-        for doc, (relevance, score, parts) in scored.items():
-            if relevance >= cutoff:
+        for doc, scores in scored.items():
+            if scores[0] >= cutoff:
+                score, parts = self._finish(doc, scores)
                 matched = self._matched(query, doc)
                 hits.append(Hit(self.papers[doc].paper_id, score, matched, parts))
         hits.sort(key=lambda h: (-h.score, h.paper_id))
@@ -231,11 +235,15 @@ class PaperIndex:
                 paper_id, False, False, 0.0, 0.0, cutoff, None, matched, {}, missing, excluded,
                 reason,
             )  # fmt: skip
-        relevance, score, parts = scored[doc]
+        relevance = scored[doc][0]
+        score, parts = self._finish(doc, scored[doc])
         if rank is not None:
-            reason = f"selected: rank {rank} of {len(hits)}"
+            reason = f"rank {rank} of {len(hits)}"
         else:
-            reason = f"matches, but relevance {relevance:.3f} is below the cut-off {cutoff:.3f}"
+            lacking = f" (lacks {', '.join(missing)})" if missing else ""
+            reason = (
+                f"matches{lacking}, but relevance {relevance:.3f} is below the cut-off {cutoff:.3f}"
+            )
         return Explanation(
             paper_id, True, rank is not None, score, relevance, cutoff, rank, matched, parts,
             missing, excluded, reason,
@@ -261,8 +269,7 @@ class PaperIndex:
         return result
 
     def _eligible_and(self, node: And) -> AbstractSet[int]:
-        positives: list[AbstractSet[int]] = []
-        required: list[AbstractSet[int]] = []
+        positives: list[tuple[AbstractSet[int], float]] = []
         result: AbstractSet[int] = self._all
         for operand, unit in self._operands(node):
             if isinstance(operand, Not):
@@ -270,34 +277,32 @@ class PaperIndex:
                 continue
             if unit is not None and unit.ignorable:
                 continue
-            docs = unit.docs if unit is not None else self._eligible(operand)
-            positives.append(docs)
+            if unit is not None:
+                positives.append((unit.docs, unit.idf))
+            else:
+                positives.append((self._eligible(operand), self._attainable(operand)))
             if isinstance(operand, Word) and operand.required:
-                required.append(docs)
+                result = result & positives[-1][0]
         if not positives:
             return frozenset(result) if len(result) < len(self._all) else self._all
-        need = self._needed(node, len(positives))
-        for docs in required:
-            result = result & docs
-        if need >= len(positives):
-            for docs in positives:
+        if not self._relaxed(node, len(positives)):
+            for docs, _ in positives:
                 result = result & docs
             return frozenset(result)
-        counts: dict[int, int] = {}
-        for docs in positives:
+        # relaxed: a paper needs relax_share of the topic's idf weight (rare words count more)
+        need = self.settings.relax_share * sum(weight for _, weight in positives) - 1e-9
+        have: dict[int, float] = {}
+        for docs, weight in positives:
             for doc in docs:
-                counts[doc] = counts.get(doc, 0) + 1
-        return frozenset(doc for doc in result if counts.get(doc, 0) >= need)
+                have[doc] = have.get(doc, 0.0) + weight
+        return frozenset(doc for doc in result if have.get(doc, 0.0) >= need)
 
-    def _needed(self, node: And, positives: int) -> int:
-        """How many of an AND's positive operands a paper must contain."""
+    def _relaxed(self, node: And, positives: int) -> bool:
+        """Whether an AND of bare words may match papers that lack some of them."""
         relax = self.settings.relax_from_words
-        if node.explicit or relax == 0 or positives < relax:
-            return positives
-        bare = all(isinstance(op, Word | Phrase) for op in node.operands)
-        if not bare:
-            return positives
-        return max(1, math.ceil(self.settings.relax_share * positives - 1e-9))
+        if node.explicit or relax == 0 or positives < relax or self.settings.relax_share >= 1:
+            return False
+        return all(isinstance(op, Word | Phrase | Not) for op in node.operands)
 
     def _operands(self, node: And) -> list[tuple[Node, _Unit | None]]:
         """An AND's operands, with word runs that spell an acronym's expansion marked.
@@ -356,6 +361,9 @@ class PaperIndex:
                 self._add_term(occurrences, term, fields, None)
                 for expansion, via in self._expansions(node.text):
                     self._add_phrase(occurrences, expansion, fields, via)
+            if acronym is None and term and (term,) in self._acronym_of:
+                short = self._acronym_of[(term,)]  # "mathematical" also finds "math"
+                acronym = (short, f"{short.upper()} → {node.text}")
             if acronym is not None:
                 self._add_term(occurrences, acronym[0], fields, acronym[1])
         else:
@@ -364,6 +372,9 @@ class PaperIndex:
             ignorable = not any(terms)
             words = [part for w in node.words for part in _cjk_words(w)]
             self._add_phrase(occurrences, words, fields, None)
+            joined = term_of("".join(node.words))  # "multi armed" also finds "multiarmed"
+            if len(node.words) > 1 and joined and not has_cjk(joined):
+                self._add_term(occurrences, joined, fields, None)
             if len(node.words) == 1:
                 for expansion, via in self._expansions(node.words[0]):
                     self._add_phrase(occurrences, expansion, fields, via)
@@ -413,7 +424,7 @@ class PaperIndex:
         )
         source = self.acronyms if learned_ok else self._builtin
         return [
-            (list(expansion), f"{word} → {' '.join(expansion)}")
+            (list(expansion), f"{key.upper()} → {' '.join(expansion)}")
             for expansion in source.expansions_of(word)
             if len(expansion) >= 2 or expansion[0] != key
         ]
@@ -520,7 +531,9 @@ class PaperIndex:
             unit = self._unit(node, None)
             return 0.0 if unit.ignorable else unit.idf
         if isinstance(node, Or):
-            return max((self._attainable(op) for op in node.operands), default=0.0)
+            # an alternative no paper has does not lower the others' relevance
+            present = [op for op in node.operands if self._eligible(op)]
+            return max((self._attainable(op) for op in present), default=0.0)
         total = 0.0
         for op, op_unit in self._operands(node):
             if op_unit is not None:
@@ -567,19 +580,21 @@ class PaperIndex:
             self._plans[node] = plan
         return plan
 
-    def _score(self, node: Node) -> dict[int, tuple[float, float, dict[str, float]]]:
-        """doc → (relevance, score, parts) for every eligible paper."""
+    def _score(self, node: Node) -> dict[int, _Scored]:
+        """doc → (relevance, its parts) for every eligible paper (before popularity)."""
         cached = self._scored.get(node)
         if cached is not None:
             return cached
         plan = self._plan(node)
         s = self.settings
-        out: dict[int, tuple[float, float, dict[str, float]]] = {}
+        out: dict[int, _Scored] = {}
         self._scored[node] = out
         if not plan.units or plan.attainable <= 0:
             return out  # nothing to rank by (only stop words / only NOT): select nothing
         gains = [unit.gain for unit in plan.units]
         inverse = 1.0 / plan.attainable
+        weight = s.proximity_weight
+        base: list[tuple[int, float, float, float, float]] = []
         for doc in plan.eligible:
             title = abstract = author = 0.0
             for gain in gains:
@@ -589,23 +604,35 @@ class PaperIndex:
                     abstract += g[1]
                     author += g[2]
             title, abstract, author = title * inverse, abstract * inverse, author * inverse
-            relevance = min(1.0, title + abstract + author)
-            proximity = self._proximity(plan.pairs, doc) if plan.pairs else 0.0
-            relevance += s.proximity_weight * proximity
-            parts: dict[str, float] = {}
-            if title:
-                parts["title"] = round(title, 4)
-            if abstract:
-                parts["abstract"] = round(abstract, 4)
-            if author:
-                parts["author"] = round(author, 4)
-            if proximity:
-                parts["proximity"] = round(s.proximity_weight * proximity, 4)
-            popularity = self._popularity[doc] * s.popularity_weight
-            if popularity:
-                parts["popularity"] = round(popularity, 4)
-            out[doc] = (relevance, round(relevance + popularity, 4), parts)
+            base.append((doc, min(1.0, title + abstract + author), title, abstract, author))
+        # the proximity bonus is only worth computing for papers it could lift over the
+        # cut-off (which is at least the floor and a share of the best score before bonus)
+        best = max((entry[1] for entry in base), default=0.0)
+        hopeless = max(s.min_relevance, s.relative_cutoff * best) - weight
+        for doc, relevance, title, abstract, author in base:
+            proximity = 0.0
+            if plan.pairs and relevance >= hopeless:
+                proximity = self._proximity(plan.pairs, doc)
+            out[doc] = (relevance + weight * proximity, title, abstract, author, proximity)
         return out
+
+    def _finish(self, doc: int, entry: _Scored) -> tuple[float, dict[str, float]]:
+        """(score, score parts) of a scored paper: relevance plus the popularity tie-breaker."""
+        relevance, title, abstract, author, proximity = entry
+        s = self.settings
+        parts: dict[str, float] = {}
+        if title:
+            parts["title"] = round(title, 4)
+        if abstract:
+            parts["abstract"] = round(abstract, 4)
+        if author:
+            parts["author"] = round(author, 4)
+        if proximity:
+            parts["proximity"] = round(s.proximity_weight * proximity, 4)
+        popularity = self._popularity[doc] * s.popularity_weight
+        if popularity:
+            parts["popularity"] = round(popularity, 4)
+        return round(relevance + popularity, 4), parts
 
     def _proximity(self, pairs: list[tuple[_Unit, _Unit] | _Unit], doc: int) -> float:
         """Share of the topic's neighbouring words found close together in one field."""
@@ -628,8 +655,9 @@ class PaperIndex:
                     break
         return close / len(pairs)
 
-    def _cutoff(self, scored: dict[int, tuple[float, float, dict[str, float]]]) -> float:
-        best = max((relevance for relevance, _, _ in scored.values()), default=0.0)
+    def _cutoff(self, scored: dict[int, _Scored]) -> float:
+        """The relevance a paper needs: absolute floor, and a share of the best paper's."""
+        best = max((entry[0] for entry in scored.values()), default=0.0)
         return max(self.settings.min_relevance, self.settings.relative_cutoff * best)
 
     # --- explanations ---
@@ -733,6 +761,17 @@ def _fair_share(
     active = [(i, head) for i, head in enumerate(heads) if head]
     if len(active) <= 1:
         return [(h, i) for i, head in active for h in head]
+    if sum(len(head) for _, head in active) <= max_papers:
+        # room for every paper: no share to enforce; a paper several topics found
+        # goes to the topic that scored it highest (the first, on a tie)
+        best: dict[int, tuple[float, int, Hit]] = {}
+        for i, head in active:
+            for hit in head:
+                seen = best.get(hit.paper_id)
+                if seen is None or hit.score > seen[0]:
+                    best[hit.paper_id] = (hit.score, i, hit)
+        ordered = sorted((-score, paper_id, i, hit) for paper_id, (score, i, hit) in best.items())
+        return [(hit, i) for _, _, i, hit in ordered]
     quota = max(1, max_papers // len(active))
     chosen: dict[int, tuple[Hit, int]] = {}
     # topics take turns by their best score, so a tie goes to the stronger topic
@@ -780,37 +819,39 @@ def select_papers(
     with the same filters.
     """
     plain = allowed is None and not exclude
+    selections = index._selections
     if len(topics) == 1 and plain:
+        hits = index.search(topics[0].query)
+        key: object = (id(hits), max_papers)
+        rows = selections.get(key)
+        if rows is None:
+            rows = selections[key] = _rows([(hit, 0) for hit in hits[:max_papers]])
         topic_id = topics[0].topic_id
         return [
-            Pick(hit.paper_id, topic_id, hit.score, rank, hit.matched, hit.parts)
-            for rank, hit in enumerate(index.search(topics[0].query)[:max_papers], 1)
+            Pick(paper_id, topic_id, score, rank, matched, parts)
+            for paper_id, _, score, rank, matched, parts in rows
         ]
     lists = [index.search(topic.query) for topic in topics]
     # a hit list stands for its filter (one list object per distinct filter, kept alive)
-    key: object = (*map(id, lists), max_papers)
+    key = (*map(id, lists), max_papers)
     if not plain:
         key = (key, frozenset(allowed) if allowed is not None else None, frozenset(exclude))
-    chosen = index._selections.get(key)
-    if chosen is None:
-        chosen = index._selections[key] = _fair_share(lists, max_papers, allowed, exclude)
+    rows = selections.get(key)
+    if rows is None:
+        rows = selections[key] = _rows(_fair_share(lists, max_papers, allowed, exclude))
+    topic_ids = [topic.topic_id for topic in topics]
     return [
-        Pick(hit.paper_id, topics[i].topic_id, hit.score, rank, hit.matched, hit.parts)
-        for rank, (hit, i) in enumerate(chosen, 1)
+        Pick(paper_id, topic_ids[i], score, rank, matched, parts)
+        for paper_id, i, score, rank, matched, parts in rows
     ]
 
 
-def describe_node(node: Node) -> str:
-    """A readable rendering of a filter for messages (the parser's to_text when merged)."""
-    if isinstance(node, Word):
-        scope = f"{node.field}:" if node.field else ""
-        return f"{'+' if node.required else ''}{scope}{node.text}{'*' if node.prefix else ''}"
-    if isinstance(node, Phrase):
-        scope = f"{node.field}:" if node.field else ""
-        return f'{scope}"{" ".join(node.words)}"'
-    if isinstance(node, Not):
-        return f"-{describe_node(node.operand)}"
-    joiner: Literal[" AND ", " ", " OR "] = (
-        " OR " if isinstance(node, Or) else (" AND " if node.explicit else " ")
-    )
-    return "(" + joiner.join(describe_node(op) for op in node.operands) + ")"
+_Row = tuple[int, int, float, int, tuple[MatchedTerm, ...], dict[str, float]]
+
+
+def _rows(chosen: list[tuple[Hit, int]]) -> list[_Row]:
+    """A selection flattened to the Pick fields (topic index in place of topic id)."""
+    return [
+        (hit.paper_id, i, hit.score, rank, hit.matched, hit.parts)
+        for rank, (hit, i) in enumerate(chosen, 1)
+    ]

@@ -1,0 +1,254 @@
+"""`digest match`: try a topic filter against stored papers before subscribing with it.
+
+A read command: it loads candidate papers from the store (the latest dump by
+default), builds the same `PaperIndex` the planner uses and prints what the
+filter would select, best first, with matched words highlighted — or, with
+`--explain KEY`, why one paper did or did not match.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from digest.cli.app import app
+from digest.cli.options import ConfigOption, JsonOption, settings_from, store_from
+from digest.domain import MatchedTerm, PaperText
+from digest.errors import BadInput
+from digest.keys import normalise_arxiv_id, paper_key
+from digest.models import Dump, DumpPaper, Paper
+from digest.query import parse
+from digest.scoring import Explanation, Hit, PaperIndex
+
+HIGHLIGHT = "bold yellow"
+
+
+def load_candidates(
+    session: Session,
+    *,
+    all_papers: bool = False,
+    since: date | None = None,
+    dump_id: int | None = None,
+) -> tuple[list[PaperText], dict[int, Paper], str]:
+    """Papers to match against, as the scorer sees them; plus the rows and a description."""
+    query = select(Paper)
+    if dump_id is not None:
+        if session.get(Dump, dump_id) is None:
+            raise BadInput(f"--dump: no dump with id {dump_id}")
+        query = query.join(DumpPaper).where(DumpPaper.dump_id == dump_id)
+        where = f"dump {dump_id}"
+    elif since is not None:
+        start = datetime(since.year, since.month, since.day, tzinfo=UTC)
+        query = query.where(Paper.first_seen >= start)
+        where = f"papers first seen since {since.isoformat()}"
+    elif all_papers:
+        where = "all stored papers"
+    else:
+        latest = session.scalar(select(Dump).order_by(Dump.ingested_at.desc(), Dump.id.desc()))
+        if latest is None:
+            where = "all stored papers (no dumps yet)"
+        else:
+            query = query.join(DumpPaper).where(DumpPaper.dump_id == latest.id)
+            where = f"latest dump {latest.id}, {latest.issue_date.isoformat()}"
+    rows = list(session.scalars(query.order_by(Paper.id)).unique())
+    most_upvotes = select(DumpPaper.paper_id, func.max(DumpPaper.upvotes)).group_by(
+        DumpPaper.paper_id
+    )
+    upvotes: dict[int, int | None] = {
+        paper_id: votes for paper_id, votes in session.execute(most_upvotes).tuples()
+    }
+    papers = [_paper_text(row, upvotes.get(row.id)) for row in rows]
+    return papers, {row.id: row for row in rows}, where
+
+
+def _paper_text(row: Paper, upvotes: int | None) -> PaperText:
+    authors = tuple(str(a) for a in row.authors or ())
+    return PaperText(row.id, row.title, row.abstract or "", authors, upvotes)
+
+
+def find_paper(session: Session, key: str) -> Paper:
+    """A paper by its key, arXiv id or exact title."""
+    arxiv_id = normalise_arxiv_id(key)
+    candidates = [key, paper_key(arxiv_id, key) if arxiv_id else None, paper_key(None, key)]
+    for candidate in candidates:
+        if candidate is None:
+            continue
+        row = session.scalar(select(Paper).where(Paper.key == candidate))
+        if row is not None:
+            return row
+    raise BadInput(f"--explain: no stored paper with key, arXiv id or title {key!r}")
+
+
+def highlighted(text: str, matched: Sequence[MatchedTerm], field: str) -> Text:
+    """`text` with the matched spans of one field styled."""
+    out = Text(text)
+    for term in matched:
+        if term.field == field and 0 <= term.start < term.end <= len(text):
+            out.stylize(HIGHLIGHT, term.start, term.end)
+    return out
+
+
+def describe_terms(matched: Sequence[MatchedTerm]) -> str:
+    """'llm (LLM → large language model), quantization': each query term once."""
+    seen: dict[str, str | None] = {}
+    for term in matched:
+        if term.term not in seen or (seen[term.term] is None and term.via):
+            seen[term.term] = term.via
+    return ", ".join(f"{t} ({via})" if via else t for t, via in seen.items())
+
+
+def _hit_json(hit: Hit, row: Paper) -> dict[str, Any]:
+    return {
+        "title": row.title,
+        "key": row.key,
+        "arxiv_id": row.arxiv_id,
+        "score": hit.score,
+        "matched": [m.as_json() for m in hit.matched],
+    }
+
+
+def _explanation_json(query: str, row: Paper, ex: Explanation) -> dict[str, Any]:
+    return {
+        "query": query,
+        "key": row.key,
+        "title": row.title,
+        "eligible": ex.eligible,
+        "selected": ex.selected,
+        "rank": ex.rank,
+        "score": ex.score,
+        "relevance": round(ex.relevance, 4),
+        "cutoff": round(ex.cutoff, 4),
+        "reason": ex.reason,
+        "missing": list(ex.missing),
+        "excluded_by": list(ex.excluded_by),
+        "matched": [m.as_json() for m in ex.matched],
+        "parts": ex.parts,
+    }
+
+
+@app.command("match")
+def match(
+    query: Annotated[str, typer.Argument(help="A topic filter, e.g. '\"kv cache\" -survey'.")],
+    all_papers: Annotated[
+        bool, typer.Option("--all", help="Match against every stored paper.")
+    ] = False,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", metavar="DATE", help="Papers first seen on or after DATE."),
+    ] = None,
+    dump: Annotated[
+        int | None, typer.Option("--dump", metavar="ID", help="Papers listed in dump ID.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most N papers.")] = 20,
+    explain: Annotated[
+        str | None,
+        typer.Option(
+            "--explain",
+            metavar="KEY",
+            help="Say why this paper (key, arXiv id or title) did or did not match.",
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Run a topic filter against stored papers (default: the latest dump) and rank them."""
+    if sum((all_papers, since is not None, dump is not None)) > 1:
+        raise BadInput("choose one of --all, --since and --dump")
+    since_date = None
+    if since is not None:
+        try:
+            since_date = date.fromisoformat(since)
+        except ValueError:
+            raise BadInput(f"--since: not a date: {since!r} (use YYYY-MM-DD)") from None
+    node = parse(query)
+    settings = settings_from(config)
+    store = store_from(settings)
+    try:
+        with store.sessions() as session:
+            papers, rows, where = load_candidates(
+                session, all_papers=all_papers, since=since_date, dump_id=dump
+            )
+            target = find_paper(session, explain) if explain is not None else None
+            if target is not None and target.id not in rows:
+                # explain it against the same candidates plus itself
+                upvotes = session.scalar(
+                    select(func.max(DumpPaper.upvotes)).where(DumpPaper.paper_id == target.id)
+                )
+                papers.append(_paper_text(target, upvotes))
+                rows[target.id] = target
+    finally:
+        store.dispose()
+    index = PaperIndex(papers, settings.scoring)
+    console = Console(highlight=False, soft_wrap=not as_json)
+    if target is not None:
+        _print_explanation(console, query, target, index.explain(target.id, node), as_json)
+        return
+    hits = index.search(node)[:limit]
+    if as_json:
+        payload = {"query": query, "papers": [_hit_json(h, rows[h.paper_id]) for h in hits]}
+        typer.echo(json.dumps(payload, ensure_ascii=False, indent=2))
+        return
+    if not hits:
+        console.print(f"No paper matches {query!r} among {len(papers)} ({where}).")
+        return
+    table = Table(title=f"{query}  —  {len(hits)} of {len(papers)} papers ({where})")
+    table.add_column("#", justify="right")
+    table.add_column("score", justify="right")
+    table.add_column("title")
+    table.add_column("matched")
+    table.add_column("key", style="dim")
+    for rank, hit in enumerate(hits, 1):
+        row = rows[hit.paper_id]
+        table.add_row(
+            str(rank),
+            f"{hit.score:.3f}",
+            highlighted(row.title, hit.matched, "title"),
+            describe_terms(hit.matched),
+            row.key,
+        )
+    console.print(table)
+
+
+def _print_explanation(
+    console: Console, query: str, row: Paper, ex: Explanation, as_json: bool
+) -> None:
+    if as_json:
+        typer.echo(json.dumps(_explanation_json(query, row, ex), ensure_ascii=False, indent=2))
+        return
+    console.print(highlighted(row.title, ex.matched, "title"))
+    console.print(f"[dim]{row.key}[/dim]")
+    verdict = "[green]selected[/green]" if ex.selected else "[red]not selected[/red]"
+    console.print(f"{verdict}: {ex.reason}")
+    if ex.eligible:
+        console.print(
+            f"relevance {ex.relevance:.3f} (cut-off {ex.cutoff:.3f}), score {ex.score:.3f}"
+        )
+        parts = ", ".join(f"{name} {value:.3f}" for name, value in ex.parts.items())
+        console.print(f"score parts: {parts}")
+    if ex.matched:
+        console.print(f"matched: {describe_terms(ex.matched)}")
+        abstract_hits = [m for m in ex.matched if m.field == "abstract"]
+        if abstract_hits:
+            console.print(_snippet(row.abstract or "", abstract_hits))
+    if ex.missing:
+        console.print(f"missing: {', '.join(ex.missing)}")
+    if ex.excluded_by:
+        console.print(f"excluded by: {', '.join(ex.excluded_by)}")
+
+
+def _snippet(abstract: str, matched: Sequence[MatchedTerm], width: int = 240) -> Text:
+    """The part of the abstract around the first matched word, highlighted."""
+    first = min(m.start for m in matched)
+    start = max(0, first - width // 3)
+    end = min(len(abstract), start + width)
+    text = highlighted(abstract, matched, "abstract")[start:end]
+    return Text("…" if start else "") + text + Text("…" if end < len(abstract) else "")

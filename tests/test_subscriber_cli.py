@@ -375,3 +375,42 @@ def test_times_are_recorded_from_now(cli: CliRunner, alice: str) -> None:
     invoke(cli, "unsubscribe", alice, "--now", later.isoformat())
     data = json.loads(invoke(cli, "show", alice, "--json")[1])
     assert data["unsubscribed_at"] == later.isoformat()
+
+
+def _maildir_messages(folder: Path) -> list[str]:
+    new = folder / "new"
+    return [p.read_text() for p in sorted(new.iterdir())] if new.is_dir() else []
+
+
+def test_double_opt_in_mails_a_confirmation_link_to_new_subscribers(
+    cli: CliRunner, config_file: Path, tmp_path: Path
+) -> None:
+    maildir = tmp_path / "maildir"
+    config_file.write_text(
+        config_file.read_text()
+        + f'[web]\ndouble_opt_in = true\nsecret = "s3"\nbase_url = "https://digest.example"\n'
+        f'[delivery]\nmaildir_path = "{maildir}"\n'
+    )
+    code, out, err = invoke(cli, "subscribe", "bob@example.org", "-t", "kv cache", "--now", NOW)
+    assert code == 0, err
+    assert "sent a confirmation link to bob@example.org" in out
+    (message,) = _maildir_messages(maildir)
+    assert "To: bob@example.org" in message
+    assert "https://digest.example/confirm/" in message
+
+    # An update of an existing pending subscriber does not send another link;
+    # a subscriber added as already confirmed gets none at all.
+    assert invoke(cli, "subscribe", "bob@example.org", "-t", "llm", "--now", NOW)[0] == 0
+    assert invoke(cli, "subscribe", "eve@example.org", "-t", "llm", "--confirmed")[0] == 0
+    assert len(_maildir_messages(maildir)) == 1
+
+
+def test_without_double_opt_in_no_confirmation_is_mailed(
+    cli: CliRunner, config_file: Path, tmp_path: Path
+) -> None:
+    maildir = tmp_path / "maildir"
+    config_file.write_text(config_file.read_text() + f'[delivery]\nmaildir_path = "{maildir}"\n')
+    code, out, _ = invoke(cli, "subscribe", "bob@example.org", "-t", "kv cache", "--now", NOW)
+    assert code == 0
+    assert "confirmation" not in out
+    assert _maildir_messages(maildir) == []

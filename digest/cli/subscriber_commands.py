@@ -32,6 +32,7 @@ from digest.cli.options import (
     store_from,
 )
 from digest.config import Settings
+from digest.confirmation import send_confirmation
 from digest.errors import BadInput
 from digest.models import Digest, Subscriber
 
@@ -134,13 +135,18 @@ def subscribe_command(
             labels=label,
         )
         subscriber = session.get_one(Subscriber, outcome.subscriber_id)
+        needs_confirmation = (
+            settings.web.double_opt_in
+            and subscriber.status == "pending"
+            and (outcome.created or outcome.reactivated)
+        )
+        confirmation = (subscriber.id, subscriber.email, [t.query for t in subscriber.topics])
         if outcome.created:
             typer.echo(f"subscribed {subscriber.email} ({_status_note(subscriber)})")
             typer.echo(f"  {_schedule(subscriber)}")
             for t in subscriber.topics:
                 typer.echo(f"  topic #{t.id}: {t.query}" + (f"  [{t.label}]" if t.label else ""))
-            return
-        if not outcome.changes:
+        elif not outcome.changes:
             stored = (
                 f" (the address is stored as {subscriber.email}; addresses are compared "
                 "without regard to case)"
@@ -153,10 +159,18 @@ def subscribe_command(
                 err=True,
             )
             raise typer.Exit(1)
-        verb = "re-subscribed" if outcome.reactivated else "updated"
-        typer.echo(f"{verb} {subscriber.email} ({_status_note(subscriber)}):")
-        for change in outcome.changes:
-            typer.echo(f"  - {change}")
+        else:
+            verb = "re-subscribed" if outcome.reactivated else "updated"
+            typer.echo(f"{verb} {subscriber.email} ({_status_note(subscriber)}):")
+            for change in outcome.changes:
+                typer.echo(f"  - {change}")
+    if needs_confirmation:
+        # After the commit, so the link's row exists even if sending fails.
+        subscriber_id, address, queries = confirmation
+        send_confirmation(
+            settings, subscriber_id=subscriber_id, email=address, topics=queries, now=moment
+        )
+        typer.echo(f"sent a confirmation link to {address}; digests start once it is clicked")
 
 
 @app.command("confirm")

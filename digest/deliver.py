@@ -34,7 +34,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, Table, and_, bindparam, func, or_, select, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, case, func, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from digest.config import DeliverySettings, Settings
@@ -101,10 +101,15 @@ def deliver_due(
     worker: str | None = None,
     email: str | None = None,
     on_outcome: Callable[[Outcome], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> DeliveryReport:
     """Deliver every due digest (at most `limit`), batch by batch; returns the counts.
 
     `on_outcome` is called after each recorded outcome (a progress bar).
+    `should_stop` (the daemon shutting down) is asked before each claim and
+    while a batch is being sent: once it says yes, nothing more is claimed,
+    messages in flight finish, and the batch's unsent rest is put back as it
+    was, due at once.
     Raises DeliveryError only when the mail system cannot be used at all
     (see `Mailer`); the unsent part of the batch is then put back, due at once.
     """
@@ -114,6 +119,8 @@ def deliver_due(
     delivery = settings.delivery
     remaining = limit
     while remaining is None or remaining > 0:
+        if should_stop is not None and should_stop():
+            break
         size = delivery.batch_size if remaining is None else min(delivery.batch_size, remaining)
         with store.transaction() as session:
             ids = claim(
@@ -130,7 +137,16 @@ def deliver_due(
             remaining -= len(ids)
         messages, had_failures = _build_batch(store, settings, build, ids, report)
         _send_batch(
-            store, delivery, mailer, messages, had_failures, worker, clock, report, on_outcome
+            store,
+            delivery,
+            mailer,
+            messages,
+            had_failures,
+            worker,
+            clock,
+            report,
+            on_outcome,
+            should_stop,
         )
     return report
 
@@ -258,14 +274,19 @@ def _send_batch(
     clock: _Clock,
     report: DeliveryReport,
     on_outcome: Callable[[Outcome], None] | None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> None:
     """Send one batch and record outcomes as they arrive (several per transaction
-    when they arrive together, so a fast server does not wait on commits)."""
+    when they arrive together, so a fast server does not wait on commits).
+
+    Messages the mailer never reported (the batch was stopped) are put back
+    at once rather than left `sending` until their lease runs out.
+    """
     if not messages:
         return
     unreported = {m.digest_id for m in messages}
     try:
-        for outcomes in iter_outcomes(mailer, messages):
+        for outcomes in iter_outcomes(mailer, messages, stop=should_stop):
             with store.transaction() as session:
                 statuses = _record(session, delivery, outcomes, worker, clock(), had_failures)
             for outcome, status in zip(outcomes, statuses, strict=True):
@@ -277,6 +298,9 @@ def _send_batch(
         with store.transaction() as session:
             _release(session, sorted(unreported), str(exc), clock.start)
         raise
+    if unreported:
+        with store.transaction() as session:
+            release_claims(session, worker=worker, ids=sorted(unreported))
 
 
 def _record(
@@ -376,6 +400,39 @@ def _release(session: Session, ids: Sequence[int], reason: str, at: datetime) ->
             last_error=reason,
         )
     )
+
+
+def release_claims(session: Session, *, worker: str, ids: Sequence[int] | None = None) -> int:
+    """Give back digests `worker` claimed but never tried to send (shutdown, stopped batch).
+
+    Undoes the claim: the attempt it counted is taken back, and the row is due
+    at once in the state it had — `pending` if it was never tried, else
+    `retry`. Only rows still `sending` under this worker's name are touched,
+    so an outcome recorded meanwhile (or another worker's claim) wins.
+    Returns how many rows were given back.
+    """
+    condition = and_(Digest.status == "sending", Digest.claimed_by == worker)
+    if ids is not None:
+        if not ids:
+            return 0
+        condition = and_(condition, Digest.id.in_(ids))
+    tried_before = Digest.attempts > 1
+    result = session.execute(
+        update(Digest)
+        .where(condition)
+        .values(
+            status=case((tried_before, "retry"), else_="pending"),
+            next_attempt_at=case(
+                (tried_before, func.coalesce(Digest.next_attempt_at, Digest.planned_at)),
+                else_=None,
+            ),
+            attempts=Digest.attempts - 1,
+            lease_until=None,
+            claimed_by=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 # --- the outbox as operators see it (digest outbox / digest retry) ---

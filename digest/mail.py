@@ -73,6 +73,10 @@ class Mailer(ABC):
     mail system cannot be used at all (TLS required but not offered, an
     untrusted certificate, a rejected login): messages not yet reported are
     then left unreported, and the caller puts them back unchanged.
+
+    `messages` may be a deque that the caller empties while the batch is under
+    way (to stop it): a backend that awaits between messages takes them from
+    the front one at a time, or copies the batch first and ignores stops.
     """
 
     @abstractmethod
@@ -203,7 +207,10 @@ class SmtpMailer(Mailer):
         return f"{self.host}:{self.port}"
 
     async def send(self, messages: Sequence[OutgoingMessage], on_outcome: OnOutcome) -> None:
-        pending = deque(messages)
+        # A deque is worked through in place, so a caller that empties it
+        # (`iter_outcomes` when told to stop) ends the batch after the messages
+        # already in flight.
+        pending = messages if isinstance(messages, deque) else deque(messages)
         limiter = _RateLimiter(self.max_per_second)
         workers = [
             asyncio.create_task(self._worker(pending, on_outcome, limiter))
@@ -465,10 +472,15 @@ def mailer_from_settings(settings: Settings) -> Mailer:
 
 
 _DONE = object()
+_STOP_POLL_SECONDS = 0.05
 
 
 def iter_outcomes(
-    mailer: Mailer, messages: Sequence[OutgoingMessage], *, most: int = 500
+    mailer: Mailer,
+    messages: Sequence[OutgoingMessage],
+    *,
+    most: int = 500,
+    stop: Callable[[], bool] | None = None,
 ) -> Iterator[list[Outcome]]:
     """The one sync/async crossing: send a batch, yield outcomes as they complete.
 
@@ -479,13 +491,28 @@ def iter_outcomes(
     most `most`), so a caller recording them is never behind by more than one
     write. A DeliveryError from the mailer is re-raised here after the outcomes
     reported before it.
+
+    `stop` is polled while the batch is being sent; once it returns True the
+    messages not yet started are withdrawn (a mailer working through the
+    deque it is given, as `SmtpMailer` does, takes no more), the ones in
+    flight finish, and the withdrawn ones are simply never reported.
     """
     results: queue.SimpleQueue[object] = queue.SimpleQueue()
     failure: list[BaseException] = []
+    pending = deque(messages)
+
+    async def send() -> None:
+        task = asyncio.ensure_future(mailer.send(pending, results.put))
+        while stop is not None and not task.done():
+            await asyncio.wait({task}, timeout=_STOP_POLL_SECONDS)
+            if stop() and not task.done():
+                pending.clear()
+                break
+        await task
 
     def run() -> None:
         try:
-            asyncio.run(mailer.send(messages, results.put))
+            asyncio.run(send())
         except BaseException as exc:  # handed to the consuming thread, which re-raises
             failure.append(exc)
         finally:

@@ -8,19 +8,17 @@ stage can stay ignorant of the others.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-
-from sqlalchemy import update
 
 from digest import compose, deliver, ingest, planner
 from digest.config import Settings
 from digest.db import Store
 from digest.logs import LOGGER_NAME, log_event
 from digest.mail import Mailer, Outcome, mailer_from_settings
-from digest.models import Digest
 from digest.render import Renderer
 from digest.tokens import load_secret
 
@@ -45,6 +43,9 @@ class Pipeline:
     renderer: Renderer
     secret: bytes
     worker: str
+    # Set on shutdown: no more planning or claiming; a batch under way stops after
+    # the messages in flight (see `stop`).
+    stopping: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
     def from_settings(
@@ -82,6 +83,7 @@ class Pipeline:
             worker=self.worker,
             email=email,
             on_outcome=on_outcome,
+            should_stop=self.stopping.is_set,
         )
         if report.sent or report.retry or report.failed:
             log_event(
@@ -104,7 +106,12 @@ class Pipeline:
         )
 
     def run_tick(self, now: datetime) -> None:
-        self.tick(now)
+        if not self.stopping.is_set():
+            self.tick(now)
+
+    def stop(self) -> None:
+        """Shutdown has begun: claim nothing more, let the messages in flight finish."""
+        self.stopping.set()
 
     def ingest_folder(self, now: datetime) -> None:
         folder = Path(self.settings.dumps_dir)
@@ -139,11 +146,11 @@ class Pipeline:
         return listed > 0
 
     def release(self) -> int:
-        """Hand back digests this worker claimed but did not finish (on shutdown)."""
+        """Hand back digests this worker claimed but did not finish (on shutdown).
+
+        The same undo as a stopped batch (`deliver.release_claims`): the claim's
+        attempt is taken back and each row is due again as it was, so a retry
+        keeps its back-off history and nothing waits for a lease to run out.
+        """
         with self.store.transaction() as session:
-            result = session.execute(
-                update(Digest)
-                .where(Digest.status == "sending", Digest.claimed_by == self.worker)
-                .values(status="pending", lease_until=None, claimed_by=None)
-            )
-            return int(getattr(result, "rowcount", 0) or 0)
+            return deliver.release_claims(session, worker=self.worker)

@@ -10,8 +10,10 @@ are tested with plain functions and the real pipeline is wired in one place
 - the Hugging Face fetch runs daily at `hf_fetch_time` UTC and, if it fails
   or the list is still empty, tries again every `hf_retry_minutes` until the
   UTC day ends;
-- `stop()` stops scheduling at once, lets running jobs finish within
-  `shutdown_timeout_seconds`, then releases whatever is still claimed.
+- `stop()` stops scheduling at once, tells running jobs to wind down (a
+  delivery round claims nothing more and stops after the messages in
+  flight), waits for them within `shutdown_timeout_seconds`, then releases
+  whatever is still claimed.
 
 Time: every job reads the clock once when it starts and passes that `now`
 down; nothing below keeps a clock of its own.
@@ -57,6 +59,8 @@ class Jobs:
     fetch_hf: Callable[[datetime], bool]  # True once the day's list had papers
     tick: Callable[[datetime], None]  # plan due digests and deliver them
     release: Callable[[], int]  # give back digests this worker still holds
+    # Shutdown has begun: a running job should wind down (claim nothing more).
+    stop: Callable[[], None] = lambda: None
 
 
 class AlreadyRunning(DigestError):
@@ -199,6 +203,7 @@ class Daemon:
     def stop(self) -> bool:
         """Stop scheduling, wait for running jobs, release leftovers; True if all finished."""
         self.scheduler.shutdown(wait=False)
+        self.jobs.stop()
         deadline = self.settings.schedule.shutdown_timeout_seconds
         with self._idle:
             finished = self._idle.wait_for(lambda: self._running == 0, timeout=deadline)

@@ -321,3 +321,74 @@ def _add_digest(store: Store, email: str, period: str) -> None:
                 window_start=T0 - timedelta(days=1),
             )
         )
+
+
+def test_release_on_shutdown_undoes_the_claim(store: Store) -> None:
+    """`digest run` hands back what it claimed but never tried: as it was, due at once."""
+    from digest.config import WebSettings
+    from digest.deliver import claim
+    from digest.pipeline import Pipeline
+
+    ids = make_digests(store, ["new@example.org", "again@example.org"])
+    earlier_try = T0 + timedelta(minutes=5)
+    with store.transaction() as session:
+        again = session.get(Digest, ids["again@example.org"])
+        assert again is not None
+        again.status, again.attempts, again.next_attempt_at = "retry", 1, earlier_try
+        again.last_error = "451 4.3.0 Mailbox temporarily unavailable"
+    settings = Settings(web=WebSettings(secret="s"))
+    pipeline = Pipeline.from_settings(settings, store, mailer=MemoryMailer())
+    with store.transaction() as session:
+        claimed = claim(
+            session,
+            now=T0 + timedelta(minutes=10),
+            limit=10,
+            lease_seconds=600,
+            worker=pipeline.worker,
+        )
+    assert len(claimed) == 2
+    assert pipeline.release() == 2
+    with store.sessions() as session:
+        rows = {d.id: d for d in session.scalars(select(Digest))}
+        new, retried = rows[ids["new@example.org"]], rows[ids["again@example.org"]]
+        assert (new.status, new.attempts, new.next_attempt_at) == ("pending", 0, None)
+        # a retry stays a retry: its attempt count and back-off are not inflated
+        assert (retried.status, retried.attempts, retried.next_attempt_at) == (
+            "retry",
+            1,
+            earlier_try,
+        )
+        assert {new.claimed_by, retried.claimed_by, new.lease_until} == {None}
+    assert pipeline.deliver(T0 + timedelta(minutes=10)).sent == 2
+    assert pipeline.release() == 0  # nothing left to give back; sent rows are never touched
+
+
+def test_a_stopped_batch_finishes_what_is_in_flight_and_puts_the_rest_back(
+    store: Store,
+) -> None:
+    emails = [f"u{i}@example.org" for i in range(12)]
+    make_digests(store, emails)
+    handler = FaultyHandler(delay=0.3)
+    outcomes: list[str] = []
+    with smtp_server(handler) as port:
+        mailer = smtp_mailer(port, concurrency=2, timeout=5)
+        report = deliver_due(
+            store,
+            settings_for(port),
+            mailer,
+            build,
+            now=T0,
+            on_outcome=lambda o: outcomes.append(o.status),
+            should_stop=lambda: len(outcomes) >= 1,
+        )
+        assert 1 <= report.sent <= 4  # the first one, and those already on the wire
+        after_stop = states(store)
+        assert "sending" not in after_stop.values()
+        assert sum(s == "sent" for s in after_stop.values()) == report.sent
+        assert len(handler.received) == report.sent  # nothing went out unrecorded
+        with store.sessions() as session:
+            untried = session.scalars(select(Digest.attempts).where(Digest.status == "pending"))
+            assert set(untried) == {0}
+        rest = deliver_due(store, settings_for(port), mailer, build, now=T0)
+    assert report.sent + rest.sent == len(emails)
+    assert sorted(a for a, _ in handler.received) == sorted(emails)  # each exactly once

@@ -60,6 +60,7 @@ def run(
             fetch_hf=pipeline.fetch_hf,
             tick=pipeline.run_tick,
             release=pipeline.release,
+            stop=pipeline.stop,
         )
         stop = threading.Event()
 

@@ -88,3 +88,17 @@ def test_a_bad_file_does_not_stop_the_others(store: Store, tmp_path: Path) -> No
     assert [(p.name, str(e)) for p, e in errors] == [
         ("a_empty.txt", f"{tmp_path / 'a_empty.txt'}: empty file, no papers in it")
     ]
+
+
+def test_a_process_clock_behind_the_file_system_still_sees_settled_files(tmp_path: Path) -> None:
+    """Under libfaketime (or a skewed clock) every mtime looks like the future."""
+    settled = tmp_path / "settled.txt"
+    settled.write_text("Daily Papers\n")
+    time.sleep(1.2)
+    fresh = tmp_path / "fresh.txt"
+    fresh.write_text("Daily Papers\n")
+    a_year_behind = lambda: time.time() - 365 * 86400  # noqa: E731
+    scan = scan_folder(tmp_path, settle_seconds=1.0, clock=a_year_behind)
+    assert scan.ready == [settled]
+    assert [p for p, _ in scan.waiting] == [fresh]  # still judged by how long ago it changed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh.txt", "settled.txt"]

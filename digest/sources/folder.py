@@ -7,10 +7,18 @@ its name says so (`.part`, `.tmp`, `.crdownload`, a leading `.` or `~`) or when
 it was modified within `settle_seconds` (its size or mtime is still changing);
 such files are left for the next pass. "Within" is measured on the real clock
 against the file system's mtimes, not on the `--now` a command travels to.
+
+The process clock and the file system's need not agree: a clock shifted
+into the past (libfaketime, a skewed VM, a file server whose clock runs
+ahead) makes every file look "changed in the future", and such a file would
+wait forever. For those files the age is measured on the file system's own
+clock instead: the modification time of a file just created in the folder.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,6 +49,7 @@ def scan_folder(
     scan = FolderScan()
     dated: list[tuple[float, Path]] = []
     now = clock()
+    fs_now: float | None = None
     try:
         entries = list(folder.iterdir())
     except OSError as exc:
@@ -59,10 +68,32 @@ def scan_folder(
             continue  # vanished between listing and stat: next pass
         if not path.is_file():
             continue
-        age = now - max(stat.st_mtime, stat.st_ctime)
+        changed = max(stat.st_mtime, stat.st_ctime)
+        age = now - changed
+        if age < 0:  # the clocks disagree: ask the file system what time it is
+            if fs_now is None:
+                fs_now = _filesystem_now(folder)
+            if fs_now is None:
+                scan.waiting.append(
+                    (path, "changed after this process's clock says it is now (clock skew?)")
+                )
+                continue
+            age = fs_now - changed
         if age < settle_seconds:
             scan.waiting.append((path, f"changed {max(age, 0):.1f}s ago; waiting to settle"))
             continue
         dated.append((stat.st_mtime, path))
     scan.ready = [path for _, path in sorted(dated)]
     return scan
+
+
+def _filesystem_now(folder: Path) -> float | None:
+    """The file system's idea of now: the mtime of a file created in `folder` just now.
+
+    Hidden (leading dot) so no scan takes it; None if the folder is read-only.
+    """
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".digest-clock-") as probe:
+            return os.fstat(probe.fileno()).st_mtime
+    except OSError:
+        return None

@@ -102,21 +102,27 @@ def single_instance(database_url: str) -> Iterator[None]:
         handle.close()
 
 
-def job_triggers(settings: Settings) -> dict[str, Any]:
-    """The recurring triggers of `digest run`, shared with `digest status`."""
+def job_triggers(settings: Settings, start: datetime) -> dict[str, Any]:
+    """The recurring triggers of `digest run`, shared with `digest status`.
+
+    Interval jobs count from `start` (left to itself, APScheduler would read
+    the system clock: a second clock beside `--now`).
+    """
     hour, minute = (int(part) for part in settings.sources.hf_fetch_time.split(":"))
+    poll = timedelta(minutes=settings.sources.poll_minutes)
+    tick = timedelta(seconds=settings.schedule.tick_seconds)
     return {
-        "ingest": IntervalTrigger(minutes=settings.sources.poll_minutes, timezone=UTC),
+        "ingest": IntervalTrigger(minutes=poll.total_seconds() / 60, start_date=start + poll),
         "hf": CronTrigger(hour=hour, minute=minute, timezone=UTC),
-        "tick": IntervalTrigger(seconds=settings.schedule.tick_seconds, timezone=UTC),
+        "tick": IntervalTrigger(seconds=tick.total_seconds(), start_date=start + tick),
     }
 
 
 def next_fire_times(settings: Settings, now: datetime) -> dict[str, datetime | None]:
-    """When each job would next run for a daemon started before `now`."""
+    """When each job runs next, as seen at `now` (interval jobs: at the latest)."""
     return {
         name: trigger.get_next_fire_time(None, now)
-        for name, trigger in job_triggers(settings).items()
+        for name, trigger in job_triggers(settings, now).items()
     }
 
 
@@ -134,6 +140,7 @@ class Daemon:
         self._running = 0
         self._idle = threading.Condition()
         self._hf_done_for: str | None = None
+        self._failures: dict[str, tuple[str, int]] = {}  # job -> (last error, times in a row)
 
     # --- job wrappers -------------------------------------------------
 
@@ -142,16 +149,43 @@ class Daemon:
             self._running += 1
         now = self.clock()
         try:
-            return work(now)
-        except DigestError as exc:
-            log_event(logger, f"{name} failed: {exc}", logging.ERROR, job=name)
-        except Exception:  # a bug: log it with its traceback, keep the daemon alive
-            logger.exception("%s crashed", name, extra={"fields": {"job": name}})
+            result = work(now)
+        except Exception as exc:  # logged; the daemon and the other jobs go on
+            self._failed(name, exc)
+            return None
         finally:
             with self._idle:
                 self._running -= 1
                 self._idle.notify_all()
-        return None
+        if self._failures.pop(name, None) is not None:
+            log_event(logger, f"{name} works again", job=name)
+        return result
+
+    def _failed(self, name: str, exc: Exception) -> None:
+        """Log a job's failure once in full; the same failure again only now and then.
+
+        A database that is down fails the tick every minute for hours: one
+        traceback and a line at the 2nd, 4th, 8th, ... repeat say as much as
+        a traceback a minute, without burying everything else in the log.
+        """
+        what = f"{type(exc).__name__}: {exc}"
+        last, count = self._failures.get(name, ("", 0))
+        count = count + 1 if what == last else 1
+        self._failures[name] = (what, count)
+        if count > 1:
+            if count & (count - 1) == 0:  # a power of two
+                log_event(
+                    logger,
+                    f"{name} still failing ({count} times in a row): {exc}",
+                    logging.ERROR,
+                    job=name,
+                    repeats=count,
+                )
+            return
+        if isinstance(exc, DigestError):
+            log_event(logger, f"{name} failed: {exc}", logging.ERROR, job=name)
+        else:  # a bug: log it with its traceback
+            logger.exception("%s crashed", name, extra={"fields": {"job": name}})
 
     def _ingest(self) -> None:
         self._guarded("ingest", self.jobs.ingest_folder)
@@ -178,8 +212,8 @@ class Daemon:
 
     def start(self) -> None:
         sources, schedule = self.settings.sources, self.settings.schedule
-        triggers = job_triggers(self.settings)
         first = self.clock()
+        triggers = job_triggers(self.settings, first)
         self.scheduler.add_job(self._ingest, triggers["ingest"], id="ingest", next_run_time=first)
         self.scheduler.add_job(self._fetch_hf, triggers["hf"], id="hf")
         self.scheduler.add_job(

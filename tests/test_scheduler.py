@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import replace
@@ -192,3 +193,63 @@ def test_postgresql_allows_several_daemons() -> None:
     url = "postgresql+psycopg://u@127.0.0.1/x"
     with single_instance(url), single_instance(url):
         pass
+
+
+def test_a_job_failing_every_time_neither_spams_the_log_nor_stops_the_others(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    recorder = Recorder()
+    ingests = []
+
+    def broken_tick(now: datetime) -> None:
+        raise OSError("database is unreachable")  # the same bug, every tick
+
+    def ingest(now: datetime) -> None:
+        ingests.append(now)
+
+    settings = replace(
+        fast_settings(tick_seconds=0.05),
+        sources=replace(SourceSettings(), poll_minutes=0.002),  # 0.12 s
+    )
+    jobs = replace(recorder.jobs(tick=broken_tick), ingest_folder=ingest)
+    calls_before = len(caplog.records)
+    run_for(Daemon(settings, jobs), 1.5)
+    records = [r for r in caplog.records[calls_before:] if r.name.endswith(".run")]
+    crashes = [r for r in records if r.getMessage() == "tick crashed"]
+    repeats = [r for r in records if r.getMessage().startswith("tick still failing")]
+    assert len(crashes) == 1 and crashes[0].exc_info  # one traceback
+    assert 2 <= len(repeats) <= 6  # 2nd, 4th, 8th, 16th ... of some 20-30 failures
+    assert "database is unreachable" in repeats[-1].getMessage()
+    assert len(ingests) >= 5  # the other job kept its rhythm
+
+
+def test_a_job_that_recovers_says_so_and_a_new_failure_is_logged_in_full(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="digest")
+    outcomes = [SourceError("folder gone"), SourceError("folder gone"), None, KeyError("x")]
+
+    def tick(now: datetime) -> None:
+        if outcomes:
+            problem = outcomes.pop(0)
+            if problem is not None:
+                raise problem
+
+    run_for(Daemon(fast_settings(), Recorder().jobs(tick=tick)), 0.8)
+    messages = [r.getMessage() for r in caplog.records if r.name.endswith(".run")]
+    assert messages.count("tick failed: folder gone") == 1
+    assert "tick still failing (2 times in a row): folder gone" in messages
+    assert "tick works again" in messages
+    assert "tick crashed" in messages
+
+
+def test_status_times_follow_now_not_the_system_clock() -> None:
+    from digest.scheduler import next_fire_times
+
+    now = datetime(2026, 3, 1, 0, 0, tzinfo=UTC)
+    runs = next_fire_times(Settings(), now)
+    assert runs == {
+        "ingest": now + timedelta(minutes=10),
+        "hf": datetime(2026, 3, 1, 6, 0, tzinfo=UTC),
+        "tick": now + timedelta(minutes=1),
+    }

@@ -325,3 +325,27 @@ def wait_until(condition, timeout: float) -> bool:  # type: ignore[no-untyped-de
             return True
         time.sleep(0.2)
     return False
+
+
+def test_status_shows_the_last_ingest_the_next_runs_and_the_outbox(
+    cli: CliRunner, send_config: Path, database_url: str
+) -> None:
+    code, out, _ = invoke(cli, "status", "--now", utc("2026-03-29T05:00"))
+    assert code == 0 and "last ingest: never" in out and "outbox: empty" in out
+    subscribe(cli, "berlin@example.org", "Europe/Berlin", 2, TOPIC, at=utc("2026-03-01T00:00"))
+    dumps = sorted((DATA / "dumps").glob("*.txt"))
+    ingest(cli, dumps[0], at=utc("2026-03-28T20:00"))
+    send(cli, utc("2026-03-29T01:00"))
+    code, out, _ = invoke(cli, "status", "--now", utc("2026-03-29T05:00"), "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["last_ingest"]["at"] == utc("2026-03-28T20:00")
+    assert data["last_ingest"]["source"].endswith(dumps[0].name)
+    assert data["next_runs"] == {
+        "ingest": utc("2026-03-29T05:10"),
+        "hf": utc("2026-03-29T06:00"),
+        "tick": utc("2026-03-29T05:01"),
+    }
+    assert data["outbox"] == {"sent": 1}
+    code, out, _ = invoke(cli, "status", "--now", utc("2026-03-29T05:00"))
+    assert "last ingest: 2026-03-28 20:00Z" in out and "sent" in out

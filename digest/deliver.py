@@ -281,14 +281,27 @@ def _send_batch(
 
     Messages the mailer never reported (the batch was stopped) are put back
     at once rather than left `sending` until their lease runs out.
+
+    A batch can outlast its lease (a rate-limited relay: 500 messages at
+    `max_per_second = 0.5` take over 16 minutes); another worker would then
+    take the unsent rest over and send it a second time. So while outcomes
+    come in, the lease of the rows still waiting is renewed every third of
+    its length.
     """
     if not messages:
         return
     unreported = {m.digest_id for m in messages}
+    lease = timedelta(seconds=delivery.lease_seconds)
+    renewed = clock()
     try:
         for outcomes in iter_outcomes(mailer, messages, stop=should_stop):
+            at = clock()
             with store.transaction() as session:
-                statuses = _record(session, delivery, outcomes, worker, clock(), had_failures)
+                statuses = _record(session, delivery, outcomes, worker, at, had_failures)
+                if at - renewed >= lease / 3:
+                    waiting = unreported - {o.digest_id for o in outcomes}
+                    _renew(session, sorted(waiting), worker, at + lease)
+                    renewed = at
             for outcome, status in zip(outcomes, statuses, strict=True):
                 unreported.discard(outcome.digest_id)
                 report.count(status)
@@ -301,6 +314,17 @@ def _send_batch(
     if unreported:
         with store.transaction() as session:
             release_claims(session, worker=worker, ids=sorted(unreported))
+
+
+def _renew(session: Session, ids: Sequence[int], worker: str, until: datetime) -> None:
+    """Extend the lease of rows this worker still holds."""
+    if ids:
+        session.execute(
+            update(Digest)
+            .where(Digest.id.in_(ids), Digest.status == "sending", Digest.claimed_by == worker)
+            .values(lease_until=until)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def _record(

@@ -392,3 +392,35 @@ def test_a_stopped_batch_finishes_what_is_in_flight_and_puts_the_rest_back(
         rest = deliver_due(store, settings_for(port), mailer, build, now=T0)
     assert report.sent + rest.sent == len(emails)
     assert sorted(a for a, _ in handler.received) == sorted(emails)  # each exactly once
+
+
+def test_a_batch_longer_than_its_lease_is_not_taken_over_by_another_worker(
+    store: Store,
+) -> None:
+    """A rate-limited relay makes a batch outlast its lease; the lease is renewed."""
+    import threading
+    import time
+
+    emails = [f"q{i}@example.org" for i in range(10)]
+    make_digests(store, emails)
+    handler = FaultyHandler()
+    with smtp_server(handler) as port:
+        settings = settings_for(port, lease_seconds=1)
+        started = time.monotonic()
+        first = threading.Thread(
+            target=deliver_due,
+            args=(store, settings, smtp_mailer(port, max_per_second=4), build),
+            kwargs={"now": T0, "worker": "a"},
+        )
+        first.start()
+        other_sent = 0
+        while first.is_alive():  # a second worker with the same clock, polling
+            time.sleep(0.3)
+            now = T0 + timedelta(seconds=time.monotonic() - started)
+            other = deliver_due(store, settings, smtp_mailer(port), build, now=now, worker="b")
+            other_sent += other.sent
+        first.join()
+    assert time.monotonic() - started > 2  # the batch did outlast the 1 s lease
+    assert sorted(address for address, _ in handler.received) == sorted(emails)  # once each
+    assert other_sent == 0
+    assert set(states(store).values()) == {"sent"}

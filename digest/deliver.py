@@ -31,6 +31,7 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from collections.abc import Set as AbstractSet
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -294,19 +295,21 @@ def _send_batch(
     lease = timedelta(seconds=delivery.lease_seconds)
     renewed = clock()
     try:
-        for outcomes in iter_outcomes(mailer, messages, stop=should_stop):
-            at = clock()
-            with store.transaction() as session:
-                statuses = _record(session, delivery, outcomes, worker, at, had_failures)
-                if at - renewed >= lease / 3:
-                    waiting = unreported - {o.digest_id for o in outcomes}
-                    _renew(session, sorted(waiting), worker, at + lease)
-                    renewed = at
-            for outcome, status in zip(outcomes, statuses, strict=True):
-                unreported.discard(outcome.digest_id)
-                report.count(status)
-                if on_outcome is not None:
-                    on_outcome(outcome)
+        # Closed at once if recording fails, which stops the batch (see iter_outcomes).
+        with closing(iter_outcomes(mailer, messages, stop=should_stop)) as groups:
+            for outcomes in groups:
+                at = clock()
+                with store.transaction() as session:
+                    statuses = _record(session, delivery, outcomes, worker, at, had_failures)
+                    if at - renewed >= lease / 3:
+                        waiting = unreported - {o.digest_id for o in outcomes}
+                        _renew(session, sorted(waiting), worker, at + lease)
+                        renewed = at
+                for outcome, status in zip(outcomes, statuses, strict=True):
+                    unreported.discard(outcome.digest_id)
+                    report.count(status)
+                    if on_outcome is not None:
+                        on_outcome(outcome)
     except DeliveryError as exc:
         with store.transaction() as session:
             _release(session, sorted(unreported), str(exc), clock.start)

@@ -26,7 +26,7 @@ import ssl
 import threading
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -481,7 +481,7 @@ def iter_outcomes(
     *,
     most: int = 500,
     stop: Callable[[], bool] | None = None,
-) -> Iterator[list[Outcome]]:
+) -> Generator[list[Outcome], None, None]:
     """The one sync/async crossing: send a batch, yield outcomes as they complete.
 
     `asyncio.run(mailer.send(...))` runs on a helper thread while the caller
@@ -495,17 +495,25 @@ def iter_outcomes(
     `stop` is polled while the batch is being sent; once it returns True the
     messages not yet started are withdrawn (a mailer working through the
     deque it is given, as `SmtpMailer` does, takes no more), the ones in
-    flight finish, and the withdrawn ones are simply never reported.
+    flight finish, and the withdrawn ones are simply never reported. The same
+    happens when the caller stops consuming (closes the generator, e.g.
+    because recording an outcome failed): a batch whose outcomes nobody
+    records must not go on sending, or its rows, still `sending`, would all be
+    sent again once their lease runs out.
     """
     results: queue.SimpleQueue[object] = queue.SimpleQueue()
     failure: list[BaseException] = []
     pending = deque(messages)
+    abandoned = threading.Event()
+
+    def halted() -> bool:
+        return abandoned.is_set() or (stop is not None and stop())
 
     async def send() -> None:
         task = asyncio.ensure_future(mailer.send(pending, results.put))
-        while stop is not None and not task.done():
+        while not task.done():
             await asyncio.wait({task}, timeout=_STOP_POLL_SECONDS)
-            if stop() and not task.done():
+            if halted() and not task.done():
                 pending.clear()
                 break
         await task
@@ -521,23 +529,27 @@ def iter_outcomes(
     thread = threading.Thread(target=run, name="digest-send", daemon=True)
     thread.start()
     done = False
-    while not done:
-        batch: list[Outcome] = []
-        item = results.get()
-        while True:
-            if item is _DONE:
-                done = True
-                break
-            assert isinstance(item, Outcome)
-            batch.append(item)
-            if len(batch) >= most:
-                break
-            try:
-                item = results.get_nowait()
-            except queue.Empty:
-                break
-        if batch:
-            yield batch
+    try:
+        while not done:
+            batch: list[Outcome] = []
+            item = results.get()
+            while True:
+                if item is _DONE:
+                    done = True
+                    break
+                assert isinstance(item, Outcome)
+                batch.append(item)
+                if len(batch) >= most:
+                    break
+                try:
+                    item = results.get_nowait()
+                except queue.Empty:
+                    break
+            if batch:
+                yield batch
+    finally:
+        if not done:
+            abandoned.set()
     thread.join()
     if failure:
         raise failure[0]

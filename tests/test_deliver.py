@@ -424,3 +424,29 @@ def test_a_batch_longer_than_its_lease_is_not_taken_over_by_another_worker(
     assert sorted(address for address, _ in handler.received) == sorted(emails)  # once each
     assert other_sent == 0
     assert set(states(store).values()) == {"sent"}
+
+
+def test_a_batch_whose_outcomes_cannot_be_recorded_stops_sending(store: Store) -> None:
+    """If recording fails (the database went away), the rest of the batch must not go
+    out unrecorded: those rows would all be sent again once their lease expires."""
+    import time
+
+    emails = [f"r{i}@example.org" for i in range(8)]
+    make_digests(store, emails)
+    handler = FaultyHandler(delay=0.2)
+
+    def database_gone(outcome: object) -> None:
+        raise RuntimeError("lost the database")
+
+    with smtp_server(handler) as port:
+        mailer = smtp_mailer(port, concurrency=1, timeout=5)
+        with pytest.raises(RuntimeError, match="lost the database"):
+            deliver_due(store, settings_for(port), mailer, build, now=T0, on_outcome=database_gone)
+        time.sleep(1.0)  # long enough for several more messages, had sending gone on
+        assert len(handler.received) <= 2  # the first, and at most the one in flight
+        # once the lease has run out, the rest goes out, and nothing twice
+        later = T0 + timedelta(minutes=11)
+        deliver_due(store, settings_for(port), mailer, build, now=later)
+    received = Counter(address for address, _ in handler.received)
+    assert set(received) == set(emails)
+    assert sum(received.values()) <= len(emails) + 1

@@ -57,6 +57,10 @@ DELIVERED_OR_ON_ITS_WAY = ("sent", "pending", "sending", "retry")
 # (A failed or cancelled digest does not: its papers may come again.)
 WINDOW_CLOSING = (*DELIVERED_OR_ON_ITS_WAY, "skipped")
 NEAR_MISSES = 3
+# Ingest stamps a dump with the time its job started and commits later; a
+# planning pass in between cannot see it yet. Candidate windows reach back this
+# far so such a dump is offered next time instead of never.
+INGEST_GRACE = timedelta(minutes=10)
 WRITE_BATCH = 200  # digests written per transaction
 _CHUNK = 500
 
@@ -462,7 +466,7 @@ def _choose(
     """Score every due subscriber's candidates over one shared index."""
     if not due:
         return []
-    listings = _listings(session, min(d.window_start for d in due), now)
+    listings = _listings(session, min(d.window_start for d in due) - INGEST_GRACE, now)
     given = _already_given(session, [d.subscriber_id for d in due])
     candidates: dict[int, set[int]] = {}
     for d in due:
@@ -470,9 +474,12 @@ def _choose(
             when = f"{d.window_start:%Y-%m-%d %H:%M} UTC"
             report.skipped.append((d.email, f"no new dumps since {when}"))
             continue
-        candidates[d.subscriber_id] = listings.papers_after(d.window_start) - given.get(
-            d.subscriber_id, set()
-        )
+        # Reach back INGEST_GRACE before the window: a dump stamped just before the
+        # previous planning pass but committed after it was invisible to that pass.
+        # Papers already given are excluded, so the overlap never repeats one.
+        candidates[d.subscriber_id] = listings.papers_after(
+            d.window_start - INGEST_GRACE
+        ) - given.get(d.subscriber_id, set())
     union: set[int] = set().union(*candidates.values()) if candidates else set()
     texts = _paper_texts(session, union, listings.upvotes)
     index = PaperIndex(texts, settings.scoring)

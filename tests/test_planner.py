@@ -372,3 +372,22 @@ def test_ingest_time_not_the_printed_date_decides_what_is_new(
             )
     plan(store, database_url)
     assert digests_of(store, sub) == [("2026-11-22", "pending", [DIFFUSION_A])]
+
+
+def test_a_dump_committed_just_after_a_planning_pass_is_not_lost(
+    store: Store, database_url: str
+) -> None:
+    """Ingest stamps ingested_at when its job starts and commits later; a planning
+    pass in between does not see that dump. Its papers must come in the next digest."""
+    sub = add_subscriber(store, "ada@example.org")
+    add_dump(store, T0 - days(1), [DIFFUSION_A])
+    plan(store, database_url)  # at T0
+    set_status(store, sub, "sent")
+    # Stamped a minute before that pass, committed only after it.
+    add_dump(store, T0 - timedelta(minutes=1), [DIFFUSION_B])
+    add_dump(store, T0 + days(1) - timedelta(hours=1), [DIFFUSION_C])
+    plan(store, database_url, now=T0 + days(1))
+    assert [titles for _, _, titles in digests_of(store, sub)] == [
+        [DIFFUSION_A],
+        [DIFFUSION_B, DIFFUSION_C],
+    ]

@@ -42,3 +42,15 @@ def _command_names() -> list[str]:
         else:
             names.append(name)
     return names
+
+
+def test_help_does_not_make_flags_look_like_they_take_a_value(cli: CliRunner) -> None:
+    for name in _command_names():
+        code, out, _ = invoke(cli, *name.split(), "--help")
+        assert code == 0
+        assert "<bool>" not in out, f"digest {name} --help labels a flag <bool>"
+
+
+def test_help_paragraphs_wrap_as_prose(cli: CliRunner) -> None:
+    result = cli.invoke(app, ["run", "--help"], env={"COLUMNS": "200"})
+    assert "the Hugging Face list daily at sources.hf_fetch_time (UTC), and" in result.stdout

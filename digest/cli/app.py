@@ -26,6 +26,33 @@ class DigestGroup(TyperGroup):
             raise typer.Exit(exc.exit_code) from None
 
 
+def _tidy_help() -> None:
+    """Two fixes to how this Typer version renders `--help` (left alone on others).
+
+    It labels on/off flags with their Python type (`--dry-run <bool>`), which
+    reads as if the flag took a value; and it keeps the single line breaks of a
+    docstring's later paragraphs, so they wrap mid-sentence in a terminal.
+    """
+    from typer import core, rich_utils
+
+    option = getattr(core, "TyperOption", None)
+    display = getattr(option, "display_type_rich", None)
+    if option is not None and display is not None:
+
+        def display_type_rich(self: Any, ctx: Any) -> str | None:
+            return None if self.is_flag else display(self, ctx)
+
+        option.display_type_rich = display_type_rich
+    if hasattr(rich_utils, "_fix_linebreaks"):
+
+        def fix_linebreaks(paragraphs: list[str], markup_mode: Any) -> str:
+            return "\n\n".join(" ".join(p.split("\n")) for p in paragraphs)
+
+        rich_utils._fix_linebreaks = fix_linebreaks
+
+
+_tidy_help()
+
 app = typer.Typer(
     cls=DigestGroup,
     name="digest",

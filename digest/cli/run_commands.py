@@ -90,7 +90,12 @@ def send(
         int | None, typer.Option("--limit", min=1, help="Send at most N digests this time.")
     ] = None,
 ) -> None:
-    """Plan the digests that are due and deliver them, once (what each `digest run` tick does)."""
+    """Plan the digests that are due and deliver them, once (what each `digest run` tick does).
+
+    Exits 5, naming the server's last reply, when nothing could be delivered (the relay
+    is down or misconfigured; the digests wait in the outbox for a retry) or when a
+    server refused a digest for good.
+    """
     settings = settings_from(config)
     moment = parse_now(now)
     store = store_from(settings)

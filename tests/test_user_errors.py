@@ -196,3 +196,30 @@ def test_serve_on_a_configured_host_that_does_not_resolve(
     code, _, err = invoke(cli, "serve")
     assert code == 3
     one_error_line(err, "cannot listen on no-such-host.invalid:8080", "web.host/web.port")
+
+
+# -------------------------------------------------------------------------- logs
+
+
+def test_daemon_logs_carry_no_migration_chatter(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`digest run` opened its log with alembic's "Will assume non-transactional DDL."."""
+    import logging
+
+    from digest.db import open_store
+    from digest.logs import configure_logging
+
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level, logging.getLogger("alembic").level)
+    try:
+        configure_logging("text")
+        open_store(f"sqlite:///{tmp_path / 'fresh.db'}").dispose()
+        logging.getLogger("digest.test").info("marker")
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        logging.getLogger("alembic").setLevel(saved[2])
+    err = capsys.readouterr().err
+    assert "marker" in err  # the log does reach stderr
+    assert "DDL" not in err and "alembic" not in err.lower()

@@ -99,6 +99,18 @@ def test_ingest_one_bad_file_gives_one_line(cli: CliRunner, config_file: Path) -
     one_error_line(err, "empty.txt", "empty file")
 
 
+def test_ingest_refuses_text_that_is_not_a_page_dump(cli: CliRunner, config_file: Path) -> None:
+    """Base64 (or any list of lines) used to go in as one abstract-less "paper"."""
+    import base64
+
+    blob = base64.encodebytes(bytes(range(256)) * 40).decode()
+    (Path.cwd() / "blob.txt").write_text(blob)
+    code, _, err = invoke(cli, "ingest", "blob.txt")
+    assert code == 2
+    one_error_line(err, "blob.txt: no paper with an abstract", "page dump?")
+    assert invoke(cli, "dumps", "--json")[1].strip() == "[]"
+
+
 def test_ingest_an_empty_folder_says_so(cli: CliRunner, config_file: Path) -> None:
     (Path.cwd() / "nothing").mkdir()
     code, out, _ = invoke(cli, "ingest", "nothing")

@@ -449,10 +449,10 @@ def _apply_env(settings: Settings, env: Mapping[str, str]) -> Settings:
         inner = {f.name: f for f in setting_fields(section_cls)}
         if key not in inner:
             hint = difflib.get_close_matches(key, list(inner), n=1)
-            suggestion = f" (did you mean DIGEST_{section_name.upper()}__{hint[0].upper()}?)"
-            raise ConfigError(
-                f"${var}: unknown setting {section_name}.{key}{suggestion if hint else ''}"
+            suggestion = (
+                f" (did you mean DIGEST_{section_name.upper()}__{hint[0].upper()}?)" if hint else ""
             )
+            raise ConfigError(f"${var}: unknown setting {section_name}.{key}{suggestion}")
         section_updates.setdefault(section_name, {})[key] = _coerce(
             field_type(section_cls, inner[key]),
             inner[key],

@@ -21,7 +21,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.errors import ConfigError
@@ -36,7 +36,15 @@ def make_engine(database_url: str) -> Engine:
     kwargs: dict[str, Any] = {}
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+            folder = Path(url.database).parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                why = "it is a file" if isinstance(exc, FileExistsError) else exc.strerror
+                raise ConfigError(
+                    f"database_url: cannot create the folder {folder} for the SQLite "
+                    f"database: {why}"
+                ) from None
         kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
     else:
         kwargs["pool_pre_ping"] = True
@@ -112,9 +120,10 @@ def open_store(database_url: str, *, migrate: bool = True) -> Store:
     if migrate:
         try:
             upgrade(engine)
-        except OperationalError as exc:
+        except DBAPIError as exc:  # unreachable server, not a database file, no permission
             engine.dispose()
+            reason = " ".join(str(exc.orig).split())  # drivers' messages span lines
             raise ConfigError(
-                f"cannot open database {make_url(database_url).render_as_string()}: {exc.orig}"
+                f"cannot open database {make_url(database_url).render_as_string()}: {reason}"
             ) from None
     return Store(engine, sessionmaker(engine, expire_on_commit=False))

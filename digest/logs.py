@@ -73,3 +73,6 @@ def configure_logging(log_format: LogFormat = "text", level: int = logging.INFO)
     root.setLevel(level)
     # APScheduler reports every job start/finish at INFO; we log our own events.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # Alembic's migration context says "Will assume non-transactional DDL." at
+    # every start, which reads like a warning to an operator; it is not one.
+    logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -22,10 +22,14 @@ PY
 echo "== ingesting the sample dumps"
 $digest ingest examples/dumps/*.txt examples/hf_daily_papers.json
 
+# `digest subscribe` exits 1 when the address is already subscribed exactly so
+# (a re-run of the demo); anything else is a real failure.
+subscribe() { $digest subscribe "$@" || [ $? -eq 1 ]; }
+
 echo "== subscribing two sample readers"
-$digest subscribe ada@example.org --topic "KV cache" --topic "speculative decoding" \
+subscribe ada@example.org --topic "KV cache" --topic "speculative decoding" \
     --timezone Europe/Berlin --hour 8 --confirmed --now "$subscribed"
-$digest subscribe grace@example.org --topic "reinforcement learning" --topic "differential privacy" \
+subscribe grace@example.org --topic "reinforcement learning" --topic "differential privacy" \
     --timezone America/New_York --hour 7 --confirmed --now "$subscribed"
 
 echo "== preview: what ada will get at $send_at (nothing is sent or recorded)"
@@ -38,4 +42,5 @@ echo
 echo "Messages (Maildir, readable by any mail client): $(pwd)/var/maildir/new/"
 ls -1 var/maildir/new | sed 's/^/  /'
 echo "Rendered digest for ada: $(pwd)/var/preview-ada.html"
-echo "Next: 'digest status', 'digest run' for the daemon, README for real SMTP."
+echo "Next: 'source .venv/bin/activate', then 'digest status', 'digest run' for the daemon;"
+echo "README, Delivery, for the three config lines that switch to real SMTP."

@@ -42,3 +42,32 @@ def _command_names() -> list[str]:
         else:
             names.append(name)
     return names
+
+
+def test_help_does_not_make_flags_look_like_they_take_a_value(cli: CliRunner) -> None:
+    for name in _command_names():
+        code, out, _ = invoke(cli, *name.split(), "--help")
+        assert code == 0
+        assert "<bool>" not in out, f"digest {name} --help labels a flag <bool>"
+
+
+def test_help_paragraphs_wrap_as_prose(cli: CliRunner) -> None:
+    result = cli.invoke(app, ["run", "--help"], env={"COLUMNS": "200"})
+    assert "the Hugging Face list daily at sources.hf_fetch_time (UTC), and" in result.stdout
+
+
+def test_help_lists_commands_in_pipeline_order(cli: CliRunner) -> None:
+    out = invoke(cli, "--help")[1]
+    found = [out.index(f"│ {name} ") for name in ("db", "ingest", "subscribe", "send", "serve")]
+    assert found == sorted(found)
+
+
+def test_a_bad_option_value_is_one_error_line(cli: CliRunner) -> None:
+    code, out, err = invoke(cli, "serve", "--port", "99999")
+    assert code == 2 and out == ""
+    assert err.splitlines() == [
+        "error: digest serve: Invalid value for '--port': Input should be less than or "
+        "equal to 65535 (see 'digest serve --help')"
+    ]
+    code, _, err = invoke(cli, "no-such-command")
+    assert code == 2 and err.startswith("error: digest: No such command") and err.count("\n") == 1

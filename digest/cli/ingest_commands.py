@@ -105,7 +105,8 @@ def ingest_command(
     finally:
         store.dispose()
     if failures:
-        typer.echo(f"{len(failures)} of {len(jobs)} dumps failed", err=True)
+        if len(jobs) > 1:  # one dump's failure is already said by its error line
+            typer.echo(f"{len(failures)} of {len(jobs)} dumps failed", err=True)
         raise typer.Exit(failures[0].exit_code)
 
 
@@ -133,8 +134,12 @@ def _jobs(
     for source in sources:
         if source.startswith(("http://", "https://")):
             jobs.append(url_job(source))
+        elif "://" in source:
+            jobs.append(_Job(source, _refuse(f"{source}: only http:// and https:// URLs are read")))
         elif Path(source).is_dir():
             found = sorted(p for p in Path(source).iterdir() if p.suffix.lower() in DUMP_SUFFIXES)
+            if not found:
+                typer.echo(f"{source}: no dump files ({', '.join(sorted(DUMP_SUFFIXES))})")
             jobs.extend(file_job(p) for p in found)
         else:
             jobs.append(file_job(Path(source)))
@@ -154,6 +159,15 @@ def _jobs(
         if not scan.ready and not scan.waiting:
             typer.echo(f"{settings.dumps_dir}: no dump files")
     return jobs
+
+
+def _refuse(message: str) -> Callable[[], ingesting.IngestResult]:
+    """A job that fails with `message`, so a bad source is reported in turn with the rest."""
+
+    def run() -> ingesting.IngestResult:
+        raise BadInput(message)
+
+    return run
 
 
 def _run(jobs: list[_Job]) -> list[DigestError]:

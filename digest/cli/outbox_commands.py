@@ -20,6 +20,7 @@ from digest.cli.options import (
     settings_from,
     store_from,
 )
+from digest.subscriptions import get_subscriber
 
 EmailOption = Annotated[
     str | None,
@@ -47,10 +48,9 @@ def outbox_command(
     store = store_from(settings_from(config))
     try:
         with store.sessions() as session:
-            rows = deliver.outbox(
-                session, status=status, email=email.strip() if email else None, limit=limit
-            )
-            counts = deliver.status_counts(session, email=email.strip() if email else None)
+            address = get_subscriber(session, email).email if email else None
+            rows = deliver.outbox(session, status=status, email=address, limit=limit)
+            counts = deliver.status_counts(session, email=address)
     finally:
         store.dispose()
     if as_json:
@@ -72,7 +72,8 @@ def outbox_command(
             _when(row.sent_at),
             row.last_error or "",
         )
-    console.print(table)
+    if rows:
+        console.print(table)
     summary = ", ".join(f"{count} {name}" for name, count in counts.items() if count)
     console.print(summary or "the outbox is empty")
 
@@ -95,9 +96,8 @@ def retry_command(
     store = store_from(settings_from(config))
     try:
         with store.transaction() as session:
-            count = deliver.requeue(
-                session, now=at, include_failed=failed, email=email.strip() if email else None
-            )
+            address = get_subscriber(session, email).email if email else None
+            count = deliver.requeue(session, now=at, include_failed=failed, email=address)
     finally:
         store.dispose()
     noun = "digest" if count == 1 else "digests"

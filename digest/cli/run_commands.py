@@ -25,7 +25,9 @@ from digest.cli.options import (
     settings_from,
     store_from,
 )
+from digest.errors import DeliveryError
 from digest.logs import configure_logging
+from digest.mail import Outcome
 from digest.models import Dump
 from digest.pipeline import Pipeline
 from digest.scheduler import Daemon, Jobs, next_fire_times, single_instance
@@ -89,7 +91,12 @@ def send(
         int | None, typer.Option("--limit", min=1, help="Send at most N digests this time.")
     ] = None,
 ) -> None:
-    """Plan the digests that are due and deliver them, once (what each `digest run` tick does)."""
+    """Plan the digests that are due and deliver them, once (what each `digest run` tick does).
+
+    Exits 5, naming the server's last reply, when nothing could be delivered (the relay
+    is down or misconfigured; the digests wait in the outbox for a retry) or when a
+    server refused a digest for good.
+    """
     settings = settings_from(config)
     moment = parse_now(now)
     store = store_from(settings)
@@ -102,19 +109,25 @@ def send(
         with store.sessions() as session:
             due = deliver.due_count(session, now=moment, email=email)
         total = due if limit is None else min(due, limit)
+        console = Console(stderr=True)
         with Progress(
             TextColumn("delivering"),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
-            console=Console(stderr=True),
+            console=console,
             transient=True,
-            disable=total == 0,
+            disable=total == 0 or not console.is_terminal,  # no bar residue in logs
         ) as progress:
             task = progress.add_task("deliver", total=total)
-            delivered = pipeline.deliver(
-                moment, email=email, limit=limit, on_outcome=lambda _: progress.advance(task)
-            )
+            troubles: list[str] = []  # replies of the messages not sent, for the error line
+
+            def on_outcome(outcome: Outcome) -> None:
+                if outcome.status != "sent":
+                    troubles.append(outcome.reply)
+                progress.advance(task)
+
+            delivered = pipeline.deliver(moment, email=email, limit=limit, on_outcome=on_outcome)
     finally:
         store.dispose()
     for who, reason in plans.skipped if email else ():
@@ -123,8 +136,16 @@ def send(
         f"planned {len(plans.pending)}, sent {delivered.sent}, retry {delivered.retry}, "
         f"failed {delivered.failed}, skipped-empty {len(plans.empty)}"
     )
-    if delivered.failed:
-        raise typer.Exit(5)
+    if delivered.failed or (delivered.retry and not delivered.sent):
+        # Nothing got through (a wrong host, a relay that is down) or a server refused
+        # for good: say so on stderr and exit non-zero, so cron and shells notice.
+        reply = " ".join(troubles[-1].split()) if troubles else "no reply"
+        what = (
+            f"{delivered.failed} digest(s) failed permanently (digest outbox --status failed)"
+            if delivered.failed
+            else f"no digest was delivered; {delivered.retry} left for retry (digest outbox)"
+        )
+        raise DeliveryError(f"{what}; last server reply: {reply}")
 
 
 def _dry_run(pipeline: Pipeline, now: datetime, email: str | None) -> None:

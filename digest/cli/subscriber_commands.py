@@ -291,7 +291,8 @@ def subscribers_command(
             table.add_row(
                 s.email, s.status, _schedule(s), str(len(s.topics)), f"{s.subscribed_at:%Y-%m-%d}"
             )
-        Console(soft_wrap=True).print(table)
+        if found:
+            Console(soft_wrap=True).print(table)
         typer.echo(f"{len(found)} subscriber{'s' * (len(found) != 1)}")
 
 
@@ -369,16 +370,22 @@ def import_command(
         raise BadInput(f"{file}: not UTF-8 text (byte {exc.start})") from None
     except OSError as exc:
         raise BadInput(f"{file}: cannot read it: {exc.strerror}") from None
-    rows = subscriber_csv.read_rows(text)
+    try:
+        rows = subscriber_csv.read_rows(text)
+    except BadInput as exc:  # "line 3: ..." -> "people.csv line 3: ..."
+        raise BadInput(f"{file} {exc}") from None
     if not rows:
         raise BadInput(f"{file}: no subscriber rows")
     settings = settings_from(config)
     store = store_from(settings)
     try:
         with store.sessions() as session:  # closing without commit rolls back
-            report = subscriber_csv.import_rows(
-                session, rows, now=moment, defaults=settings.schedule, confirmed=confirmed
-            )
+            try:
+                report = subscriber_csv.import_rows(
+                    session, rows, now=moment, defaults=settings.schedule, confirmed=confirmed
+                )
+            except BadInput as exc:
+                raise BadInput(f"{file} {exc}") from None
             if dry_run:
                 session.rollback()
             else:

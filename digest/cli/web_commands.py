@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Annotated
 
 import typer
@@ -9,6 +10,7 @@ import uvicorn
 
 from digest.cli.app import app
 from digest.cli.options import ConfigOption, settings_from, store_from
+from digest.errors import BadInput, ConfigError
 from digest.web import create_app
 
 
@@ -41,8 +43,9 @@ def serve(
         listen_host = host or settings.web.host
         listen_port = port or settings.web.port
         where = f"http://{listen_host}:{listen_port}"
+        sock = _listen(listen_host, listen_port, from_option=host is not None or port is not None)
         typer.echo(f"serving on {where} (links point at {settings.web.base_url})")
-        uvicorn.run(
+        server_config = uvicorn.Config(
             application,
             host=listen_host,
             port=listen_port,
@@ -51,5 +54,31 @@ def serve(
             proxy_headers=True,
             server_header=False,
         )
+        uvicorn.Server(server_config).run(sockets=[sock])
     finally:
         store.dispose()
+
+
+def _listen(host: str, port: int, *, from_option: bool) -> socket.socket:
+    """Bind the listening socket before uvicorn starts.
+
+    uvicorn reports a busy port or an unknown host as log lines around its own
+    start-up and shut-down chatter; binding here turns them into one error line
+    that names the address and where it came from.
+    """
+    source = "--host/--port" if from_option else "web.host/web.port"
+    error = BadInput if from_option else ConfigError
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise error(f"cannot listen on {host}:{port} ({source}): {exc.strerror}") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise error(f"cannot listen on {host}:{port} ({source}): {exc.strerror}") from None
+    return sock

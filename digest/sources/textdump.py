@@ -347,6 +347,13 @@ def _entries(
             entries[-1].end_index = index
         else:
             metas.append(_Meta(index, line.text))
+    if entries and all(entry.abstract is None for entry in entries):
+        # Not one title/abstract pair: a log, a listing, base64... not a page dump.
+        # Storing its lines as abstract-less "papers" would only pollute the store.
+        raise BadInput(
+            f"{name}: no paper with an abstract in {len(free)} lines of text; "
+            "is this a trending-papers page dump?"
+        )
     for entry in entries:
         if entry.abstract is None:
             warnings.append(

@@ -1,0 +1,194 @@
+"""The arrows of DESIGN.md, checked by reading every module's imports with `ast`.
+
+    shells    cli, scheduler, web, pipeline
+       ↓
+    stages    planner, deliver, ingest, compose (+ the store-facing helpers)
+       ↓
+    parts     scoring, render, mail, query (+ their helpers, sources)
+       ↓
+    base      models, db, config, errors (+ plain values and utilities)
+
+A module may import its own layer or the layers below it, never one above;
+nothing outside `digest.cli` imports the CLI; and the pure stages (query,
+scoring, render and their helpers) touch no session, clock or network. A new
+module must be given a layer below, so the question "where does it sit?" is
+asked when it is added, not after the arrows have bent.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "digest"
+
+SHELLS, STAGES, PARTS, BASE = 3, 2, 1, 0
+LAYERS: dict[str, int] = {
+    # shells: thin layers over the stages, each the owner of one way in
+    "digest.__main__": SHELLS,
+    "digest.cli": SHELLS,
+    "digest.scheduler": SHELLS,
+    "digest.web": SHELLS,
+    "digest.pipeline": SHELLS,
+    # stages: open sessions, decide what happens
+    "digest.planner": STAGES,
+    "digest.deliver": STAGES,
+    "digest.ingest": STAGES,
+    "digest.compose": STAGES,
+    "digest.subscriptions": STAGES,
+    "digest.subscriber_csv": STAGES,
+    "digest.confirmation": STAGES,
+    # parts: pure stages, and the one owner of each outside resource
+    "digest.query": PARTS,
+    "digest.scoring": PARTS,
+    "digest.analysis": PARTS,
+    "digest.acronyms": PARTS,
+    "digest.render": PARTS,
+    "digest.snippet": PARTS,
+    "digest.mime": PARTS,
+    "digest.mail": PARTS,
+    "digest.schedule": PARTS,
+    "digest.tokens": PARTS,
+    "digest.sources": PARTS,
+    # base: the schema, settings, errors, plain values
+    "digest": BASE,  # the package itself (__version__)
+    "digest.models": BASE,
+    "digest.db": BASE,
+    "digest.config": BASE,
+    "digest.errors": BASE,
+    "digest.domain": BASE,
+    "digest.keys": BASE,
+    "digest.text": BASE,
+    "digest.resources": BASE,
+    "digest.logs": BASE,
+}
+NAMES = {SHELLS: "shell", STAGES: "stage", PARTS: "part", BASE: "base"}
+
+PURE = [
+    "digest.query",
+    "digest.scoring",
+    "digest.analysis",
+    "digest.acronyms",
+    "digest.render",
+    "digest.snippet",
+    "digest.text",
+    "digest.domain",
+]
+# What a pure stage must not reach for: the store, the network, the clock.
+IMPURE_IMPORTS = (
+    "sqlalchemy",
+    "digest.db",
+    "digest.models",
+    "httpx",
+    "aiosmtplib",
+    "smtplib",
+    "socket",
+    "asyncio",
+    "urllib.request",
+    "time",
+)
+CLOCK_CALLS = {"now", "today", "utcnow", "time", "monotonic"}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def imports_of(name: str) -> list[tuple[str, int]]:
+    path = MODULES[name]
+    return imports_in(path.read_text(encoding="utf-8"), name, package=path.name == "__init__.py")
+
+
+def imports_in(source: str, name: str, *, package: bool = False) -> list[tuple[str, int]]:
+    """(imported module, line) for every import in `source`, nested ones included."""
+    found: list[tuple[str, int]] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.extend((alias.name, node.lineno) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:  # relative: resolve against this module's package
+                base = name.split(".") if package else name.split(".")[:-1]
+                base = base[: len(base) - node.level + 1]
+                module = ".".join([*base, *([module] if module else [])])
+            found.append((module, node.lineno))
+            # `from digest import planner` imports the module digest.planner
+            found.extend(
+                (f"{module}.{alias.name}", node.lineno)
+                for alias in node.names
+                if f"{module}.{alias.name}" in MODULES
+            )
+    return found
+
+
+def layer_of(module: str) -> int | None:
+    """The layer of a digest module (a submodule takes its package's layer)."""
+    parts = module.split(".")
+    for end in range(len(parts), 0, -1):
+        layer = LAYERS.get(".".join(parts[:end]))
+        if layer is not None:
+            return layer
+    return None
+
+
+def test_every_module_has_a_layer() -> None:
+    unplaced = [name for name in MODULES if layer_of(name) is None]
+    assert not unplaced, f"give these modules a layer in LAYERS: {unplaced}"
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_imports_point_down(name: str) -> None:
+    own = layer_of(name)
+    assert own is not None
+    upward = [
+        f"line {line}: {module} ({NAMES[theirs]}) from a {NAMES[own]}"
+        for module, line in imports_of(name)
+        if module.startswith("digest") and (theirs := layer_of(module)) is not None and theirs > own
+    ]
+    assert not upward, f"{name} imports upward: {upward}"
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_nothing_below_the_cli_imports_it(name: str) -> None:
+    if name.startswith("digest.cli") or name == "digest.__main__":
+        return
+    cli = [f"line {line}: {m}" for m, line in imports_of(name) if m.startswith("digest.cli")]
+    assert not cli, f"{name} imports the CLI: {cli}"
+
+
+@pytest.mark.parametrize("name", PURE)
+def test_pure_stages_touch_no_session_clock_or_network(name: str) -> None:
+    impure = [
+        f"line {line}: {module}"
+        for module, line in imports_of(name)
+        if any(module == bad or module.startswith(f"{bad}.") for bad in IMPURE_IMPORTS)
+    ]
+    assert not impure, f"{name} is a pure stage but imports {impure}"
+    tree = ast.parse(MODULES[name].read_text(encoding="utf-8"))
+    clock = [
+        f"line {node.lineno}: .{node.func.attr}()"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in CLOCK_CALLS
+    ]
+    assert not clock, f"{name} is a pure stage but reads the clock: {clock}"
+
+
+def test_the_checker_sees_upward_and_relative_imports() -> None:
+    """The rules can fail: the resolution they rest on finds what a bad import would add."""
+    assert layer_of("digest.render") == PARTS
+    assert layer_of("digest.planner") == STAGES
+    assert layer_of("digest.cli.app") == SHELLS
+    assert layer_of("digest.sources.hf_api") == PARTS
+    assert ("digest.planner", 1) in imports_in("from digest import planner\n", "digest.render")
+    assert ("digest.planner", 2) in imports_in("\nfrom .planner import x\n", "digest.render")
+    assert ("digest.errors", 1) in imports_in("from ..errors import E\n", "digest.sources.folder")
+    nested = "def f():\n    from digest.cli.app import app\n"
+    assert ("digest.cli.app", 2) in imports_in(nested, "digest.render")

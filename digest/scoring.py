@@ -26,10 +26,17 @@ import math
 from collections.abc import Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 from digest.acronyms import Acronyms, acronym_key
-from digest.analysis import analyse, has_cjk, term_of
+from digest.analysis import (
+    SHAPES,
+    compound_matches,
+    compound_words,
+    has_cjk,
+    scan,
+    shape_of,
+    term_of,
+)
 from digest.config import ScoringSettings
 from digest.domain import MatchedTerm, PaperText, Pick, TextField, TopicQuery
 from digest.query import And, Node, Not, Or, Phrase, Word
@@ -73,12 +80,11 @@ class Explanation:
     reason: str
 
 
-class _Occ(NamedTuple):
-    field: TextField
-    position: int
-    start: int
-    end: int
-    via: str | None
+# One occurrence of a leaf in a paper: (field, word position, start, end, acronym via).
+# A plain tuple, not a NamedTuple: an index holds one per word of every paper, and
+# building those must cost next to nothing (read with the _FIELD.._VIA indices).
+_Occ = tuple[TextField, int, int, int, str | None]
+_FIELD, _POSITION, _START, _END, _VIA = range(5)
 
 
 @dataclass(slots=True)
@@ -136,24 +142,14 @@ class PaperIndex:
         self._doc_of = {paper.paper_id: doc for doc, paper in enumerate(self.papers)}
         self._all = frozenset(range(len(self.papers)))
         self._fields: dict[TextField, _FieldIndex] = {name: _FieldIndex() for name in FIELDS}
-        self._surface: dict[str, set[str]] = {}  # casefolded word → terms (for prefixes)
-        lower_seen: set[str] = set()
-        for doc, paper in enumerate(self.papers):
-            for name in FIELDS:
-                text = self.field_text(paper, name)
-                tokens = analyse(text)
-                index = self._fields[name]
-                for token in tokens:
-                    occ = _Occ(name, token.position, token.start, token.end, None)
-                    index.postings.setdefault(token.term, {}).setdefault(doc, []).append(occ)
-                    word = text[token.start : token.end]
-                    self._surface.setdefault(word.casefold(), set()).add(token.term)
-                    if name != "author" and word.islower():
-                        lower_seen.add(word)
-                index.lengths.append(tokens[-1].position + 1 if tokens else 0)
-        for index in self._fields.values():
+        self._vocabulary: tuple[dict[str, set[str]], frozenset[str]] | None = None
+        for name in FIELDS:
+            index = self._fields[name]
+            for doc, paper in enumerate(self.papers):
+                index.lengths.append(
+                    _add_postings(index.postings, doc, self.field_text(paper, name), name)
+                )
             index.average = max(1.0, sum(index.lengths) / max(1, len(index.lengths)))
-        self._lower_seen = frozenset(lower_seen)
         self.acronyms = Acronyms.learn(p.abstract for p in self.papers)
         self._builtin = Acronyms.learn((), builtin=True)
         # expansion terms → acronym, for the reverse direction ("large language model" → LLM)
@@ -383,7 +379,7 @@ class PaperIndex:
                 found = self._acronym_of[key_terms]
                 self._add_term(occurrences, found, fields, f"{found.upper()} → {label}")
         for occs in occurrences.values():
-            occs.sort(key=lambda o: (FIELD_ORDER[o.field], o.start))
+            occs.sort(key=lambda o: (FIELD_ORDER[o[_FIELD]], o[_START]))
         df = len(occurrences)
         n = len(self.papers)
         idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
@@ -399,7 +395,7 @@ class PaperIndex:
         for doc, occs in unit.occurrences.items():
             at: dict[str, set[int]] = {}
             for occ in occs:
-                at.setdefault(occ.field, set()).add(occ.position)
+                at.setdefault(occ[_FIELD], set()).add(occ[_POSITION])
             unit.positions[doc] = at
             pseudo = [0.0, 0.0, 0.0]
             for i, name in enumerate(FIELDS):
@@ -413,6 +409,28 @@ class PaperIndex:
                 scale = unit.idf / (K1 + total)
                 unit.gain[doc] = (pseudo[0] * scale, pseudo[1] * scale, pseudo[2] * scale)
 
+    def _words(self) -> tuple[dict[str, set[str]], frozenset[str]]:
+        """(casefolded word → its terms, for prefixes; lower-case words of titles/abstracts).
+
+        Built on first need from the distinct compounds of the papers: most runs
+        never ask (no prefix query, no acronym typed in lower case).
+        """
+        if self._vocabulary is None:
+            surface: dict[str, set[str]] = {}
+            lower: set[str] = set()
+            for name in FIELDS:
+                compounds: set[str] = set()
+                for paper in self.papers:
+                    compounds.update(compound_words(self.field_text(paper, name)))
+                for compound in compounds:
+                    for term, _, start, end in scan(compound):
+                        word = compound[start:end]
+                        surface.setdefault(word.casefold(), set()).add(term)
+                        if name != "author" and word.islower():
+                            lower.add(word)
+            self._vocabulary = (surface, frozenset(lower))
+        return self._vocabulary
+
     def _expansions(self, word: str) -> list[tuple[list[str], str]]:
         """The expansions an acronym typed in a query stands for."""
         if not term_of(word):
@@ -420,7 +438,7 @@ class PaperIndex:
         key = acronym_key(word)
         typed_as_acronym = sum(c.isupper() for c in word) >= 2
         learned_ok = typed_as_acronym or (
-            key not in self._lower_seen and word.casefold() not in self._lower_seen
+            key not in self._words()[1] and word.casefold() not in self._words()[1]
         )
         source = self.acronyms if learned_ok else self._builtin
         return [
@@ -442,13 +460,13 @@ class PaperIndex:
                 if via is None:
                     bucket.extend(tokens)
                 else:
-                    bucket.extend(_Occ(name, t.position, t.start, t.end, via) for t in tokens)
+                    bucket.extend((name, t[_POSITION], t[_START], t[_END], via) for t in tokens)
 
     def _add_prefix(
         self, out: dict[int, list[_Occ]], prefix: str, fields: Iterable[TextField]
     ) -> None:
         terms: set[str] = set()
-        for word, word_terms in self._surface.items():
+        for word, word_terms in self._words()[0].items():
             if word.startswith(prefix):
                 terms |= word_terms
         fields = tuple(fields)
@@ -484,10 +502,10 @@ class PaperIndex:
                     tokens = lst.get(doc)
                     if tokens is None:
                         break
-                    positions.append({t.position: t for t in tokens})
+                    positions.append({t[_POSITION]: t for t in tokens})
                 else:
                     for token in first_tokens:
-                        base = token.position - first_offset
+                        base = token[_POSITION] - first_offset
                         ends = []
                         for (offset, _t), at in zip(slots[1:], positions, strict=True):
                             hit = at.get(base + offset)
@@ -495,9 +513,9 @@ class PaperIndex:
                                 break
                             ends.append(hit)
                         else:
-                            end = ends[-1].end if ends else token.end
+                            end = ends[-1][_END] if ends else token[_END]
                             out.setdefault(doc, []).append(
-                                _Occ(name, token.position, token.start, end, via)
+                                (name, token[_POSITION], token[_START], end, via)
                             )
 
     # --- ranking ---
@@ -682,9 +700,9 @@ class PaperIndex:
         if cached is None:
             spans: dict[tuple[str, int, int], MatchedTerm] = {}
             for occ in unit.occurrences.get(doc, ()):
-                key = (occ.field, occ.start, occ.end)
+                key = (occ[_FIELD], occ[_START], occ[_END])
                 if key not in spans:
-                    spans[key] = MatchedTerm(unit.label, occ.field, occ.start, occ.end, occ.via)
+                    spans[key] = MatchedTerm(unit.label, *key, occ[_VIA])
             cached = unit.matched[doc] = tuple(spans.values())[:MAX_MATCHED_PER_HIT]
         return cached
 
@@ -716,13 +734,52 @@ class PaperIndex:
         return tuple(dict.fromkeys(missing)), tuple(dict.fromkeys(excluded))
 
 
+def _add_postings(
+    postings: dict[str, dict[int, list[_Occ]]], doc: int, text: str, name: TextField
+) -> int:
+    """Index one field of one paper; returns its length in words (up to the last term).
+
+    The hot loop of an index build (one pass per word of every paper): each
+    distinct compound is analysed once (`shape_of`, cached across runs) and
+    every later occurrence costs a lookup and a few tuples. Same tokens as
+    `digest.analysis.analyse`.
+    """
+    shapes = SHAPES
+    local: dict[str, list[_Occ]] = {}
+    position = 0
+    length = 0
+    for match in compound_matches(text):
+        word = match.group()
+        tokens, width, command = shapes.get(word) or shape_of(word)
+        if tokens:
+            start = match.start()
+            for term, offset, begin, end in tokens:
+                occ = (name, position + offset, start + begin, start + end, None)
+                occs = local.get(term)
+                if occs is None:
+                    local[term] = [occ]
+                else:
+                    occs.append(occ)
+            length = position + width
+        elif command and match.start() > 0 and text[match.start() - 1] == "\\":
+            continue  # \mathcal, \frac: a command, not a word (takes no position)
+        position += width
+    for term, occs in local.items():
+        by_doc = postings.get(term)
+        if by_doc is None:
+            postings[term] = {doc: occs}
+        else:
+            by_doc[doc] = occs
+    return length
+
+
 def _positions(unit: _Unit, doc: int) -> dict[str, set[int]]:
     """A leaf's word positions in one paper, per field (computed when proximity asks)."""
     cached = unit.positions.get(doc)
     if cached is None:
         cached = unit.positions[doc] = {}
         for occ in unit.occurrences.get(doc, ()):
-            cached.setdefault(occ.field, set()).add(occ.position)
+            cached.setdefault(occ[_FIELD], set()).add(occ[_POSITION])
     return cached
 
 

@@ -26,6 +26,7 @@ import math
 from collections.abc import Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
+from typing import Final
 
 from digest.acronyms import Acronyms, acronym_key
 from digest.analysis import (
@@ -84,7 +85,11 @@ class Explanation:
 # A plain tuple, not a NamedTuple: an index holds one per word of every paper, and
 # building those must cost next to nothing (read with the _FIELD.._VIA indices).
 _Occ = tuple[TextField, int, int, int, str | None]
-_FIELD, _POSITION, _START, _END, _VIA = range(5)
+_FIELD: Final = 0
+_POSITION: Final = 1
+_START: Final = 2
+_END: Final = 3
+_VIA: Final = 4
 
 
 @dataclass(slots=True)

@@ -55,7 +55,16 @@ def index_for(settings: ScoringSettings, papers: list[Any]) -> PaperIndex:
         base = _INDEXES[weights] = PaperIndex(texts, settings)
     index = copy.copy(base)
     index.settings = settings
-    for cache in ("_docs", "_ops", "_plans", "_hits", "_scored", "_selections", "_by_id"):
+    for cache in (
+        "_docs",
+        "_ops",
+        "_plans",
+        "_hits",
+        "_scored",
+        "_selections",
+        "_entries",
+        "_by_id",
+    ):
         setattr(index, cache, {})
     return index
 

@@ -108,6 +108,7 @@ class _Unit:
     gain: dict[int, tuple[float, float, float]] = field(default_factory=dict)
     positions: dict[int, dict[str, set[int]]] = field(default_factory=dict)
     matched: dict[int, tuple[MatchedTerm, ...]] = field(default_factory=dict)
+    near: dict[int, dict[str, frozenset[int]]] = field(default_factory=dict)
 
     @property
     def docs(self) -> AbstractSet[int]:
@@ -175,7 +176,8 @@ class PaperIndex:
         self._plans: dict[Node, _Plan] = {}
         self._hits: dict[Node, list[Hit]] = {}
         self._scored: dict[Node, dict[int, _Scored]] = {}
-        self._selections: dict[object, list[_Row]] = {}
+        self._selections: dict[object, list[_Entry]] = {}
+        self._entries: dict[tuple[int, int, int], list[_Entry]] = {}
         self._by_id: dict[int, tuple[Node, list[Hit]]] = {}
 
     # --- public API ---
@@ -293,10 +295,12 @@ class PaperIndex:
         # relaxed: a paper needs relax_share of the topic's idf weight (rare words count more)
         need = self.settings.relax_share * sum(weight for _, weight in positives) - 1e-9
         have: dict[int, float] = {}
+        get = have.get
         for docs, weight in positives:
             for doc in docs:
-                have[doc] = have.get(doc, 0.0) + weight
-        return frozenset(doc for doc in result if have.get(doc, 0.0) >= need)
+                have[doc] = get(doc, 0.0) + weight
+        enough = frozenset([doc for doc, weight in have.items() if weight >= need])
+        return enough if result is self._all else enough & result
 
     def _relaxed(self, node: And, positives: int) -> bool:
         """Whether an AND of bare words may match papers that lack some of them."""
@@ -666,14 +670,10 @@ class PaperIndex:
                 continue
             if doc not in pair[0].occurrences or doc not in pair[1].occurrences:
                 continue
-            a, b = _positions(pair[0], doc), _positions(pair[1], doc)
-            for name, here in a.items():
-                there = b.get(name)
-                if there and any(
-                    p + d in there
-                    for p in here
-                    for d in range(-PROXIMITY_WINDOW, PROXIMITY_WINDOW + 1)
-                ):
+            near, there = _near(pair[0], doc), _positions(pair[1], doc)
+            for name, around in near.items():
+                at = there.get(name)
+                if at and not around.isdisjoint(at):
                     close += 1
                     break
         return close / len(pairs)
@@ -689,16 +689,13 @@ class PaperIndex:
         units = self._plan(node).units
         if len(units) == 1:
             return self._unit_matched(units[0], doc)
-        seen: set[tuple[str, int, int]] = set()
-        out: list[MatchedTerm] = []
+        # one term per span (the first leaf's), in text order: sort the keys, in C
+        seen: dict[tuple[int, int, int], MatchedTerm] = {}
+        order = FIELD_ORDER
         for unit in units:
             for term in self._unit_matched(unit, doc):
-                key = (term.field, term.start, term.end)
-                if key not in seen:
-                    seen.add(key)
-                    out.append(term)
-        out.sort(key=lambda m: (FIELD_ORDER[m.field], m.start, m.end))
-        return tuple(out[:MAX_MATCHED_PER_HIT])
+                seen.setdefault((order[term.field], term.start, term.end), term)
+        return tuple([seen[key] for key in sorted(seen)[:MAX_MATCHED_PER_HIT]])
 
     def _unit_matched(self, unit: _Unit, doc: int) -> tuple[MatchedTerm, ...]:
         cached = unit.matched.get(doc)
@@ -788,80 +785,83 @@ def _positions(unit: _Unit, doc: int) -> dict[str, set[int]]:
     return cached
 
 
+_WINDOW = range(-PROXIMITY_WINDOW, PROXIMITY_WINDOW + 1)
+
+
+def _near(unit: _Unit, doc: int) -> dict[str, frozenset[int]]:
+    """Per field, the positions within PROXIMITY_WINDOW of the leaf's (cached: a leaf
+    recurs in many filters, so proximity becomes one set test per pair of leaves)."""
+    cached = unit.near.get(doc)
+    if cached is None:
+        cached = unit.near[doc] = {
+            name: frozenset([p + d for p in at for d in _WINDOW])
+            for name, at in _positions(unit, doc).items()
+        }
+    return cached
+
+
 def _cjk_words(word: str) -> list[str]:
     """A query word as the index holds it: CJK text one character per token."""
     return list(word) if has_cjk(word) else [word]
 
 
-def _fair_share(
-    lists: list[list[Hit]],
-    max_papers: int,
-    allowed: AbstractSet[int] | None,
-    exclude: AbstractSet[int],
-) -> list[tuple[Hit, int]]:
-    """Best `max_papers` over several topics' hit lists, each topic guaranteed a share.
+# A hit as the fair-share selection handles it: (-score, paper_id, topic index, score,
+# matched, parts). Plain tuples sort in C by (-score, paper_id, topic index) — unique
+# within a merge, so the later fields are never compared — and carry what a Pick needs.
+_Entry = tuple[float, int, int, float, tuple[MatchedTerm, ...], dict[str, float]]
+
+
+def _entries(index: PaperIndex, hits: list[Hit], i: int, max_papers: int) -> list[_Entry]:
+    """The first `max_papers` hits of one filter as entries for topic index i (cached)."""
+    key = (id(hits), i, max_papers)
+    cached = index._entries.get(key)
+    if cached is None:
+        cached = index._entries[key] = [
+            (-hit.score, hit.paper_id, i, hit.score, hit.matched, hit.parts)
+            for hit in hits[:max_papers]
+        ]
+    return cached
+
+
+def _fair_share(heads: list[list[_Entry]], max_papers: int) -> list[_Entry]:
+    """Best `max_papers` over several topics' entry lists, each topic guaranteed a share.
 
     Each topic with hits first gets up to max_papers // topics (at least one) of its
     best papers not already taken; the remaining slots go to the best remaining
     papers of any topic. A paper matched by several topics is counted once and
-    belongs to the topic that took it.
+    belongs to the topic that took it. Each list holds at most `max_papers` entries
+    sorted best first. Runs once per distinct combination of filters in a planning
+    run (tens of thousands), so everything is small tuples sorted in C.
     """
     if max_papers <= 0:
         return []
-    if allowed is None and not exclude:
-        # each list is sorted: only its first max_papers entries can ever be picked
-        heads = [hits[:max_papers] for hits in lists]
-    else:
-        heads = [
-            [
-                h
-                for h in hits
-                if h.paper_id not in exclude and (allowed is None or h.paper_id in allowed)
-            ][:max_papers]
-            for hits in lists
-        ]
-    active = [(i, head) for i, head in enumerate(heads) if head]
+    active = [head for head in heads if head]
     if len(active) <= 1:
-        return [(h, i) for i, head in active for h in head]
-    if sum(len(head) for _, head in active) <= max_papers:
-        # room for every paper: no share to enforce; a paper several topics found
-        # goes to the topic that scored it highest (the first, on a tie)
-        best: dict[int, tuple[float, int, Hit]] = {}
-        for i, head in active:
-            for hit in head:
-                seen = best.get(hit.paper_id)
-                if seen is None or hit.score > seen[0]:
-                    best[hit.paper_id] = (hit.score, i, hit)
-        ordered = sorted((-score, paper_id, i, hit) for paper_id, (score, i, hit) in best.items())
-        return [(hit, i) for _, _, i, hit in ordered]
-    quota = max(1, max_papers // len(active))
-    chosen: dict[int, tuple[Hit, int]] = {}
-    # topics take turns by their best score, so a tie goes to the stronger topic
-    active.sort(key=lambda pair: -pair[1][0].score)
-    for i, head in active:
-        if len(chosen) >= max_papers:
-            break
-        taken = 0
-        for hit in head:
-            if hit.paper_id not in chosen:
-                chosen[hit.paper_id] = (hit, i)
-                taken += 1
-                if taken == quota or len(chosen) == max_papers:
-                    break
+        return active[0] if active else []
+    chosen: dict[int, _Entry] = {}
+    if sum(map(len, active)) > max_papers:
+        quota = max(1, max_papers // len(active))
+        # topics take turns by their best score, so a tie goes to the stronger topic
+        active.sort(key=lambda head: head[0][0])
+        for head in active:
+            if len(chosen) >= max_papers:
+                break
+            taken = 0
+            for entry in head:
+                if entry[1] not in chosen:
+                    chosen[entry[1]] = entry
+                    taken += 1
+                    if taken == quota or len(chosen) == max_papers:
+                        break
     if len(chosen) < max_papers:
-        rest = sorted(
-            (-hit.score, hit.paper_id, i, hit)
-            for i, head in active
-            for hit in head
-            if hit.paper_id not in chosen
-        )
-        for _, paper_id, i, hit in rest:
-            if paper_id not in chosen:
-                chosen[paper_id] = (hit, i)
+        # the rest by score; a paper several topics found goes to the one that scored
+        # it highest (the first, on a tie): the first entry of it in this order
+        for entry in sorted([entry for head in active for entry in head]):
+            if entry[1] not in chosen:
+                chosen[entry[1]] = entry
                 if len(chosen) == max_papers:
                     break
-    ordered = sorted((-hit.score, hit.paper_id, i, hit) for hit, i in chosen.values())
-    return [(hit, i) for _, _, i, hit in ordered]
+    return sorted(chosen.values())
 
 
 def select_papers(
@@ -878,42 +878,38 @@ def select_papers(
     `exclude` holds papers already sent to them, which are never picked again.
     Called once per subscriber in a planning run, so kept lean: filters are
     evaluated once per index, and selections are shared between subscribers
-    with the same filters.
+    with the same filters (and the same window and history).
     """
+    max_papers = max(0, max_papers)
+    lists = [index.search(topic.query) for topic in topics]
     plain = allowed is None and not exclude
+    # a hit list stands for its filter (one list object per distinct filter, kept alive)
+    key: object = (*map(id, lists), max_papers)
+    if not plain:
+        key = (key, frozenset(allowed) if allowed is not None else None, frozenset(exclude))
     selections = index._selections
-    if len(topics) == 1 and plain:
-        hits = index.search(topics[0].query)
-        key: object = (id(hits), max_papers)
-        rows = selections.get(key)
-        if rows is None:
-            rows = selections[key] = _rows([(hit, 0) for hit in hits[:max_papers]])
+    chosen = selections.get(key)
+    if chosen is None:
+        if plain:
+            heads = [_entries(index, hits, i, max_papers) for i, hits in enumerate(lists)]
+        else:
+            heads = [
+                [
+                    (-hit.score, hit.paper_id, i, hit.score, hit.matched, hit.parts)
+                    for hit in hits
+                    if hit.paper_id not in exclude and (allowed is None or hit.paper_id in allowed)
+                ][:max_papers]
+                for i, hits in enumerate(lists)
+            ]
+        chosen = selections[key] = _fair_share(heads, max_papers)
+    if len(topics) == 1:
         topic_id = topics[0].topic_id
         return [
             Pick(paper_id, topic_id, score, rank, matched, parts)
-            for paper_id, _, score, rank, matched, parts in rows
+            for rank, (_, paper_id, _, score, matched, parts) in enumerate(chosen, 1)
         ]
-    lists = [index.search(topic.query) for topic in topics]
-    # a hit list stands for its filter (one list object per distinct filter, kept alive)
-    key = (*map(id, lists), max_papers)
-    if not plain:
-        key = (key, frozenset(allowed) if allowed is not None else None, frozenset(exclude))
-    rows = selections.get(key)
-    if rows is None:
-        rows = selections[key] = _rows(_fair_share(lists, max_papers, allowed, exclude))
     topic_ids = [topic.topic_id for topic in topics]
     return [
         Pick(paper_id, topic_ids[i], score, rank, matched, parts)
-        for paper_id, i, score, rank, matched, parts in rows
-    ]
-
-
-_Row = tuple[int, int, float, int, tuple[MatchedTerm, ...], dict[str, float]]
-
-
-def _rows(chosen: list[tuple[Hit, int]]) -> list[_Row]:
-    """A selection flattened to the Pick fields (topic index in place of topic id)."""
-    return [
-        (hit.paper_id, i, hit.score, rank, hit.matched, hit.parts)
-        for rank, (hit, i) in enumerate(chosen, 1)
+        for rank, (_, paper_id, i, score, matched, parts) in enumerate(chosen, 1)
     ]

@@ -22,10 +22,12 @@ values out (`Hit`, `Explanation`, `Pick`).
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Final
 
 from digest.acronyms import Acronyms, acronym_key
@@ -51,6 +53,11 @@ K1 = 1.2
 B = 0.75
 PROXIMITY_WINDOW = 3  # words apart that still count as "close together"
 MAX_MATCHED_PER_HIT = 64
+# Pseudo-relevance feedback (see PaperIndex._feedback): the usual RM3 sizes.
+FEEDBACK_DOCS = 5  # best papers that model the topic
+FEEDBACK_TERMS = 10  # their most distinctive terms
+FEEDBACK_MAX_DF = 0.3  # terms in more of the papers than this say nothing about a topic
+FEEDBACK_PER_DOC = 40  # a paper's heaviest terms kept for topic models
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,8 +139,11 @@ class _FieldIndex:
     average: float = 1.0
 
 
-# doc → (relevance, title part, abstract part, author part, proximity share)
-_Scored = tuple[float, float, float, float, float]
+# doc → (relevance, title part, abstract part, author part, proximity share, feedback)
+_Scored = tuple[float, float, float, float, float, float]
+
+# (per paper: its heaviest feedback terms and weights; per term: paper → saturated tf)
+_FeedbackIndex = tuple[list[list[tuple[str, float]]], dict[str, dict[int, float]]]
 
 # A unit is memoised per (leaf node, acronym it stands in for, if any).
 _UnitKey = tuple[Word | Phrase, tuple[str, str] | None]
@@ -170,13 +180,14 @@ class PaperIndex:
         self._popularity = [
             math.log1p(p.upvotes) / most if p.upvotes and most > 0 else 0.0 for p in self.papers
         ]
+        self._feedback_index: _FeedbackIndex | None = None
         self._units: dict[_UnitKey, _Unit] = {}
         self._docs: dict[Node, AbstractSet[int]] = {}
         self._ops: dict[And, list[tuple[Node, _Unit | None]]] = {}
         self._plans: dict[Node, _Plan] = {}
         self._hits: dict[Node, list[Hit]] = {}
         self._scored: dict[Node, dict[int, _Scored]] = {}
-        self._selections: dict[object, list[_Entry]] = {}
+        self._selections: dict[object, tuple[list[Node], _Columns]] = {}
         self._entries: dict[tuple[int, int, int], list[_Entry]] = {}
         self._by_id: dict[int, tuple[Node, list[Hit]]] = {}
 
@@ -633,19 +644,115 @@ class PaperIndex:
             title, abstract, author = title * inverse, abstract * inverse, author * inverse
             base.append((doc, min(1.0, title + abstract + author), title, abstract, author))
         # the proximity bonus is only worth computing for papers it could lift over the
-        # cut-off (which is at least the floor and a share of the best score before bonus)
+        # cut-off (at least the floor and a share of the best score before bonuses);
+        # papers only the feedback bonus could bring within reach wait for it
         best = max((entry[1] for entry in base), default=0.0)
         hopeless = max(s.min_relevance, s.relative_cutoff * best) - weight
+        late: list[int] = []
         for doc, relevance, title, abstract, author in base:
             proximity = 0.0
-            if plan.pairs and relevance >= hopeless:
+            if plan.pairs:
+                if relevance >= hopeless:
+                    proximity = self._proximity(plan.pairs, doc)
+                elif relevance >= hopeless - s.feedback_weight:
+                    late.append(doc)
+            out[doc] = (relevance + weight * proximity, title, abstract, author, proximity, 0.0)
+        if s.feedback_weight > 0 and len(out) > FEEDBACK_DOCS:
+            self._feedback(out)
+        for doc in late:
+            relevance, title, abstract, author, _, bonus = out[doc]
+            if relevance >= hopeless:
                 proximity = self._proximity(plan.pairs, doc)
-            out[doc] = (relevance + weight * proximity, title, abstract, author, proximity)
+                out[doc] = (
+                    relevance + weight * proximity,
+                    title,
+                    abstract,
+                    author,
+                    proximity,
+                    bonus,
+                )
         return out
+
+    def _feedback_vectors(self) -> _FeedbackIndex:
+        """Per paper its most distinctive terms with weights; per term its papers' saturated tf.
+
+        Built on first need. Terms in more than FEEDBACK_MAX_DF of the papers
+        ("model", "method") are left out: they say nothing about a topic. Each
+        paper keeps only its FEEDBACK_PER_DOC heaviest terms, the only ones that
+        can reach a topic model's top FEEDBACK_TERMS in practice.
+        """
+        if self._feedback_index is None:
+            s = self.settings
+            counts: list[dict[str, float]] = [{} for _ in self.papers]
+            weighted: tuple[tuple[TextField, float], ...] = (
+                ("title", s.title_weight),
+                ("abstract", s.abstract_weight),
+            )
+            for name, weight in weighted:
+                for term, by_doc in self._fields[name].postings.items():
+                    for doc, occs in by_doc.items():
+                        counts[doc][term] = counts[doc].get(term, 0.0) + weight * len(occs)
+            n = len(self.papers)
+            df: dict[str, int] = {}
+            for vector in counts:
+                for term in vector:
+                    df[term] = df.get(term, 0) + 1
+            idf = {t: math.log(1 + (n - d + 0.5) / (d + 0.5)) for t, d in df.items()}
+            keep = {t for t, d in df.items() if d <= FEEDBACK_MAX_DF * n}
+            vectors: list[list[tuple[str, float]]] = []
+            saturated: dict[str, dict[int, float]] = {}
+            for doc, vector in enumerate(counts):
+                total = sum(vector.values()) or 1.0
+                heaviest = heapq.nlargest(
+                    FEEDBACK_PER_DOC,
+                    ((tf / total * idf[t], t) for t, tf in vector.items() if t in keep),
+                )
+                vectors.append([(t, weight) for weight, t in heaviest])
+                for t, tf in vector.items():
+                    if t in keep:
+                        saturated.setdefault(t, {})[doc] = tf / (tf + K1)
+            self._feedback_index = (vectors, saturated)
+        return self._feedback_index
+
+    def _feedback(self, out: dict[int, _Scored]) -> None:
+        """Pseudo-relevance feedback (RM3-style): lift papers that read like the best ones.
+
+        The best FEEDBACK_DOCS eligible papers, weighted by their relevance, give a
+        model of the topic's vocabulary beyond its own words (their FEEDBACK_TERMS
+        most distinctive terms). Every eligible paper gets up to `feedback_weight`
+        by how much of that vocabulary it uses. Only eligible papers are touched:
+        feedback never admits a paper that shares nothing with the filter; it
+        lifts on-topic papers and, since the relative cut-off follows the best
+        paper, lets incidental matches fall below it.
+        """
+        vectors, saturated = self._feedback_vectors()
+        top = heapq.nlargest(FEEDBACK_DOCS, [(entry[0], doc) for doc, entry in out.items()])
+        model: dict[str, float] = {}
+        get = model.get
+        for relevance, doc in top:
+            for term, weight in vectors[doc]:
+                model[term] = get(term, 0.0) + relevance * weight
+        if not model:
+            return
+        similarity: dict[int, float] = {}
+        near = similarity.get
+        for term in heapq.nlargest(FEEDBACK_TERMS, model, key=model.__getitem__):
+            weight = model[term]
+            for doc, tf in saturated[term].items():
+                if doc in out:
+                    similarity[doc] = near(doc, 0.0) + weight * tf
+        best = max(similarity.values(), default=0.0)
+        if best <= 0:
+            return
+        scale = self.settings.feedback_weight / best
+        for doc, sim in similarity.items():
+            relevance, title, abstract, author, proximity, _ = out[doc]
+            bonus = sim * scale
+            out[doc] = (relevance + bonus, title, abstract, author, proximity, bonus)
 
     def _finish(self, doc: int, entry: _Scored) -> tuple[float, dict[str, float]]:
         """(score, score parts) of a scored paper: relevance plus the popularity tie-breaker."""
-        relevance, title, abstract, author, proximity = entry
+        relevance, title, abstract, author, proximity, feedback = entry
         s = self.settings
         parts: dict[str, float] = {}
         if title:
@@ -656,6 +763,8 @@ class PaperIndex:
             parts["author"] = round(author, 4)
         if proximity:
             parts["proximity"] = round(s.proximity_weight * proximity, 4)
+        if feedback:
+            parts["feedback"] = round(feedback, 4)
         popularity = self._popularity[doc] * s.popularity_weight
         if popularity:
             parts["popularity"] = round(popularity, 4)
@@ -811,6 +920,17 @@ def _cjk_words(word: str) -> list[str]:
 _Entry = tuple[float, int, int, float, tuple[MatchedTerm, ...], dict[str, float]]
 
 
+# A selection as columns (paper ids, topic indexes, scores, ranks, matched, parts).
+_Columns = tuple[
+    Sequence[int],
+    Sequence[int],
+    Sequence[float],
+    Sequence[int],
+    Sequence[tuple[MatchedTerm, ...]],
+    Sequence[dict[str, float]],
+]
+
+
 def _entries(index: PaperIndex, hits: list[Hit], i: int, max_papers: int) -> list[_Entry]:
     """The first `max_papers` hits of one filter as entries for topic index i (cached)."""
     key = (id(hits), i, max_papers)
@@ -881,15 +1001,19 @@ def select_papers(
     with the same filters (and the same window and history).
     """
     max_papers = max(0, max_papers)
-    lists = [index.search(topic.query) for topic in topics]
     plain = allowed is None and not exclude
-    # a hit list stands for its filter (one list object per distinct filter, kept alive)
-    key: object = (*map(id, lists), max_papers)
+    queries = [topic.query for topic in topics]
+    # filters by identity (subscribers sharing a filter share its parsed node): the
+    # cached entry keeps the nodes alive, so their ids cannot be reused meanwhile
+    key: object = (max_papers, *map(id, queries))
     if not plain:
         key = (key, frozenset(allowed) if allowed is not None else None, frozenset(exclude))
     selections = index._selections
-    chosen = selections.get(key)
-    if chosen is None:
+    cached = selections.get(key)
+    if cached is not None:
+        columns = cached[1]
+    else:
+        lists = [index.search(query) for query in queries]
         if plain:
             heads = [_entries(index, hits, i, max_papers) for i, hits in enumerate(lists)]
         else:
@@ -901,15 +1025,20 @@ def select_papers(
                 ][:max_papers]
                 for i, hits in enumerate(lists)
             ]
-        chosen = selections[key] = _fair_share(heads, max_papers)
+        chosen = _fair_share(heads, max_papers)
+        columns = (
+            [entry[1] for entry in chosen],
+            [entry[2] for entry in chosen],
+            [entry[3] for entry in chosen],
+            range(1, len(chosen) + 1),
+            [entry[4] for entry in chosen],
+            [entry[5] for entry in chosen],
+        )
+        selections[key] = (queries, columns)
+    # one Pick per chosen paper, built by map over columns: the planner's hottest line
+    paper_ids, topic_indexes, scores, ranks, matched, parts = columns
     if len(topics) == 1:
-        topic_id = topics[0].topic_id
-        return [
-            Pick(paper_id, topic_id, score, rank, matched, parts)
-            for rank, (_, paper_id, _, score, matched, parts) in enumerate(chosen, 1)
-        ]
-    topic_ids = [topic.topic_id for topic in topics]
-    return [
-        Pick(paper_id, topic_ids[i], score, rank, matched, parts)
-        for rank, (_, paper_id, i, score, matched, parts) in enumerate(chosen, 1)
-    ]
+        topic_ids: Iterable[int] = repeat(topics[0].topic_id)
+    else:
+        topic_ids = map([topic.topic_id for topic in topics].__getitem__, topic_indexes)
+    return list(map(Pick, paper_ids, topic_ids, scores, ranks, matched, parts))

@@ -142,9 +142,6 @@ class _FieldIndex:
 # doc → (relevance, title part, abstract part, author part, proximity share, feedback)
 _Scored = tuple[float, float, float, float, float, float]
 
-# (per paper: its heaviest feedback terms and weights; per term: paper → saturated tf)
-_FeedbackIndex = tuple[list[list[tuple[str, float]]], dict[str, dict[int, float]]]
-
 # A unit is memoised per (leaf node, acronym it stands in for, if any).
 _UnitKey = tuple[Word | Phrase, tuple[str, str] | None]
 
@@ -180,7 +177,9 @@ class PaperIndex:
         self._popularity = [
             math.log1p(p.upvotes) / most if p.upvotes and most > 0 else 0.0 for p in self.papers
         ]
-        self._feedback_index: _FeedbackIndex | None = None
+        self._feedback_docs: dict[int, list[tuple[str, float]]] = {}
+        self._feedback_terms_tf: dict[str, dict[int, float]] = {}
+        self._feedback_idf: dict[str, float] = {}
         self._units: dict[_UnitKey, _Unit] = {}
         self._docs: dict[Node, AbstractSet[int]] = {}
         self._ops: dict[And, list[tuple[Node, _Unit | None]]] = {}
@@ -657,7 +656,8 @@ class PaperIndex:
                 elif relevance >= hopeless - s.feedback_weight:
                     late.append(doc)
             out[doc] = (relevance + weight * proximity, title, abstract, author, proximity, 0.0)
-        if s.feedback_weight > 0 and len(out) > FEEDBACK_DOCS:
+        # with few matches the best papers are most of them: nothing to learn from
+        if s.feedback_weight > 0 and len(out) > 2 * FEEDBACK_DOCS:
             self._feedback(out)
         for doc in late:
             relevance, title, abstract, author, _, bonus = out[doc]
@@ -673,46 +673,58 @@ class PaperIndex:
                 )
         return out
 
-    def _feedback_vectors(self) -> _FeedbackIndex:
-        """Per paper its most distinctive terms with weights; per term its papers' saturated tf.
+    def _feedback_terms(self, doc: int) -> list[tuple[str, float]]:
+        """A paper's most distinctive terms with their weights (tf share x idf), cached.
 
-        Built on first need. Terms in more than FEEDBACK_MAX_DF of the papers
-        ("model", "method") are left out: they say nothing about a topic. Each
-        paper keeps only its FEEDBACK_PER_DOC heaviest terms, the only ones that
-        can reach a topic model's top FEEDBACK_TERMS in practice.
+        Terms in more than FEEDBACK_MAX_DF of the papers ("model", "method") are
+        left out: they say nothing about a topic. Only the FEEDBACK_PER_DOC
+        heaviest are kept, the only ones that can reach a topic model's top
+        FEEDBACK_TERMS in practice. Computed per paper on first need: only papers
+        that are some topic's best ever are asked.
         """
-        if self._feedback_index is None:
+        cached = self._feedback_docs.get(doc)
+        if cached is None:
+            s, paper = self.settings, self.papers[doc]
+            counts: dict[str, float] = {}
+            for text, weight in (
+                (paper.title, s.title_weight),
+                (paper.abstract, s.abstract_weight),
+            ):
+                for token in scan(text):
+                    counts[token[0]] = counts.get(token[0], 0.0) + weight
+            total = sum(counts.values()) or 1.0
+            heaviest = []
+            for term, tf in counts.items():
+                saturated = self._saturated(term)
+                if saturated:
+                    heaviest.append((tf / total * self._feedback_idf[term], term))
+            cached = self._feedback_docs[doc] = [
+                (term, weight) for weight, term in heapq.nlargest(FEEDBACK_PER_DOC, heaviest)
+            ]
+        return cached
+
+    def _saturated(self, term: str) -> dict[int, float]:
+        """paper → saturated weighted tf of a term ({} for terms too common to say anything)."""
+        cached = self._feedback_terms_tf.get(term)
+        if cached is None:
             s = self.settings
-            counts: list[dict[str, float]] = [{} for _ in self.papers]
+            tf: dict[int, float] = {}
             weighted: tuple[tuple[TextField, float], ...] = (
                 ("title", s.title_weight),
                 ("abstract", s.abstract_weight),
             )
             for name, weight in weighted:
-                for term, by_doc in self._fields[name].postings.items():
-                    for doc, occs in by_doc.items():
-                        counts[doc][term] = counts[doc].get(term, 0.0) + weight * len(occs)
+                for doc, occs in self._fields[name].postings.get(term, {}).items():
+                    tf[doc] = tf.get(doc, 0.0) + weight * len(occs)
             n = len(self.papers)
-            df: dict[str, int] = {}
-            for vector in counts:
-                for term in vector:
-                    df[term] = df.get(term, 0) + 1
-            idf = {t: math.log(1 + (n - d + 0.5) / (d + 0.5)) for t, d in df.items()}
-            keep = {t for t, d in df.items() if d <= FEEDBACK_MAX_DF * n}
-            vectors: list[list[tuple[str, float]]] = []
-            saturated: dict[str, dict[int, float]] = {}
-            for doc, vector in enumerate(counts):
-                total = sum(vector.values()) or 1.0
-                heaviest = heapq.nlargest(
-                    FEEDBACK_PER_DOC,
-                    ((tf / total * idf[t], t) for t, tf in vector.items() if t in keep),
-                )
-                vectors.append([(t, weight) for weight, t in heaviest])
-                for t, tf in vector.items():
-                    if t in keep:
-                        saturated.setdefault(t, {})[doc] = tf / (tf + K1)
-            self._feedback_index = (vectors, saturated)
-        return self._feedback_index
+            df = len(tf)
+            self._feedback_idf[term] = math.log(1 + (n - df + 0.5) / (df + 0.5))
+            if df > FEEDBACK_MAX_DF * n:
+                cached = {}
+            else:
+                cached = {doc: value / (value + K1) for doc, value in tf.items()}
+            self._feedback_terms_tf[term] = cached
+        return cached
 
     def _feedback(self, out: dict[int, _Scored]) -> None:
         """Pseudo-relevance feedback (RM3-style): lift papers that read like the best ones.
@@ -725,12 +737,11 @@ class PaperIndex:
         lifts on-topic papers and, since the relative cut-off follows the best
         paper, lets incidental matches fall below it.
         """
-        vectors, saturated = self._feedback_vectors()
         top = heapq.nlargest(FEEDBACK_DOCS, [(entry[0], doc) for doc, entry in out.items()])
         model: dict[str, float] = {}
         get = model.get
         for relevance, doc in top:
-            for term, weight in vectors[doc]:
+            for term, weight in self._feedback_terms(doc):
                 model[term] = get(term, 0.0) + relevance * weight
         if not model:
             return
@@ -738,7 +749,7 @@ class PaperIndex:
         near = similarity.get
         for term in heapq.nlargest(FEEDBACK_TERMS, model, key=model.__getitem__):
             weight = model[term]
-            for doc, tf in saturated[term].items():
+            for doc, tf in self._saturated(term).items():
                 if doc in out:
                     similarity[doc] = near(doc, 0.0) + weight * tf
         best = max(similarity.values(), default=0.0)

@@ -27,7 +27,6 @@ import math
 from collections.abc import Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from itertools import repeat
 from typing import Final
 
 from digest.acronyms import Acronyms, acronym_key
@@ -186,7 +185,7 @@ class PaperIndex:
         self._plans: dict[Node, _Plan] = {}
         self._hits: dict[Node, list[Hit]] = {}
         self._scored: dict[Node, dict[int, _Scored]] = {}
-        self._selections: dict[object, tuple[list[Node], _Columns]] = {}
+        self._selections: dict[object, list[_Entry]] = {}
         self._entries: dict[tuple[int, int, int], list[_Entry]] = {}
         self._by_id: dict[int, tuple[Node, list[Hit]]] = {}
 
@@ -931,17 +930,6 @@ def _cjk_words(word: str) -> list[str]:
 _Entry = tuple[float, int, int, float, tuple[MatchedTerm, ...], dict[str, float]]
 
 
-# A selection as columns (paper ids, topic indexes, scores, ranks, matched, parts).
-_Columns = tuple[
-    Sequence[int],
-    Sequence[int],
-    Sequence[float],
-    Sequence[int],
-    Sequence[tuple[MatchedTerm, ...]],
-    Sequence[dict[str, float]],
-]
-
-
 def _entries(index: PaperIndex, hits: list[Hit], i: int, max_papers: int) -> list[_Entry]:
     """The first `max_papers` hits of one filter as entries for topic index i (cached)."""
     key = (id(hits), i, max_papers)
@@ -1012,19 +1000,15 @@ def select_papers(
     with the same filters (and the same window and history).
     """
     max_papers = max(0, max_papers)
+    lists = [index.search(topic.query) for topic in topics]
     plain = allowed is None and not exclude
-    queries = [topic.query for topic in topics]
-    # filters by identity (subscribers sharing a filter share its parsed node): the
-    # cached entry keeps the nodes alive, so their ids cannot be reused meanwhile
-    key: object = (max_papers, *map(id, queries))
+    # a hit list stands for its filter (one list object per distinct filter, kept alive)
+    key: object = (*map(id, lists), max_papers)
     if not plain:
         key = (key, frozenset(allowed) if allowed is not None else None, frozenset(exclude))
     selections = index._selections
-    cached = selections.get(key)
-    if cached is not None:
-        columns = cached[1]
-    else:
-        lists = [index.search(query) for query in queries]
+    chosen = selections.get(key)
+    if chosen is None:
         if plain:
             heads = [_entries(index, hits, i, max_papers) for i, hits in enumerate(lists)]
         else:
@@ -1036,20 +1020,15 @@ def select_papers(
                 ][:max_papers]
                 for i, hits in enumerate(lists)
             ]
-        chosen = _fair_share(heads, max_papers)
-        columns = (
-            [entry[1] for entry in chosen],
-            [entry[2] for entry in chosen],
-            [entry[3] for entry in chosen],
-            range(1, len(chosen) + 1),
-            [entry[4] for entry in chosen],
-            [entry[5] for entry in chosen],
-        )
-        selections[key] = (queries, columns)
-    # one Pick per chosen paper, built by map over columns: the planner's hottest line
-    paper_ids, topic_indexes, scores, ranks, matched, parts = columns
+        chosen = selections[key] = _fair_share(heads, max_papers)
     if len(topics) == 1:
-        topic_ids: Iterable[int] = repeat(topics[0].topic_id)
-    else:
-        topic_ids = map([topic.topic_id for topic in topics].__getitem__, topic_indexes)
-    return list(map(Pick, paper_ids, topic_ids, scores, ranks, matched, parts))
+        topic_id = topics[0].topic_id
+        return [
+            Pick(paper_id, topic_id, score, rank, matched, parts)
+            for rank, (_, paper_id, _, score, matched, parts) in enumerate(chosen, 1)
+        ]
+    topic_ids = [topic.topic_id for topic in topics]
+    return [
+        Pick(paper_id, topic_ids[i], score, rank, matched, parts)
+        for rank, (_, paper_id, i, score, matched, parts) in enumerate(chosen, 1)
+    ]

@@ -35,6 +35,7 @@ GRID: dict[str, list[Any]] = {
     "relative_cutoff": [0.3, 0.4, 0.5],
     "title_weight": [2.0, 3.0, 5.0],
     "proximity_weight": [0.2, 0.4],
+    "feedback_weight": [0.0, 0.3],
 }
 
 
@@ -55,7 +56,16 @@ def index_for(settings: ScoringSettings, papers: list[Any]) -> PaperIndex:
         base = _INDEXES[weights] = PaperIndex(texts, settings)
     index = copy.copy(base)
     index.settings = settings
-    for cache in ("_docs", "_ops", "_plans", "_hits", "_scored", "_selections", "_by_id"):
+    for cache in (
+        "_docs",
+        "_ops",
+        "_plans",
+        "_hits",
+        "_scored",
+        "_selections",
+        "_entries",
+        "_by_id",
+    ):
         setattr(index, cache, {})
     return index
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -27,7 +28,20 @@ import Stemmer
 
 from digest.text import STOP_WORDS
 
-__all__ = ["Token", "analyse", "has_cjk", "is_indexed", "stem", "term_of"]
+__all__ = [
+    "SHAPES",
+    "Shape",
+    "Token",
+    "analyse",
+    "compound_matches",
+    "compound_words",
+    "has_cjk",
+    "is_indexed",
+    "scan",
+    "shape_of",
+    "stem",
+    "term_of",
+]
 
 _STEMMER = Stemmer.Stemmer("english")
 
@@ -101,7 +115,10 @@ def stem(word: str) -> str:
 @lru_cache(maxsize=200_000)
 def term_of(word: str) -> str:
     """The index term for one word as a user or a paper writes it ("" = not indexable)."""
-    folded = _spell_greek(unicodedata.normalize("NFKC", word).casefold())
+    if word.isascii():
+        folded = word.lower()  # NFKC and casefold change nothing in ASCII
+    else:
+        folded = _spell_greek(unicodedata.normalize("NFKC", word).casefold())
     folded = _GREEK_VARIANTS.get(folded, folded)
     if folded in STOP_WORDS or folded in LATEX_DEBRIS or _GLUED_DELIMITER.match(folded):
         return ""
@@ -132,39 +149,108 @@ def is_indexed(word: str) -> bool:
 
 def analyse(text: str) -> list[Token]:
     """Tokens of a field's text, positions counted over all words (stop words too)."""
-    out: list[Token] = []
+    return [Token(*token) for token in scan(text)]
+
+
+def compound_words(text: str) -> list[str]:
+    """The words and hyphenated compounds of a text as written, in order (with repeats)."""
+    return _COMPOUND.findall(text)
+
+
+def compound_matches(text: str) -> Iterator[re.Match[str]]:
+    """The words and hyphenated compounds of a text, as matches (with their offsets)."""
+    return _COMPOUND.finditer(text)
+
+
+# One compound as written ("Near-lossless", "the", "LLMs") → how it tokenises (see shape_of).
+Shape = tuple[tuple[tuple[str, int, int, int], ...], int, bool]
+_SHAPES: dict[str, Shape] = {}
+SHAPES: Mapping[str, Shape] = _SHAPES
+_SHAPES_MAX = 400_000
+
+
+def scan(text: str) -> list[tuple[str, int, int, int]]:
+    """`analyse` as plain (term, position, start, end) tuples: the index's fast path.
+
+    Papers repeat their words, and a day's papers share most of them, so each
+    distinct compound is analysed once (`shape_of`) and every later occurrence is
+    a dictionary lookup and a shift of offsets — an index over a few hundred
+    papers then takes tens of milliseconds, not seconds.
+    """
+    out: list[tuple[str, int, int, int]] = []
+    append = out.append
+    shapes = _SHAPES
     position = 0
-    for compound in _COMPOUND.finditer(text):
-        start = compound.start()
-        if start > 0 and text[start - 1] == "\\" and compound.group().casefold() in LATEX_DEBRIS:
+    for match in _COMPOUND.finditer(text):
+        word = match.group()
+        shape = shapes.get(word) or shape_of(word)
+        tokens, width, command = shape
+        start = match.start()
+        if command and start > 0 and text[start - 1] == "\\":
             continue  # \mathcal, \frac: a command, not a word
-        parts = list(_PART.finditer(compound.group()))
-        first = position
-        for part in parts:
-            if has_cjk(part.group()):
-                # unsegmented scripts: one token per character, matched as phrases
-                for offset, char in enumerate(part.group()):
-                    at = start + part.start() + offset
-                    out.append(Token(term_of(char) or char, position, at, at + 1))
-                    position += 1
-                continue
-            _emit(out, part.group(), position, start + part.start(), start + part.end())
-            position += 1
-        if len(parts) > 1:
-            joined = term_of("".join(p.group() for p in parts))
-            if joined:
-                out.append(Token(joined, first, compound.start(), compound.end()))
+        if tokens:
+            if width == 1 and len(tokens) == 1:
+                append((tokens[0][0], position, start, start + tokens[0][3]))
+            else:
+                for term, offset, begin, end in tokens:
+                    append((term, position + offset, start + begin, start + end))
+        position += width
     return out
 
 
-def _emit(out: list[Token], word: str, position: int, start: int, end: int) -> None:
+def shape_of(compound: str) -> Shape:
+    """How one compound tokenises, relative to its own start: (tokens, width, command).
+
+    tokens are (term, position offset, start offset, end offset); width is the
+    number of word positions the compound takes; command says it is a LaTeX
+    command name when written after a backslash (then it takes no position).
+    Cached: callers may look in `SHAPES` first.
+    """
+    shape = _SHAPES.get(compound)
+    if shape is not None:
+        return shape
+    if compound.isascii() and compound.isalnum():  # the common case: one plain word
+        shape = (
+            tuple((term, 0, 0, len(compound)) for term in _part_terms(compound)),
+            1,
+            compound.casefold() in LATEX_DEBRIS,
+        )
+        if len(_SHAPES) < _SHAPES_MAX:
+            _SHAPES[compound] = shape
+        return shape
+    tokens: list[tuple[str, int, int, int]] = []
+    parts = list(_PART.finditer(compound))
+    offset = 0
+    for part in parts:
+        if has_cjk(part.group()):
+            # unsegmented scripts: one token per character, matched as phrases
+            for i, char in enumerate(part.group()):
+                at = part.start() + i
+                tokens.append((term_of(char) or char, offset, at, at + 1))
+                offset += 1
+            continue
+        for term in _part_terms(part.group()):
+            tokens.append((term, offset, part.start(), part.end()))
+        offset += 1
+    if len(parts) > 1:
+        joined = term_of("".join(p.group() for p in parts))
+        if joined:
+            tokens.append((joined, 0, 0, len(compound)))
+    shape = (tuple(tokens), offset, compound.casefold() in LATEX_DEBRIS)
+    if len(_SHAPES) < _SHAPES_MAX:
+        _SHAPES[compound] = shape
+    return shape
+
+
+def _part_terms(word: str) -> tuple[str, ...]:
+    """A word's index term, plus its letters alone for letters+digits words ("llama2")."""
     term = term_of(word)
     if not term:
-        return
-    out.append(Token(term, position, start, end))
+        return ()
     folded = word.casefold()
     letters = _LETTERS_THEN_DIGITS.match(folded) or _DIGITS_THEN_LETTERS.match(folded)
     if letters:
         alias = term_of(letters.group(1))
         if alias and alias != term:
-            out.append(Token(alias, position, start, end))
+            return (term, alias)
+    return (term,)

@@ -22,14 +22,23 @@ values out (`Hit`, `Explanation`, `Pick`).
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Final
 
 from digest.acronyms import Acronyms, acronym_key
-from digest.analysis import analyse, has_cjk, term_of
+from digest.analysis import (
+    SHAPES,
+    compound_matches,
+    compound_words,
+    has_cjk,
+    scan,
+    shape_of,
+    term_of,
+)
 from digest.config import ScoringSettings
 from digest.domain import MatchedTerm, PaperText, Pick, TextField, TopicQuery
 from digest.query import And, Node, Not, Or, Phrase, Word
@@ -43,6 +52,11 @@ K1 = 1.2
 B = 0.75
 PROXIMITY_WINDOW = 3  # words apart that still count as "close together"
 MAX_MATCHED_PER_HIT = 64
+# Pseudo-relevance feedback (see PaperIndex._feedback): the usual RM3 sizes.
+FEEDBACK_DOCS = 5  # best papers that model the topic
+FEEDBACK_TERMS = 10  # their most distinctive terms
+FEEDBACK_MAX_DF = 0.3  # terms in more of the papers than this say nothing about a topic
+FEEDBACK_PER_DOC = 40  # a paper's heaviest terms kept for topic models
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,12 +87,15 @@ class Explanation:
     reason: str
 
 
-class _Occ(NamedTuple):
-    field: TextField
-    position: int
-    start: int
-    end: int
-    via: str | None
+# One occurrence of a leaf in a paper: (field, word position, start, end, acronym via).
+# A plain tuple, not a NamedTuple: an index holds one per word of every paper, and
+# building those must cost next to nothing (read with the _FIELD.._VIA indices).
+_Occ = tuple[TextField, int, int, int, str | None]
+_FIELD: Final = 0
+_POSITION: Final = 1
+_START: Final = 2
+_END: Final = 3
+_VIA: Final = 4
 
 
 @dataclass(slots=True)
@@ -97,6 +114,7 @@ class _Unit:
     gain: dict[int, tuple[float, float, float]] = field(default_factory=dict)
     positions: dict[int, dict[str, set[int]]] = field(default_factory=dict)
     matched: dict[int, tuple[MatchedTerm, ...]] = field(default_factory=dict)
+    near: dict[int, dict[str, frozenset[int]]] = field(default_factory=dict)
 
     @property
     def docs(self) -> AbstractSet[int]:
@@ -120,8 +138,8 @@ class _FieldIndex:
     average: float = 1.0
 
 
-# doc → (relevance, title part, abstract part, author part, proximity share)
-_Scored = tuple[float, float, float, float, float]
+# doc → (relevance, title part, abstract part, author part, proximity share, feedback)
+_Scored = tuple[float, float, float, float, float, float]
 
 # A unit is memoised per (leaf node, acronym it stands in for, if any).
 _UnitKey = tuple[Word | Phrase, tuple[str, str] | None]
@@ -136,24 +154,14 @@ class PaperIndex:
         self._doc_of = {paper.paper_id: doc for doc, paper in enumerate(self.papers)}
         self._all = frozenset(range(len(self.papers)))
         self._fields: dict[TextField, _FieldIndex] = {name: _FieldIndex() for name in FIELDS}
-        self._surface: dict[str, set[str]] = {}  # casefolded word → terms (for prefixes)
-        lower_seen: set[str] = set()
-        for doc, paper in enumerate(self.papers):
-            for name in FIELDS:
-                text = self.field_text(paper, name)
-                tokens = analyse(text)
-                index = self._fields[name]
-                for token in tokens:
-                    occ = _Occ(name, token.position, token.start, token.end, None)
-                    index.postings.setdefault(token.term, {}).setdefault(doc, []).append(occ)
-                    word = text[token.start : token.end]
-                    self._surface.setdefault(word.casefold(), set()).add(token.term)
-                    if name != "author" and word.islower():
-                        lower_seen.add(word)
-                index.lengths.append(tokens[-1].position + 1 if tokens else 0)
-        for index in self._fields.values():
+        self._vocabulary: tuple[dict[str, set[str]], frozenset[str]] | None = None
+        for name in FIELDS:
+            index = self._fields[name]
+            for doc, paper in enumerate(self.papers):
+                index.lengths.append(
+                    _add_postings(index.postings, doc, self.field_text(paper, name), name)
+                )
             index.average = max(1.0, sum(index.lengths) / max(1, len(index.lengths)))
-        self._lower_seen = frozenset(lower_seen)
         self.acronyms = Acronyms.learn(p.abstract for p in self.papers)
         self._builtin = Acronyms.learn((), builtin=True)
         # expansion terms → acronym, for the reverse direction ("large language model" → LLM)
@@ -168,13 +176,17 @@ class PaperIndex:
         self._popularity = [
             math.log1p(p.upvotes) / most if p.upvotes and most > 0 else 0.0 for p in self.papers
         ]
+        self._feedback_docs: dict[int, list[tuple[str, float]]] = {}
+        self._feedback_terms_tf: dict[str, dict[int, float]] = {}
+        self._feedback_idf: dict[str, float] = {}
         self._units: dict[_UnitKey, _Unit] = {}
         self._docs: dict[Node, AbstractSet[int]] = {}
         self._ops: dict[And, list[tuple[Node, _Unit | None]]] = {}
         self._plans: dict[Node, _Plan] = {}
         self._hits: dict[Node, list[Hit]] = {}
         self._scored: dict[Node, dict[int, _Scored]] = {}
-        self._selections: dict[object, list[_Row]] = {}
+        self._selections: dict[object, list[_Entry]] = {}
+        self._entries: dict[tuple[int, int, int], list[_Entry]] = {}
         self._by_id: dict[int, tuple[Node, list[Hit]]] = {}
 
     # --- public API ---
@@ -292,10 +304,12 @@ class PaperIndex:
         # relaxed: a paper needs relax_share of the topic's idf weight (rare words count more)
         need = self.settings.relax_share * sum(weight for _, weight in positives) - 1e-9
         have: dict[int, float] = {}
+        get = have.get
         for docs, weight in positives:
             for doc in docs:
-                have[doc] = have.get(doc, 0.0) + weight
-        return frozenset(doc for doc in result if have.get(doc, 0.0) >= need)
+                have[doc] = get(doc, 0.0) + weight
+        enough = frozenset([doc for doc, weight in have.items() if weight >= need])
+        return enough if result is self._all else enough & result
 
     def _relaxed(self, node: And, positives: int) -> bool:
         """Whether an AND of bare words may match papers that lack some of them."""
@@ -383,7 +397,7 @@ class PaperIndex:
                 found = self._acronym_of[key_terms]
                 self._add_term(occurrences, found, fields, f"{found.upper()} → {label}")
         for occs in occurrences.values():
-            occs.sort(key=lambda o: (FIELD_ORDER[o.field], o.start))
+            occs.sort(key=lambda o: (FIELD_ORDER[o[_FIELD]], o[_START]))
         df = len(occurrences)
         n = len(self.papers)
         idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
@@ -399,7 +413,7 @@ class PaperIndex:
         for doc, occs in unit.occurrences.items():
             at: dict[str, set[int]] = {}
             for occ in occs:
-                at.setdefault(occ.field, set()).add(occ.position)
+                at.setdefault(occ[_FIELD], set()).add(occ[_POSITION])
             unit.positions[doc] = at
             pseudo = [0.0, 0.0, 0.0]
             for i, name in enumerate(FIELDS):
@@ -413,6 +427,28 @@ class PaperIndex:
                 scale = unit.idf / (K1 + total)
                 unit.gain[doc] = (pseudo[0] * scale, pseudo[1] * scale, pseudo[2] * scale)
 
+    def _words(self) -> tuple[dict[str, set[str]], frozenset[str]]:
+        """(casefolded word → its terms, for prefixes; lower-case words of titles/abstracts).
+
+        Built on first need from the distinct compounds of the papers: most runs
+        never ask (no prefix query, no acronym typed in lower case).
+        """
+        if self._vocabulary is None:
+            surface: dict[str, set[str]] = {}
+            lower: set[str] = set()
+            for name in FIELDS:
+                compounds: set[str] = set()
+                for paper in self.papers:
+                    compounds.update(compound_words(self.field_text(paper, name)))
+                for compound in compounds:
+                    for term, _, start, end in scan(compound):
+                        word = compound[start:end]
+                        surface.setdefault(word.casefold(), set()).add(term)
+                        if name != "author" and word.islower():
+                            lower.add(word)
+            self._vocabulary = (surface, frozenset(lower))
+        return self._vocabulary
+
     def _expansions(self, word: str) -> list[tuple[list[str], str]]:
         """The expansions an acronym typed in a query stands for."""
         if not term_of(word):
@@ -420,7 +456,7 @@ class PaperIndex:
         key = acronym_key(word)
         typed_as_acronym = sum(c.isupper() for c in word) >= 2
         learned_ok = typed_as_acronym or (
-            key not in self._lower_seen and word.casefold() not in self._lower_seen
+            key not in self._words()[1] and word.casefold() not in self._words()[1]
         )
         source = self.acronyms if learned_ok else self._builtin
         return [
@@ -442,13 +478,13 @@ class PaperIndex:
                 if via is None:
                     bucket.extend(tokens)
                 else:
-                    bucket.extend(_Occ(name, t.position, t.start, t.end, via) for t in tokens)
+                    bucket.extend((name, t[_POSITION], t[_START], t[_END], via) for t in tokens)
 
     def _add_prefix(
         self, out: dict[int, list[_Occ]], prefix: str, fields: Iterable[TextField]
     ) -> None:
         terms: set[str] = set()
-        for word, word_terms in self._surface.items():
+        for word, word_terms in self._words()[0].items():
             if word.startswith(prefix):
                 terms |= word_terms
         fields = tuple(fields)
@@ -484,10 +520,10 @@ class PaperIndex:
                     tokens = lst.get(doc)
                     if tokens is None:
                         break
-                    positions.append({t.position: t for t in tokens})
+                    positions.append({t[_POSITION]: t for t in tokens})
                 else:
                     for token in first_tokens:
-                        base = token.position - first_offset
+                        base = token[_POSITION] - first_offset
                         ends = []
                         for (offset, _t), at in zip(slots[1:], positions, strict=True):
                             hit = at.get(base + offset)
@@ -495,9 +531,9 @@ class PaperIndex:
                                 break
                             ends.append(hit)
                         else:
-                            end = ends[-1].end if ends else token.end
+                            end = ends[-1][_END] if ends else token[_END]
                             out.setdefault(doc, []).append(
-                                _Occ(name, token.position, token.start, end, via)
+                                (name, token[_POSITION], token[_START], end, via)
                             )
 
     # --- ranking ---
@@ -606,19 +642,127 @@ class PaperIndex:
             title, abstract, author = title * inverse, abstract * inverse, author * inverse
             base.append((doc, min(1.0, title + abstract + author), title, abstract, author))
         # the proximity bonus is only worth computing for papers it could lift over the
-        # cut-off (which is at least the floor and a share of the best score before bonus)
+        # cut-off (at least the floor and a share of the best score before bonuses);
+        # papers only the feedback bonus could bring within reach wait for it
         best = max((entry[1] for entry in base), default=0.0)
         hopeless = max(s.min_relevance, s.relative_cutoff * best) - weight
+        late: list[int] = []
         for doc, relevance, title, abstract, author in base:
             proximity = 0.0
-            if plan.pairs and relevance >= hopeless:
+            if plan.pairs:
+                if relevance >= hopeless:
+                    proximity = self._proximity(plan.pairs, doc)
+                elif relevance >= hopeless - s.feedback_weight:
+                    late.append(doc)
+            out[doc] = (relevance + weight * proximity, title, abstract, author, proximity, 0.0)
+        # with few matches the best papers are most of them: nothing to learn from
+        if s.feedback_weight > 0 and len(out) > 2 * FEEDBACK_DOCS:
+            self._feedback(out)
+        for doc in late:
+            relevance, title, abstract, author, _, bonus = out[doc]
+            if relevance >= hopeless:
                 proximity = self._proximity(plan.pairs, doc)
-            out[doc] = (relevance + weight * proximity, title, abstract, author, proximity)
+                out[doc] = (
+                    relevance + weight * proximity,
+                    title,
+                    abstract,
+                    author,
+                    proximity,
+                    bonus,
+                )
         return out
+
+    def _feedback_terms(self, doc: int) -> list[tuple[str, float]]:
+        """A paper's most distinctive terms with their weights (tf share x idf), cached.
+
+        Terms in more than FEEDBACK_MAX_DF of the papers ("model", "method") are
+        left out: they say nothing about a topic. Only the FEEDBACK_PER_DOC
+        heaviest are kept, the only ones that can reach a topic model's top
+        FEEDBACK_TERMS in practice. Computed per paper on first need: only papers
+        that are some topic's best ever are asked.
+        """
+        cached = self._feedback_docs.get(doc)
+        if cached is None:
+            s, paper = self.settings, self.papers[doc]
+            counts: dict[str, float] = {}
+            for text, weight in (
+                (paper.title, s.title_weight),
+                (paper.abstract, s.abstract_weight),
+            ):
+                for token in scan(text):
+                    counts[token[0]] = counts.get(token[0], 0.0) + weight
+            total = sum(counts.values()) or 1.0
+            heaviest = []
+            for term, tf in counts.items():
+                saturated = self._saturated(term)
+                if saturated:
+                    heaviest.append((tf / total * self._feedback_idf[term], term))
+            cached = self._feedback_docs[doc] = [
+                (term, weight) for weight, term in heapq.nlargest(FEEDBACK_PER_DOC, heaviest)
+            ]
+        return cached
+
+    def _saturated(self, term: str) -> dict[int, float]:
+        """paper → saturated weighted tf of a term ({} for terms too common to say anything)."""
+        cached = self._feedback_terms_tf.get(term)
+        if cached is None:
+            s = self.settings
+            tf: dict[int, float] = {}
+            weighted: tuple[tuple[TextField, float], ...] = (
+                ("title", s.title_weight),
+                ("abstract", s.abstract_weight),
+            )
+            for name, weight in weighted:
+                for doc, occs in self._fields[name].postings.get(term, {}).items():
+                    tf[doc] = tf.get(doc, 0.0) + weight * len(occs)
+            n = len(self.papers)
+            df = len(tf)
+            self._feedback_idf[term] = math.log(1 + (n - df + 0.5) / (df + 0.5))
+            if df > FEEDBACK_MAX_DF * n:
+                cached = {}
+            else:
+                cached = {doc: value / (value + K1) for doc, value in tf.items()}
+            self._feedback_terms_tf[term] = cached
+        return cached
+
+    def _feedback(self, out: dict[int, _Scored]) -> None:
+        """Pseudo-relevance feedback (RM3-style): lift papers that read like the best ones.
+
+        The best FEEDBACK_DOCS eligible papers, weighted by their relevance, give a
+        model of the topic's vocabulary beyond its own words (their FEEDBACK_TERMS
+        most distinctive terms). Every eligible paper gets up to `feedback_weight`
+        by how much of that vocabulary it uses. Only eligible papers are touched:
+        feedback never admits a paper that shares nothing with the filter; it
+        lifts on-topic papers and, since the relative cut-off follows the best
+        paper, lets incidental matches fall below it.
+        """
+        top = heapq.nlargest(FEEDBACK_DOCS, [(entry[0], doc) for doc, entry in out.items()])
+        model: dict[str, float] = {}
+        get = model.get
+        for relevance, doc in top:
+            for term, weight in self._feedback_terms(doc):
+                model[term] = get(term, 0.0) + relevance * weight
+        if not model:
+            return
+        similarity: dict[int, float] = {}
+        near = similarity.get
+        for term in heapq.nlargest(FEEDBACK_TERMS, model, key=model.__getitem__):
+            weight = model[term]
+            for doc, tf in self._saturated(term).items():
+                if doc in out:
+                    similarity[doc] = near(doc, 0.0) + weight * tf
+        best = max(similarity.values(), default=0.0)
+        if best <= 0:
+            return
+        scale = self.settings.feedback_weight / best
+        for doc, sim in similarity.items():
+            relevance, title, abstract, author, proximity, _ = out[doc]
+            bonus = sim * scale
+            out[doc] = (relevance + bonus, title, abstract, author, proximity, bonus)
 
     def _finish(self, doc: int, entry: _Scored) -> tuple[float, dict[str, float]]:
         """(score, score parts) of a scored paper: relevance plus the popularity tie-breaker."""
-        relevance, title, abstract, author, proximity = entry
+        relevance, title, abstract, author, proximity, feedback = entry
         s = self.settings
         parts: dict[str, float] = {}
         if title:
@@ -629,6 +773,8 @@ class PaperIndex:
             parts["author"] = round(author, 4)
         if proximity:
             parts["proximity"] = round(s.proximity_weight * proximity, 4)
+        if feedback:
+            parts["feedback"] = round(feedback, 4)
         popularity = self._popularity[doc] * s.popularity_weight
         if popularity:
             parts["popularity"] = round(popularity, 4)
@@ -643,14 +789,10 @@ class PaperIndex:
                 continue
             if doc not in pair[0].occurrences or doc not in pair[1].occurrences:
                 continue
-            a, b = _positions(pair[0], doc), _positions(pair[1], doc)
-            for name, here in a.items():
-                there = b.get(name)
-                if there and any(
-                    p + d in there
-                    for p in here
-                    for d in range(-PROXIMITY_WINDOW, PROXIMITY_WINDOW + 1)
-                ):
+            near, there = _near(pair[0], doc), _positions(pair[1], doc)
+            for name, around in near.items():
+                at = there.get(name)
+                if at and not around.isdisjoint(at):
                     close += 1
                     break
         return close / len(pairs)
@@ -666,25 +808,22 @@ class PaperIndex:
         units = self._plan(node).units
         if len(units) == 1:
             return self._unit_matched(units[0], doc)
-        seen: set[tuple[str, int, int]] = set()
-        out: list[MatchedTerm] = []
+        # one term per span (the first leaf's), in text order: sort the keys, in C
+        seen: dict[tuple[int, int, int], MatchedTerm] = {}
+        order = FIELD_ORDER
         for unit in units:
             for term in self._unit_matched(unit, doc):
-                key = (term.field, term.start, term.end)
-                if key not in seen:
-                    seen.add(key)
-                    out.append(term)
-        out.sort(key=lambda m: (FIELD_ORDER[m.field], m.start, m.end))
-        return tuple(out[:MAX_MATCHED_PER_HIT])
+                seen.setdefault((order[term.field], term.start, term.end), term)
+        return tuple([seen[key] for key in sorted(seen)[:MAX_MATCHED_PER_HIT]])
 
     def _unit_matched(self, unit: _Unit, doc: int) -> tuple[MatchedTerm, ...]:
         cached = unit.matched.get(doc)
         if cached is None:
             spans: dict[tuple[str, int, int], MatchedTerm] = {}
             for occ in unit.occurrences.get(doc, ()):
-                key = (occ.field, occ.start, occ.end)
+                key = (occ[_FIELD], occ[_START], occ[_END])
                 if key not in spans:
-                    spans[key] = MatchedTerm(unit.label, occ.field, occ.start, occ.end, occ.via)
+                    spans[key] = MatchedTerm(unit.label, *key, occ[_VIA])
             cached = unit.matched[doc] = tuple(spans.values())[:MAX_MATCHED_PER_HIT]
         return cached
 
@@ -716,13 +855,67 @@ class PaperIndex:
         return tuple(dict.fromkeys(missing)), tuple(dict.fromkeys(excluded))
 
 
+def _add_postings(
+    postings: dict[str, dict[int, list[_Occ]]], doc: int, text: str, name: TextField
+) -> int:
+    """Index one field of one paper; returns its length in words (up to the last term).
+
+    The hot loop of an index build (one pass per word of every paper): each
+    distinct compound is analysed once (`shape_of`, cached across runs) and
+    every later occurrence costs a lookup and a few tuples. Same tokens as
+    `digest.analysis.analyse`.
+    """
+    shapes = SHAPES
+    local: dict[str, list[_Occ]] = {}
+    position = 0
+    length = 0
+    for match in compound_matches(text):
+        word = match.group()
+        tokens, width, command = shapes.get(word) or shape_of(word)
+        if tokens:
+            start = match.start()
+            for term, offset, begin, end in tokens:
+                occ = (name, position + offset, start + begin, start + end, None)
+                occs = local.get(term)
+                if occs is None:
+                    local[term] = [occ]
+                else:
+                    occs.append(occ)
+            length = position + width
+        elif command and match.start() > 0 and text[match.start() - 1] == "\\":
+            continue  # \mathcal, \frac: a command, not a word (takes no position)
+        position += width
+    for term, occs in local.items():
+        by_doc = postings.get(term)
+        if by_doc is None:
+            postings[term] = {doc: occs}
+        else:
+            by_doc[doc] = occs
+    return length
+
+
 def _positions(unit: _Unit, doc: int) -> dict[str, set[int]]:
     """A leaf's word positions in one paper, per field (computed when proximity asks)."""
     cached = unit.positions.get(doc)
     if cached is None:
         cached = unit.positions[doc] = {}
         for occ in unit.occurrences.get(doc, ()):
-            cached.setdefault(occ.field, set()).add(occ.position)
+            cached.setdefault(occ[_FIELD], set()).add(occ[_POSITION])
+    return cached
+
+
+_WINDOW = range(-PROXIMITY_WINDOW, PROXIMITY_WINDOW + 1)
+
+
+def _near(unit: _Unit, doc: int) -> dict[str, frozenset[int]]:
+    """Per field, the positions within PROXIMITY_WINDOW of the leaf's (cached: a leaf
+    recurs in many filters, so proximity becomes one set test per pair of leaves)."""
+    cached = unit.near.get(doc)
+    if cached is None:
+        cached = unit.near[doc] = {
+            name: frozenset([p + d for p in at for d in _WINDOW])
+            for name, at in _positions(unit, doc).items()
+        }
     return cached
 
 
@@ -731,75 +924,63 @@ def _cjk_words(word: str) -> list[str]:
     return list(word) if has_cjk(word) else [word]
 
 
-def _fair_share(
-    lists: list[list[Hit]],
-    max_papers: int,
-    allowed: AbstractSet[int] | None,
-    exclude: AbstractSet[int],
-) -> list[tuple[Hit, int]]:
-    """Best `max_papers` over several topics' hit lists, each topic guaranteed a share.
+# A hit as the fair-share selection handles it: (-score, paper_id, topic index, score,
+# matched, parts). Plain tuples sort in C by (-score, paper_id, topic index) — unique
+# within a merge, so the later fields are never compared — and carry what a Pick needs.
+_Entry = tuple[float, int, int, float, tuple[MatchedTerm, ...], dict[str, float]]
+
+
+def _entries(index: PaperIndex, hits: list[Hit], i: int, max_papers: int) -> list[_Entry]:
+    """The first `max_papers` hits of one filter as entries for topic index i (cached)."""
+    key = (id(hits), i, max_papers)
+    cached = index._entries.get(key)
+    if cached is None:
+        cached = index._entries[key] = [
+            (-hit.score, hit.paper_id, i, hit.score, hit.matched, hit.parts)
+            for hit in hits[:max_papers]
+        ]
+    return cached
+
+
+def _fair_share(heads: list[list[_Entry]], max_papers: int) -> list[_Entry]:
+    """Best `max_papers` over several topics' entry lists, each topic guaranteed a share.
 
     Each topic with hits first gets up to max_papers // topics (at least one) of its
     best papers not already taken; the remaining slots go to the best remaining
     papers of any topic. A paper matched by several topics is counted once and
-    belongs to the topic that took it.
+    belongs to the topic that took it. Each list holds at most `max_papers` entries
+    sorted best first. Runs once per distinct combination of filters in a planning
+    run (tens of thousands), so everything is small tuples sorted in C.
     """
     if max_papers <= 0:
         return []
-    if allowed is None and not exclude:
-        # each list is sorted: only its first max_papers entries can ever be picked
-        heads = [hits[:max_papers] for hits in lists]
-    else:
-        heads = [
-            [
-                h
-                for h in hits
-                if h.paper_id not in exclude and (allowed is None or h.paper_id in allowed)
-            ][:max_papers]
-            for hits in lists
-        ]
-    active = [(i, head) for i, head in enumerate(heads) if head]
+    active = [head for head in heads if head]
     if len(active) <= 1:
-        return [(h, i) for i, head in active for h in head]
-    if sum(len(head) for _, head in active) <= max_papers:
-        # room for every paper: no share to enforce; a paper several topics found
-        # goes to the topic that scored it highest (the first, on a tie)
-        best: dict[int, tuple[float, int, Hit]] = {}
-        for i, head in active:
-            for hit in head:
-                seen = best.get(hit.paper_id)
-                if seen is None or hit.score > seen[0]:
-                    best[hit.paper_id] = (hit.score, i, hit)
-        ordered = sorted((-score, paper_id, i, hit) for paper_id, (score, i, hit) in best.items())
-        return [(hit, i) for _, _, i, hit in ordered]
-    quota = max(1, max_papers // len(active))
-    chosen: dict[int, tuple[Hit, int]] = {}
-    # topics take turns by their best score, so a tie goes to the stronger topic
-    active.sort(key=lambda pair: -pair[1][0].score)
-    for i, head in active:
-        if len(chosen) >= max_papers:
-            break
-        taken = 0
-        for hit in head:
-            if hit.paper_id not in chosen:
-                chosen[hit.paper_id] = (hit, i)
-                taken += 1
-                if taken == quota or len(chosen) == max_papers:
-                    break
+        return active[0] if active else []
+    chosen: dict[int, _Entry] = {}
+    if sum(map(len, active)) > max_papers:
+        quota = max(1, max_papers // len(active))
+        # topics take turns by their best score, so a tie goes to the stronger topic
+        active.sort(key=lambda head: head[0][0])
+        for head in active:
+            if len(chosen) >= max_papers:
+                break
+            taken = 0
+            for entry in head:
+                if entry[1] not in chosen:
+                    chosen[entry[1]] = entry
+                    taken += 1
+                    if taken == quota or len(chosen) == max_papers:
+                        break
     if len(chosen) < max_papers:
-        rest = sorted(
-            (-hit.score, hit.paper_id, i, hit)
-            for i, head in active
-            for hit in head
-            if hit.paper_id not in chosen
-        )
-        for _, paper_id, i, hit in rest:
-            if paper_id not in chosen:
-                chosen[paper_id] = (hit, i)
+        # the rest by score; a paper several topics found goes to the one that scored
+        # it highest (the first, on a tie): the first entry of it in this order
+        for entry in sorted([entry for head in active for entry in head]):
+            if entry[1] not in chosen:
+                chosen[entry[1]] = entry
                 if len(chosen) == max_papers:
                     break
-    ordered = sorted((-hit.score, hit.paper_id, i, hit) for hit, i in chosen.values())
-    return [(hit, i) for _, _, i, hit in ordered]
+    return sorted(chosen.values())
 
 
 def select_papers(
@@ -816,42 +997,38 @@ def select_papers(
     `exclude` holds papers already sent to them, which are never picked again.
     Called once per subscriber in a planning run, so kept lean: filters are
     evaluated once per index, and selections are shared between subscribers
-    with the same filters.
+    with the same filters (and the same window and history).
     """
+    max_papers = max(0, max_papers)
+    lists = [index.search(topic.query) for topic in topics]
     plain = allowed is None and not exclude
+    # a hit list stands for its filter (one list object per distinct filter, kept alive)
+    key: object = (*map(id, lists), max_papers)
+    if not plain:
+        key = (key, frozenset(allowed) if allowed is not None else None, frozenset(exclude))
     selections = index._selections
-    if len(topics) == 1 and plain:
-        hits = index.search(topics[0].query)
-        key: object = (id(hits), max_papers)
-        rows = selections.get(key)
-        if rows is None:
-            rows = selections[key] = _rows([(hit, 0) for hit in hits[:max_papers]])
+    chosen = selections.get(key)
+    if chosen is None:
+        if plain:
+            heads = [_entries(index, hits, i, max_papers) for i, hits in enumerate(lists)]
+        else:
+            heads = [
+                [
+                    (-hit.score, hit.paper_id, i, hit.score, hit.matched, hit.parts)
+                    for hit in hits
+                    if hit.paper_id not in exclude and (allowed is None or hit.paper_id in allowed)
+                ][:max_papers]
+                for i, hits in enumerate(lists)
+            ]
+        chosen = selections[key] = _fair_share(heads, max_papers)
+    if len(topics) == 1:
         topic_id = topics[0].topic_id
         return [
             Pick(paper_id, topic_id, score, rank, matched, parts)
-            for paper_id, _, score, rank, matched, parts in rows
+            for rank, (_, paper_id, _, score, matched, parts) in enumerate(chosen, 1)
         ]
-    lists = [index.search(topic.query) for topic in topics]
-    # a hit list stands for its filter (one list object per distinct filter, kept alive)
-    key = (*map(id, lists), max_papers)
-    if not plain:
-        key = (key, frozenset(allowed) if allowed is not None else None, frozenset(exclude))
-    rows = selections.get(key)
-    if rows is None:
-        rows = selections[key] = _rows(_fair_share(lists, max_papers, allowed, exclude))
     topic_ids = [topic.topic_id for topic in topics]
     return [
         Pick(paper_id, topic_ids[i], score, rank, matched, parts)
-        for paper_id, i, score, rank, matched, parts in rows
-    ]
-
-
-_Row = tuple[int, int, float, int, tuple[MatchedTerm, ...], dict[str, float]]
-
-
-def _rows(chosen: list[tuple[Hit, int]]) -> list[_Row]:
-    """A selection flattened to the Pick fields (topic index in place of topic id)."""
-    return [
-        (hit.paper_id, i, hit.score, rank, hit.matched, hit.parts)
-        for rank, (hit, i) in enumerate(chosen, 1)
+        for rank, (_, paper_id, i, score, matched, parts) in enumerate(chosen, 1)
     ]

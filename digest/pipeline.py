@@ -121,28 +121,13 @@ class Pipeline:
         )
         for result in results:
             if not result.already_ingested:
-                log_event(
-                    logger,
-                    "ingested dump",
-                    dump=result.dump_id,
-                    source=result.source_ref,
-                    new=result.new_papers,
-                    known=result.known_papers,
-                    skipped=result.skipped,
-                )
+                _log_ingested(result)
 
     def fetch_hf(self, now: datetime) -> bool:
         result = ingest.ingest_hf(self.store, self.settings.sources, day=now.date(), now=now)
         listed = result.new_papers + result.known_papers
         if listed and not result.already_ingested:
-            log_event(
-                logger,
-                "ingested dump",
-                dump=result.dump_id,
-                source=result.source_ref,
-                new=result.new_papers,
-                known=result.known_papers,
-            )
+            _log_ingested(result)
         return listed > 0
 
     def release(self) -> int:
@@ -154,3 +139,15 @@ class Pipeline:
         """
         with self.store.transaction() as session:
             return deliver.release_claims(session, worker=self.worker)
+
+
+def _log_ingested(result: ingest.IngestResult) -> None:
+    log_event(
+        logger,
+        "ingested dump",
+        dump=result.dump_id,
+        source=result.source_ref,
+        new=result.new_papers,
+        known=result.known_papers,
+        skipped=result.skipped,
+    )

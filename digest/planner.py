@@ -34,7 +34,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
@@ -309,32 +309,40 @@ def _inactive_reason(sub: _Sub, now: datetime, ignore_schedule: bool) -> str | N
     return None
 
 
+class _ScheduleArgs(TypedDict):
+    """The keyword arguments digest.schedule's due_period / next_send_at take."""
+
+    timezone: str
+    send_hour: int
+    frequency: str
+    weekday: int
+    subscribed_at: datetime
+    paused_until: datetime | None
+    last_period: str | None
+    now: datetime
+
+
+def _schedule_of(sub: _Sub, last: str | None, now: datetime) -> _ScheduleArgs:
+    return {
+        "timezone": sub.timezone,
+        "send_hour": sub.send_hour,
+        "frequency": sub.frequency,
+        "weekday": sub.weekday,
+        "subscribed_at": sub.subscribed_at,
+        "paused_until": sub.paused_until,
+        "last_period": last,
+        "now": now,
+    }
+
+
 def _due(sub: _Sub, last: str | None, now: datetime, ignore_schedule: bool) -> str | None:
     if ignore_schedule:
         return period_key(now.astimezone(zone_of(sub.timezone)).date(), sub.frequency)
-    return due_period(
-        timezone=sub.timezone,
-        send_hour=sub.send_hour,
-        frequency=sub.frequency,
-        weekday=sub.weekday,
-        subscribed_at=sub.subscribed_at,
-        paused_until=sub.paused_until,
-        last_period=last,
-        now=now,
-    )
+    return due_period(**_schedule_of(sub, last, now))
 
 
 def _not_due_reason(sub: _Sub, last: str | None, now: datetime) -> str:
-    upcoming = next_send_at(
-        timezone=sub.timezone,
-        send_hour=sub.send_hour,
-        frequency=sub.frequency,
-        weekday=sub.weekday,
-        subscribed_at=sub.subscribed_at,
-        paused_until=sub.paused_until,
-        last_period=last,
-        now=now,
-    )
+    upcoming = next_send_at(**_schedule_of(sub, last, now))
     done = f"{last} already planned; " if last else ""
     return f"not due: {done}next digest at {_local(upcoming, sub.timezone)}"
 

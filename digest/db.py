@@ -113,6 +113,13 @@ class Store:
     def dispose(self) -> None:
         self.engine.dispose()
 
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        """Leaving a `with open_store(...)` block closes the pool, error or not."""
+        self.dispose()
+
 
 def open_store(database_url: str, *, migrate: bool = True) -> Store:
     """Connect to the database and, unless told not to, migrate it to head."""

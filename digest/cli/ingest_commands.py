@@ -98,12 +98,9 @@ def ingest_command(
     day = parse_date(date_)
     if not sources and not hf and not folder:
         raise BadInput("nothing to ingest: give dump files or URLs, --hf or --folder")
-    store = store_from(settings)
-    try:
+    with store_from(settings) as store:
         jobs = _jobs(store, settings, sources or [], hf=hf, folder=folder, now=when, day=day)
         failures = _run(jobs)
-    finally:
-        store.dispose()
     if failures:
         if len(jobs) > 1:  # one dump's failure is already said by its error line
             typer.echo(f"{len(failures)} of {len(jobs)} dumps failed", err=True)
@@ -219,11 +216,8 @@ def papers_command(
     """List stored papers: those of one issue date, or the newest first."""
     settings = settings_from(config)
     day = parse_date(date_)
-    store = store_from(settings)
-    try:
+    with store_from(settings) as store:
         rows = _papers(store, day, limit)
-    finally:
-        store.dispose()
     if json_:
         typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
@@ -278,12 +272,8 @@ def _papers(store: Store, day: date | None, limit: int) -> list[dict[str, Any]]:
 def dumps_command(json_: JsonOption = False, config: ConfigOption = None) -> None:
     """List ingested dumps, newest first."""
     settings = settings_from(config)
-    store = store_from(settings)
-    try:
-        with store.sessions() as session:
-            dumps = session.scalars(select(Dump).order_by(Dump.id.desc())).all()
-    finally:
-        store.dispose()
+    with store_from(settings) as store, store.sessions() as session:
+        dumps = session.scalars(select(Dump).order_by(Dump.id.desc())).all()
     rows: list[dict[str, Any]] = [
         {
             "id": d.id,

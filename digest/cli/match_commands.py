@@ -171,22 +171,18 @@ def match(
             raise BadInput(f"--since: not a date: {since!r} (use YYYY-MM-DD)") from None
     node = parse(query)
     settings = settings_from(config)
-    store = store_from(settings)
-    try:
-        with store.sessions() as session:
-            papers, rows, where = load_candidates(
-                session, all_papers=all_papers, since=since_date, dump_id=dump
+    with store_from(settings) as store, store.sessions() as session:
+        papers, rows, where = load_candidates(
+            session, all_papers=all_papers, since=since_date, dump_id=dump
+        )
+        target = find_paper(session, explain) if explain is not None else None
+        if target is not None and target.id not in rows:
+            # explain it against the same candidates plus itself
+            upvotes = session.scalar(
+                select(func.max(DumpPaper.upvotes)).where(DumpPaper.paper_id == target.id)
             )
-            target = find_paper(session, explain) if explain is not None else None
-            if target is not None and target.id not in rows:
-                # explain it against the same candidates plus itself
-                upvotes = session.scalar(
-                    select(func.max(DumpPaper.upvotes)).where(DumpPaper.paper_id == target.id)
-                )
-                papers.append(_paper_text(target, upvotes))
-                rows[target.id] = target
-    finally:
-        store.dispose()
+            papers.append(_paper_text(target, upvotes))
+            rows[target.id] = target
     index = PaperIndex(papers, settings.scoring)
     console = Console(highlight=False, soft_wrap=not as_json)
     if target is not None:

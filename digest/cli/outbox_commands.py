@@ -45,14 +45,10 @@ def outbox_command(
     config: ConfigOption = None,
 ) -> None:
     """List digests and their delivery state, newest first, with a count per state."""
-    store = store_from(settings_from(config))
-    try:
-        with store.sessions() as session:
-            address = get_subscriber(session, email).email if email else None
-            rows = deliver.outbox(session, status=status, email=address, limit=limit)
-            counts = deliver.status_counts(session, email=address)
-    finally:
-        store.dispose()
+    with store_from(settings_from(config)) as store, store.sessions() as session:
+        address = get_subscriber(session, email).email if email else None
+        rows = deliver.outbox(session, status=status, email=address, limit=limit)
+        counts = deliver.status_counts(session, email=address)
     if as_json:
         payload = {"counts": counts, "digests": [row.as_json() for row in rows]}
         typer.echo(json.dumps(payload, indent=2))
@@ -93,13 +89,9 @@ def retry_command(
 ) -> None:
     """Make waiting retries due now, so the next `digest send` tries them at once."""
     at = parse_now(now)
-    store = store_from(settings_from(config))
-    try:
-        with store.transaction() as session:
-            address = get_subscriber(session, email).email if email else None
-            count = deliver.requeue(session, now=at, include_failed=failed, email=address)
-    finally:
-        store.dispose()
+    with store_from(settings_from(config)) as store, store.transaction() as session:
+        address = get_subscriber(session, email).email if email else None
+        count = deliver.requeue(session, now=at, include_failed=failed, email=address)
     noun = "digest" if count == 1 else "digests"
     typer.echo(f"{count} {noun} due again; the next `digest send` delivers them")
 

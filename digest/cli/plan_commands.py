@@ -39,12 +39,8 @@ def plan(
     """Plan the digests that are due now: choose their papers and record them for delivery."""
     settings = settings_from(config)
     moment = parse_now(now)
-    store = store_from(settings)
-    try:
-        with store.sessions() as session:
-            report = plan_due(session, settings, now=moment, email=email, dry_run=dry_run)
-    finally:
-        store.dispose()
+    with store_from(settings) as store, store.sessions() as session:
+        report = plan_due(session, settings, now=moment, email=email, dry_run=dry_run)
     if as_json:
         typer.echo(json.dumps(report_json(report), indent=2))
         return

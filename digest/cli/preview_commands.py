@@ -61,34 +61,30 @@ def preview(
     moment = parse_now(now)
     err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
     out_console = Console(highlight=False, soft_wrap=True, markup=False)
-    store = store_from(settings)
-    try:
-        with store.sessions() as session:
-            report = plan_due(session, settings, now=moment, email=email, dry_run=True)
-            if not report.planned:
-                why = _reason(report)
-                if not why.startswith(("not due", "paused")):
-                    out_console.print(f"nothing would be sent to {email}: {why}")
-                    return
-                err.print(f"note: {why}; showing what a digest planned now would hold")
-                report = plan_due(
-                    session, settings, now=moment, email=email, dry_run=True, ignore_schedule=True
-                )
-                if not report.planned:
-                    out_console.print(f"nothing would be sent to {email}: {_reason(report)}")
-                    return
-            plan = report.planned[0]
-            if plan.status == "skipped":
-                out_console.print(f"nothing would be sent to {plan.email}: {plan.reason}")
-                if plan.near_misses:
-                    out_console.print("closest papers (score, topic, why not):")
-                    for miss in plan.near_misses:
-                        why = f"{miss.topic_label}: {miss.reason}"
-                        out_console.print(f"  {miss.score:6.3f}  {miss.title}  [{why}]")
+    with store_from(settings) as store, store.sessions() as session:
+        report = plan_due(session, settings, now=moment, email=email, dry_run=True)
+        if not report.planned:
+            why = _reason(report)
+            if not why.startswith(("not due", "paused")):
+                out_console.print(f"nothing would be sent to {email}: {why}")
                 return
-            view = view_for_plan(session, plan, settings, load_secret(settings.web))
-    finally:
-        store.dispose()
+            err.print(f"note: {why}; showing what a digest planned now would hold")
+            report = plan_due(
+                session, settings, now=moment, email=email, dry_run=True, ignore_schedule=True
+            )
+            if not report.planned:
+                out_console.print(f"nothing would be sent to {email}: {_reason(report)}")
+                return
+        plan = report.planned[0]
+        if plan.status == "skipped":
+            out_console.print(f"nothing would be sent to {plan.email}: {plan.reason}")
+            if plan.near_misses:
+                out_console.print("closest papers (score, topic, why not):")
+                for miss in plan.near_misses:
+                    why = f"{miss.topic_label}: {miss.reason}"
+                    out_console.print(f"  {miss.score:6.3f}  {miss.title}  [{why}]")
+            return
+        view = view_for_plan(session, plan, settings, load_secret(settings.web))
 
     renderer = Renderer(settings)
     data: bytes

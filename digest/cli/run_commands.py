@@ -99,8 +99,7 @@ def send(
     """
     settings = settings_from(config)
     moment = parse_now(now)
-    store = store_from(settings)
-    try:
+    with store_from(settings) as store:
         pipeline = Pipeline.from_settings(settings, store)
         if dry_run:
             _dry_run(pipeline, moment, email)
@@ -128,8 +127,6 @@ def send(
                 progress.advance(task)
 
             delivered = pipeline.deliver(moment, email=email, limit=limit, on_outcome=on_outcome)
-    finally:
-        store.dispose()
     for who, reason in plans.skipped if email else ():
         typer.echo(f"{who}: {reason}")
     typer.echo(
@@ -174,17 +171,13 @@ def status(config: ConfigOption = None, now: NowOption = None, as_json: JsonOpti
     """Show the last ingest, when each `digest run` job runs next, and the outbox counts."""
     settings = settings_from(config)
     moment = parse_now(now)
-    store = store_from(settings)
-    try:
-        with store.sessions() as session:
-            last = session.execute(
-                select(Dump.ingested_at, Dump.source_ref, Dump.paper_count)
-                .order_by(Dump.ingested_at.desc())
-                .limit(1)
-            ).first()
-            counts = {name: n for name, n in deliver.status_counts(session).items() if n}
-    finally:
-        store.dispose()
+    with store_from(settings) as store, store.sessions() as session:
+        last = session.execute(
+            select(Dump.ingested_at, Dump.source_ref, Dump.paper_count)
+            .order_by(Dump.ingested_at.desc())
+            .limit(1)
+        ).first()
+        counts = {name: n for name, n in deliver.status_counts(session).items() if n}
     upcoming = next_fire_times(settings, moment)
     data = {
         "last_ingest": None

@@ -45,12 +45,8 @@ EmailArgument = Annotated[str, typer.Argument(help="The subscriber's email addre
 @contextmanager
 def _transaction(config: Path | None) -> Iterator[tuple[Settings, Session]]:
     settings = settings_from(config)
-    store = store_from(settings)
-    try:
-        with store.transaction() as session:
-            yield settings, session
-    finally:
-        store.dispose()
+    with store_from(settings) as store, store.transaction() as session:
+        yield settings, session
 
 
 # ------------------------------------------------------------------ subscribe
@@ -377,21 +373,18 @@ def import_command(
     if not rows:
         raise BadInput(f"{file}: no subscriber rows")
     settings = settings_from(config)
-    store = store_from(settings)
-    try:
-        with store.sessions() as session:  # closing without commit rolls back
-            try:
-                report = subscriber_csv.import_rows(
-                    session, rows, now=moment, defaults=settings.schedule, confirmed=confirmed
-                )
-            except BadInput as exc:
-                raise BadInput(f"{file} {exc}") from None
-            if dry_run:
-                session.rollback()
-            else:
-                session.commit()
-    finally:
-        store.dispose()
+    # Closing the session without a commit rolls back.
+    with store_from(settings) as store, store.sessions() as session:
+        try:
+            report = subscriber_csv.import_rows(
+                session, rows, now=moment, defaults=settings.schedule, confirmed=confirmed
+            )
+        except BadInput as exc:
+            raise BadInput(f"{file} {exc}") from None
+        if dry_run:
+            session.rollback()
+        else:
+            session.commit()
     prefix = "would import" if dry_run else "imported"
     typer.echo(
         f"{prefix} {len(rows)} rows: {len(report.created)} new, {len(report.updated)} updated, "

@@ -37,8 +37,7 @@ def serve(
 ) -> None:
     """Serve the unsubscribe (RFC 8058 one-click), confirm, manage and view-in-browser pages."""
     settings = settings_from(config)
-    store = store_from(settings)
-    try:
+    with store_from(settings) as store:
         application = create_app(settings, store)  # loads the link secret: fails here if bad
         listen_host = host or settings.web.host
         listen_port = port or settings.web.port
@@ -55,8 +54,6 @@ def serve(
             server_header=False,
         )
         uvicorn.Server(server_config).run(sockets=[sock])
-    finally:
-        store.dispose()
 
 
 def _listen(host: str, port: int, *, from_option: bool) -> socket.socket:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from digest.domain import TextField
@@ -485,31 +486,28 @@ def _make_not(node: Node | None) -> Node | None:
     return Not(node)
 
 
-def _make_and(operands: list[Node | None], explicit: bool) -> Node | None:
+def _flatten(operands: list[Node | None], same_kind: Callable[[Node], bool]) -> tuple[Node, ...]:
+    """Operands with nested groups of the same kind spliced in, empties and repeats dropped."""
     flat: list[Node] = []
     for op in operands:
-        if isinstance(op, And) and op.explicit == explicit:
+        if op is None:
+            continue
+        if isinstance(op, And | Or) and same_kind(op):
             flat.extend(op.operands)
-        elif op is not None:
+        else:
             flat.append(op)
-    unique = _dedupe(flat)
-    if not unique:
-        return None
-    if len(unique) == 1:
-        return unique[0]
+    return _dedupe(flat)
+
+
+def _make_and(operands: list[Node | None], explicit: bool) -> Node | None:
+    unique = _flatten(operands, lambda op: isinstance(op, And) and op.explicit == explicit)
+    if len(unique) <= 1:
+        return unique[0] if unique else None
     return And(unique, explicit)
 
 
 def _make_or(operands: list[Node | None]) -> Node | None:
-    flat: list[Node] = []
-    for op in operands:
-        if isinstance(op, Or):
-            flat.extend(op.operands)
-        elif op is not None:
-            flat.append(op)
-    unique = _dedupe(flat)
-    if not unique:
-        return None
-    if len(unique) == 1:
-        return unique[0]
+    unique = _flatten(operands, lambda op: isinstance(op, Or))
+    if len(unique) <= 1:
+        return unique[0] if unique else None
     return Or(unique)

@@ -7,7 +7,8 @@ test against PostgreSQL as well; each test then gets an emptied schema.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,13 @@ def invoke(runner: CliRunner, *args: str) -> tuple[int, str, str]:
     if result.exception and not isinstance(result.exception, SystemExit):
         raise result.exception
     return result.exit_code, result.stdout, result.stderr
+
+
+def wait_for(condition: Callable[[], object], timeout: float) -> bool:
+    """Poll `condition` every 0.2 s until it is truthy (True) or `timeout` passes (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False

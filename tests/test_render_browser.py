@@ -6,8 +6,6 @@ Chromium fails the test, so CI can never pass without running it.
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,43 +13,20 @@ import pytest
 
 from digest.config import SenderSettings, Settings
 from digest.render import Renderer
+from tests.browser import chrome_options, require_chromium
 from tests.render_views import sample_view
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver") or (
-    "/usr/bin/chromedriver" if Path("/usr/bin/chromedriver").exists() else None
-)
-CHROME_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
 def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    if not (CHROMIUM and CHROMEDRIVER):
-        reason = "headless browser test needs Debian's chromium and chromium-driver"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason}, and CI is set: install them (see .ci/run)")
-        pytest.skip(f"{reason} (apt-get install chromium chromium-driver)")
+    _, chromedriver = require_chromium()
     from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
 
-    options = Options()
-    options.binary_location = CHROMIUM
-    for argument in CHROME_ARGS:
-        options.add_argument(argument)
-    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
-    browser = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    options = chrome_options(tmp_path_factory.mktemp("chromium-profile"))
+    browser = webdriver.Chrome(options=options, service=Service(chromedriver))
     try:
         yield browser
     finally:

@@ -19,6 +19,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import create_engine, text
 
+from tests.conftest import wait_for
+
 DATA = Path(__file__).parent / "data"
 
 
@@ -56,15 +58,6 @@ def digest_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[s
         timeout=120,
         check=False,
     )
-
-
-def wait_for(condition, timeout: float) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def test_daemon_ingests_a_dropped_dump_mails_it_and_stops_cleanly(

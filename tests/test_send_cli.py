@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 
 from digest.db import open_store
 from digest.models import Digest, Dump, DumpPaper, Paper
-from tests.conftest import DATA, invoke
+from tests.conftest import DATA, invoke, wait_for
 
 
 @pytest.fixture
@@ -303,7 +303,7 @@ def test_send_and_run_under_a_shifted_clock_send_once_for_the_shifted_day(
         text=True,
     )
     try:
-        arrived = wait_until(lambda: len(inbox(tmp_path)) >= 2, timeout=30)
+        arrived = wait_for(lambda: len(inbox(tmp_path)) >= 2, timeout=30)
         time.sleep(1.5)  # a few more ticks: nothing more may go out
     finally:
         daemon.send_signal(signal.SIGTERM)
@@ -316,15 +316,6 @@ def test_send_and_run_under_a_shifted_clock_send_once_for_the_shifted_day(
     assert arrived, f"the next day's digest never came:\n{log}"
     assert periods(database_url) == [("2026-03-29", "sent"), ("2026-03-30", "sent")]
     assert len(inbox(tmp_path)) == 2
-
-
-def wait_until(condition, timeout: float) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def test_status_shows_the_last_ingest_the_next_runs_and_the_outbox(

@@ -11,7 +11,6 @@ import email
 import email.policy
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -23,6 +22,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy import select
 
 from digest.compose import view_for_digest
@@ -31,27 +35,13 @@ from digest.db import Store, open_store
 from digest.models import Digest, Subscriber, Topic
 from digest.render import Renderer
 from digest.tokens import link_url
+from tests.browser import chrome_options, require_chromium
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 SECRET = "browser-test-secret"
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 PHONE = (390, 844)  # a common phone viewport, CSS pixels
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()) and not os.environ.get("CI"):
-    pytest.skip(
-        "headless Chromium not installed (apt-get install chromium chromium-driver); "
-        "set CI=1 to make this a failure instead",
-        allow_module_level=True,
-    )
-
-from selenium import webdriver  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support import expected_conditions  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 
 def free_port() -> int:
@@ -136,26 +126,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chrome]:
     """One headless Chromium with a fresh profile for the module."""
     profile = tmp_path_factory.mktemp("chromium-profile")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        f"--user-data-dir={profile}",
-    ):
-        options.add_argument(flag)
+    _, chromedriver = require_chromium()
+    options = chrome_options(profile)
     # Headless windows have a minimum width; emulate a phone's viewport instead.
     options.add_experimental_option(
         "mobileEmulation",
         {"deviceMetrics": {"width": PHONE[0], "height": PHONE[1], "pixelRatio": 2.0}},
     )
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver = webdriver.Chrome(service=Service(chromedriver), options=options)
     driver.set_page_load_timeout(30)
     yield driver
     driver.quit()

@@ -14,9 +14,16 @@ Rows (messages/s and CPU milliseconds per message, medians of --repeat runs):
 - smtp_mailer: digest's SmtpMailer, one process, `concurrency` reused connections;
 - smtp_mailer_processes: the same split over `processes` worker processes, as
   several `digest send` workers would run;
-- deliver_due_sqlite: the whole outbox in one process (claim, build, send,
-  record in a SQLite file) with a `build` that returns ready bytes, to show
-  what the bookkeeping costs on top of sending.
+- outbox_sqlite: the whole outbox as `digest send` runs it (claim, build,
+  send, record in a SQLite file) with a `build` that returns ready bytes, to
+  show what the bookkeeping costs on top of sending;
+- outbox_sqlite_workers: the same with `delivery.workers = processes`
+  (forked workers claiming from the one outbox, `concurrency` split among them).
+
+Speed-ups are given against the naive median and, more conservatively,
+against the naive row's best repeat: one new TCP connection per message makes
+that row the most sensitive to the machine's state (its rate has ranged from
+~250 to ~650 messages/s here between runs).
 """
 
 from __future__ import annotations
@@ -47,7 +54,8 @@ from sqlalchemy.orm import Session
 
 from digest.config import DeliverySettings, Settings
 from digest.db import Store, open_store
-from digest.deliver import Build, deliver_due
+from digest.deliver import Build
+from digest.deliver_pool import deliver_due_in_processes
 from digest.mail import Outcome, OutgoingMessage, SmtpMailer
 from digest.models import Digest, Subscriber
 
@@ -242,17 +250,27 @@ def outbox_store(count: int, size_kb: int, folder: Path) -> tuple[Store, Build]:
     return store, build
 
 
-def run_outbox(port: int, store: Store, build: Build, concurrency: int) -> tuple[int, float]:
+def run_outbox(
+    port: int, store: Store, build: Build, concurrency: int, workers: int = 1
+) -> tuple[int, float]:
+    """The outbox as `digest send` runs it, in `workers` processes; CPU of children included."""
     with store.transaction() as session:  # every digest pending again
         session.execute(update(Digest).values(status="pending", sent_at=None, attempts=0))
-    settings = Settings(delivery=DeliverySettings(backend="smtp", concurrency=concurrency))
+    settings = Settings(
+        delivery=DeliverySettings(backend="smtp", concurrency=concurrency, workers=workers)
+    )
     mailer = SmtpMailer(
         host="127.0.0.1", port=port, security="none", concurrency=concurrency, timeout=30
     )
-    report = deliver_due(store, settings, mailer, build, now=datetime.now(UTC))
+    children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    report = deliver_due_in_processes(
+        store, settings, mailer, build, workers=workers, now=datetime.now(UTC)
+    )
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    child_cpu = children.ru_utime - children0.ru_utime + children.ru_stime - children0.ru_stime
     if report.sent == 0 or report.retry or report.failed:
         raise SystemExit(f"outbox run went wrong: {report}")
-    return report.sent, 0.0
+    return report.sent, child_cpu
 
 
 def measure(
@@ -275,6 +293,7 @@ def measure(
     return {
         name: {
             "messages_per_s": round(statistics.median(s[0] for s in rows)),
+            "best_messages_per_s": round(max(s[0] for s in rows)),
             "cpu_ms_per_message": round(statistics.median(s[1] for s in rows), 3),
             "sink_cpu_ms_per_message": round(statistics.median(s[2] for s in rows), 3),
         }
@@ -304,7 +323,10 @@ def main() -> None:
                 "smtp_mailer_processes": lambda: run_processes(
                     port, args.messages, args.size_kb, args.concurrency, args.processes, pool
                 ),
-                "deliver_due_sqlite": lambda: run_outbox(port, store, build, args.concurrency),
+                "outbox_sqlite": lambda: run_outbox(port, store, build, args.concurrency),
+                "outbox_sqlite_workers": lambda: run_outbox(
+                    port, store, build, max(1, args.concurrency // args.processes), args.processes
+                ),
             }
             results = measure(runs, args.repeat, sink)
     finally:
@@ -313,6 +335,7 @@ def main() -> None:
         store.dispose()
         scratch.cleanup()
     naive = results["naive"]["messages_per_s"]
+    naive_best = results["naive"]["best_messages_per_s"]
     print(
         json.dumps(
             {
@@ -324,6 +347,10 @@ def main() -> None:
                 "results": results,
                 "speedup_vs_naive": {
                     name: round(row["messages_per_s"] / naive, 2) for name, row in results.items()
+                },
+                "speedup_vs_naive_best": {
+                    name: round(row["messages_per_s"] / naive_best, 2)
+                    for name, row in results.items()
                 },
             },
             indent=2,

@@ -253,8 +253,9 @@ class DeliverySettings:
     maildir_path: str = setting("var/maildir", "Maildir folder used by the maildir backend.")
     concurrency: int = setting(
         4,
-        "SMTP connections used at once. Against a remote relay each message costs ~4 round "
-        "trips, so raise this with latency (about messages/s wanted x round-trip time x 4).",
+        "SMTP connections used at once by each delivery process. Against a remote relay "
+        "each message costs ~4 round trips, so raise this with latency (about messages/s "
+        "wanted x round-trip time x 4).",
         minimum=1,
         maximum=64,
     )
@@ -279,6 +280,15 @@ class DeliverySettings:
         600.0, "How long a claimed digest stays reserved for one worker.", minimum=1
     )
     batch_size: int = setting(500, "Digests claimed per delivery round.", minimum=1)
+    workers: int = setting(
+        1,
+        "Processes that deliver at once on this machine. One process uses one core "
+        "(building, recording and sending take turns); for many thousands of digests "
+        "through a fast relay, set this to the number of cores. Used only when at "
+        "least 100 digests per process are due.",
+        minimum=1,
+        maximum=64,
+    )
 
 
 @dataclass(frozen=True)

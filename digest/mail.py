@@ -24,6 +24,7 @@ import queue
 import re
 import ssl
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Generator, Sequence
@@ -480,6 +481,7 @@ def iter_outcomes(
     messages: Sequence[OutgoingMessage],
     *,
     most: int = 500,
+    linger: float = 0.0,
     stop: Callable[[], bool] | None = None,
 ) -> Generator[list[Outcome], None, None]:
     """The one sync/async crossing: send a batch, yield outcomes as they complete.
@@ -533,6 +535,7 @@ def iter_outcomes(
         while not done:
             batch: list[Outcome] = []
             item = results.get()
+            deadline = time.monotonic() + linger
             while True:
                 if item is _DONE:
                     done = True
@@ -542,7 +545,7 @@ def iter_outcomes(
                 if len(batch) >= most:
                     break
                 try:
-                    item = results.get_nowait()
+                    item = results.get(timeout=max(0.0, deadline - time.monotonic()))
                 except queue.Empty:
                     break
             if batch:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from digest import compose, deliver, ingest, planner
+from digest import compose, deliver, deliver_pool, ingest, planner
 from digest.config import Settings
 from digest.db import Store
 from digest.logs import LOGGER_NAME, log_event
@@ -72,19 +72,40 @@ class Pipeline:
         email: str | None = None,
         limit: int | None = None,
         on_outcome: Callable[[Outcome], None] | None = None,
+        workers: int | None = None,
     ) -> deliver.DeliveryReport:
-        report = deliver.deliver_due(
-            self.store,
-            self.settings,
-            self.mailer,
-            compose.message_builder(self.settings, self.secret, self.renderer),
-            now=now,
-            limit=limit,
-            worker=self.worker,
-            email=email,
-            on_outcome=on_outcome,
-            should_stop=self.stopping.is_set,
-        )
+        """Deliver what is due; `workers` (default `delivery.workers`) processes at most.
+
+        One subscriber's digest (`email`) is never worth a second process.
+        """
+        build = compose.message_builder(self.settings, self.secret, self.renderer)
+        workers = self.settings.delivery.workers if workers is None else workers
+        if workers > 1 and email is None:
+            report = deliver_pool.deliver_due_in_processes(
+                self.store,
+                self.settings,
+                self.mailer,
+                build,
+                workers=workers,
+                now=now,
+                limit=limit,
+                worker=self.worker,
+                on_outcome=on_outcome,
+                should_stop=self.stopping.is_set,
+            )
+        else:
+            report = deliver.deliver_due(
+                self.store,
+                self.settings,
+                self.mailer,
+                build,
+                now=now,
+                limit=limit,
+                worker=self.worker,
+                email=email,
+                on_outcome=on_outcome,
+                should_stop=self.stopping.is_set,
+            )
         if report.sent or report.retry or report.failed:
             log_event(
                 logger, "delivery round", sent=report.sent, retry=report.retry, failed=report.failed

@@ -35,6 +35,7 @@ LAYERS: dict[str, int] = {
     # stages: open sessions, decide what happens
     "digest.planner": STAGES,
     "digest.deliver": STAGES,
+    "digest.deliver_pool": STAGES,
     "digest.ingest": STAGES,
     "digest.compose": STAGES,
     "digest.subscriptions": STAGES,

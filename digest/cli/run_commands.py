@@ -90,6 +90,17 @@ def send(
     limit: Annotated[
         int | None, typer.Option("--limit", min=1, help="Send at most N digests this time.")
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=64,
+            help="Delivery processes (default: delivery.workers). Each uses one core; "
+            "worth it for thousands of digests through a fast relay.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Plan the digests that are due and deliver them, once (what each `digest run` tick does).
 
@@ -126,7 +137,9 @@ def send(
                     troubles.append(outcome.reply)
                 progress.advance(task)
 
-            delivered = pipeline.deliver(moment, email=email, limit=limit, on_outcome=on_outcome)
+            delivered = pipeline.deliver(
+                moment, email=email, limit=limit, on_outcome=on_outcome, workers=workers
+            )
     for who, reason in plans.skipped if email else ():
         typer.echo(f"{who}: {reason}")
     typer.echo(

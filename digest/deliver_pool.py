@@ -1,0 +1,203 @@
+"""The outbox worked by several processes on this machine, to use more than one core.
+
+One delivering process is bound to one core: the GIL makes building messages,
+recording outcomes and aiosmtplib's event loop take turns. DESIGN's way to
+scale delivery is several workers claiming from one outbox (`deliver.claim`
+is safe for that); this module starts them here, as forked copies of the
+calling process, each running the ordinary `deliver_due` with its own worker
+name and its own database connections. No coordination is added: the claim
+statement already keeps workers apart, and a worker that dies leaves only its
+claimed batch, which its lease returns to the outbox.
+
+The parent only watches: it relays each worker's outcomes to `on_outcome`
+(a progress bar), passes a stop request on, and adds up the reports.
+
+Fork, not spawn: a spawned worker would pay the ~1 s interpreter and import
+start-up before sending anything, more than a whole batch takes. A forked
+worker first drops the database connections it inherited (SQLAlchemy's
+`dispose(close=False)`), so parent and child never share a socket or a
+SQLite handle.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import traceback
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from multiprocessing.synchronize import Event as ProcessEvent
+
+from digest.config import Settings
+from digest.db import Store
+from digest.deliver import Build, DeliveryReport, deliver_due, due_count
+from digest.errors import DeliveryError
+from digest.mail import Mailer, Outcome
+
+MIN_SHARE = 100
+"""Fewest due digests that justify one more process (forking and connecting cost ~10 ms)."""
+
+CLAIMS_PER_WORKER = 4
+"""Each worker's share is claimed in about this many batches, so that workers
+finish together instead of one taking a whole `batch_size` while another idles."""
+
+_POLL_SECONDS = 0.05
+
+
+def plan_workers(
+    due: int, workers: int, *, limit: int | None = None, rate_limited: bool = False
+) -> int:
+    """How many processes are worth starting for `due` digests (1 = deliver in-process).
+
+    A rate-limited relay (`max_per_second`) gains nothing from more processes,
+    and the limit is counted per process, so it keeps to one.
+    """
+    if rate_limited:
+        return 1
+    todo = due if limit is None else min(due, limit)
+    return max(1, min(workers, todo // MIN_SHARE))
+
+
+def deliver_due_in_processes(
+    store: Store,
+    settings: Settings,
+    mailer: Mailer,
+    build: Build,
+    *,
+    workers: int,
+    now: datetime,
+    limit: int | None = None,
+    worker: str | None = None,
+    on_outcome: Callable[[Outcome], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> DeliveryReport:
+    """`deliver_due` over up to `workers` forked processes; returns the summed report.
+
+    Falls back to delivering in this process when there is too little due to
+    share (see `plan_workers`); `worker` names this process's claims then, as
+    each forked worker's claims carry its own pid. Raises DeliveryError when a worker found the
+    mail system unusable (the others are told to stop; unsent digests are
+    back in the outbox) or when a worker died; in the second case its claimed
+    digests return when their lease runs out.
+    """
+    with store.sessions() as session:
+        due = due_count(session, now=now)
+    count = plan_workers(
+        due, workers, limit=limit, rate_limited=settings.delivery.max_per_second > 0
+    )
+    if count <= 1:
+        return deliver_due(
+            store,
+            settings,
+            mailer,
+            build,
+            now=now,
+            limit=limit,
+            worker=worker,
+            on_outcome=on_outcome,
+            should_stop=should_stop,
+        )
+    todo = due if limit is None else min(due, limit)
+    batch = max(1, min(settings.delivery.batch_size, todo // (count * CLAIMS_PER_WORKER)))
+    shared = replace(settings, delivery=replace(settings.delivery, batch_size=batch))
+    shares: list[int | None] = (
+        [None] * count
+        if limit is None
+        else [limit * (k + 1) // count - limit * k // count for k in range(count)]
+    )
+    context = multiprocessing.get_context("fork")
+    stop = context.Event()
+    parent = os.getpid()
+
+    def work(channel: Connection, share: int | None) -> None:
+        # Ctrl-C reaches the whole process group; only the parent decides to stop,
+        # so the worker finishes what is in flight instead of dying mid-message.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        store.engine.dispose(close=False)  # the parent's connections stay the parent's
+        try:
+            report = deliver_due(
+                store,
+                shared,
+                mailer,
+                build,
+                now=now,
+                limit=share,
+                on_outcome=channel.send,
+                should_stop=lambda: stop.is_set() or os.getppid() != parent,
+            )
+        except DeliveryError as exc:
+            channel.send(("unusable", str(exc)))
+        except BaseException as exc:
+            last = traceback.format_exception_only(type(exc), exc)[-1].strip()
+            channel.send(("crashed", f"delivery worker {os.getpid()} failed: {last}"))
+        else:
+            channel.send(("done", report.as_json()))
+        finally:
+            channel.close()
+
+    processes: list[tuple[BaseProcess, Connection]] = []
+    try:
+        for share in shares:
+            reader, writer = context.Pipe(duplex=False)
+            child = context.Process(
+                target=work, args=(writer, share), name="digest-deliver", daemon=True
+            )
+            child.start()
+            writer.close()  # the child holds the only writing end: EOF when it ends
+            processes.append((child, reader))
+        return _watch(processes, stop, on_outcome, should_stop)
+    finally:
+        stop.set()  # an exception here (a failing progress bar) must not leave workers on
+        for process, reader in processes:
+            process.join()
+            reader.close()
+
+
+def _watch(
+    processes: list[tuple[BaseProcess, Connection]],
+    stop: ProcessEvent,
+    on_outcome: Callable[[Outcome], None] | None,
+    should_stop: Callable[[], bool] | None,
+) -> DeliveryReport:
+    """Relay outcomes and stop requests until every worker has ended; sum their reports."""
+    report = DeliveryReport()
+    problems: list[str] = []
+    finished: set[BaseProcess] = set()
+    open_channels = {reader: process for process, reader in processes}
+    while open_channels:
+        for ready in wait(list(open_channels), timeout=_POLL_SECONDS):
+            assert isinstance(ready, Connection)
+            try:
+                item = ready.recv()
+            except EOFError:
+                del open_channels[ready]
+                continue
+            if isinstance(item, Outcome):
+                if on_outcome is not None:
+                    on_outcome(item)
+                continue
+            kind, detail = item
+            if kind == "done":
+                finished.add(open_channels[ready])
+                for status, number in detail.items():
+                    setattr(report, status, getattr(report, status) + number)
+            else:
+                finished.add(open_channels[ready])
+                problems.append(detail)
+                stop.set()  # a mail system that refuses one worker refuses them all
+        if should_stop is not None and should_stop():
+            stop.set()
+    for process, _ in processes:
+        process.join()
+        if process not in finished:
+            problems.append(
+                f"delivery worker {process.pid} ended unexpectedly (exit code "
+                f"{process.exitcode}); its claimed digests are retried once their lease ends"
+            )
+    if problems:
+        raise DeliveryError(problems[0])
+    return report

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, Table, and_, bindparam, case, func, or_, select, update
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from digest.config import DeliverySettings, Settings
 from digest.db import Store
@@ -231,7 +231,7 @@ def _build_batch(
         rows = session.scalars(
             select(Digest)
             .where(Digest.id.in_(ids))
-            .options(selectinload(Digest.subscriber))
+            .options(joinedload(Digest.subscriber, innerjoin=True))
             .order_by(Digest.id)
         ).all()
         for row in rows:

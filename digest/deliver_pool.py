@@ -24,6 +24,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import replace
@@ -118,6 +119,7 @@ def deliver_due_in_processes(
         # so the worker finishes what is in flight instead of dying mid-message.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         store.engine.dispose(close=False)  # the parent's connections stay the parent's
+        relay = _Relay(channel)
         try:
             report = deliver_due(
                 store,
@@ -126,10 +128,12 @@ def deliver_due_in_processes(
                 build,
                 now=now,
                 limit=share,
-                on_outcome=channel.send,
+                on_outcome=relay.add,
                 should_stop=lambda: stop.is_set() or os.getppid() != parent,
             )
+            relay.flush()
         except DeliveryError as exc:
+            relay.flush()
             channel.send(("unusable", str(exc)))
         except BaseException as exc:
             last = traceback.format_exception_only(type(exc), exc)[-1].strip()
@@ -157,6 +161,31 @@ def deliver_due_in_processes(
             reader.close()
 
 
+class _Relay:
+    """Passes a worker's outcomes to the parent a group at a time.
+
+    One pipe write per outcome cost as much as recording it (a system call
+    each); a progress bar needs no more than ten updates a second.
+    """
+
+    def __init__(self, channel: Connection, every: float = 0.1) -> None:
+        self.channel = channel
+        self.every = every
+        self.waiting: list[Outcome] = []
+        self.last = time.monotonic()
+
+    def add(self, outcome: Outcome) -> None:
+        self.waiting.append(outcome)
+        if time.monotonic() - self.last >= self.every:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.waiting:
+            self.channel.send(self.waiting)
+            self.waiting = []
+        self.last = time.monotonic()
+
+
 def _watch(
     processes: list[tuple[BaseProcess, Connection]],
     stop: ProcessEvent,
@@ -176,9 +205,10 @@ def _watch(
             except EOFError:
                 del open_channels[ready]
                 continue
-            if isinstance(item, Outcome):
-                if on_outcome is not None:
-                    on_outcome(item)
+            if isinstance(item, list):
+                for outcome in item:
+                    if on_outcome is not None:
+                        on_outcome(outcome)
                 continue
             kind, detail = item
             if kind == "done":

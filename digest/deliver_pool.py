@@ -115,9 +115,11 @@ def deliver_due_in_processes(
     parent = os.getpid()
 
     def work(channel: Connection, share: int | None) -> None:
-        # Ctrl-C reaches the whole process group; only the parent decides to stop,
-        # so the worker finishes what is in flight instead of dying mid-message.
+        # Ctrl-C reaches the whole process group, and systemd signals the whole
+        # cgroup: only the parent decides to stop, and tells the workers, so they
+        # finish what is in flight and put the rest back instead of dying mid-batch.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         store.engine.dispose(close=False)  # the parent's connections stay the parent's
         relay = _Relay(channel)
         try:

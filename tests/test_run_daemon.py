@@ -216,3 +216,63 @@ def test_sigterm_during_a_slow_delivery_round_exits_cleanly_and_sends_nothing_tw
     assert set(statuses) == {"sent"}
     assert sorted(address for address, _ in handler.received) == sorted(emails)
     assert len(set(handler.message_ids())) == len(emails)
+
+
+def test_sigterm_reaches_forked_delivery_workers_and_nothing_is_lost_or_doubled(
+    tmp_path: Path, database_url: str
+) -> None:
+    """With delivery.workers = 2 the round runs in forked workers, started from the
+    scheduler's thread; SIGTERM to the whole process group (as systemd sends it) must
+    still end in a clean exit, no row left `sending`, and every digest sent once."""
+    from digest.db import open_store
+    from tests.outbox_rows import make_digests
+    from tests.smtpd import FaultyHandler, smtp_server
+
+    emails = [f"u{i}@example.org" for i in range(400)]
+    store = open_store(database_url)
+    make_digests(store, emails, now=datetime.now(UTC) - timedelta(minutes=5))
+    store.dispose()
+    handler = FaultyHandler(delay=0.05)
+    with smtp_server(handler) as port:
+        config = tmp_path / "config.toml"
+        config.write_text(
+            f'database_url = "{database_url}"\n'
+            f'dumps_dir = "{tmp_path / "dumps"}"\n'
+            "[schedule]\ntick_seconds = 0.5\nshutdown_timeout_seconds = 20.0\n"
+            '[delivery]\nbackend = "smtp"\nconcurrency = 2\nworkers = 2\n'
+            f'[smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "none"\n'
+            'timeout_seconds = 5.0\n[sender]\naddress = "papers@digest.test"\n'
+            '[web]\nsecret = "test-secret"\n'
+        )
+        env = {**os.environ, "DIGEST_CONFIG": str(config)}
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "digest", "run", "--log-format", "json"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # its own process group, signalled as a whole
+        )
+        try:
+            assert wait_for(lambda: len(handler.received) >= 20, timeout=30), "nothing sent"
+        finally:
+            os.killpg(daemon.pid, signal.SIGTERM)
+            _out, log = daemon.communicate(timeout=30)
+        assert daemon.returncode == 0, log
+        sent_before = len(handler.received)
+        assert sent_before < len(emails), "the round finished before the signal"
+
+        engine = create_engine(database_url)
+        with engine.connect() as connection:
+            rows = connection.execute(text("SELECT status, claimed_by FROM digests")).all()
+        assert "sending" not in {status for status, _ in rows}
+        assert sum(status == "sent" for status, _ in rows) == sent_before
+        assert len({worker for status, worker in rows if status == "sent"}) == 2
+
+        again = digest_cli("send", env=env)
+        assert again.returncode == 0, again.stderr
+        with engine.connect() as connection:
+            statuses = connection.execute(text("SELECT status FROM digests")).scalars().all()
+        engine.dispose()
+    assert set(statuses) == {"sent"}
+    assert sorted(address for address, _ in handler.received) == sorted(emails)

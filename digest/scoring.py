@@ -26,10 +26,11 @@ import heapq
 import math
 from collections.abc import Iterable, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 from digest.acronyms import Acronyms, acronym_key
+from digest.boilerplate import blank_availability_notes
 from digest.analysis import (
     SHAPES,
     compound_matches,
@@ -150,7 +151,13 @@ class PaperIndex:
 
     def __init__(self, papers: Sequence[PaperText], settings: ScoringSettings) -> None:
         self.settings = settings
-        self.papers = list(papers)
+        # "Our code is available at github…" says nothing about the topic (see boilerplate)
+        self.papers = [
+            paper
+            if (abstract := blank_availability_notes(paper.abstract)) is paper.abstract
+            else replace(paper, abstract=abstract)
+            for paper in papers
+        ]
         self._doc_of = {paper.paper_id: doc for doc, paper in enumerate(self.papers)}
         self._all = frozenset(range(len(self.papers)))
         self._fields: dict[TextField, _FieldIndex] = {name: _FieldIndex() for name in FIELDS}

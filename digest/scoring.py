@@ -30,7 +30,6 @@ from dataclasses import dataclass, field, replace
 from typing import Final
 
 from digest.acronyms import Acronyms, acronym_key
-from digest.boilerplate import blank_availability_notes
 from digest.analysis import (
     SHAPES,
     compound_matches,
@@ -40,6 +39,7 @@ from digest.analysis import (
     shape_of,
     term_of,
 )
+from digest.boilerplate import blank_availability_notes
 from digest.config import ScoringSettings
 from digest.domain import MatchedTerm, PaperText, Pick, TextField, TopicQuery
 from digest.query import And, Node, Not, Or, Phrase, Word

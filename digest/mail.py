@@ -474,6 +474,17 @@ def mailer_from_settings(settings: Settings) -> Mailer:
 
 _DONE = object()
 _STOP_POLL_SECONDS = 0.05
+_SIGNAL_POLL_SECONDS = 0.5
+
+
+def _next(results: queue.SimpleQueue[object]) -> object:
+    """The next item, waking now and then: Ctrl-C caught by the sending thread is
+    only handled once this (main) thread runs Python code again."""
+    while True:
+        try:
+            return results.get(timeout=_SIGNAL_POLL_SECONDS)
+        except queue.Empty:
+            continue
 
 
 def iter_outcomes(
@@ -534,7 +545,7 @@ def iter_outcomes(
     try:
         while not done:
             batch: list[Outcome] = []
-            item = results.get()
+            item = _next(results)
             deadline = time.monotonic() + linger
             while True:
                 if item is _DONE:

@@ -44,6 +44,9 @@ from digest.logs import LOGGER_NAME, log_event
 
 logger = logging.getLogger(f"{LOGGER_NAME}.run")
 
+SIGNAL_POLL_SECONDS = 0.5
+"""How often the main thread wakes while the daemon runs (see `Daemon.run_until`)."""
+
 Clock = Callable[[], datetime]
 
 
@@ -252,5 +255,9 @@ class Daemon:
 
     def run_until(self, stop: threading.Event) -> bool:
         self.start()
-        stop.wait()
+        # Never block for good: a signal may be caught by another thread, and
+        # Python runs its handler (which sets `stop`) only once the main thread
+        # executes bytecode again. An unbounded wait ignored SIGTERM.
+        while not stop.wait(timeout=SIGNAL_POLL_SECONDS):
+            pass
         return self.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 from dataclasses import replace
@@ -253,3 +254,28 @@ def test_status_times_follow_now_not_the_system_clock() -> None:
         "hf": datetime(2026, 3, 1, 6, 0, tzinfo=UTC),
         "tick": now + timedelta(minutes=1),
     }
+
+
+def test_a_signal_caught_by_another_thread_still_stops_the_daemon() -> None:
+    """A process-wide SIGTERM may be delivered to any thread (gVisor, and Linux under
+    load, pick one that is running). Python then runs the handler only when the main
+    thread executes bytecode: a main thread blocked for good in `Event.wait()` never
+    would, and `digest run` ignored SIGTERM until killed. Seen in CI-like runs."""
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGUSR1, lambda signum, frame: stop.set())
+    fallback = threading.Timer(15, stop.set)  # so a regression fails instead of hanging
+    fallback.start()
+
+    def signal_from_this_thread() -> None:
+        time.sleep(0.3)
+        signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)
+
+    try:
+        threading.Thread(target=signal_from_this_thread).start()
+        started = time.monotonic()
+        Daemon(fast_settings(), Recorder().jobs()).run_until(stop)
+        took = time.monotonic() - started
+    finally:
+        fallback.cancel()
+        signal.signal(signal.SIGUSR1, previous)
+    assert took < 3, f"the daemon noticed the signal only after {took:.1f} s"

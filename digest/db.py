@@ -67,8 +67,17 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+WRITE_TRANSACTION = "digest_write_transaction"
+"""Execution option set by `Store.transaction`: this transaction will write."""
+
+
 def _sqlite_begin(connection: Any) -> None:
-    connection.exec_driver_sql("BEGIN")
+    # A transaction that reads and then writes must hold the write lock from the
+    # start: begun deferred, its first write fails at once (SQLITE_BUSY_SNAPSHOT,
+    # no busy timeout) whenever another process committed since its first read
+    # (the web app recording an unsubscribe while the mailer records failures).
+    immediate = connection.get_execution_options().get(WRITE_TRANSACTION, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def _alembic_config(engine: Engine) -> AlembicConfig:
@@ -108,6 +117,7 @@ class Store:
     def transaction(self) -> Iterator[Session]:
         """A session whose work commits on success and rolls back on any error."""
         with self.sessions.begin() as session:
+            session.connection(execution_options={WRITE_TRANSACTION: True})
             yield session
 
     def dispose(self) -> None:

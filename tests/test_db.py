@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
@@ -100,3 +101,38 @@ def test_unique_email_is_enforced(store: Store) -> None:
     with pytest.raises(IntegrityError), store.transaction() as session:
         session.add(subscriber())
         session.flush()
+
+
+def test_a_sqlite_write_transaction_that_reads_first_survives_another_writer(
+    tmp_path: object,
+) -> None:
+    """Two processes (mailer and web app) on one SQLite file: a transaction that reads
+    and then writes must not fail because the other committed in between."""
+    url = f"sqlite:///{tmp_path}/shared.db"
+    mailer, web = db.open_store(url), db.open_store(url)
+    now = datetime(2026, 11, 22, tzinfo=UTC)
+    times = {"created_at": now, "subscribed_at": now, "updated_at": now, "status": "active"}
+    with web.transaction() as session:
+        session.add(Subscriber(email="a@example.org", **times))
+    other_done = threading.Event()
+
+    def other_writer() -> None:
+        with web.transaction() as session:
+            session.add(Subscriber(email="b@example.org", **times))
+        other_done.set()
+
+    try:
+        with mailer.transaction() as session:
+            reader = session.scalars(select(Subscriber)).one()
+            writer = threading.Thread(target=other_writer)
+            writer.start()
+            # it waits for our write lock instead of committing under our snapshot
+            assert not other_done.wait(0.3)
+            reader.status = "bounced"
+        writer.join(5)
+        assert other_done.is_set()
+        with mailer.sessions() as session:
+            assert sorted(session.scalars(select(Subscriber.status))) == ["active", "bounced"]
+    finally:
+        mailer.dispose()
+        web.dispose()

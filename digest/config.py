@@ -404,7 +404,25 @@ def load_settings(
             raise ConfigError(f"{config_path}: invalid TOML: {exc}") from None
     settings = _build(Settings, data, prefix="", where=where)
     settings = _apply_env(settings, env)
+    problem = workers_problem(settings.delivery.workers, settings.database_url)
+    if problem:
+        raise ConfigError(f"{where}: delivery.workers = {settings.delivery.workers}: {problem}")
     return replace(settings, source_file=str(config_path) if config_path else None)
+
+
+def workers_problem(workers: int, database_url: str) -> str | None:
+    """Why `workers` delivery processes cannot share this database, or None.
+
+    SQLite has one writer at a time and its locks do not survive fork(): several
+    processes recording outcomes into one file fail or, worse, stop locking.
+    DESIGN scales delivery with several workers on PostgreSQL.
+    """
+    if workers > 1 and make_url(database_url).get_backend_name() == "sqlite":
+        return (
+            "several delivery processes need PostgreSQL (database_url); SQLite allows "
+            "one writing process, so use 1 there"
+        )
+    return None
 
 
 def _choose_file(path: Path | str | None, env: Mapping[str, str]) -> Path | None:

@@ -12,15 +12,20 @@ claimed batch, which its lease returns to the outbox.
 The parent only watches: it relays each worker's outcomes to `on_outcome`
 (a progress bar), passes a stop request on, and adds up the reports.
 
+PostgreSQL only. SQLite has one writer at a time, and its file locks are per
+process and do not survive fork(): a forked worker would inherit lock state
+it does not really hold. `config.workers_problem` refuses the combination.
+
 Fork, not spawn: a spawned worker would pay the ~1 s interpreter and import
 start-up before sending anything, more than a whole batch takes. A forked
 worker first drops the database connections it inherited (SQLAlchemy's
-`dispose(close=False)`), so parent and child never share a socket or a
-SQLite handle.
+`dispose(close=False)`; psycopg leaves a connection made by another process
+alone), so parent and child never share a socket.
 """
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
 import signal
@@ -31,12 +36,11 @@ from dataclasses import replace
 from datetime import datetime
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
-from multiprocessing.synchronize import Event as ProcessEvent
 
-from digest.config import Settings
+from digest.config import Settings, workers_problem
 from digest.db import Store
 from digest.deliver import Build, DeliveryReport, deliver_due, due_count
-from digest.errors import DeliveryError
+from digest.errors import ConfigError, DeliveryError
 from digest.mail import Mailer, Outcome
 
 MIN_SHARE = 100
@@ -83,8 +87,14 @@ def deliver_due_in_processes(
     each forked worker's claims carry its own pid. Raises DeliveryError when a worker found the
     mail system unusable (the others are told to stop; unsent digests are
     back in the outbox) or when a worker died; in the second case its claimed
-    digests return when their lease runs out.
+    digests return when their lease runs out. Raises WorkerCrashed when a
+    worker failed for any other reason (its traceback is on stderr).
+    Several workers need PostgreSQL (ConfigError on SQLite, see
+    `config.workers_problem`).
     """
+    problem = workers_problem(workers, store.engine.url.render_as_string())
+    if problem:
+        raise ConfigError(f"{workers} delivery workers: {problem}")
     with store.sessions() as session:
         due = due_count(session, now=now)
     count = plan_workers(
@@ -111,8 +121,11 @@ def deliver_due_in_processes(
         else [limit * (k + 1) // count - limit * k // count for k in range(count)]
     )
     context = multiprocessing.get_context("fork")
-    stop = context.Event()
+    # A plain shared byte, not a multiprocessing.Event: the Event's semaphore,
+    # held by a worker killed at the wrong moment, would block everyone for good.
+    stop = context.RawValue(ctypes.c_byte, 0)
     parent = os.getpid()
+    parent_ends: list[Connection] = []
 
     def work(channel: Connection, share: int | None) -> None:
         # Ctrl-C reaches the whole process group, and systemd signals the whole
@@ -120,6 +133,8 @@ def deliver_due_in_processes(
         # finish what is in flight and put the rest back instead of dying mid-batch.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for end in parent_ends:  # siblings' pipes are the parent's business
+            end.close()
         store.engine.dispose(close=False)  # the parent's connections stay the parent's
         relay = _Relay(channel)
         try:
@@ -131,17 +146,18 @@ def deliver_due_in_processes(
                 now=now,
                 limit=share,
                 on_outcome=relay.add,
-                should_stop=lambda: stop.is_set() or os.getppid() != parent,
+                should_stop=lambda: bool(stop.value) or relay.lost or os.getppid() != parent,
             )
             relay.flush()
+            relay.send(("done", report.as_json()))
         except DeliveryError as exc:
             relay.flush()
-            channel.send(("unusable", str(exc)))
+            relay.send(("unusable", str(exc)))
         except BaseException as exc:
-            last = traceback.format_exception_only(type(exc), exc)[-1].strip()
-            channel.send(("crashed", f"delivery worker {os.getpid()} failed: {last}"))
-        else:
-            channel.send(("done", report.as_json()))
+            traceback.print_exc()  # the whole story, on the worker's stderr
+            relay.flush()
+            summary = " ".join(traceback.format_exception_only(type(exc), exc)[0].split())
+            relay.send(("crashed", f"delivery worker {os.getpid()} crashed: {summary[:300]}"))
         finally:
             channel.close()
 
@@ -149,6 +165,7 @@ def deliver_due_in_processes(
     try:
         for share in shares:
             reader, writer = context.Pipe(duplex=False)
+            parent_ends.append(reader)
             child = context.Process(
                 target=work, args=(writer, share), name="digest-deliver", daemon=True
             )
@@ -157,10 +174,15 @@ def deliver_due_in_processes(
             processes.append((child, reader))
         return _watch(processes, stop, on_outcome, should_stop)
     finally:
-        stop.set()  # an exception here (a failing progress bar) must not leave workers on
+        stop.value = 1  # an exception here (a failing progress bar) must not leave workers on
         for process, reader in processes:
             process.join()
             reader.close()
+
+
+class WorkerCrashed(RuntimeError):
+    """A delivery worker failed for a reason other than the mail system (a bug, the
+    database): not a DeliveryError, so it is reported as the crash it is."""
 
 
 class _Relay:
@@ -175,6 +197,7 @@ class _Relay:
         self.every = every
         self.waiting: list[Outcome] = []
         self.last = time.monotonic()
+        self.lost = False
 
     def add(self, outcome: Outcome) -> None:
         self.waiting.append(outcome)
@@ -183,20 +206,29 @@ class _Relay:
 
     def flush(self) -> None:
         if self.waiting:
-            self.channel.send(self.waiting)
+            self.send(self.waiting)
             self.waiting = []
         self.last = time.monotonic()
+
+    def send(self, item: object) -> None:
+        """Send unless the parent is gone; then `lost` tells the worker to stop."""
+        if self.lost:
+            return
+        try:
+            self.channel.send(item)
+        except OSError:
+            self.lost = True
 
 
 def _watch(
     processes: list[tuple[BaseProcess, Connection]],
-    stop: ProcessEvent,
+    stop: ctypes.c_byte,
     on_outcome: Callable[[Outcome], None] | None,
     should_stop: Callable[[], bool] | None,
 ) -> DeliveryReport:
     """Relay outcomes and stop requests until every worker has ended; sum their reports."""
     report = DeliveryReport()
-    problems: list[str] = []
+    problems: list[tuple[str, str]] = []
     finished: set[BaseProcess] = set()
     open_channels = {reader: process for process, reader in processes}
     while open_channels:
@@ -219,17 +251,24 @@ def _watch(
                     setattr(report, status, getattr(report, status) + number)
             else:
                 finished.add(open_channels[ready])
-                problems.append(detail)
-                stop.set()  # a mail system that refuses one worker refuses them all
+                problems.append((kind, detail))
+                stop.value = 1  # a mail system that refuses one worker refuses them all
         if should_stop is not None and should_stop():
-            stop.set()
+            stop.value = 1
     for process, _ in processes:
         process.join()
         if process not in finished:
             problems.append(
-                f"delivery worker {process.pid} ended unexpectedly (exit code "
-                f"{process.exitcode}); its claimed digests are retried once their lease ends"
+                (
+                    "died",
+                    f"delivery worker {process.pid} ended unexpectedly (exit code "
+                    f"{process.exitcode}); its claimed digests are retried once their "
+                    "lease ends",
+                )
             )
+    for kind, detail in problems:
+        if kind == "crashed":
+            raise WorkerCrashed(detail)
     if problems:
-        raise DeliveryError(problems[0])
+        raise DeliveryError(problems[0][1])
     return report

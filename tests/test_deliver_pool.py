@@ -1,9 +1,11 @@
-"""Delivery in several forked processes: real workers, a real SMTP server, a real database.
+"""Delivery in several forked processes: real workers, a real SMTP server, PostgreSQL.
 
 What a user of `delivery.workers` would notice: every digest arrives once,
 the progress bar sees every outcome, `--limit` still caps the total, a relay
-that cannot be used stops all workers and leaves the outbox as it was, and a
-worker that dies is reported instead of silently leaving digests behind.
+that cannot be used or that refuses everything stops no one halfway and leaves
+the outbox right, a worker that dies or crashes is reported instead of
+silently leaving digests behind, and SQLite (one writer) is refused up front.
+Needs DIGEST_TEST_DATABASE_URL (CI sets it); the SQLite refusals always run.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import multiprocessing
 import os
 import signal
 from collections import Counter
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -20,12 +23,12 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from digest.config import DeliverySettings, Settings
-from digest.db import Store
-from digest.deliver_pool import deliver_due_in_processes, plan_workers
+from digest.db import Store, open_store
+from digest.deliver_pool import WorkerCrashed, deliver_due_in_processes, plan_workers
 from digest.errors import DeliveryError
-from digest.mail import Outcome, SmtpMailer
-from digest.models import Digest
-from tests.conftest import DATA, invoke
+from digest.mail import Mailer, OnOutcome, Outcome, OutgoingMessage, SmtpMailer
+from digest.models import Digest, Subscriber
+from tests.conftest import DATA, POSTGRES_URL, _reset_postgres, invoke
 from tests.outbox_rows import T0, build, make_digests, states
 from tests.smtpd import FaultyHandler, smtp_server
 
@@ -50,6 +53,17 @@ def settings(workers: int = 2, batch_size: int = 500) -> Settings:
 
 def emails(count: int) -> list[str]:
     return [f"reader{i}@example.org" for i in range(count)]
+
+
+@pytest.fixture
+def store() -> Iterator[Store]:
+    """A migrated store on an emptied PostgreSQL schema (workers need PostgreSQL)."""
+    if not POSTGRES_URL:
+        pytest.skip("needs DIGEST_TEST_DATABASE_URL (PostgreSQL)")
+    _reset_postgres(POSTGRES_URL)
+    opened = open_store(POSTGRES_URL)
+    yield opened
+    opened.dispose()
 
 
 def claimed_by(store: Store) -> set[str | None]:
@@ -158,17 +172,73 @@ def test_a_worker_that_dies_is_reported_and_its_claims_wait_for_their_lease(
             on_outcome=kill_one_worker,
         )
     assert f"worker {killed[0]} ended unexpectedly" in str(raised.value)
+    with store.sessions() as session:
+        rows = session.execute(
+            select(Subscriber.email, Digest.status, Digest.claimed_by).join(Digest.subscriber)
+        ).all()
+    # the dead worker's batch waits for its lease; nobody else's row is left claimed
+    waiting = [claimer for _, status, claimer in rows if status == "sending"]
+    assert waiting and all(str(claimer).endswith(f":{killed[0]}") for claimer in waiting)
+    received = {rcpt for rcpt, _ in handler.received}
+    assert {email for email, status, _ in rows if status == "sent"} <= received
+
+
+def test_a_relay_refusing_everything_for_now_is_recorded_by_every_worker(
+    store: Store,
+) -> None:
+    """4xx to every recipient: each worker records its retries (read, then write)
+    while the other commits its own; none of them may fail on the database."""
+    addresses = emails(600)
+    make_digests(store, addresses)
+    handler = FaultyHandler(temp_rcpt=dict.fromkeys(addresses, 1))
+    with smtp_server(handler) as port:
+        report = deliver_due_in_processes(store, settings(), mailer(port), build, workers=2, now=T0)
+    assert report.retry == 600 and report.sent == report.failed == 0
+    assert set(states(store).values()) == {"retry"}
+
+
+class BuggyMailer(Mailer):
+    """A backend with a bug: it sends two messages, then fails in a way no mail
+    system does (not a DeliveryError)."""
+
+    async def send(self, messages: Sequence[OutgoingMessage], on_outcome: OnOutcome) -> None:
+        for message in list(messages)[:2]:
+            on_outcome(Outcome(message.digest_id, "sent", "250 ok"))
+        raise ZeroDivisionError("division by zero in the backend")
+
+
+def test_a_worker_that_crashes_is_reported_as_a_crash_with_its_traceback(
+    store: Store, capfd: pytest.CaptureFixture[str]
+) -> None:
+    make_digests(store, emails(400))
+    with pytest.raises(WorkerCrashed) as raised:
+        deliver_due_in_processes(store, settings(), BuggyMailer(), build, workers=2, now=T0)
+    assert "crashed: ZeroDivisionError: division by zero in the backend" in str(raised.value)
+    assert "Traceback" in capfd.readouterr().err  # the worker's own, on its stderr
     counts = Counter(states(store).values())
-    assert counts["sending"] > 0  # the dead worker's batch, until its lease runs out
-    assert counts["sent"] <= len({rcpt for rcpt, _ in handler.received})
+    assert counts["sent"] >= 2  # what was reported before the crash is recorded
+
+
+def test_several_workers_on_sqlite_are_refused_before_anything_is_sent(
+    tmp_path: Path, cli: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(f'database_url = "sqlite:///{tmp_path / "d.db"}"\n')
+    monkeypatch.setenv("DIGEST_CONFIG", str(config))
+    code, _out, err = invoke(cli, "send", "--workers", "2")
+    assert code == 2 and "--workers 2: several delivery processes need PostgreSQL" in err
+    config.write_text(f'database_url = "sqlite:///{tmp_path / "d.db"}"\n[delivery]\nworkers = 2\n')
+    code, _out, err = invoke(cli, "send")
+    assert code == 3 and "delivery.workers = 2: several delivery processes need" in err
+    assert not (tmp_path / "d.db").exists()
 
 
 def test_send_with_workers_delivers_every_planned_digest_once(
-    tmp_path: Path, database_url: str, cli: CliRunner, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, store: Store, cli: CliRunner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = tmp_path / "config.toml"
     config.write_text(
-        f'database_url = "{database_url}"\n'
+        f'database_url = "{POSTGRES_URL}"\n'
         '[delivery]\nbackend = "maildir"\n'
         f'maildir_path = "{tmp_path / "maildir"}"\n'
         '[web]\nsecret = "test-secret"\n'

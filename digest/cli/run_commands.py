@@ -25,7 +25,8 @@ from digest.cli.options import (
     settings_from,
     store_from,
 )
-from digest.errors import DeliveryError
+from digest.config import workers_problem
+from digest.errors import BadInput, DeliveryError
 from digest.logs import configure_logging
 from digest.mail import Outcome
 from digest.models import Dump
@@ -110,6 +111,9 @@ def send(
     """
     settings = settings_from(config)
     moment = parse_now(now)
+    problem = workers_problem(workers or 1, settings.database_url)
+    if problem:
+        raise BadInput(f"--workers {workers}: {problem}")
     with store_from(settings) as store:
         pipeline = Pipeline.from_settings(settings, store)
         if dry_run:

@@ -17,8 +17,11 @@ Rows (messages/s and CPU milliseconds per message, medians of --repeat runs):
 - outbox_sqlite: the whole outbox as `digest send` runs it (claim, build,
   send, record in a SQLite file) with a `build` that returns ready bytes, to
   show what the bookkeeping costs on top of sending;
-- outbox_sqlite_workers: the same with `delivery.workers = processes`
-  (forked workers claiming from the one outbox, `concurrency` split among them).
+- outbox_postgresql and outbox_postgresql_workers, with --database-url
+  postgresql+psycopg://... (an empty database; its tables are replaced): the
+  same on PostgreSQL in one process, and with `delivery.workers = processes`
+  (forked workers claiming from the one outbox, `concurrency` split among
+  them). Several workers need PostgreSQL; SQLite has one writer.
 
 Speed-ups are given against the naive median and, more conservatively,
 against the naive row's best repeat: one new TCP connection per message makes
@@ -49,7 +52,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import insert, update
+from sqlalchemy import create_engine, insert, text, update
 from sqlalchemy.orm import Session
 
 from digest.config import DeliverySettings, Settings
@@ -211,9 +214,15 @@ def run_processes(
     return sum(sent for sent, _ in results), sum(cpu for _, cpu in results)
 
 
-def outbox_store(count: int, size_kb: int, folder: Path) -> tuple[Store, Build]:
-    """A SQLite outbox holding `count` pending digests, and a build for them."""
-    store = open_store(f"sqlite:///{folder / 'bench.db'}")
+def outbox_store(count: int, size_kb: int, url: str) -> tuple[Store, Build]:
+    """An outbox at `url` holding `count` pending digests, and a build for them."""
+    if url.startswith("postgresql"):
+        engine = create_engine(url)
+        with engine.begin() as connection:
+            connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+            connection.execute(text("CREATE SCHEMA public"))
+        engine.dispose()
+    store = open_store(url)
     now = datetime.now(UTC)
     with store.transaction() as session:
         session.execute(
@@ -308,11 +317,22 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("DIGEST_BENCH_DATABASE_URL", ""),
+        help="an empty PostgreSQL database for the outbox_postgresql rows (replaced!)",
+    )
     args = parser.parse_args()
 
     messages = make_messages(args.messages, args.size_kb)
     scratch = tempfile.TemporaryDirectory()
-    store, build = outbox_store(args.messages, args.size_kb, Path(scratch.name))
+    store, build = outbox_store(
+        args.messages, args.size_kb, f"sqlite:///{Path(scratch.name) / 'bench.db'}"
+    )
+    stores = [store]
+    if args.database_url:
+        pg_store, pg_build = outbox_store(args.messages, args.size_kb, args.database_url)
+        stores.append(pg_store)
     sink, port = start_sink()
     try:
         with ProcessPoolExecutor(args.processes) as pool:
@@ -324,15 +344,24 @@ def main() -> None:
                     port, args.messages, args.size_kb, args.concurrency, args.processes, pool
                 ),
                 "outbox_sqlite": lambda: run_outbox(port, store, build, args.concurrency),
-                "outbox_sqlite_workers": lambda: run_outbox(
-                    port, store, build, max(1, args.concurrency // args.processes), args.processes
-                ),
             }
+            if args.database_url:
+                runs["outbox_postgresql"] = lambda: run_outbox(
+                    port, pg_store, pg_build, args.concurrency
+                )
+                runs["outbox_postgresql_workers"] = lambda: run_outbox(
+                    port,
+                    pg_store,
+                    pg_build,
+                    max(1, args.concurrency // args.processes),
+                    args.processes,
+                )
             results = measure(runs, args.repeat, sink)
     finally:
         sink.terminate()
         sink.wait()
-        store.dispose()
+        for opened in stores:
+            opened.dispose()
         scratch.cleanup()
     naive = results["naive"]["messages_per_s"]
     naive_best = results["naive"]["best_messages_per_s"]

@@ -27,6 +27,7 @@ import math
 from collections.abc import Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
+from operator import attrgetter, itemgetter
 from typing import Final
 
 from digest.acronyms import Acronyms, acronym_key
@@ -52,6 +53,7 @@ K1 = 1.2
 B = 0.75
 PROXIMITY_WINDOW = 3  # words apart that still count as "close together"
 MAX_MATCHED_PER_HIT = 64
+_SPAN_BITS = 32  # offsets within a field stay below 2**32: a span key packs three numbers
 # Pseudo-relevance feedback (see PaperIndex._feedback): the usual RM3 sizes.
 FEEDBACK_DOCS = 5  # best papers that model the topic
 FEEDBACK_TERMS = 10  # their most distinctive terms
@@ -112,9 +114,12 @@ class _Unit:
     idf: float = 0.0
     ignorable: bool = False  # only stop words: imposes nothing
     gain: dict[int, tuple[float, float, float]] = field(default_factory=dict)
-    positions: dict[int, dict[str, set[int]]] = field(default_factory=dict)
+    positions: dict[int, dict[str, int]] = field(default_factory=dict)  # bit masks
     matched: dict[int, tuple[MatchedTerm, ...]] = field(default_factory=dict)
-    near: dict[int, dict[str, frozenset[int]]] = field(default_factory=dict)
+    # per matched span, one int that sorts as (field order, start, end) would: what
+    # merging leaves needs (ints hash and compare faster than tuples)
+    span_keys: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    near: dict[int, dict[str, int]] = field(default_factory=dict)  # bit masks
 
     @property
     def docs(self) -> AbstractSet[int]:
@@ -129,6 +134,7 @@ class _Plan:
     units: list[_Unit]
     attainable: float
     pairs: list[tuple[_Unit, _Unit] | _Unit]
+    close: dict[int, int] | None = None  # paper → pairs found close together (on need)
 
 
 @dataclass(slots=True)
@@ -180,14 +186,36 @@ class PaperIndex:
         self._feedback_terms_tf: dict[str, dict[int, float]] = {}
         self._feedback_idf: dict[str, float] = {}
         self._units: dict[_UnitKey, _Unit] = {}
+        # (id of leaf, id of next leaf) → papers where they occur close together; the
+        # units live as long as the index, so their ids stay theirs
+        self._pair_docs: dict[tuple[int, int], tuple[int, ...]] = {}
+        self._forget_queries()
+
+    def _forget_queries(self) -> None:
+        """(Re)start the memos that depend on query-time settings (cut-offs, relaxation,
+        proximity, feedback and popularity weights).
+
+        What depends only on the papers and the field weights (postings, leaves and
+        their gains, feedback vocabulary) is kept: bench/tune_scoring.py swaps the
+        settings of a copy of an index and calls this, to analyse the text once.
+        """
+        weight = self.settings.popularity_weight
+        # (weighted, rounded) per paper: the same for every filter that selects it
+        self._popularity_parts = [
+            (popularity * weight, round(popularity * weight, 4)) for popularity in self._popularity
+        ]
         self._docs: dict[Node, AbstractSet[int]] = {}
         self._ops: dict[And, list[tuple[Node, _Unit | None]]] = {}
         self._plans: dict[Node, _Plan] = {}
         self._hits: dict[Node, list[Hit]] = {}
         self._scored: dict[Node, dict[int, _Scored]] = {}
-        self._selections: dict[object, list[_Entry]] = {}
-        self._entries: dict[tuple[int, int, int], list[_Entry]] = {}
         self._by_id: dict[int, tuple[Node, list[Hit]]] = {}
+        # selections (see _selection) by hit lists' and by queries' identities
+        self._selections: dict[object, tuple[int, ...]] = {}
+        self._selections_by_query: dict[object, tuple[int, ...]] = {}
+        # every hit list a selection used, end to end: a hit's id is its place here
+        self._hit_table: list[Hit] = []
+        self._first_hit_id: dict[int, int] = {}
 
     # --- public API ---
 
@@ -214,11 +242,12 @@ class PaperIndex:
             return cached
         scored = self._score(query)
         cutoff = self._cutoff(scored)
+        units = self._plan(query).units  # looked up once: hashing a tree walks it
         hits = []
         for doc, scores in scored.items():
             if scores[0] >= cutoff:
                 score, parts = self._finish(doc, scores)
-                matched = self._matched(query, doc)
+                matched = self._units_matched(units, doc)
                 hits.append(Hit(self.papers[doc].paper_id, score, matched, parts))
         hits.sort(key=lambda h: (-h.score, h.paper_id))
         self._hits[query] = hits
@@ -260,6 +289,17 @@ class PaperIndex:
             paper_id, True, rank is not None, score, relevance, cutoff, rank, matched, parts,
             missing, excluded, reason,
         )  # fmt: skip
+
+    def _hit_ids(self, hits: list[Hit]) -> int:
+        """The id of the first of these hits in the hit table (added on first use).
+
+        Hit lists are kept by the index (search's memo), so their ids stay theirs.
+        """
+        first = self._first_hit_id.get(id(hits))
+        if first is None:
+            first = self._first_hit_id[id(hits)] = len(self._hit_table)
+            self._hit_table.extend(hits)
+        return first
 
     # --- eligibility ---
 
@@ -303,9 +343,10 @@ class PaperIndex:
             return frozenset(result)
         # relaxed: a paper needs relax_share of the topic's idf weight (rare words count more)
         need = self.settings.relax_share * sum(weight for _, weight in positives) - 1e-9
-        have: dict[int, float] = {}
+        # 0.0 + weight is weight: the first operand's papers go in as they are, in C
+        have: dict[int, float] = dict.fromkeys(positives[0][0], positives[0][1])
         get = have.get
-        for docs, weight in positives:
+        for docs, weight in positives[1:]:
             for doc in docs:
                 have[doc] = get(doc, 0.0) + weight
         enough = frozenset([doc for doc, weight in have.items() if weight >= need])
@@ -316,7 +357,7 @@ class PaperIndex:
         relax = self.settings.relax_from_words
         if node.explicit or relax == 0 or positives < relax or self.settings.relax_share >= 1:
             return False
-        return all(isinstance(op, Word | Phrase | Not) for op in node.operands)
+        return all(isinstance(op, _BARE) for op in node.operands)
 
     def _operands(self, node: And) -> list[tuple[Node, _Unit | None]]:
         """An AND's operands, with word runs that spell an acronym's expansion marked.
@@ -411,17 +452,14 @@ class PaperIndex:
         s = self.settings
         weights = (s.title_weight, s.abstract_weight, s.author_weight)
         for doc, occs in unit.occurrences.items():
-            at: dict[str, set[int]] = {}
-            for occ in occs:
-                at.setdefault(occ[_FIELD], set()).add(occ[_POSITION])
-            unit.positions[doc] = at
+            at = unit.positions[doc] = _position_masks(occs)
             pseudo = [0.0, 0.0, 0.0]
             for i, name in enumerate(FIELDS):
                 positions = at.get(name)
                 if positions:
                     index = self._fields[name]
                     norm = 1 - B + B * index.lengths[doc] / index.average
-                    pseudo[i] = weights[i] * len(positions) / norm
+                    pseudo[i] = weights[i] * positions.bit_count() / norm
             total = sum(pseudo)
             if total > 0:
                 scale = unit.idf / (K1 + total)
@@ -647,11 +685,13 @@ class PaperIndex:
         best = max((entry[1] for entry in base), default=0.0)
         hopeless = max(s.min_relevance, s.relative_cutoff * best) - weight
         late: list[int] = []
+        pairs = len(plan.pairs)
+        close = self._close(plan) if pairs else {}
         for doc, relevance, title, abstract, author in base:
             proximity = 0.0
-            if plan.pairs:
+            if pairs:
                 if relevance >= hopeless:
-                    proximity = self._proximity(plan.pairs, doc)
+                    proximity = close.get(doc, 0) / pairs
                 elif relevance >= hopeless - s.feedback_weight:
                     late.append(doc)
             out[doc] = (relevance + weight * proximity, title, abstract, author, proximity, 0.0)
@@ -661,7 +701,7 @@ class PaperIndex:
         for doc in late:
             relevance, title, abstract, author, _, bonus = out[doc]
             if relevance >= hopeless:
-                proximity = self._proximity(plan.pairs, doc)
+                proximity = close.get(doc, 0) / pairs
                 out[doc] = (
                     relevance + weight * proximity,
                     title,
@@ -736,21 +776,23 @@ class PaperIndex:
         lifts on-topic papers and, since the relative cut-off follows the best
         paper, lets incidental matches fall below it.
         """
-        top = heapq.nlargest(FEEDBACK_DOCS, [(entry[0], doc) for doc, entry in out.items()])
+        # (sorted, not heapq.nlargest: the same items in the same order, tie-breaking
+        # included, with the loop in C)
+        top = sorted([(entry[0], doc) for doc, entry in out.items()], reverse=True)
         model: dict[str, float] = {}
         get = model.get
-        for relevance, doc in top:
+        for relevance, doc in top[:FEEDBACK_DOCS]:
             for term, weight in self._feedback_terms(doc):
                 model[term] = get(term, 0.0) + relevance * weight
         if not model:
             return
         similarity: dict[int, float] = {}
         near = similarity.get
-        for term in heapq.nlargest(FEEDBACK_TERMS, model, key=model.__getitem__):
-            weight = model[term]
-            for doc, tf in self._saturated(term).items():
-                if doc in out:
-                    similarity[doc] = near(doc, 0.0) + weight * tf
+        ranked = sorted(model.items(), key=_WEIGHT, reverse=True)  # stable: first seen first
+        for term, weight in ranked[:FEEDBACK_TERMS]:
+            saturated = self._saturated(term)
+            for doc in saturated.keys() & out.keys():
+                similarity[doc] = near(doc, 0.0) + weight * saturated[doc]
         best = max(similarity.values(), default=0.0)
         if best <= 0:
             return
@@ -775,48 +817,77 @@ class PaperIndex:
             parts["proximity"] = round(s.proximity_weight * proximity, 4)
         if feedback:
             parts["feedback"] = round(feedback, 4)
-        popularity = self._popularity[doc] * s.popularity_weight
+        popularity, rounded = self._popularity_parts[doc]
         if popularity:
-            parts["popularity"] = round(popularity, 4)
+            parts["popularity"] = rounded
         return round(relevance + popularity, 4), parts
 
-    def _proximity(self, pairs: list[tuple[_Unit, _Unit] | _Unit], doc: int) -> float:
-        """Share of the topic's neighbouring words found close together in one field."""
-        close = 0
-        for pair in pairs:
-            if isinstance(pair, _Unit):
-                close += doc in pair.occurrences
-                continue
-            if doc not in pair[0].occurrences or doc not in pair[1].occurrences:
-                continue
-            near, there = _near(pair[0], doc), _positions(pair[1], doc)
-            for name, around in near.items():
-                at = there.get(name)
-                if at and not around.isdisjoint(at):
-                    close += 1
-                    break
-        return close / len(pairs)
+    def _close(self, plan: _Plan) -> dict[int, int]:
+        """Per paper, how many of the filter's neighbouring words (pairs, multi-word
+        phrases) occur close together in one field: the proximity share's numerator.
+
+        Counted pair by pair over the papers where the pair is close (cached per pair
+        of leaves: "diffusion models" recurs in hundreds of filters) rather than paper
+        by paper over every pair, which paid a lookup per eligible paper per pair.
+        """
+        counts = plan.close
+        if counts is None:
+            counts = plan.close = {}
+            get = counts.get
+            for pair in plan.pairs:
+                for doc in self._close_docs(pair):
+                    counts[doc] = get(doc, 0) + 1
+        return counts
+
+    def _close_docs(self, pair: tuple[_Unit, _Unit] | _Unit) -> Iterable[int]:
+        """Papers where a pair of leaves occurs within PROXIMITY_WINDOW words in one field
+        (a multi-word phrase: wherever it occurs)."""
+        if isinstance(pair, _Unit):
+            return pair.occurrences.keys()
+        first, second = pair
+        key = (id(first), id(second))
+        cached = self._pair_docs.get(key)
+        if cached is None:
+            close = []
+            for doc in first.occurrences.keys() & second.occurrences.keys():
+                there = _positions(second, doc)
+                for name, around in _near(first, doc).items():
+                    if around & there.get(name, 0):
+                        close.append(doc)
+                        break
+            cached = self._pair_docs[key] = tuple(close)
+        return cached
 
     def _cutoff(self, scored: dict[int, _Scored]) -> float:
         """The relevance a paper needs: absolute floor, and a share of the best paper's."""
-        best = max((entry[0] for entry in scored.values()), default=0.0)
+        best = max(map(_RELEVANCE, scored.values()), default=0.0)
         return max(self.settings.min_relevance, self.settings.relative_cutoff * best)
 
     # --- explanations ---
 
     def _matched(self, node: Node, doc: int) -> tuple[MatchedTerm, ...]:
-        units = self._plan(node).units
+        return self._units_matched(self._plan(node).units, doc)
+
+    def _units_matched(self, units: list[_Unit], doc: int) -> tuple[MatchedTerm, ...]:
+        """One term per span (the first leaf's that has it), in text order.
+
+        Runs for every hit of every filter, so the merge happens in C: each leaf's
+        spans are a cached map keyed in text order, later leaves' maps are applied
+        first so the earliest leaf's term overwrites theirs, and the keys are sorted.
+        """
         if len(units) == 1:
             return self._unit_matched(units[0], doc)
-        # one term per span (the first leaf's), in text order: sort the keys, in C
-        seen: dict[tuple[int, int, int], MatchedTerm] = {}
-        order = FIELD_ORDER
-        for unit in units:
-            for term in self._unit_matched(unit, doc):
-                seen.setdefault((order[term.field], term.start, term.end), term)
-        return tuple([seen[key] for key in sorted(seen)[:MAX_MATCHED_PER_HIT]])
+        seen: dict[int, MatchedTerm] = {}
+        for unit in reversed(units):
+            keys = unit.span_keys.get(doc)
+            if keys is None:
+                self._unit_matched(unit, doc)
+                keys = unit.span_keys[doc]
+            seen.update(zip(keys, unit.matched[doc], strict=True))
+        return tuple(map(seen.__getitem__, sorted(seen)[:MAX_MATCHED_PER_HIT]))
 
     def _unit_matched(self, unit: _Unit, doc: int) -> tuple[MatchedTerm, ...]:
+        """A leaf's highlight spans in one paper (cached, with `unit.spans` for merging)."""
         cached = unit.matched.get(doc)
         if cached is None:
             spans: dict[tuple[str, int, int], MatchedTerm] = {}
@@ -825,6 +896,10 @@ class PaperIndex:
                 if key not in spans:
                     spans[key] = MatchedTerm(unit.label, *key, occ[_VIA])
             cached = unit.matched[doc] = tuple(spans.values())[:MAX_MATCHED_PER_HIT]
+            order = FIELD_ORDER
+            unit.span_keys[doc] = tuple(
+                [(order[t.field] << _SPAN_BITS | t.start) << _SPAN_BITS | t.end for t in cached]
+            )
         return cached
 
     def _trace(self, node: Node, doc: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -894,28 +969,40 @@ def _add_postings(
     return length
 
 
-def _positions(unit: _Unit, doc: int) -> dict[str, set[int]]:
-    """A leaf's word positions in one paper, per field (computed when proximity asks)."""
+def _position_masks(occs: Iterable[_Occ]) -> dict[str, int]:
+    """Per field, the word positions of some occurrences as a bit mask (bit p: position p).
+
+    Ints, not sets: set operations become integer ones in C (`&` for "any in common",
+    `bit_count` for how many), and an index keeps one per leaf, paper and field —
+    tens of thousands of sets the garbage collector walked at every full collection.
+    """
+    masks: dict[str, int] = {}
+    get = masks.get
+    for occ in occs:
+        name = occ[_FIELD]
+        masks[name] = get(name, 0) | 1 << occ[_POSITION]
+    return masks
+
+
+def _positions(unit: _Unit, doc: int) -> dict[str, int]:
+    """A leaf's word positions in one paper, per field, as bit masks."""
     cached = unit.positions.get(doc)
     if cached is None:
-        cached = unit.positions[doc] = {}
-        for occ in unit.occurrences.get(doc, ()):
-            cached.setdefault(occ[_FIELD], set()).add(occ[_POSITION])
+        cached = unit.positions[doc] = _position_masks(unit.occurrences.get(doc, ()))
     return cached
 
 
-_WINDOW = range(-PROXIMITY_WINDOW, PROXIMITY_WINDOW + 1)
-
-
-def _near(unit: _Unit, doc: int) -> dict[str, frozenset[int]]:
-    """Per field, the positions within PROXIMITY_WINDOW of the leaf's (cached: a leaf
-    recurs in many filters, so proximity becomes one set test per pair of leaves)."""
+def _near(unit: _Unit, doc: int) -> dict[str, int]:
+    """Per field, the positions within PROXIMITY_WINDOW of the leaf's, as bit masks
+    (cached: a leaf recurs in many pairs of neighbouring words)."""
     cached = unit.near.get(doc)
     if cached is None:
-        cached = unit.near[doc] = {
-            name: frozenset([p + d for p in at for d in _WINDOW])
-            for name, at in _positions(unit, doc).items()
-        }
+        cached = unit.near[doc] = {}
+        for name, mask in _positions(unit, doc).items():
+            spread = mask
+            for distance in range(1, PROXIMITY_WINDOW + 1):
+                spread |= mask << distance | mask >> distance
+            cached[name] = spread
     return cached
 
 
@@ -924,22 +1011,16 @@ def _cjk_words(word: str) -> list[str]:
     return list(word) if has_cjk(word) else [word]
 
 
-# A hit as the fair-share selection handles it: (-score, paper_id, topic index, score,
-# matched, parts). Plain tuples sort in C by (-score, paper_id, topic index) — unique
-# within a merge, so the later fields are never compared — and carry what a Pick needs.
-_Entry = tuple[float, int, int, float, tuple[MatchedTerm, ...], dict[str, float]]
-
-
-def _entries(index: PaperIndex, hits: list[Hit], i: int, max_papers: int) -> list[_Entry]:
-    """The first `max_papers` hits of one filter as entries for topic index i (cached)."""
-    key = (id(hits), i, max_papers)
-    cached = index._entries.get(key)
-    if cached is None:
-        cached = index._entries[key] = [
-            (-hit.score, hit.paper_id, i, hit.score, hit.matched, hit.parts)
-            for hit in hits[:max_papers]
-        ]
-    return cached
+# A hit as the fair-share selection handles it: (-score, paper_id, topic index, hit id).
+# Plain tuples sort in C by (-score, paper_id, topic index), unique within a merge, so
+# the hit id (the hit's place in the index's hit table) is never compared.
+_Entry = tuple[float, int, int, int]
+# A subscriber's candidates when limited: (allowed papers or None for all, excluded papers).
+_Window = tuple[frozenset[int] | None, frozenset[int]]
+_QUERY = attrgetter("query")
+_BARE = (Word, Phrase, Not)  # a tuple: `Word | Phrase | Not` builds a union at every call
+_WEIGHT = itemgetter(1)
+_RELEVANCE = itemgetter(0)
 
 
 def _fair_share(heads: list[list[_Entry]], max_papers: int) -> list[_Entry]:
@@ -997,38 +1078,85 @@ def select_papers(
     `exclude` holds papers already sent to them, which are never picked again.
     Called once per subscriber in a planning run, so kept lean: filters are
     evaluated once per index, and selections are shared between subscribers
-    with the same filters (and the same window and history).
+    with the same filters (and the same window and history). Subscribers who
+    share topics share the parsed query objects (the planner parses each text
+    once), so a selection is looked up by those objects' identities first; only
+    the Picks, which carry the subscriber's own topic ids, are built per call.
     """
-    max_papers = max(0, max_papers)
-    lists = [index.search(topic.query) for topic in topics]
-    plain = allowed is None and not exclude
-    # a hit list stands for its filter (one list object per distinct filter, kept alive)
-    key: object = (*map(id, lists), max_papers)
-    if not plain:
-        key = (key, frozenset(allowed) if allowed is not None else None, frozenset(exclude))
-    selections = index._selections
-    chosen = selections.get(key)
-    if chosen is None:
-        if plain:
-            heads = [_entries(index, hits, i, max_papers) for i, hits in enumerate(lists)]
-        else:
-            heads = [
-                [
-                    (-hit.score, hit.paper_id, i, hit.score, hit.matched, hit.parts)
-                    for hit in hits
-                    if hit.paper_id not in exclude and (allowed is None or hit.paper_id in allowed)
-                ][:max_papers]
-                for i, hits in enumerate(lists)
+    if max_papers < 0:
+        max_papers = 0
+    window: _Window | None = None
+    if allowed is None and not exclude:
+        if len(topics) == 1:
+            # a single list's fair share is its head: nothing to merge or remember
+            topic = topics[0]
+            topic_id = topic.topic_id
+            return [
+                Pick(hit.paper_id, topic_id, hit.score, rank, hit.matched, hit.parts)
+                for rank, hit in enumerate(index.search(topic.query)[:max_papers], 1)
             ]
-        chosen = selections[key] = _fair_share(heads, max_papers)
+        key: object = (*map(id, map(_QUERY, topics)), max_papers)
+    else:
+        window = (None if allowed is None else frozenset(allowed), frozenset(exclude))
+        key = ((*map(id, map(_QUERY, topics)), max_papers), window)
+    codes = index._selections_by_query.get(key)
+    if codes is None:
+        # every query is searched on the way, so the index keeps it alive (in its
+        # identity memo) and no other object can take its id while the key is in use
+        codes = index._selections_by_query[key] = _selection(index, topics, max_papers, window)
+    table = index._hit_table
     if len(topics) == 1:
         topic_id = topics[0].topic_id
         return [
-            Pick(paper_id, topic_id, score, rank, matched, parts)
-            for rank, (_, paper_id, _, score, matched, parts) in enumerate(chosen, 1)
+            Pick(hit.paper_id, topic_id, hit.score, rank, hit.matched, hit.parts)
+            for rank, hit in enumerate(map(table.__getitem__, codes), 1)
         ]
     topic_ids = [topic.topic_id for topic in topics]
-    return [
-        Pick(paper_id, topic_ids[i], score, rank, matched, parts)
-        for rank, (_, paper_id, i, score, matched, parts) in enumerate(chosen, 1)
-    ]
+    count = len(topic_ids)
+    picks = []
+    for rank, code in enumerate(codes, 1):
+        hit_id, i = divmod(code, count)
+        hit = table[hit_id]
+        picks.append(Pick(hit.paper_id, topic_ids[i], hit.score, rank, hit.matched, hit.parts))
+    return picks
+
+
+def _selection(
+    index: PaperIndex, topics: Sequence[TopicQuery], max_papers: int, window: _Window | None
+) -> tuple[int, ...]:
+    """The selection for one combination of filters: per paper, best first, its hit id
+    times the number of topics plus its topic's index.
+
+    Plain ints on purpose: a planning run keeps one selection per distinct combination
+    (tens of thousands), and tuples of ints are no work for the garbage collector,
+    where lists of per-hit tuples made every collection walk them. Shared by equal
+    filters: keyed by the hit lists (one per distinct filter), so topics typed
+    differently but parsing to the same filter share it too.
+    """
+    lists = [index.search(topic.query) for topic in topics]
+    key: object = (*map(id, lists), max_papers)
+    if window is not None:
+        key = (key, window)
+    codes = index._selections.get(key)
+    if codes is None:
+        heads: list[list[_Entry]] = []
+        for i, hits in enumerate(lists):
+            first = index._hit_ids(hits)
+            if window is None:
+                head = [
+                    (-hit.score, hit.paper_id, i, first + j)
+                    for j, hit in enumerate(hits[:max_papers])
+                ]
+            else:
+                allowed, exclude = window
+                head = [
+                    (-hit.score, hit.paper_id, i, first + j)
+                    for j, hit in enumerate(hits)
+                    if hit.paper_id not in exclude and (allowed is None or hit.paper_id in allowed)
+                ][:max_papers]
+            heads.append(head)
+        count = len(lists)
+        codes = index._selections[key] = tuple(
+            [hit_id * count + i for _, _, i, hit_id in _fair_share(heads, max_papers)]
+        )
+    return codes

@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from operator import attrgetter, itemgetter
-from typing import Final
+from itertools import chain
+from operator import itemgetter
+from typing import Any, Final
 
 from digest.acronyms import Acronyms, acronym_key
 from digest.analysis import (
@@ -110,7 +111,7 @@ class _Unit:
     """
 
     label: str
-    occurrences: dict[int, list[_Occ]]
+    occurrences: dict[int, tuple[_Occ, ...]]
     idf: float = 0.0
     ignorable: bool = False  # only stop words: imposes nothing
     gain: dict[int, tuple[float, float, float]] = field(default_factory=dict)
@@ -139,7 +140,9 @@ class _Plan:
 
 @dataclass(slots=True)
 class _FieldIndex:
-    postings: dict[str, dict[int, list[_Occ]]] = field(default_factory=dict)
+    # term → paper → occurrences; tuples of plain values, which the garbage collector
+    # stops tracking (an index holds tens of thousands)
+    postings: dict[str, dict[int, tuple[_Occ, ...]]] = field(default_factory=dict)
     lengths: list[int] = field(default_factory=list)
     average: float = 1.0
 
@@ -211,11 +214,9 @@ class PaperIndex:
         self._scored: dict[Node, dict[int, _Scored]] = {}
         self._by_id: dict[int, tuple[Node, list[Hit]]] = {}
         # selections (see _selection) by hit lists' and by queries' identities
-        self._selections: dict[object, tuple[int, ...]] = {}
-        self._selections_by_query: dict[object, tuple[int, ...]] = {}
-        # every hit list a selection used, end to end: a hit's id is its place here
-        self._hit_table: list[Hit] = []
-        self._first_hit_id: dict[int, int] = {}
+        self._selections: dict[object, _Selection] = {}
+        self._selections_by_query: dict[object, _Selection] = {}
+        self._heads: dict[tuple[int, int, int], tuple[_Entry, ...]] = {}
 
     # --- public API ---
 
@@ -289,17 +290,6 @@ class PaperIndex:
             paper_id, True, rank is not None, score, relevance, cutoff, rank, matched, parts,
             missing, excluded, reason,
         )  # fmt: skip
-
-    def _hit_ids(self, hits: list[Hit]) -> int:
-        """The id of the first of these hits in the hit table (added on first use).
-
-        Hit lists are kept by the index (search's memo), so their ids stay theirs.
-        """
-        first = self._first_hit_id.get(id(hits))
-        if first is None:
-            first = self._first_hit_id[id(hits)] = len(self._hit_table)
-            self._hit_table.extend(hits)
-        return first
 
     # --- eligibility ---
 
@@ -437,12 +427,16 @@ class PaperIndex:
             if key_terms in self._acronym_of:
                 found = self._acronym_of[key_terms]
                 self._add_term(occurrences, found, fields, f"{found.upper()} → {label}")
-        for occs in occurrences.values():
-            occs.sort(key=lambda o: (FIELD_ORDER[o[_FIELD]], o[_START]))
-        df = len(occurrences)
+        # in text order, as tuples (of plain values: the garbage collector skips them)
+        ordered: dict[int, tuple[_Occ, ...]] = {}
+        for doc, occs in occurrences.items():
+            if len(occs) > 1:
+                occs.sort(key=lambda o: (FIELD_ORDER[o[_FIELD]], o[_START]))
+            ordered[doc] = tuple(occs)
+        df = len(ordered)
         n = len(self.papers)
         idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
-        unit = _Unit(label, occurrences, idf, ignorable)
+        unit = _Unit(label, ordered, idf, ignorable)
         self._weigh(unit)
         self._units[key] = unit
         return unit
@@ -931,7 +925,7 @@ class PaperIndex:
 
 
 def _add_postings(
-    postings: dict[str, dict[int, list[_Occ]]], doc: int, text: str, name: TextField
+    postings: dict[str, dict[int, tuple[_Occ, ...]]], doc: int, text: str, name: TextField
 ) -> int:
     """Index one field of one paper; returns its length in words (up to the last term).
 
@@ -963,9 +957,9 @@ def _add_postings(
     for term, occs in local.items():
         by_doc = postings.get(term)
         if by_doc is None:
-            postings[term] = {doc: occs}
+            postings[term] = {doc: tuple(occs)}
         else:
-            by_doc[doc] = occs
+            by_doc[doc] = tuple(occs)
     return length
 
 
@@ -1011,19 +1005,20 @@ def _cjk_words(word: str) -> list[str]:
     return list(word) if has_cjk(word) else [word]
 
 
-# A hit as the fair-share selection handles it: (-score, paper_id, topic index, hit id).
-# Plain tuples sort in C by (-score, paper_id, topic index), unique within a merge, so
-# the hit id (the hit's place in the index's hit table) is never compared.
+# A hit as the fair-share selection handles it: (-score, paper_id, topic index, place in
+# its topic's hit list). Plain tuples sort in C by (-score, paper_id, topic index),
+# unique within a merge, so the place is never compared.
 _Entry = tuple[float, int, int, int]
+# A selection: hit, its topic's index, hit, its topic's index, ... (see _selection)
+_Selection = tuple[Hit | int, ...]
 # A subscriber's candidates when limited: (allowed papers or None for all, excluded papers).
 _Window = tuple[frozenset[int] | None, frozenset[int]]
-_QUERY = attrgetter("query")
 _BARE = (Word, Phrase, Not)  # a tuple: `Word | Phrase | Not` builds a union at every call
 _WEIGHT = itemgetter(1)
 _RELEVANCE = itemgetter(0)
 
 
-def _fair_share(heads: list[list[_Entry]], max_papers: int) -> list[_Entry]:
+def _fair_share(heads: Sequence[Sequence[_Entry]], max_papers: int) -> Sequence[_Entry]:
     """Best `max_papers` over several topics' entry lists, each topic guaranteed a share.
 
     Each topic with hits first gets up to max_papers // topics (at least one) of its
@@ -1035,14 +1030,18 @@ def _fair_share(heads: list[list[_Entry]], max_papers: int) -> list[_Entry]:
     """
     if max_papers <= 0:
         return []
-    active = [head for head in heads if head]
+    active = list(filter(None, heads))
     if len(active) <= 1:
         return active[0] if active else []
     chosen: dict[int, _Entry] = {}
     if sum(map(len, active)) > max_papers:
         quota = max(1, max_papers // len(active))
         # topics take turns by their best score, so a tie goes to the stronger topic
-        active.sort(key=lambda head: head[0][0])
+        # (a stable sort by best score; two lists, the usual case, without a key call)
+        if len(active) > 2:
+            active.sort(key=lambda head: head[0][0])
+        elif active[1][0][0] < active[0][0][0]:
+            active.reverse()
         for head in active:
             if len(chosen) >= max_papers:
                 break
@@ -1056,7 +1055,7 @@ def _fair_share(heads: list[list[_Entry]], max_papers: int) -> list[_Entry]:
     if len(chosen) < max_papers:
         # the rest by score; a paper several topics found goes to the one that scored
         # it highest (the first, on a tie): the first entry of it in this order
-        for entry in sorted([entry for head in active for entry in head]):
+        for entry in sorted(chain.from_iterable(active)):
             if entry[1] not in chosen:
                 chosen[entry[1]] = entry
                 if len(chosen) == max_papers:
@@ -1090,73 +1089,85 @@ def select_papers(
         if len(topics) == 1:
             # a single list's fair share is its head: nothing to merge or remember
             topic = topics[0]
+            query = topic.query
+            known = index._by_id.get(id(query))  # search's own first step, without a call
+            hits = known[1] if known is not None and known[0] is query else index.search(query)
             topic_id = topic.topic_id
             return [
                 Pick(hit.paper_id, topic_id, hit.score, rank, hit.matched, hit.parts)
-                for rank, hit in enumerate(index.search(topic.query)[:max_papers], 1)
+                for rank, hit in enumerate(hits[:max_papers], 1)
             ]
-        key: object = (*map(id, map(_QUERY, topics)), max_papers)
+        key: object = (*[id(topic.query) for topic in topics], max_papers)
     else:
         window = (None if allowed is None else frozenset(allowed), frozenset(exclude))
-        key = ((*map(id, map(_QUERY, topics)), max_papers), window)
-    codes = index._selections_by_query.get(key)
-    if codes is None:
+        key = ((*[id(topic.query) for topic in topics], max_papers), window)
+    selection = index._selections_by_query.get(key)
+    if selection is None:
         # every query is searched on the way, so the index keeps it alive (in its
         # identity memo) and no other object can take its id while the key is in use
-        codes = index._selections_by_query[key] = _selection(index, topics, max_papers, window)
-    table = index._hit_table
+        selection = _selection(index, topics, max_papers, window)
+        index._selections_by_query[key] = selection
+    # hits alternate with their topic's index: zip pairs them off one shared iterator
+    pairs: Iterator[Any] = iter(selection)
+    chosen: Iterator[tuple[Hit, int]] = zip(pairs, pairs, strict=False)  # (strict: 3x slower)
     if len(topics) == 1:
         topic_id = topics[0].topic_id
         return [
             Pick(hit.paper_id, topic_id, hit.score, rank, hit.matched, hit.parts)
-            for rank, hit in enumerate(map(table.__getitem__, codes), 1)
+            for rank, (hit, _) in enumerate(chosen, 1)
         ]
     topic_ids = [topic.topic_id for topic in topics]
-    count = len(topic_ids)
-    picks = []
-    for rank, code in enumerate(codes, 1):
-        hit_id, i = divmod(code, count)
-        hit = table[hit_id]
-        picks.append(Pick(hit.paper_id, topic_ids[i], hit.score, rank, hit.matched, hit.parts))
-    return picks
+    return [
+        Pick(hit.paper_id, topic_ids[i], hit.score, rank, hit.matched, hit.parts)
+        for rank, (hit, i) in enumerate(chosen, 1)
+    ]
 
 
 def _selection(
     index: PaperIndex, topics: Sequence[TopicQuery], max_papers: int, window: _Window | None
-) -> tuple[int, ...]:
-    """The selection for one combination of filters: per paper, best first, its hit id
-    times the number of topics plus its topic's index.
+) -> _Selection:
+    """The selection for one combination of filters, best first: each hit followed by
+    its topic's index, in one flat tuple.
 
-    Plain ints on purpose: a planning run keeps one selection per distinct combination
-    (tens of thousands), and tuples of ints are no work for the garbage collector,
-    where lists of per-hit tuples made every collection walk them. Shared by equal
-    filters: keyed by the hit lists (one per distinct filter), so topics typed
-    differently but parsing to the same filter share it too.
+    One object per combination on purpose: a planning run keeps tens of thousands,
+    and every full collection of the garbage collector walks them (a list of per-hit
+    tuples each was the heaviest part of its work). Shared by equal filters: keyed by
+    the hit lists (one per distinct filter), so topics typed differently but parsing
+    to the same filter share it too.
     """
     lists = [index.search(topic.query) for topic in topics]
     key: object = (*map(id, lists), max_papers)
     if window is not None:
         key = (key, window)
-    codes = index._selections.get(key)
-    if codes is None:
-        heads: list[list[_Entry]] = []
-        for i, hits in enumerate(lists):
-            first = index._hit_ids(hits)
-            if window is None:
-                head = [
-                    (-hit.score, hit.paper_id, i, first + j)
-                    for j, hit in enumerate(hits[:max_papers])
-                ]
-            else:
-                allowed, exclude = window
-                head = [
-                    (-hit.score, hit.paper_id, i, first + j)
+    selection = index._selections.get(key)
+    if selection is None:
+        heads: list[Sequence[_Entry]]
+        if window is None:
+            heads = [_head(index, hits, i, max_papers) for i, hits in enumerate(lists)]
+        else:
+            allowed, exclude = window
+            heads = [
+                [
+                    (-hit.score, hit.paper_id, i, j)
                     for j, hit in enumerate(hits)
                     if hit.paper_id not in exclude and (allowed is None or hit.paper_id in allowed)
                 ][:max_papers]
-            heads.append(head)
-        count = len(lists)
-        codes = index._selections[key] = tuple(
-            [hit_id * count + i for _, _, i, hit_id in _fair_share(heads, max_papers)]
+                for i, hits in enumerate(lists)
+            ]
+        flat: list[Hit | int] = []
+        for _, _, i, j in _fair_share(heads, max_papers):
+            flat += (lists[i][j], i)
+        selection = index._selections[key] = tuple(flat)
+    return selection
+
+
+def _head(index: PaperIndex, hits: list[Hit], i: int, max_papers: int) -> tuple[_Entry, ...]:
+    """The first `max_papers` hits of one filter as entries for topic index i (cached:
+    plain values, which the garbage collector stops tracking)."""
+    key = (id(hits), i, max_papers)
+    head = index._heads.get(key)
+    if head is None:
+        head = index._heads[key] = tuple(
+            [(-hit.score, hit.paper_id, i, j) for j, hit in enumerate(hits[:max_papers])]
         )
-    return codes
+    return head

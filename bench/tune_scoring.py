@@ -47,7 +47,7 @@ def index_for(settings: ScoringSettings, papers: list[Any]) -> PaperIndex:
 
     Only the field weights shape the index itself (per-leaf gains); cut-offs,
     relaxation and proximity act at query time, so for those a shallow copy with
-    empty query caches is enough (bench-only shortcut into private caches).
+    its query memos restarted is enough (bench-only shortcut into a private method).
     """
     weights = (settings.title_weight, settings.abstract_weight)
     base = _INDEXES.get(weights)
@@ -56,17 +56,7 @@ def index_for(settings: ScoringSettings, papers: list[Any]) -> PaperIndex:
         base = _INDEXES[weights] = PaperIndex(texts, settings)
     index = copy.copy(base)
     index.settings = settings
-    for cache in (
-        "_docs",
-        "_ops",
-        "_plans",
-        "_hits",
-        "_scored",
-        "_selections",
-        "_entries",
-        "_by_id",
-    ):
-        setattr(index, cache, {})
+    index._forget_queries()
     return index
 
 

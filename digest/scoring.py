@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
-from typing import Final
+from itertools import chain
+from operator import itemgetter
+from typing import Any, Final
 
 from digest.acronyms import Acronyms, acronym_key
 from digest.analysis import (
@@ -53,6 +55,7 @@ K1 = 1.2
 B = 0.75
 PROXIMITY_WINDOW = 3  # words apart that still count as "close together"
 MAX_MATCHED_PER_HIT = 64
+_SPAN_BITS = 32  # offsets within a field stay below 2**32: a span key packs three numbers
 # Pseudo-relevance feedback (see PaperIndex._feedback): the usual RM3 sizes.
 FEEDBACK_DOCS = 5  # best papers that model the topic
 FEEDBACK_TERMS = 10  # their most distinctive terms
@@ -109,13 +112,16 @@ class _Unit:
     """
 
     label: str
-    occurrences: dict[int, list[_Occ]]
+    occurrences: dict[int, tuple[_Occ, ...]]
     idf: float = 0.0
     ignorable: bool = False  # only stop words: imposes nothing
     gain: dict[int, tuple[float, float, float]] = field(default_factory=dict)
-    positions: dict[int, dict[str, set[int]]] = field(default_factory=dict)
+    positions: dict[int, dict[str, int]] = field(default_factory=dict)  # bit masks
     matched: dict[int, tuple[MatchedTerm, ...]] = field(default_factory=dict)
-    near: dict[int, dict[str, frozenset[int]]] = field(default_factory=dict)
+    # per matched span, one int that sorts as (field order, start, end) would: what
+    # merging leaves needs (ints hash and compare faster than tuples)
+    span_keys: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    near: dict[int, dict[str, int]] = field(default_factory=dict)  # bit masks
 
     @property
     def docs(self) -> AbstractSet[int]:
@@ -130,11 +136,14 @@ class _Plan:
     units: list[_Unit]
     attainable: float
     pairs: list[tuple[_Unit, _Unit] | _Unit]
+    close: dict[int, int] | None = None  # paper → pairs found close together (on need)
 
 
 @dataclass(slots=True)
 class _FieldIndex:
-    postings: dict[str, dict[int, list[_Occ]]] = field(default_factory=dict)
+    # term → paper → occurrences; tuples of plain values, which the garbage collector
+    # stops tracking (an index holds tens of thousands)
+    postings: dict[str, dict[int, tuple[_Occ, ...]]] = field(default_factory=dict)
     lengths: list[int] = field(default_factory=list)
     average: float = 1.0
 
@@ -187,14 +196,34 @@ class PaperIndex:
         self._feedback_terms_tf: dict[str, dict[int, float]] = {}
         self._feedback_idf: dict[str, float] = {}
         self._units: dict[_UnitKey, _Unit] = {}
+        # (id of leaf, id of next leaf) → papers where they occur close together; the
+        # units live as long as the index, so their ids stay theirs
+        self._pair_docs: dict[tuple[int, int], tuple[int, ...]] = {}
+        self._forget_queries()
+
+    def _forget_queries(self) -> None:
+        """(Re)start the memos that depend on query-time settings (cut-offs, relaxation,
+        proximity, feedback and popularity weights).
+
+        What depends only on the papers and the field weights (postings, leaves and
+        their gains, feedback vocabulary) is kept: bench/tune_scoring.py swaps the
+        settings of a copy of an index and calls this, to analyse the text once.
+        """
+        weight = self.settings.popularity_weight
+        # (weighted, rounded) per paper: the same for every filter that selects it
+        self._popularity_parts = [
+            (popularity * weight, round(popularity * weight, 4)) for popularity in self._popularity
+        ]
         self._docs: dict[Node, AbstractSet[int]] = {}
         self._ops: dict[And, list[tuple[Node, _Unit | None]]] = {}
         self._plans: dict[Node, _Plan] = {}
         self._hits: dict[Node, list[Hit]] = {}
         self._scored: dict[Node, dict[int, _Scored]] = {}
-        self._selections: dict[object, list[_Entry]] = {}
-        self._entries: dict[tuple[int, int, int], list[_Entry]] = {}
         self._by_id: dict[int, tuple[Node, list[Hit]]] = {}
+        # selections (see _selection) by hit lists' and by queries' identities
+        self._selections: dict[object, _Selection] = {}
+        self._selections_by_query: dict[object, _Selection] = {}
+        self._heads: dict[tuple[int, int, int], tuple[_Entry, ...]] = {}
 
     # --- public API ---
 
@@ -221,11 +250,12 @@ class PaperIndex:
             return cached
         scored = self._score(query)
         cutoff = self._cutoff(scored)
+        units = self._plan(query).units  # looked up once: hashing a tree walks it
         hits = []
         for doc, scores in scored.items():
             if scores[0] >= cutoff:
                 score, parts = self._finish(doc, scores)
-                matched = self._matched(query, doc)
+                matched = self._units_matched(units, doc)
                 hits.append(Hit(self.papers[doc].paper_id, score, matched, parts))
         hits.sort(key=lambda h: (-h.score, h.paper_id))
         self._hits[query] = hits
@@ -310,9 +340,10 @@ class PaperIndex:
             return frozenset(result)
         # relaxed: a paper needs relax_share of the topic's idf weight (rare words count more)
         need = self.settings.relax_share * sum(weight for _, weight in positives) - 1e-9
-        have: dict[int, float] = {}
+        # 0.0 + weight is weight: the first operand's papers go in as they are, in C
+        have: dict[int, float] = dict.fromkeys(positives[0][0], positives[0][1])
         get = have.get
-        for docs, weight in positives:
+        for docs, weight in positives[1:]:
             for doc in docs:
                 have[doc] = get(doc, 0.0) + weight
         enough = frozenset([doc for doc, weight in have.items() if weight >= need])
@@ -323,7 +354,7 @@ class PaperIndex:
         relax = self.settings.relax_from_words
         if node.explicit or relax == 0 or positives < relax or self.settings.relax_share >= 1:
             return False
-        return all(isinstance(op, Word | Phrase | Not) for op in node.operands)
+        return all(isinstance(op, _BARE) for op in node.operands)
 
     def _operands(self, node: And) -> list[tuple[Node, _Unit | None]]:
         """An AND's operands, with word runs that spell an acronym's expansion marked.
@@ -403,12 +434,16 @@ class PaperIndex:
             if key_terms in self._acronym_of:
                 found = self._acronym_of[key_terms]
                 self._add_term(occurrences, found, fields, f"{found.upper()} → {label}")
-        for occs in occurrences.values():
-            occs.sort(key=lambda o: (FIELD_ORDER[o[_FIELD]], o[_START]))
-        df = len(occurrences)
+        # in text order, as tuples (of plain values: the garbage collector skips them)
+        ordered: dict[int, tuple[_Occ, ...]] = {}
+        for doc, occs in occurrences.items():
+            if len(occs) > 1:
+                occs.sort(key=lambda o: (FIELD_ORDER[o[_FIELD]], o[_START]))
+            ordered[doc] = tuple(occs)
+        df = len(ordered)
         n = len(self.papers)
         idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
-        unit = _Unit(label, occurrences, idf, ignorable)
+        unit = _Unit(label, ordered, idf, ignorable)
         self._weigh(unit)
         self._units[key] = unit
         return unit
@@ -418,17 +453,14 @@ class PaperIndex:
         s = self.settings
         weights = (s.title_weight, s.abstract_weight, s.author_weight)
         for doc, occs in unit.occurrences.items():
-            at: dict[str, set[int]] = {}
-            for occ in occs:
-                at.setdefault(occ[_FIELD], set()).add(occ[_POSITION])
-            unit.positions[doc] = at
+            at = unit.positions[doc] = _position_masks(occs)
             pseudo = [0.0, 0.0, 0.0]
             for i, name in enumerate(FIELDS):
                 positions = at.get(name)
                 if positions:
                     index = self._fields[name]
                     norm = 1 - B + B * index.lengths[doc] / index.average
-                    pseudo[i] = weights[i] * len(positions) / norm
+                    pseudo[i] = weights[i] * positions.bit_count() / norm
             total = sum(pseudo)
             if total > 0:
                 scale = unit.idf / (K1 + total)
@@ -654,11 +686,13 @@ class PaperIndex:
         best = max((entry[1] for entry in base), default=0.0)
         hopeless = max(s.min_relevance, s.relative_cutoff * best) - weight
         late: list[int] = []
+        pairs = len(plan.pairs)
+        close = self._close(plan) if pairs else {}
         for doc, relevance, title, abstract, author in base:
             proximity = 0.0
-            if plan.pairs:
+            if pairs:
                 if relevance >= hopeless:
-                    proximity = self._proximity(plan.pairs, doc)
+                    proximity = close.get(doc, 0) / pairs
                 elif relevance >= hopeless - s.feedback_weight:
                     late.append(doc)
             out[doc] = (relevance + weight * proximity, title, abstract, author, proximity, 0.0)
@@ -668,7 +702,7 @@ class PaperIndex:
         for doc in late:
             relevance, title, abstract, author, _, bonus = out[doc]
             if relevance >= hopeless:
-                proximity = self._proximity(plan.pairs, doc)
+                proximity = close.get(doc, 0) / pairs
                 out[doc] = (
                     relevance + weight * proximity,
                     title,
@@ -743,21 +777,23 @@ class PaperIndex:
         lifts on-topic papers and, since the relative cut-off follows the best
         paper, lets incidental matches fall below it.
         """
-        top = heapq.nlargest(FEEDBACK_DOCS, [(entry[0], doc) for doc, entry in out.items()])
+        # (sorted, not heapq.nlargest: the same items in the same order, tie-breaking
+        # included, with the loop in C)
+        top = sorted([(entry[0], doc) for doc, entry in out.items()], reverse=True)
         model: dict[str, float] = {}
         get = model.get
-        for relevance, doc in top:
+        for relevance, doc in top[:FEEDBACK_DOCS]:
             for term, weight in self._feedback_terms(doc):
                 model[term] = get(term, 0.0) + relevance * weight
         if not model:
             return
         similarity: dict[int, float] = {}
         near = similarity.get
-        for term in heapq.nlargest(FEEDBACK_TERMS, model, key=model.__getitem__):
-            weight = model[term]
-            for doc, tf in self._saturated(term).items():
-                if doc in out:
-                    similarity[doc] = near(doc, 0.0) + weight * tf
+        ranked = sorted(model.items(), key=_WEIGHT, reverse=True)  # stable: first seen first
+        for term, weight in ranked[:FEEDBACK_TERMS]:
+            saturated = self._saturated(term)
+            for doc in saturated.keys() & out.keys():
+                similarity[doc] = near(doc, 0.0) + weight * saturated[doc]
         best = max(similarity.values(), default=0.0)
         if best <= 0:
             return
@@ -782,48 +818,77 @@ class PaperIndex:
             parts["proximity"] = round(s.proximity_weight * proximity, 4)
         if feedback:
             parts["feedback"] = round(feedback, 4)
-        popularity = self._popularity[doc] * s.popularity_weight
+        popularity, rounded = self._popularity_parts[doc]
         if popularity:
-            parts["popularity"] = round(popularity, 4)
+            parts["popularity"] = rounded
         return round(relevance + popularity, 4), parts
 
-    def _proximity(self, pairs: list[tuple[_Unit, _Unit] | _Unit], doc: int) -> float:
-        """Share of the topic's neighbouring words found close together in one field."""
-        close = 0
-        for pair in pairs:
-            if isinstance(pair, _Unit):
-                close += doc in pair.occurrences
-                continue
-            if doc not in pair[0].occurrences or doc not in pair[1].occurrences:
-                continue
-            near, there = _near(pair[0], doc), _positions(pair[1], doc)
-            for name, around in near.items():
-                at = there.get(name)
-                if at and not around.isdisjoint(at):
-                    close += 1
-                    break
-        return close / len(pairs)
+    def _close(self, plan: _Plan) -> dict[int, int]:
+        """Per paper, how many of the filter's neighbouring words (pairs, multi-word
+        phrases) occur close together in one field: the proximity share's numerator.
+
+        Counted pair by pair over the papers where the pair is close (cached per pair
+        of leaves: "diffusion models" recurs in hundreds of filters) rather than paper
+        by paper over every pair, which paid a lookup per eligible paper per pair.
+        """
+        counts = plan.close
+        if counts is None:
+            counts = plan.close = {}
+            get = counts.get
+            for pair in plan.pairs:
+                for doc in self._close_docs(pair):
+                    counts[doc] = get(doc, 0) + 1
+        return counts
+
+    def _close_docs(self, pair: tuple[_Unit, _Unit] | _Unit) -> Iterable[int]:
+        """Papers where a pair of leaves occurs within PROXIMITY_WINDOW words in one field
+        (a multi-word phrase: wherever it occurs)."""
+        if isinstance(pair, _Unit):
+            return pair.occurrences.keys()
+        first, second = pair
+        key = (id(first), id(second))
+        cached = self._pair_docs.get(key)
+        if cached is None:
+            close = []
+            for doc in first.occurrences.keys() & second.occurrences.keys():
+                there = _positions(second, doc)
+                for name, around in _near(first, doc).items():
+                    if around & there.get(name, 0):
+                        close.append(doc)
+                        break
+            cached = self._pair_docs[key] = tuple(close)
+        return cached
 
     def _cutoff(self, scored: dict[int, _Scored]) -> float:
         """The relevance a paper needs: absolute floor, and a share of the best paper's."""
-        best = max((entry[0] for entry in scored.values()), default=0.0)
+        best = max(map(_RELEVANCE, scored.values()), default=0.0)
         return max(self.settings.min_relevance, self.settings.relative_cutoff * best)
 
     # --- explanations ---
 
     def _matched(self, node: Node, doc: int) -> tuple[MatchedTerm, ...]:
-        units = self._plan(node).units
+        return self._units_matched(self._plan(node).units, doc)
+
+    def _units_matched(self, units: list[_Unit], doc: int) -> tuple[MatchedTerm, ...]:
+        """One term per span (the first leaf's that has it), in text order.
+
+        Runs for every hit of every filter, so the merge happens in C: each leaf's
+        spans are a cached map keyed in text order, later leaves' maps are applied
+        first so the earliest leaf's term overwrites theirs, and the keys are sorted.
+        """
         if len(units) == 1:
             return self._unit_matched(units[0], doc)
-        # one term per span (the first leaf's), in text order: sort the keys, in C
-        seen: dict[tuple[int, int, int], MatchedTerm] = {}
-        order = FIELD_ORDER
-        for unit in units:
-            for term in self._unit_matched(unit, doc):
-                seen.setdefault((order[term.field], term.start, term.end), term)
-        return tuple([seen[key] for key in sorted(seen)[:MAX_MATCHED_PER_HIT]])
+        seen: dict[int, MatchedTerm] = {}
+        for unit in reversed(units):
+            keys = unit.span_keys.get(doc)
+            if keys is None:
+                self._unit_matched(unit, doc)
+                keys = unit.span_keys[doc]
+            seen.update(zip(keys, unit.matched[doc], strict=True))
+        return tuple(map(seen.__getitem__, sorted(seen)[:MAX_MATCHED_PER_HIT]))
 
     def _unit_matched(self, unit: _Unit, doc: int) -> tuple[MatchedTerm, ...]:
+        """A leaf's highlight spans in one paper (cached, with `unit.spans` for merging)."""
         cached = unit.matched.get(doc)
         if cached is None:
             spans: dict[tuple[str, int, int], MatchedTerm] = {}
@@ -832,6 +897,10 @@ class PaperIndex:
                 if key not in spans:
                     spans[key] = MatchedTerm(unit.label, *key, occ[_VIA])
             cached = unit.matched[doc] = tuple(spans.values())[:MAX_MATCHED_PER_HIT]
+            order = FIELD_ORDER
+            unit.span_keys[doc] = tuple(
+                [(order[t.field] << _SPAN_BITS | t.start) << _SPAN_BITS | t.end for t in cached]
+            )
         return cached
 
     def _trace(self, node: Node, doc: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -863,7 +932,7 @@ class PaperIndex:
 
 
 def _add_postings(
-    postings: dict[str, dict[int, list[_Occ]]], doc: int, text: str, name: TextField
+    postings: dict[str, dict[int, tuple[_Occ, ...]]], doc: int, text: str, name: TextField
 ) -> int:
     """Index one field of one paper; returns its length in words (up to the last term).
 
@@ -895,34 +964,46 @@ def _add_postings(
     for term, occs in local.items():
         by_doc = postings.get(term)
         if by_doc is None:
-            postings[term] = {doc: occs}
+            postings[term] = {doc: tuple(occs)}
         else:
-            by_doc[doc] = occs
+            by_doc[doc] = tuple(occs)
     return length
 
 
-def _positions(unit: _Unit, doc: int) -> dict[str, set[int]]:
-    """A leaf's word positions in one paper, per field (computed when proximity asks)."""
+def _position_masks(occs: Iterable[_Occ]) -> dict[str, int]:
+    """Per field, the word positions of some occurrences as a bit mask (bit p: position p).
+
+    Ints, not sets: set operations become integer ones in C (`&` for "any in common",
+    `bit_count` for how many), and an index keeps one per leaf, paper and field —
+    tens of thousands of sets the garbage collector walked at every full collection.
+    """
+    masks: dict[str, int] = {}
+    get = masks.get
+    for occ in occs:
+        name = occ[_FIELD]
+        masks[name] = get(name, 0) | 1 << occ[_POSITION]
+    return masks
+
+
+def _positions(unit: _Unit, doc: int) -> dict[str, int]:
+    """A leaf's word positions in one paper, per field, as bit masks."""
     cached = unit.positions.get(doc)
     if cached is None:
-        cached = unit.positions[doc] = {}
-        for occ in unit.occurrences.get(doc, ()):
-            cached.setdefault(occ[_FIELD], set()).add(occ[_POSITION])
+        cached = unit.positions[doc] = _position_masks(unit.occurrences.get(doc, ()))
     return cached
 
 
-_WINDOW = range(-PROXIMITY_WINDOW, PROXIMITY_WINDOW + 1)
-
-
-def _near(unit: _Unit, doc: int) -> dict[str, frozenset[int]]:
-    """Per field, the positions within PROXIMITY_WINDOW of the leaf's (cached: a leaf
-    recurs in many filters, so proximity becomes one set test per pair of leaves)."""
+def _near(unit: _Unit, doc: int) -> dict[str, int]:
+    """Per field, the positions within PROXIMITY_WINDOW of the leaf's, as bit masks
+    (cached: a leaf recurs in many pairs of neighbouring words)."""
     cached = unit.near.get(doc)
     if cached is None:
-        cached = unit.near[doc] = {
-            name: frozenset([p + d for p in at for d in _WINDOW])
-            for name, at in _positions(unit, doc).items()
-        }
+        cached = unit.near[doc] = {}
+        for name, mask in _positions(unit, doc).items():
+            spread = mask
+            for distance in range(1, PROXIMITY_WINDOW + 1):
+                spread |= mask << distance | mask >> distance
+            cached[name] = spread
     return cached
 
 
@@ -931,25 +1012,20 @@ def _cjk_words(word: str) -> list[str]:
     return list(word) if has_cjk(word) else [word]
 
 
-# A hit as the fair-share selection handles it: (-score, paper_id, topic index, score,
-# matched, parts). Plain tuples sort in C by (-score, paper_id, topic index) — unique
-# within a merge, so the later fields are never compared — and carry what a Pick needs.
-_Entry = tuple[float, int, int, float, tuple[MatchedTerm, ...], dict[str, float]]
+# A hit as the fair-share selection handles it: (-score, paper_id, topic index, place in
+# its topic's hit list). Plain tuples sort in C by (-score, paper_id, topic index),
+# unique within a merge, so the place is never compared.
+_Entry = tuple[float, int, int, int]
+# A selection: hit, its topic's index, hit, its topic's index, ... (see _selection)
+_Selection = tuple[Hit | int, ...]
+# A subscriber's candidates when limited: (allowed papers or None for all, excluded papers).
+_Window = tuple[frozenset[int] | None, frozenset[int]]
+_BARE = (Word, Phrase, Not)  # a tuple: `Word | Phrase | Not` builds a union at every call
+_WEIGHT = itemgetter(1)
+_RELEVANCE = itemgetter(0)
 
 
-def _entries(index: PaperIndex, hits: list[Hit], i: int, max_papers: int) -> list[_Entry]:
-    """The first `max_papers` hits of one filter as entries for topic index i (cached)."""
-    key = (id(hits), i, max_papers)
-    cached = index._entries.get(key)
-    if cached is None:
-        cached = index._entries[key] = [
-            (-hit.score, hit.paper_id, i, hit.score, hit.matched, hit.parts)
-            for hit in hits[:max_papers]
-        ]
-    return cached
-
-
-def _fair_share(heads: list[list[_Entry]], max_papers: int) -> list[_Entry]:
+def _fair_share(heads: Sequence[Sequence[_Entry]], max_papers: int) -> Sequence[_Entry]:
     """Best `max_papers` over several topics' entry lists, each topic guaranteed a share.
 
     Each topic with hits first gets up to max_papers // topics (at least one) of its
@@ -961,14 +1037,18 @@ def _fair_share(heads: list[list[_Entry]], max_papers: int) -> list[_Entry]:
     """
     if max_papers <= 0:
         return []
-    active = [head for head in heads if head]
+    active = list(filter(None, heads))
     if len(active) <= 1:
         return active[0] if active else []
     chosen: dict[int, _Entry] = {}
     if sum(map(len, active)) > max_papers:
         quota = max(1, max_papers // len(active))
         # topics take turns by their best score, so a tie goes to the stronger topic
-        active.sort(key=lambda head: head[0][0])
+        # (a stable sort by best score; two lists, the usual case, without a key call)
+        if len(active) > 2:
+            active.sort(key=lambda head: head[0][0])
+        elif active[1][0][0] < active[0][0][0]:
+            active.reverse()
         for head in active:
             if len(chosen) >= max_papers:
                 break
@@ -982,7 +1062,7 @@ def _fair_share(heads: list[list[_Entry]], max_papers: int) -> list[_Entry]:
     if len(chosen) < max_papers:
         # the rest by score; a paper several topics found goes to the one that scored
         # it highest (the first, on a tie): the first entry of it in this order
-        for entry in sorted([entry for head in active for entry in head]):
+        for entry in sorted(chain.from_iterable(active)):
             if entry[1] not in chosen:
                 chosen[entry[1]] = entry
                 if len(chosen) == max_papers:
@@ -1004,38 +1084,97 @@ def select_papers(
     `exclude` holds papers already sent to them, which are never picked again.
     Called once per subscriber in a planning run, so kept lean: filters are
     evaluated once per index, and selections are shared between subscribers
-    with the same filters (and the same window and history).
+    with the same filters (and the same window and history). Subscribers who
+    share topics share the parsed query objects (the planner parses each text
+    once), so a selection is looked up by those objects' identities first; only
+    the Picks, which carry the subscriber's own topic ids, are built per call.
     """
-    max_papers = max(0, max_papers)
+    if max_papers < 0:
+        max_papers = 0
+    window: _Window | None = None
+    if allowed is None and not exclude:
+        if len(topics) == 1:
+            # a single list's fair share is its head: nothing to merge or remember
+            topic = topics[0]
+            query = topic.query
+            known = index._by_id.get(id(query))  # search's own first step, without a call
+            hits = known[1] if known is not None and known[0] is query else index.search(query)
+            topic_id = topic.topic_id
+            return [
+                Pick(hit.paper_id, topic_id, hit.score, rank, hit.matched, hit.parts)
+                for rank, hit in enumerate(hits[:max_papers], 1)
+            ]
+        key: object = (*[id(topic.query) for topic in topics], max_papers)
+    else:
+        window = (None if allowed is None else frozenset(allowed), frozenset(exclude))
+        key = ((*[id(topic.query) for topic in topics], max_papers), window)
+    selection = index._selections_by_query.get(key)
+    if selection is None:
+        # every query is searched on the way, so the index keeps it alive (in its
+        # identity memo) and no other object can take its id while the key is in use
+        selection = _selection(index, topics, max_papers, window)
+        index._selections_by_query[key] = selection
+    # hits alternate with their topic's index: zip pairs them off one shared iterator
+    pairs: Iterator[Any] = iter(selection)
+    chosen: Iterator[tuple[Hit, int]] = zip(pairs, pairs, strict=False)  # (strict: 3x slower)
+    if len(topics) == 1:
+        topic_id = topics[0].topic_id
+        return [
+            Pick(hit.paper_id, topic_id, hit.score, rank, hit.matched, hit.parts)
+            for rank, (hit, _) in enumerate(chosen, 1)
+        ]
+    topic_ids = [topic.topic_id for topic in topics]
+    return [
+        Pick(hit.paper_id, topic_ids[i], hit.score, rank, hit.matched, hit.parts)
+        for rank, (hit, i) in enumerate(chosen, 1)
+    ]
+
+
+def _selection(
+    index: PaperIndex, topics: Sequence[TopicQuery], max_papers: int, window: _Window | None
+) -> _Selection:
+    """The selection for one combination of filters, best first: each hit followed by
+    its topic's index, in one flat tuple.
+
+    One object per combination on purpose: a planning run keeps tens of thousands,
+    and every full collection of the garbage collector walks them (a list of per-hit
+    tuples each was the heaviest part of its work). Shared by equal filters: keyed by
+    the hit lists (one per distinct filter), so topics typed differently but parsing
+    to the same filter share it too.
+    """
     lists = [index.search(topic.query) for topic in topics]
-    plain = allowed is None and not exclude
-    # a hit list stands for its filter (one list object per distinct filter, kept alive)
     key: object = (*map(id, lists), max_papers)
-    if not plain:
-        key = (key, frozenset(allowed) if allowed is not None else None, frozenset(exclude))
-    selections = index._selections
-    chosen = selections.get(key)
-    if chosen is None:
-        if plain:
-            heads = [_entries(index, hits, i, max_papers) for i, hits in enumerate(lists)]
+    if window is not None:
+        key = (key, window)
+    selection = index._selections.get(key)
+    if selection is None:
+        heads: list[Sequence[_Entry]]
+        if window is None:
+            heads = [_head(index, hits, i, max_papers) for i, hits in enumerate(lists)]
         else:
+            allowed, exclude = window
             heads = [
                 [
-                    (-hit.score, hit.paper_id, i, hit.score, hit.matched, hit.parts)
-                    for hit in hits
+                    (-hit.score, hit.paper_id, i, j)
+                    for j, hit in enumerate(hits)
                     if hit.paper_id not in exclude and (allowed is None or hit.paper_id in allowed)
                 ][:max_papers]
                 for i, hits in enumerate(lists)
             ]
-        chosen = selections[key] = _fair_share(heads, max_papers)
-    if len(topics) == 1:
-        topic_id = topics[0].topic_id
-        return [
-            Pick(paper_id, topic_id, score, rank, matched, parts)
-            for rank, (_, paper_id, _, score, matched, parts) in enumerate(chosen, 1)
-        ]
-    topic_ids = [topic.topic_id for topic in topics]
-    return [
-        Pick(paper_id, topic_ids[i], score, rank, matched, parts)
-        for rank, (_, paper_id, i, score, matched, parts) in enumerate(chosen, 1)
-    ]
+        flat: list[Hit | int] = []
+        for _, _, i, j in _fair_share(heads, max_papers):
+            flat += (lists[i][j], i)
+        selection = index._selections[key] = tuple(flat)
+    return selection
+
+
+def _head(index: PaperIndex, hits: list[Hit], i: int, max_papers: int) -> tuple[_Entry, ...]:
+    """The first `max_papers` hits of one filter as entries for topic index i (cached:
+    plain values, which the garbage collector stops tracking)."""
+    key = (id(hits), i, max_papers)
+    head = index._heads.get(key)
+    if head is None:
+        head = index._heads[key] = tuple(
+            [(-hit.score, hit.paper_id, i, j) for j, hit in enumerate(hits[:max_papers])]
+        )
+    return head

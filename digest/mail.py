@@ -564,6 +564,7 @@ def iter_outcomes(
     finally:
         if not done:
             abandoned.set()
+            pending.clear()  # at once: the sender's own poll comes up to 50 ms later
     thread.join()
     if failure:
         raise failure[0]

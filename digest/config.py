@@ -304,7 +304,12 @@ class SmtpSettings:
     )
     username: str = setting("", "Login name; empty for no authentication.")
     password: str = setting("", "Password; set it with DIGEST_SMTP__PASSWORD.", secret=True)
-    timeout_seconds: float = setting(30.0, "Timeout for each SMTP command.", minimum=0.1)
+    timeout_seconds: float = setting(
+        30.0,
+        "How long to wait for the server: for each step of connecting and logging in, "
+        "and for each message's whole exchange (MAIL, RCPT, DATA and the body's reply).",
+        minimum=0.1,
+    )
     helo_name: str = setting("", "Name sent in EHLO; empty uses this host's name.")
     validate_certs: bool = setting(True, "Verify the server's TLS certificate.")
 

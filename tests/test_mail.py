@@ -50,6 +50,20 @@ def test_the_server_gets_the_message_exactly() -> None:
     assert handler.contents == [body.replace(b"\n", b"\r\n") + b"\r\n"]
 
 
+def test_a_reply_that_never_comes_is_a_retry_after_the_deadline_and_the_rest_goes_on() -> None:
+    handler = FaultyHandler(lose_reply={"r1@example.org": 1}, lost_reply_wait=5.0)
+    with smtp_server(handler) as port:
+        mailer = SmtpMailer(
+            host="127.0.0.1", port=port, security="none", concurrency=1, timeout=0.5
+        )
+        started = time.monotonic()
+        outcomes = send_all(mailer, [message(1), message(2)])
+        elapsed = time.monotonic() - started
+    assert [(o.digest_id, o.status) for o in outcomes] == [(1, "retry"), (2, "sent")]
+    assert outcomes[0].reply == f"no reply from 127.0.0.1:{port} within 0.5 s"
+    assert 0.5 <= elapsed < 3.0  # the deadline, not the server's 5 s silence
+
+
 def test_nobody_listening_means_retry_for_everyone_not_an_exception() -> None:
     mailer = SmtpMailer(host="127.0.0.1", port=free_port(), security="none", concurrency=2)
     outcomes = send_all(mailer, [message(n) for n in range(5)])

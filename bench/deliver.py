@@ -57,7 +57,7 @@ from sqlalchemy.orm import Session
 
 from digest.config import DeliverySettings, Settings
 from digest.db import Store, open_store
-from digest.deliver import Build
+from digest.deliver import Build, ClaimedDigest
 from digest.deliver_pool import deliver_due_in_processes
 from digest.mail import Outcome, OutgoingMessage, SmtpMailer
 from digest.models import Digest, Subscriber
@@ -253,8 +253,8 @@ def outbox_store(count: int, size_kb: int, url: str) -> tuple[Store, Build]:
         )
     prepared = {m.recipient: m.data for m in make_messages(count, size_kb)}
 
-    def build(session: Session, digest: Digest) -> bytes:
-        return prepared[digest.subscriber.email]
+    def build(session: Session, digest: ClaimedDigest) -> bytes:
+        return prepared[digest.email]
 
     return store, build
 

@@ -9,7 +9,7 @@ and therefore the same message.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from urllib.parse import quote_plus
 
@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from digest.config import Settings
+from digest.deliver import Build, ClaimedDigest
 from digest.domain import DigestView, MatchedTerm, PaperCard
 from digest.errors import BadInput
 from digest.models import Digest, DigestItem, Dump, DumpPaper, Paper, Subscriber
@@ -108,16 +109,14 @@ def view_for_plan(
     )
 
 
-def message_builder(
-    settings: Settings, secret: bytes, renderer: Renderer | None = None
-) -> Callable[[Session, Digest], bytes]:
+def message_builder(settings: Settings, secret: bytes, renderer: Renderer | None = None) -> Build:
     """The `build` that `deliver.deliver_due` takes: a digest row → the bytes for the wire.
 
     Builds the Renderer once (templates loaded, CSS inlined) for the whole run.
     """
     chosen = renderer if renderer is not None else Renderer(settings)
 
-    def build(session: Session, digest: Digest) -> bytes:
+    def build(session: Session, digest: ClaimedDigest) -> bytes:
         return chosen.message_bytes(view_for_digest(session, digest.id, settings, secret))
 
     return build

@@ -14,6 +14,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from digest.db import Store
+from digest.deliver import ClaimedDigest
 from digest.models import Digest, Subscriber
 
 T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
@@ -66,7 +67,7 @@ def make_digests(
         )
 
 
-def build(session: Session, digest: Digest) -> bytes:
+def build(session: Session, digest: ClaimedDigest) -> bytes:
     """A real RFC 5322 message for a digest row (what compose + render do in production).
 
     Written out by hand rather than with `email.message`: the stdlib's header
@@ -74,14 +75,14 @@ def build(session: Session, digest: Digest) -> bytes:
     """
     lines = [
         "From: Paper digest <digest@digest.test>",
-        f"To: {digest.subscriber.email}",
+        f"To: {digest.email}",
         f"Subject: Your papers for {digest.period}",
         f"Date: {format_datetime(digest.planned_at)}",
         f"Message-ID: {digest.message_id}",
         "MIME-Version: 1.0",
         "Content-Type: text/plain; charset=utf-8",
         "",
-        f"Hello {digest.subscriber.email},",
+        f"Hello {digest.email},",
         "",
         ".A line that starts with a dot.",
         "",

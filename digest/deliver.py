@@ -11,8 +11,10 @@ Read top to bottom, `deliver_due` is the whole flow:
 2. **build** each claimed digest into message bytes with the `build` function
    the caller passes in (compose + render in production), synchronously.
    A digest whose subscriber left or bounced meanwhile is cancelled instead.
-3. **send** the batch through the `Mailer` in one `asyncio.run` (see
-   `digest.mail.iter_outcomes`, the one sync/async crossing) and
+3. **send** through the `Mailer` in one `asyncio.run` for the whole run (see
+   `digest.mail.iter_outcomes`, the one sync/async crossing); the next batch
+   is claimed and built while the current one is going out, and added to the
+   same `MessageFeed`, so connections stay busy across batches, and
 4. **record** each outcome as it arrives, in short transactions: `sent`,
    `retry` with exponential back-off (until `max_retry_age_hours` after
    planning, then `failed`) or `failed`; permanent failures in a row mark
@@ -20,8 +22,10 @@ Read top to bottom, `deliver_due` is the whole flow:
 
 Guarantees: a row recorded `sent` is never claimed again; the Message-ID is
 the one chosen at planning, so a message re-sent after a lost reply or a crash
-is the same message to the receiving side; only the messages in flight (one
-claimed batch at most) can be sent twice.
+is the same message to the receiving side; only the messages in flight (handed
+to the server, outcome not yet recorded) can be sent twice. Claimed rows not
+yet sent when a worker dies are sent once, by whoever claims them after their
+lease.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from sqlalchemy.orm import Session, selectinload
 from digest.config import DeliverySettings, Settings
 from digest.db import Store
 from digest.errors import BadInput, DeliveryError
-from digest.mail import Mailer, Outcome, OutgoingMessage, iter_outcomes
+from digest.mail import Mailer, MessageFeed, Outcome, OutgoingMessage, iter_outcomes
 from digest.models import DIGEST_STATUSES, Digest, Subscriber
 
 
@@ -75,8 +79,8 @@ RECORD_LINGER_SECONDS = 0.05
 Recording each outcome at once meant ~4 outcomes per commit at 1,000 messages/s,
 and the commits' cost (and their turns at the GIL against the sending thread)
 halved the rate. A commit costs about as much as recording 35 rows, so 50 ms
-(about 75 outcomes at 1,500 messages/s) keeps recording near 30 µs a message. A crash can re-send the messages of the last 50 ms, which
-are part of the batch in flight anyway.
+(about 75 outcomes at 1,500 messages/s) keeps recording near 30 µs a message.
+A crash can re-send the messages of the last 50 ms, which were in flight anyway.
 """
 
 
@@ -138,47 +142,46 @@ def deliver_due(
 
     `on_outcome` is called after each recorded outcome (a progress bar).
     `should_stop` (the daemon shutting down) is asked before each claim and
-    while a batch is being sent: once it says yes, nothing more is claimed,
-    messages in flight finish, and the batch's unsent rest is put back as it
-    was, due at once.
+    while sending: once it says yes, nothing more is claimed, messages in
+    flight finish, and the claimed but unsent rest is put back as it was, due
+    at once.
     Raises DeliveryError only when the mail system cannot be used at all
-    (see `Mailer`); the unsent part of the batch is then put back, due at once.
+    (see `Mailer`); the claimed but unsent rest is then put back, due at once.
     """
     report = DeliveryReport()
     clock = _Clock(now)
     worker = worker or default_worker()
     delivery = settings.delivery
     remaining = limit
-    while remaining is None or remaining > 0:
-        if should_stop is not None and should_stop():
-            break
-        size = delivery.batch_size if remaining is None else min(delivery.batch_size, remaining)
-        with store.transaction() as session:
-            ids = claim(
-                session,
-                now=clock(),
-                limit=size,
-                lease_seconds=delivery.lease_seconds,
-                worker=worker,
-                email=email,
-            )
-        if not ids:
-            break
-        if remaining is not None:
-            remaining -= len(ids)
-        messages, had_failures = _build_batch(store, settings, build, ids, report)
-        _send_batch(
-            store,
-            delivery,
-            mailer,
-            messages,
-            had_failures,
-            worker,
-            clock,
-            report,
-            on_outcome,
-            should_stop,
-        )
+
+    def next_batch(had_failures: set[int]) -> list[OutgoingMessage]:
+        """Claim and build the next batch; [] when nothing more is due (or wanted)."""
+        nonlocal remaining
+        while remaining is None or remaining > 0:
+            if should_stop is not None and should_stop():
+                break
+            size = delivery.batch_size if remaining is None else min(delivery.batch_size, remaining)
+            with store.transaction() as session:
+                ids = claim(
+                    session,
+                    now=clock(),
+                    limit=size,
+                    lease_seconds=delivery.lease_seconds,
+                    worker=worker,
+                    email=email,
+                )
+            if not ids:
+                break
+            if remaining is not None:
+                remaining -= len(ids)
+            messages = _build_batch(store, settings, build, ids, report, had_failures)
+            if messages:  # else every one was cancelled or broken: claim on
+                return messages
+        return []
+
+    _send_stream(
+        store, delivery, mailer, next_batch, worker, clock, report, on_outcome, should_stop
+    )
     return report
 
 
@@ -238,13 +241,14 @@ def _build_batch(
     build: Build,
     ids: Sequence[int],
     report: DeliveryReport,
-) -> tuple[list[OutgoingMessage], set[int]]:
+    had_failures: set[int],
+) -> list[OutgoingMessage]:
     """Build messages for the claimed rows; cancel the ones nobody should get.
 
-    Also returns the digests whose subscriber has permanent failures counted.
+    Adds to `had_failures` the digests whose subscriber has permanent failures
+    counted (a `sent` must reset them).
     """
     messages: list[OutgoingMessage] = []
-    had_failures: set[int] = set()
     cancelled: dict[int, str] = {}
     broken: dict[int, str] = {}
     with store.sessions() as session:  # read only: rendering holds no write lock
@@ -278,7 +282,7 @@ def _build_batch(
             for digest_id, reason in broken.items():
                 _finish(session, digest_id, "failed", reason)
                 report.count("failed")
-    return messages, had_failures
+    return messages
 
 
 def load_claimed(session: Session, ids: Sequence[int]) -> list[ClaimedDigest]:
@@ -308,39 +312,48 @@ def _finish(session: Session, digest_id: int, status: str, reason: str) -> None:
     )
 
 
-def _send_batch(
+def _send_stream(
     store: Store,
     delivery: DeliverySettings,
     mailer: Mailer,
-    messages: Sequence[OutgoingMessage],
-    had_failures: AbstractSet[int],
+    next_batch: Callable[[set[int]], list[OutgoingMessage]],
     worker: str,
     clock: _Clock,
     report: DeliveryReport,
     on_outcome: Callable[[Outcome], None] | None,
     should_stop: Callable[[], bool] | None = None,
 ) -> None:
-    """Send one batch and record outcomes as they arrive (several per transaction
-    when they arrive together, so a fast server does not wait on commits).
+    """Send batch after batch through one mailer session, recording outcomes as they
+    arrive (several per transaction when they arrive together, so a fast server
+    does not wait on commits).
 
-    Messages the mailer never reported (the batch was stopped) are put back
-    at once rather than left `sending` until their lease runs out.
+    The next batch is claimed and built while the current one is still going
+    out, once fewer than half a batch wait in the feed: the connections stay
+    open and busy, and rendering overlaps sending. At most a batch and a half
+    is claimed ahead of what has been sent.
 
-    A batch can outlast its lease (a rate-limited relay: 500 messages at
+    Messages the mailer never reported (sending was stopped) are put back at
+    once rather than left `sending` until their lease runs out.
+
+    Sending can outlast a lease (a rate-limited relay: 500 messages at
     `max_per_second = 0.5` take over 16 minutes); another worker would then
     take the unsent rest over and send it a second time. So while outcomes
     come in, the lease of the rows still waiting is renewed every third of
     its length.
     """
-    if not messages:
+    had_failures: set[int] = set()
+    first = next_batch(had_failures)
+    if not first:
         return
-    unreported = {m.digest_id for m in messages}
+    feed = MessageFeed(first)
+    unreported = {m.digest_id for m in first}
+    low_water = max(1, delivery.batch_size // 2)
     lease = timedelta(seconds=delivery.lease_seconds)
     renewed = clock()
     try:
-        # Closed at once if recording fails, which stops the batch (see iter_outcomes).
+        # Closed at once if recording fails, which stops sending (see iter_outcomes).
         with closing(
-            iter_outcomes(mailer, messages, linger=RECORD_LINGER_SECONDS, stop=should_stop)
+            iter_outcomes(mailer, feed, linger=RECORD_LINGER_SECONDS, stop=should_stop)
         ) as groups:
             for outcomes in groups:
                 at = clock()
@@ -355,6 +368,12 @@ def _send_batch(
                     report.count(status)
                     if on_outcome is not None:
                         on_outcome(outcome)
+                if not feed.closed and feed.waiting < low_water:
+                    more = next_batch(had_failures)
+                    unreported.update(m.digest_id for m in more)
+                    feed.add(more)
+                    if not more:
+                        feed.close()
     except DeliveryError as exc:
         with store.transaction() as session:
             _release(session, sorted(unreported), str(exc), clock.start)

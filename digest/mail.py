@@ -27,7 +27,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -75,14 +75,105 @@ class Mailer(ABC):
     untrusted certificate, a rejected login): messages not yet reported are
     then left unreported, and the caller puts them back unchanged.
 
-    `messages` may be a deque that the caller empties while the batch is under
-    way (to stop it): a backend that awaits between messages takes them from
-    the front one at a time, or copies the batch first and ignores stops.
+    `send_feed` is what the outbox calls: it streams batches through one call
+    (see `MessageFeed`); the default sends them one `send` at a time.
     """
 
     @abstractmethod
     async def send(self, messages: Sequence[OutgoingMessage], on_outcome: OnOutcome) -> None:
         """Send the batch; report each message's Outcome through `on_outcome`."""
+
+    async def send_feed(self, feed: MessageFeed, on_outcome: OnOutcome) -> None:
+        """Send what the feed holds and whatever is added to it, until it is closed.
+
+        By default whatever has been added by then is sent as one batch with
+        `send`; a backend with connections to keep (SMTP) works from the feed
+        directly.
+        """
+        while batch := await feed.next_batch():
+            await self.send(batch, on_outcome)
+
+
+class MessageFeed:
+    """Messages for a mailer, added to while the earlier ones are being sent.
+
+    The outbox claims and builds its next batch while the current one is going
+    out and adds it here, so SMTP connections stay open and busy across batches
+    instead of draining, closing and reconnecting every `batch_size` messages,
+    and rendering overlaps sending. Filled from the outbox's thread, emptied on
+    the sender's event loop: the lock orders the two, and `add`, `close` and
+    `withdraw` wake a waiting sender with `call_soon_threadsafe`.
+    """
+
+    def __init__(self, messages: Iterable[OutgoingMessage] = (), *, closed: bool = False) -> None:
+        self._queue: deque[OutgoingMessage] = deque(messages)
+        self._closed = closed
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._more: asyncio.Event | None = None
+
+    @property
+    def waiting(self) -> int:
+        """Messages added and not yet taken by the sender."""
+        return len(self._queue)
+
+    @property
+    def closed(self) -> bool:
+        """Nothing more will be added (the outbox is done, or sending stopped)."""
+        return self._closed
+
+    def add(self, messages: Iterable[OutgoingMessage]) -> None:
+        with self._lock:
+            self._queue.extend(messages)
+        self._wake()
+
+    def close(self) -> None:
+        """No more messages: the sender finishes what the feed holds, then returns."""
+        with self._lock:
+            self._closed = True
+        self._wake()
+
+    def withdraw(self) -> None:
+        """Stop: drop the messages not yet taken and close. They are never reported."""
+        with self._lock:
+            self._queue.clear()
+            self._closed = True
+        self._wake()
+
+    async def next(self) -> OutgoingMessage | None:
+        """The next message, waiting for more while the feed is open; None once it is done."""
+        while True:
+            if more := self._wait_for_more():
+                await more.wait()
+                continue
+            with self._lock:
+                return self._queue.popleft() if self._queue else None
+
+    async def next_batch(self) -> list[OutgoingMessage]:
+        """Everything waiting (after waiting for something, while open); [] once done."""
+        while more := self._wait_for_more():
+            await more.wait()
+        with self._lock:
+            batch = list(self._queue)
+            self._queue.clear()
+        return batch
+
+    def _wait_for_more(self) -> asyncio.Event | None:
+        """The event to wait on when the feed is empty but open, else None."""
+        with self._lock:
+            if self._queue or self._closed:
+                return None
+            if self._more is None:
+                self._loop, self._more = asyncio.get_running_loop(), asyncio.Event()
+            self._more.clear()  # under the lock: a later add's wake-up is not lost
+            return self._more
+
+    def _wake(self) -> None:
+        with self._lock:
+            loop, more = self._loop, self._more
+        if loop is not None and more is not None:
+            with contextlib.suppress(RuntimeError):  # the sender's loop has ended
+                loop.call_soon_threadsafe(more.set)
 
 
 class MemoryMailer(Mailer):
@@ -208,14 +299,15 @@ class SmtpMailer(Mailer):
         return f"{self.host}:{self.port}"
 
     async def send(self, messages: Sequence[OutgoingMessage], on_outcome: OnOutcome) -> None:
-        # A deque is worked through in place, so a caller that empties it
-        # (`iter_outcomes` when told to stop) ends the batch after the messages
-        # already in flight.
-        pending = messages if isinstance(messages, deque) else deque(messages)
+        await self.send_feed(MessageFeed(messages, closed=True), on_outcome)
+
+    async def send_feed(self, feed: MessageFeed, on_outcome: OnOutcome) -> None:
+        # Each connection takes the next message when it is free; a connection
+        # is opened only once it has a message, so a small batch opens few.
         limiter = _RateLimiter(self.max_per_second)
         workers = [
-            asyncio.create_task(self._worker(pending, on_outcome, limiter))
-            for _ in range(min(self.concurrency, len(pending)))
+            asyncio.create_task(self._worker(feed, on_outcome, limiter))
+            for _ in range(self.concurrency)
         ]
         try:
             await asyncio.gather(*workers)
@@ -225,19 +317,17 @@ class SmtpMailer(Mailer):
             await asyncio.gather(*workers, return_exceptions=True)
             raise exc.args[0] from None
         # Every worker gave up connecting: what is left waits for a later run.
-        while pending:
-            message = pending.popleft()
+        for message in await feed.next_batch() if feed.waiting else ():
             on_outcome(Outcome(message.digest_id, "retry", f"no connection to {self.where}"))
 
     async def _worker(
-        self, pending: deque[OutgoingMessage], on_outcome: OnOutcome, limiter: _RateLimiter
+        self, feed: MessageFeed, on_outcome: OnOutcome, limiter: _RateLimiter
     ) -> None:
         connection: aiosmtplib.SMTP | None = None
         used = 0
         connect_failures = 0
         try:
-            while pending:
-                message = pending.popleft()
+            while (message := await feed.next()) is not None:
                 await limiter.wait()
                 for fresh_try in (True, False):
                     if connection is not None and not connection.is_connected:
@@ -500,45 +590,49 @@ def _next(results: queue.SimpleQueue[object]) -> object:
 
 def iter_outcomes(
     mailer: Mailer,
-    messages: Sequence[OutgoingMessage],
+    messages: Sequence[OutgoingMessage] | MessageFeed,
     *,
     most: int = 500,
     linger: float = 0.0,
     stop: Callable[[], bool] | None = None,
 ) -> Generator[list[Outcome], None, None]:
-    """The one sync/async crossing: send a batch, yield outcomes as they complete.
+    """The one sync/async crossing: send messages, yield outcomes as they complete.
 
-    `asyncio.run(mailer.send(...))` runs on a helper thread while the caller
-    consumes outcomes from a queue on its own thread, so the caller's (sync,
-    SQLAlchemy) writes overlap with sending instead of stalling the event loop.
-    Each item is every outcome that arrived since the last one (at least one, at
-    most `most`), so a caller recording them is never behind by more than one
-    write. A DeliveryError from the mailer is re-raised here after the outcomes
-    reported before it.
+    `asyncio.run(mailer.send_feed(...))` runs on a helper thread while the
+    caller consumes outcomes from a queue on its own thread, so the caller's
+    (sync, SQLAlchemy) writes overlap with sending instead of stalling the event
+    loop. Each item is every outcome that arrived since the last one (at least
+    one, at most `most`, gathered for up to `linger` seconds), so a caller
+    recording them is never behind by more than one write. A DeliveryError from
+    the mailer is re-raised here after the outcomes reported before it.
 
-    `stop` is polled while the batch is being sent; once it returns True the
-    messages not yet started are withdrawn (a mailer working through the
-    deque it is given, as `SmtpMailer` does, takes no more), the ones in
-    flight finish, and the withdrawn ones are simply never reported. The same
-    happens when the caller stops consuming (closes the generator, e.g.
-    because recording an outcome failed): a batch whose outcomes nobody
-    records must not go on sending, or its rows, still `sending`, would all be
-    sent again once their lease runs out.
+    Given a `MessageFeed`, the caller may add messages between items, and must
+    close the feed when it has no more (else this waits for them). The feed is
+    closed here once the mailer returns, so a caller sees when adding is
+    pointless; messages added that late are never reported.
+
+    `stop` is polled while sending; once it returns True the messages not yet
+    started are withdrawn from the feed, the ones in flight finish, and the
+    withdrawn ones are simply never reported. The same happens when the
+    caller stops consuming (closes the generator, e.g. because recording an
+    outcome failed): messages whose outcomes nobody records must not go on
+    being sent, or their rows, still `sending`, would all be sent again once
+    their lease runs out.
     """
+    feed = messages if isinstance(messages, MessageFeed) else MessageFeed(messages, closed=True)
     results: queue.SimpleQueue[object] = queue.SimpleQueue()
     failure: list[BaseException] = []
-    pending = deque(messages)
     abandoned = threading.Event()
 
     def halted() -> bool:
         return abandoned.is_set() or (stop is not None and stop())
 
     async def send() -> None:
-        task = asyncio.ensure_future(mailer.send(pending, results.put))
+        task = asyncio.ensure_future(mailer.send_feed(feed, results.put))
         while not task.done():
             await asyncio.wait({task}, timeout=_STOP_POLL_SECONDS)
             if halted() and not task.done():
-                pending.clear()
+                feed.withdraw()
                 break
         await task
 
@@ -548,6 +642,7 @@ def iter_outcomes(
         except BaseException as exc:  # handed to the consuming thread, which re-raises
             failure.append(exc)
         finally:
+            feed.withdraw()  # whatever was added after the mailer returned stays unsent
             results.put(_DONE)
 
     thread = threading.Thread(target=run, name="digest-send", daemon=True)
@@ -575,7 +670,7 @@ def iter_outcomes(
     finally:
         if not done:
             abandoned.set()
-            pending.clear()  # at once: the sender's own poll comes up to 50 ms later
+            feed.withdraw()  # at once: the sender's own poll comes up to 50 ms later
     thread.join()
     if failure:
         raise failure[0]

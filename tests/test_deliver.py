@@ -95,6 +95,19 @@ def test_slow_server_is_served_by_several_connections(store: Store) -> None:
     assert sorted(a for a, _ in handler.received) == sorted(emails)
 
 
+def test_connections_stay_open_from_one_batch_to_the_next(store: Store) -> None:
+    emails = [f"r{i}@example.org" for i in range(20)]
+    make_digests(store, emails)
+    handler = FaultyHandler()
+    with smtp_server(handler) as port:
+        settings = settings_for(port, batch_size=5)
+        report = deliver_due(store, settings, smtp_mailer(port, concurrency=2), build, now=T0)
+    assert report.sent == 20
+    assert sorted(rcpt for rcpt, _ in handler.received) == sorted(emails)
+    # four batches, yet only the two connections of the first one
+    assert len(handler.per_connection) <= 2
+
+
 def test_a_sent_digest_is_never_sent_again(store: Store) -> None:
     make_digests(store, ["a@example.org"])
     mailer = MemoryMailer()

@@ -14,6 +14,7 @@ from digest.errors import DeliveryError
 from digest.mail import (
     MaildirMailer,
     Mailer,
+    MessageFeed,
     OnOutcome,
     Outcome,
     OutgoingMessage,
@@ -62,6 +63,40 @@ def test_a_reply_that_never_comes_is_a_retry_after_the_deadline_and_the_rest_goe
     assert [(o.digest_id, o.status) for o in outcomes] == [(1, "retry"), (2, "sent")]
     assert outcomes[0].reply == f"no reply from 127.0.0.1:{port} within 0.5 s"
     assert 0.5 <= elapsed < 3.0  # the deadline, not the server's 5 s silence
+
+
+def test_messages_added_to_a_feed_while_sending_go_out_on_the_same_connection() -> None:
+    handler = FaultyHandler()
+    feed = MessageFeed([message(1), message(2)])
+    seen: list[int] = []
+    with smtp_server(handler) as port:
+        mailer = SmtpMailer(host="127.0.0.1", port=port, security="none", concurrency=1)
+        for group in iter_outcomes(mailer, feed):
+            seen.extend(o.digest_id for o in group if o.status == "sent")
+            if len(seen) == 2:
+                feed.add([message(3)])
+            elif len(seen) == 3:
+                feed.close()
+    assert seen == [1, 2, 3]
+    assert list(handler.per_connection.values()) == [3]
+
+
+def test_a_feed_withdrawn_while_waiting_ends_the_send() -> None:
+    feed = MessageFeed()
+    outcomes: list[Outcome] = []
+
+    async def withdraw_soon() -> None:
+        await asyncio.sleep(0.05)
+        feed.withdraw()
+
+    async def both() -> None:
+        mailer = SmtpMailer(host="127.0.0.1", port=free_port(), security="none")
+        await asyncio.wait_for(
+            asyncio.gather(mailer.send_feed(feed, outcomes.append), withdraw_soon()), 5
+        )
+
+    asyncio.run(both())  # no message ever came: nothing was reported, nothing hangs
+    assert outcomes == [] and feed.closed
 
 
 def test_nobody_listening_means_retry_for_everyone_not_an_exception() -> None:

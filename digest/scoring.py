@@ -10,7 +10,8 @@ few thousand evaluations. Evaluation has two steps:
    long topics (`relax_from_words` words or more) where a share
    (`relax_share`) suffices. Acronyms match their expansions both ways.
 2. *Ranking* of eligible papers: BM25F over title/abstract (title weighted
-   higher), normalised to a 0-1 "relevance" (how much of the topic's idf
+   higher; in an abstract, a word found only as another word of its stem
+   counts less), normalised to a 0-1 "relevance" (how much of the topic's idf
    weight the paper carries, and how prominently), plus a proximity bonus
    when the topic's words occur close together. Papers below an absolute and
    a relative cut-off are dropped: fewer papers rather than noise. Upvotes
@@ -24,9 +25,11 @@ from __future__ import annotations
 
 import heapq
 import math
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from itertools import chain
 from operator import itemgetter
 from typing import Any, Final
@@ -55,6 +58,8 @@ K1 = 1.2
 B = 0.75
 PROXIMITY_WINDOW = 3  # words apart that still count as "close together"
 MAX_MATCHED_PER_HIT = 64
+# a word matched only as another word of its stem counts this much (see _mark_variants)
+VARIANT_WEIGHT = 0.3
 _SPAN_BITS = 32  # offsets within a field stay below 2**32: a span key packs three numbers
 # Pseudo-relevance feedback (see PaperIndex._feedback): the usual RM3 sizes.
 FEEDBACK_DOCS = 5  # best papers that model the topic
@@ -122,6 +127,9 @@ class _Unit:
     # merging leaves needs (ints hash and compare faster than tuples)
     span_keys: dict[int, tuple[int, ...]] = field(default_factory=dict)
     near: dict[int, dict[str, int]] = field(default_factory=dict)  # bit masks
+    # positions matched only through another word of the same stem ("adaptively" for
+    # "adaptation"), per paper and field, as bit masks: weaker evidence (see _weigh)
+    variants: dict[int, dict[str, int]] = field(default_factory=dict)
 
     @property
     def docs(self) -> AbstractSet[int]:
@@ -444,9 +452,37 @@ class PaperIndex:
         n = len(self.papers)
         idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
         unit = _Unit(label, ordered, idf, ignorable)
+        if isinstance(node, Word) and not node.prefix and term_of(node.text):
+            self._mark_variants(unit, node.text)
         self._weigh(unit)
         self._units[key] = unit
         return unit
+
+    def _mark_variants(self, unit: _Unit, typed: str) -> None:
+        """Note the positions where a word matched only through its stem, as another word.
+
+        Stemming finds "quantizing" for "quantization", but also "adaptively" for
+        "adaptation" and "generative" for "generation": the same stem, often
+        another meaning. The word as typed, up to its plural ("adaptations"), is
+        the stronger evidence, so in an abstract derived forms count VARIANT_WEIGHT as
+        much. The paper still matches (eligibility is unchanged); only its score is lower.
+        """
+        light = _light(typed)
+        papers = self.papers
+        for doc, occs in unit.occurrences.items():
+            exact: dict[str, int] = {}
+            other: dict[str, int] = {}
+            for occ in occs:
+                name, position = occ[_FIELD], occ[_POSITION]
+                text = self.field_text(papers[doc], name)[occ[_START] : occ[_END]]
+                if occ[_VIA] is not None or _light(text) == light:
+                    exact[name] = exact.get(name, 0) | 1 << position
+                else:
+                    other[name] = other.get(name, 0) | 1 << position
+            only = {name: mask & ~exact.get(name, 0) for name, mask in other.items()}
+            only = {name: mask for name, mask in only.items() if mask}
+            if only:
+                unit.variants[doc] = only
 
     def _weigh(self, unit: _Unit) -> None:
         """Per paper: the leaf's BM25F gain (idf x saturated weighted tf), split by field."""
@@ -460,7 +496,13 @@ class PaperIndex:
                 if positions:
                     index = self._fields[name]
                     norm = 1 - B + B * index.lengths[doc] / index.average
-                    pseudo[i] = weights[i] * positions.bit_count() / norm
+                    count: float = positions.bit_count()
+                    variants = unit.variants.get(doc)
+                    # (a title is a few words naming the subject: any form of a word
+                    # there is the subject; the discount is for the abstract's prose)
+                    if variants is not None and name == "abstract" and name in variants:
+                        count -= (1 - VARIANT_WEIGHT) * variants[name].bit_count()
+                    pseudo[i] = weights[i] * count / norm
             total = sum(pseudo)
             if total > 0:
                 scale = unit.idf / (K1 + total)
@@ -618,7 +660,13 @@ class PaperIndex:
         return total
 
     def _pairs(self, node: Node) -> list[tuple[_Unit, _Unit] | _Unit]:
-        """Neighbouring words of each AND (and each multi-word phrase), for the proximity bonus."""
+        """Neighbouring words of each AND (and a multi-word phrase on its own), for the
+        proximity bonus.
+
+        A phrase that is one operand of an AND ("test-time adaptation") adds no pair of
+        its own: its words are together wherever it matches at all, so counting that
+        again would reward papers that have the phrase but lack the rest of the topic.
+        """
         out: list[tuple[_Unit, _Unit] | _Unit] = []
         if isinstance(node, Phrase):
             unit = self._unit(node, None)
@@ -634,8 +682,6 @@ class PaperIndex:
                     out.extend(self._pairs(op))
                     previous = None
                     continue
-                if isinstance(op, Phrase):
-                    out.extend(self._pairs(op))
                 if op_unit.ignorable:
                     continue
                 if previous is not None and previous is not op_unit:
@@ -1005,6 +1051,23 @@ def _near(unit: _Unit, doc: int) -> dict[str, int]:
                 spread |= mask << distance | mask >> distance
             cached[name] = spread
     return cached
+
+
+_NOT_LETTERS = re.compile(r"[\W\d_]+")
+
+
+@lru_cache(maxsize=100_000)
+def _light(word: str) -> str:
+    """A word up to its plural (Harman's S-stemmer over its letters): what counts as the
+    word as typed, as opposed to another word of the same stem."""
+    w = _NOT_LETTERS.sub("", word.casefold())
+    if len(w) > 3 and w.endswith("ies") and not w.endswith(("eies", "aies")):
+        return w[:-3] + "y"
+    if len(w) > 3 and w.endswith("es") and not w.endswith(("aes", "ees", "oes")):
+        return w[:-1]
+    if len(w) > 2 and w.endswith("s") and not w.endswith(("us", "ss")):
+        return w[:-1]
+    return w
 
 
 def _cjk_words(word: str) -> list[str]:

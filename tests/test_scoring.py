@@ -8,7 +8,7 @@ import pytest
 
 from digest.config import ScoringSettings
 from digest.domain import PaperText, TopicQuery
-from digest.query import And, Node, Not, Or, Phrase, Word
+from digest.query import And, Node, Not, Or, Phrase, Word, parse
 from digest.scoring import PaperIndex, select_papers
 
 FILLER = (
@@ -53,6 +53,37 @@ def ids(index: PaperIndex, query: Node) -> list[int]:
 def test_stemming_matches_other_forms_of_a_word(index: PaperIndex) -> None:
     assert ids(index, Word("quantization")) == [1]
     assert 3 in ids(index, Word("denoise"))
+
+
+def test_the_word_as_typed_outranks_another_word_of_its_stem() -> None:
+    # "adaptively" stems like "adaptation" but is weaker evidence in an abstract;
+    # it still matches, and any form in the title counts in full
+    papers = [
+        PaperText(1, "Compute budgets", "We spend compute adaptively per prompt. " + FILLER),
+        PaperText(2, "Domain shift", "We study adaptation to new domains. " + FILLER),
+        PaperText(3, "Adaptive filters", FILLER),
+        PaperText(4, "Robots", FILLER),
+    ]
+    index = PaperIndex(papers, ScoringSettings(min_relevance=0.0, relative_cutoff=0.0))
+    hits = {hit.paper_id: hit.score for hit in index.search(Word("adaptation"))}
+    assert set(hits) == {1, 2, 3}
+    assert hits[2] > hits[1]
+    title_only = PaperIndex(papers, ScoringSettings())
+    assert [h.paper_id for h in title_only.search(Word("adaptive"))] == [3]
+
+
+def test_a_phrase_alone_earns_no_proximity_bonus() -> None:
+    # in "test-time adaptation" the phrase's words are together wherever it matches:
+    # only "test-time" near "adaptation" is a sign of the topic
+    papers = [
+        PaperText(1, "Test-time compute", "Scaling test-time compute for reasoning. " + FILLER),
+        PaperText(2, "Test-time adaptation", "Test-time adaptation to shift. " + FILLER),
+        PaperText(3, "Domain adaptation", "Adaptation without labels. " + FILLER),
+    ]
+    index = PaperIndex(papers, ScoringSettings(min_relevance=0.0, relative_cutoff=0.0))
+    parts = {hit.paper_id: hit.parts for hit in index.search(parse("test-time adaptation"))}
+    assert "proximity" in parts[2]
+    assert "proximity" not in parts[1]
 
 
 def test_acronym_in_query_finds_the_expansion_and_says_so(index: PaperIndex) -> None:

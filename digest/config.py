@@ -307,7 +307,7 @@ class SmtpSettings:
     timeout_seconds: float = setting(
         30.0,
         "How long to wait for the server: for each step of connecting and logging in, "
-        "and for each message's whole exchange (MAIL, RCPT, DATA and the body's reply).",
+        "for a message's MAIL, RCPT and DATA together, and for the reply to its body.",
         minimum=0.1,
     )
     helo_name: str = setting("", "Name sent in EHLO; empty uses this host's name.")

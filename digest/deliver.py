@@ -34,7 +34,6 @@ import os
 import socket
 import time
 from collections.abc import Callable, Sequence
-from collections.abc import Set as AbstractSet
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -80,7 +79,8 @@ Recording each outcome at once meant ~4 outcomes per commit at 1,000 messages/s,
 and the commits' cost (and their turns at the GIL against the sending thread)
 halved the rate. A commit costs about as much as recording 35 rows, so 50 ms
 (about 75 outcomes at 1,500 messages/s) keeps recording near 30 µs a message.
-A crash can re-send the messages of the last 50 ms, which were in flight anyway.
+A crash can re-send the messages whose outcomes were not yet recorded: the
+last 50 ms, and those that arrived while the next batch was being built.
 """
 
 
@@ -154,7 +154,7 @@ def deliver_due(
     delivery = settings.delivery
     remaining = limit
 
-    def next_batch(had_failures: set[int]) -> list[OutgoingMessage]:
+    def next_batch() -> list[OutgoingMessage]:
         """Claim and build the next batch; [] when nothing more is due (or wanted)."""
         nonlocal remaining
         while remaining is None or remaining > 0:
@@ -174,7 +174,12 @@ def deliver_due(
                 break
             if remaining is not None:
                 remaining -= len(ids)
-            messages = _build_batch(store, settings, build, ids, report, had_failures)
+            try:
+                messages = _build_batch(store, settings, build, ids, report)
+            except BaseException:  # the database failed us: nothing of this batch was sent
+                with store.transaction() as session:
+                    release_claims(session, worker=worker, ids=ids)
+                raise
             if messages:  # else every one was cancelled or broken: claim on
                 return messages
         return []
@@ -241,13 +246,8 @@ def _build_batch(
     build: Build,
     ids: Sequence[int],
     report: DeliveryReport,
-    had_failures: set[int],
 ) -> list[OutgoingMessage]:
-    """Build messages for the claimed rows; cancel the ones nobody should get.
-
-    Adds to `had_failures` the digests whose subscriber has permanent failures
-    counted (a `sent` must reset them).
-    """
+    """Build messages for the claimed rows; cancel the ones nobody should get."""
     messages: list[OutgoingMessage] = []
     cancelled: dict[int, str] = {}
     broken: dict[int, str] = {}
@@ -263,8 +263,6 @@ def _build_batch(
                 broken[row.id] = f"could not build the message: {type(exc).__name__}: {first_line}"
                 session.rollback()  # a failed query must not poison the next builds
                 continue
-            if row.consecutive_failures:
-                had_failures.add(row.id)
             messages.append(
                 OutgoingMessage(
                     digest_id=row.id,
@@ -316,7 +314,7 @@ def _send_stream(
     store: Store,
     delivery: DeliverySettings,
     mailer: Mailer,
-    next_batch: Callable[[set[int]], list[OutgoingMessage]],
+    next_batch: Callable[[], list[OutgoingMessage]],
     worker: str,
     clock: _Clock,
     report: DeliveryReport,
@@ -341,8 +339,7 @@ def _send_stream(
     come in, the lease of the rows still waiting is renewed every third of
     its length.
     """
-    had_failures: set[int] = set()
-    first = next_batch(had_failures)
+    first = next_batch()
     if not first:
         return
     feed = MessageFeed(first)
@@ -350,6 +347,28 @@ def _send_stream(
     low_water = max(1, delivery.batch_size // 2)
     lease = timedelta(seconds=delivery.lease_seconds)
     renewed = clock()
+    refill_failure: Exception | None = None
+
+    def refill() -> None:
+        """Add the next batch, or close the feed when there is none (or it failed).
+
+        Runs between recorded groups, so a failure here must not leave the
+        messages in flight unrecorded: the feed is closed, what was handed to
+        the server is still recorded, and the failure is raised afterwards.
+        """
+        nonlocal refill_failure
+        try:
+            more = next_batch()
+        except Exception as exc:
+            refill_failure = exc
+            more = []
+        unreported.update(m.digest_id for m in more)
+        # A stop (or the mailer's end) may have come, and closed the feed, while
+        # this batch was built: it is not sent, and put back below as unreported.
+        stopping = should_stop is not None and should_stop()
+        if stopping or not more or not feed.add(more):
+            feed.close()
+
     try:
         # Closed at once if recording fails, which stops sending (see iter_outcomes).
         with closing(
@@ -358,7 +377,7 @@ def _send_stream(
             for outcomes in groups:
                 at = clock()
                 with store.transaction() as session:
-                    statuses = _record(session, delivery, outcomes, worker, at, had_failures)
+                    statuses = _record(session, delivery, outcomes, worker, at)
                     if at - renewed >= lease / 3:
                         waiting = unreported - {o.digest_id for o in outcomes}
                         _renew(session, sorted(waiting), worker, at + lease)
@@ -369,11 +388,7 @@ def _send_stream(
                     if on_outcome is not None:
                         on_outcome(outcome)
                 if not feed.closed and feed.waiting < low_water:
-                    more = next_batch(had_failures)
-                    unreported.update(m.digest_id for m in more)
-                    feed.add(more)
-                    if not more:
-                        feed.close()
+                    refill()
     except DeliveryError as exc:
         with store.transaction() as session:
             _release(session, sorted(unreported), str(exc), clock.start)
@@ -381,6 +396,8 @@ def _send_stream(
     if unreported:
         with store.transaction() as session:
             release_claims(session, worker=worker, ids=sorted(unreported))
+    if refill_failure is not None:
+        raise refill_failure
 
 
 def _renew(session: Session, ids: Sequence[int], worker: str, until: datetime) -> None:
@@ -400,21 +417,25 @@ def _record(
     outcomes: Sequence[Outcome],
     worker: str,
     at: datetime,
-    had_failures: AbstractSet[int] = frozenset(),
 ) -> list[str]:
     """Write outcomes; returns the status each was counted as.
 
     `sent` is the common case and is written for the whole group at once (one
-    executemany); the rarer failures go row by row through the ORM.
-    `had_failures` holds the digests whose subscriber had failures counted at
-    build time: only they need their count reset.
+    executemany); the rarer failures go row by row through the ORM. A `sent`
+    resets its subscriber's count of permanent failures, read now rather than
+    when the message was built: the next batch is built before this one's
+    outcomes are in.
     """
     sent = [o for o in outcomes if o.status == "sent"]
-    resets = [o.digest_id for o in sent if o.digest_id in had_failures]
-    if resets:
+    if sent:
         session.execute(
             update(Subscriber)
-            .where(Subscriber.id.in_(select(Digest.subscriber_id).where(Digest.id.in_(resets))))
+            .where(
+                Subscriber.consecutive_failures > 0,
+                Subscriber.id.in_(
+                    select(Digest.subscriber_id).where(Digest.id.in_([o.digest_id for o in sent]))
+                ),
+            )
             .values(consecutive_failures=0)
             .execution_options(synchronize_session=False)
         )

@@ -122,10 +122,19 @@ class MessageFeed:
         """Nothing more will be added (the outbox is done, or sending stopped)."""
         return self._closed
 
-    def add(self, messages: Iterable[OutgoingMessage]) -> None:
+    def add(self, messages: Iterable[OutgoingMessage]) -> bool:
+        """Queue more messages; False (and nothing queued) once the feed is closed.
+
+        A stop can close the feed while the caller is still building the batch
+        it adds: that batch must not be sent by connections finishing their
+        in-flight messages.
+        """
         with self._lock:
+            if self._closed:
+                return False
             self._queue.extend(messages)
         self._wake()
+        return True
 
     def close(self) -> None:
         """No more messages: the sender finishes what the feed holds, then returns."""
@@ -417,10 +426,11 @@ class SmtpMailer(Mailer):
             refusal = "555 5.5.4 non-ASCII address needs SMTPUTF8, which digest does not use"
             return Outcome(message.digest_id, "failed", refusal), False
         try:
-            # One deadline for the whole exchange rather than aiosmtplib's timer per
-            # command: each of those cost a timer, a future and two callbacks, four
-            # times a message, about a tenth of the sender's CPU (bench/deliver.py).
-            async with asyncio.timeout(self.timeout):
+            # One deadline for MAIL, RCPT and DATA (renewed for the body's reply)
+            # rather than aiosmtplib's timer per command: each of those cost a timer,
+            # a future and two callbacks, four times a message, about a tenth of the
+            # sender's CPU (bench/deliver.py).
+            async with asyncio.timeout(self.timeout) as deadline:
                 # MAIL and RCPT by hand: aiosmtplib's mail()/rcpt() re-parse the
                 # address with the stdlib's RFC 822 parser on every message.
                 reply = await connection.execute_command(b"MAIL", b"FROM:" + sender, timeout=None)
@@ -442,7 +452,7 @@ class SmtpMailer(Mailer):
                         reply.code, reply.message, message.recipient
                     )
                 body_sent = True
-                reply = await self._data(connection, message.data)
+                reply = await self._data(connection, message.data, deadline)
         except aiosmtplib.SMTPResponseException as exc:
             if connection.is_connected and exc.code != 421:
                 try:
@@ -453,7 +463,7 @@ class SmtpMailer(Mailer):
                 connection.close()
             status: OutcomeStatus = "failed" if 500 <= exc.code < 600 else "retry"
             return Outcome(message.digest_id, status, f"{exc.code} {exc.message}"), False
-        except TimeoutError:  # the deadline, or aiosmtplib's own for RSET
+        except TimeoutError:  # the exchange's deadline
             connection.close()
             waited = f"no reply from {self.where} within {self.timeout:g} s"
             return Outcome(message.digest_id, "retry", waited), False
@@ -463,7 +473,9 @@ class SmtpMailer(Mailer):
             return Outcome(message.digest_id, "retry", _describe(exc)), lost
         return Outcome(message.digest_id, "sent", f"{reply.code} {reply.message}"), False
 
-    async def _data(self, connection: aiosmtplib.SMTP, data: bytes) -> aiosmtplib.SMTPResponse:
+    async def _data(
+        self, connection: aiosmtplib.SMTP, data: bytes, deadline: asyncio.Timeout
+    ) -> aiosmtplib.SMTPResponse:
         """DATA with the body already in wire form.
 
         aiosmtplib's `data()` runs two regular expressions over every message
@@ -472,6 +484,10 @@ class SmtpMailer(Mailer):
         which run at memory speed when the body is already CRLF, as rendered
         messages are. Writing the body and reading the reply in the same step
         (no await in between) keeps aiosmtplib's reply pairing intact.
+
+        Once the body is out the server may have the message, and giving up
+        then means sending it again later: the reply to the body gets a full
+        `timeout` of its own.
         """
         start = await connection.execute_command(b"DATA", timeout=None)
         if start.code != 354:
@@ -481,7 +497,8 @@ class SmtpMailer(Mailer):
             raise aiosmtplib.SMTPServerDisconnected("Connection lost")
         try:
             protocol.write(wire_form(data))
-            reply = await protocol.read_response(timeout=None)  # the caller's deadline
+            deadline.reschedule(asyncio.get_running_loop().time() + self.timeout)
+            reply = await protocol.read_response(timeout=None)
         except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
             connection.close()
             raise

@@ -6,16 +6,22 @@ their digest (and how many times), and the state each digest row ends in.
 
 from __future__ import annotations
 
+import asyncio
 import mailbox
+import threading
+import time
 from collections import Counter
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from digest import deliver
 from digest.config import DeliverySettings, Settings, SmtpSettings
 from digest.db import Store
 from digest.deliver import ClaimedDigest, deliver_due, due_count, outbox, requeue, status_counts
@@ -143,7 +149,8 @@ def test_retry_backs_off_exponentially_then_fails(store: Store) -> None:
 
 def test_permanent_failures_bounce_a_subscriber(store: Store) -> None:
     make_digests(store, ["gone@example.org", "fine@example.org"])
-    # bounce_threshold = 3; batches of two, so the bounce is seen by the next batch
+    # bounce_threshold = 3; batches of two. MemoryMailer reports a batch at once, so
+    # each batch is recorded before the next is built, and the bounce is seen.
     settings = Settings(delivery=DeliverySettings(batch_size=2))
     mailer = MemoryMailer({"gone@example.org": "failed"})
     for day in range(1, 4):
@@ -463,3 +470,84 @@ def test_a_batch_whose_outcomes_cannot_be_recorded_stops_sending(store: Store) -
     received = Counter(address for address, _ in handler.received)
     assert set(received) == set(emails)
     assert sum(received.values()) <= len(emails) + 1
+
+
+def test_a_stop_while_the_next_batch_is_built_sends_none_of_it(store: Store) -> None:
+    emails = [f"u{i:02}@example.org" for i in range(60)]
+    make_digests(store, emails)
+    stop = threading.Event()
+    builds = 0
+
+    def slow_build(session: Session, digest: ClaimedDigest) -> bytes:
+        nonlocal builds
+        builds += 1
+        if builds == 21:  # the first build of the second batch: SIGTERM comes meanwhile
+            stop.set()
+            time.sleep(0.2)  # the sender notices the stop before this batch is added
+        return build(session, digest)
+
+    handler = FaultyHandler(delay=0.3)
+    with smtp_server(handler) as port:
+        settings = settings_for(port, batch_size=20)
+        mailer = smtp_mailer(port, concurrency=2, timeout=5)
+        report = deliver_due(store, settings, mailer, slow_build, now=T0, should_stop=stop.is_set)
+    received = [rcpt for rcpt, _ in handler.received]
+    assert len(received) == report.sent <= 20  # the first batch at most
+    final = states(store)
+    assert {final[a] for a in received} == {"sent"}
+    assert sorted(a for a, s in final.items() if s == "pending") == sorted(
+        set(emails) - set(received)
+    )
+
+
+def test_a_database_error_while_claiming_the_next_batch_loses_and_doubles_nothing(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emails = [f"u{i:02}@example.org" for i in range(40)]
+    make_digests(store, emails)
+    real_claim = deliver.claim
+    claims = 0
+
+    def flaky_claim(session: Session, **options: Any) -> list[int]:
+        nonlocal claims
+        claims += 1
+        if claims == 2:
+            raise OperationalError("UPDATE digests …", {}, Exception("database is locked"))
+        return real_claim(session, **options)
+
+    handler = FaultyHandler(delay=0.2)
+    with smtp_server(handler) as port:
+        settings = settings_for(port, batch_size=20)
+        mailer = smtp_mailer(port, concurrency=2, timeout=5)
+        monkeypatch.setattr(deliver, "claim", flaky_claim)
+        with pytest.raises(OperationalError, match="database is locked"):
+            deliver_due(store, settings, mailer, build, now=T0)
+        # what went out is recorded `sent`; the rest waits, none of it `sending`
+        after_error = states(store)
+        assert sorted(a for a, s in after_error.items() if s == "sent") == sorted(
+            rcpt for rcpt, _ in handler.received
+        )
+        assert set(after_error.values()) == {"sent", "pending"}
+        monkeypatch.setattr(deliver, "claim", real_claim)
+        deliver_due(store, settings, mailer, build, now=T0)
+    assert sorted(rcpt for rcpt, _ in handler.received) == sorted(emails)  # once each
+
+
+class SlowRecipientCheck(FaultyHandler):
+    async def handle_RCPT(  # noqa: N802 (aiosmtpd's hook names)
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        await asyncio.sleep(0.5)
+        return await super().handle_RCPT(server, session, envelope, address, options)
+
+
+def test_a_slow_reply_to_the_body_gets_its_own_timeout_so_nothing_is_sent_twice(
+    store: Store,
+) -> None:
+    make_digests(store, ["a@example.org"])
+    handler = SlowRecipientCheck(delay=0.6)  # each step within 1 s, all of them not
+    with smtp_server(handler) as port:
+        settings = settings_for(port)
+        mailer = smtp_mailer(port, concurrency=1, timeout=1.0)
+        report = deliver_due(store, settings, mailer, build, now=T0)
+    assert report.sent == 1 and [rcpt for rcpt, _ in handler.received] == ["a@example.org"]

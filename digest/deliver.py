@@ -64,7 +64,6 @@ class ClaimedDigest(NamedTuple):
     planned_at: datetime
     email: str
     subscriber_status: str
-    consecutive_failures: int
 
 
 Build = Callable[[Session, ClaimedDigest], bytes]
@@ -293,7 +292,6 @@ def load_claimed(session: Session, ids: Sequence[int]) -> list[ClaimedDigest]:
             Digest.planned_at,
             Subscriber.email,
             Subscriber.status,
-            Subscriber.consecutive_failures,
         )
         .join(Digest.subscriber)
         .where(Digest.id.in_(ids))

@@ -162,6 +162,10 @@ class MessageFeed:
         """Everything waiting (after waiting for something, while open); [] once done."""
         while more := self._wait_for_more():
             await more.wait()
+        return self.take_waiting()
+
+    def take_waiting(self) -> list[OutgoingMessage]:
+        """Everything waiting now, without waiting for more."""
         with self._lock:
             batch = list(self._queue)
             self._queue.clear()
@@ -326,7 +330,7 @@ class SmtpMailer(Mailer):
             await asyncio.gather(*workers, return_exceptions=True)
             raise exc.args[0] from None
         # Every worker gave up connecting: what is left waits for a later run.
-        for message in await feed.next_batch() if feed.waiting else ():
+        for message in feed.take_waiting():
             on_outcome(Outcome(message.digest_id, "retry", f"no connection to {self.where}"))
 
     async def _worker(

@@ -77,13 +77,15 @@ def deliver_due_in_processes(
     now: datetime,
     limit: int | None = None,
     worker: str | None = None,
+    email: str | None = None,
     on_outcome: Callable[[Outcome], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> DeliveryReport:
     """`deliver_due` over up to `workers` forked processes; returns the summed report.
 
-    Falls back to delivering in this process when there is too little due to
-    share (see `plan_workers`); `worker` names this process's claims then, as
+    Delivers in this process when one is asked for, for one subscriber's
+    digests (`email`: never worth a second process), or when there is too
+    little due to share (see `plan_workers`); `worker` names this process's claims then, as
     each forked worker's claims carry its own pid. Raises DeliveryError when a worker found the
     mail system unusable (the others are told to stop; unsent digests are
     back in the outbox) or when a worker died; in the second case its claimed
@@ -92,14 +94,16 @@ def deliver_due_in_processes(
     Several workers need PostgreSQL (ConfigError on SQLite, see
     `config.workers_problem`).
     """
-    problem = workers_problem(workers, store.engine.url.render_as_string())
-    if problem:
-        raise ConfigError(f"{workers} delivery workers: {problem}")
-    with store.sessions() as session:
-        due = due_count(session, now=now)
-    count = plan_workers(
-        due, workers, limit=limit, rate_limited=settings.delivery.max_per_second > 0
-    )
+    count = 1
+    if workers > 1 and email is None:
+        problem = workers_problem(workers, store.engine.url.render_as_string())
+        if problem:
+            raise ConfigError(f"{workers} delivery workers: {problem}")
+        with store.sessions() as session:
+            due = due_count(session, now=now)
+        count = plan_workers(
+            due, workers, limit=limit, rate_limited=settings.delivery.max_per_second > 0
+        )
     if count <= 1:
         return deliver_due(
             store,
@@ -109,6 +113,7 @@ def deliver_due_in_processes(
             now=now,
             limit=limit,
             worker=worker,
+            email=email,
             on_outcome=on_outcome,
             should_stop=should_stop,
         )

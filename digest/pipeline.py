@@ -78,34 +78,19 @@ class Pipeline:
 
         One subscriber's digest (`email`) is never worth a second process.
         """
-        build = compose.message_builder(self.settings, self.secret, self.renderer)
-        workers = self.settings.delivery.workers if workers is None else workers
-        if workers > 1 and email is None:
-            report = deliver_pool.deliver_due_in_processes(
-                self.store,
-                self.settings,
-                self.mailer,
-                build,
-                workers=workers,
-                now=now,
-                limit=limit,
-                worker=self.worker,
-                on_outcome=on_outcome,
-                should_stop=self.stopping.is_set,
-            )
-        else:
-            report = deliver.deliver_due(
-                self.store,
-                self.settings,
-                self.mailer,
-                build,
-                now=now,
-                limit=limit,
-                worker=self.worker,
-                email=email,
-                on_outcome=on_outcome,
-                should_stop=self.stopping.is_set,
-            )
+        report = deliver_pool.deliver_due_in_processes(
+            self.store,
+            self.settings,
+            self.mailer,
+            compose.message_builder(self.settings, self.secret, self.renderer),
+            workers=self.settings.delivery.workers if workers is None else workers,
+            now=now,
+            limit=limit,
+            worker=self.worker,
+            email=email,
+            on_outcome=on_outcome,
+            should_stop=self.stopping.is_set,
+        )
         if report.sent or report.retry or report.failed:
             log_event(
                 logger, "delivery round", sent=report.sent, retry=report.retry, failed=report.failed

@@ -60,6 +60,35 @@ def digest_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[s
     )
 
 
+def smtp_daemon_env(
+    tmp_path: Path, database_url: str, port: int, *, workers: int = 1
+) -> dict[str, str]:
+    """The environment of a `digest run` that delivers over SMTP to 127.0.0.1:port."""
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'database_url = "{database_url}"\n'
+        f'dumps_dir = "{tmp_path / "dumps"}"\n'
+        "[schedule]\ntick_seconds = 0.5\nshutdown_timeout_seconds = 20.0\n"
+        f'[delivery]\nbackend = "smtp"\nconcurrency = 2\nworkers = {workers}\n'
+        f'[smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "none"\n'
+        'timeout_seconds = 5.0\n[sender]\naddress = "papers@digest.test"\n'
+        '[web]\nsecret = "test-secret"\n'
+    )
+    return {**os.environ, "DIGEST_CONFIG": str(config)}
+
+
+def start_daemon(env: dict[str, str], *, own_group: bool = False) -> subprocess.Popen[str]:
+    """`digest run` with JSON logs; `own_group` to signal it as systemd does, group-wide."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "digest", "run", "--log-format", "json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=own_group,
+    )
+
+
 def test_daemon_ingests_a_dropped_dump_mails_it_and_stops_cleanly(
     tmp_path: Path, smtp_server: tuple[int, Collect], database_url: str
 ) -> None:
@@ -95,13 +124,7 @@ def test_daemon_ingests_a_dropped_dump_mails_it_and_stops_cleanly(
     )
     assert subscribed.returncode == 0, subscribed.stderr
 
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "digest", "run", "--log-format", "json"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    daemon = start_daemon(env)
     try:
         time.sleep(2)  # the daemon is up and has found the folder empty
         assert received.messages == []
@@ -169,24 +192,8 @@ def test_sigterm_during_a_slow_delivery_round_exits_cleanly_and_sends_nothing_tw
     store.dispose()
     handler = FaultyHandler(delay=0.4)
     with smtp_server(handler) as port:
-        config = tmp_path / "config.toml"
-        config.write_text(
-            f'database_url = "{database_url}"\n'
-            f'dumps_dir = "{tmp_path / "dumps"}"\n'
-            "[schedule]\ntick_seconds = 0.5\nshutdown_timeout_seconds = 20.0\n"
-            '[delivery]\nbackend = "smtp"\nconcurrency = 2\n'
-            f'[smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "none"\n'
-            'timeout_seconds = 5.0\n[sender]\naddress = "papers@digest.test"\n'
-            '[web]\nsecret = "test-secret"\n'
-        )
-        env = {**os.environ, "DIGEST_CONFIG": str(config)}
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "digest", "run", "--log-format", "json"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        env = smtp_daemon_env(tmp_path, database_url, port)
+        daemon = start_daemon(env)
         try:
             assert wait_for(lambda: len(handler.received) >= 2, timeout=30), "nothing sent"
         finally:
@@ -236,25 +243,8 @@ def test_sigterm_reaches_forked_delivery_workers_and_nothing_is_lost_or_doubled(
     store.dispose()
     handler = FaultyHandler(delay=0.05)
     with smtp_server(handler) as port:
-        config = tmp_path / "config.toml"
-        config.write_text(
-            f'database_url = "{database_url}"\n'
-            f'dumps_dir = "{tmp_path / "dumps"}"\n'
-            "[schedule]\ntick_seconds = 0.5\nshutdown_timeout_seconds = 20.0\n"
-            '[delivery]\nbackend = "smtp"\nconcurrency = 2\nworkers = 2\n'
-            f'[smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "none"\n'
-            'timeout_seconds = 5.0\n[sender]\naddress = "papers@digest.test"\n'
-            '[web]\nsecret = "test-secret"\n'
-        )
-        env = {**os.environ, "DIGEST_CONFIG": str(config)}
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "digest", "run", "--log-format", "json"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,  # its own process group, signalled as a whole
-        )
+        env = smtp_daemon_env(tmp_path, database_url, port, workers=2)
+        daemon = start_daemon(env, own_group=True)  # signalled as a whole
         try:
             assert wait_for(lambda: len(handler.received) >= 20, timeout=30), "nothing sent"
         finally:

@@ -474,6 +474,8 @@ class PaperIndex:
             other: dict[str, int] = {}
             for occ in occs:
                 name, position = occ[_FIELD], occ[_POSITION]
+                if name != "abstract":  # the only field discounted (see _weigh)
+                    continue
                 text = self.field_text(papers[doc], name)[occ[_START] : occ[_END]]
                 if occ[_VIA] is not None or _light(text) == light:
                     exact[name] = exact.get(name, 0) | 1 << position

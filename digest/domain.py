@@ -7,9 +7,10 @@ objects or sessions, so they can be tested and benchmarked without a database.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from types import MappingProxyType
+from typing import Any, Literal, NamedTuple
 
 TextField = Literal["title", "abstract", "author"]
 
@@ -67,13 +68,12 @@ class MatchedTerm:
         return cls(data["term"], data["field"], data["start"], data["end"], data.get("via"))
 
 
-@dataclass(slots=True)
-class Pick:
+class Pick(NamedTuple):
     """A paper chosen for a subscriber: which topic chose it, how well, and why.
 
-    Treat as read-only. Not frozen on purpose: a planning run builds one per chosen
-    paper per subscriber (~10^6 for 100,000 subscribers), and a frozen dataclass's
-    __init__ costs four times as much (bench/scoring.py).
+    A named tuple, not a dataclass: a planning run builds one per chosen paper per
+    subscriber (~10^6 for 100,000 subscribers), and scoring builds them from ready
+    tuples with `tuple.__new__`, without an __init__ call (bench/scoring.py).
     """
 
     paper_id: int
@@ -81,7 +81,7 @@ class Pick:
     score: float
     rank: int
     matched: tuple[MatchedTerm, ...] = ()
-    parts: Mapping[str, float] = field(default_factory=dict)
+    parts: Mapping[str, float] = MappingProxyType({})
 
     def explanation(self) -> dict[str, Any]:
         """The JSON stored in digest_items.explanation."""

@@ -123,9 +123,10 @@ class _Unit:
     gain: dict[int, tuple[float, float, float]] = field(default_factory=dict)
     positions: dict[int, dict[str, int]] = field(default_factory=dict)  # bit masks
     matched: dict[int, tuple[MatchedTerm, ...]] = field(default_factory=dict)
-    # per matched span, one int that sorts as (field order, start, end) would: what
-    # merging leaves needs (ints hash and compare faster than tuples)
-    span_keys: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    # per paper, matched span → term, keyed by one int that sorts as (field order,
+    # start, end) would: what merging leaves needs (ints hash and compare faster than
+    # tuples; a ready dict merges into another in C)
+    spans: dict[int, dict[int, MatchedTerm]] = field(default_factory=dict)
     near: dict[int, dict[str, int]] = field(default_factory=dict)  # bit masks
     # positions matched only through another word of the same stem ("adaptively" for
     # "adaptation"), per paper and field, as bit masks: weaker evidence (see _weigh)
@@ -201,6 +202,7 @@ class PaperIndex:
             math.log1p(p.upvotes) / most if p.upvotes and most > 0 else 0.0 for p in self.papers
         ]
         self._feedback_docs: dict[int, list[tuple[str, float]]] = {}
+        self._counts: list[dict[str, float]] | None = None
         self._feedback_terms_tf: dict[str, dict[int, float]] = {}
         self._feedback_idf: dict[str, float] = {}
         self._units: dict[_UnitKey, _Unit] = {}
@@ -534,8 +536,8 @@ class PaperIndex:
 
     def _expansions(self, word: str) -> list[tuple[list[str], str]]:
         """The expansions an acronym typed in a query stands for."""
-        if not term_of(word):
-            return []
+        if not term_of(word) or not self.acronyms.expansions_of(word):
+            return []  # (the learned list includes the built-in one: nothing either way)
         key = acronym_key(word)
         typed_as_acronym = sum(c.isupper() for c in word) >= 2
         learned_ok = typed_as_acronym or (
@@ -772,14 +774,7 @@ class PaperIndex:
         """
         cached = self._feedback_docs.get(doc)
         if cached is None:
-            s, paper = self.settings, self.papers[doc]
-            counts: dict[str, float] = {}
-            for text, weight in (
-                (paper.title, s.title_weight),
-                (paper.abstract, s.abstract_weight),
-            ):
-                for token in scan(text):
-                    counts[token[0]] = counts.get(token[0], 0.0) + weight
+            counts = self._weighted_counts()[doc]
             total = sum(counts.values()) or 1.0
             heaviest = []
             for term, tf in counts.items():
@@ -790,6 +785,23 @@ class PaperIndex:
                 (term, weight) for weight, term in heapq.nlargest(FEEDBACK_PER_DOC, heaviest)
             ]
         return cached
+
+    def _weighted_counts(self) -> list[dict[str, float]]:
+        """Per paper, each term's count in title and abstract, weighted by field (from
+        the postings, once: the text was analysed when the index was built)."""
+        if self._counts is None:
+            s = self.settings
+            self._counts = [{} for _ in self.papers]
+            weighted: tuple[tuple[TextField, float], ...] = (
+                ("title", s.title_weight),
+                ("abstract", s.abstract_weight),
+            )
+            for name, weight in weighted:
+                for term, by_doc in self._fields[name].postings.items():
+                    for doc, occs in by_doc.items():
+                        counts = self._counts[doc]
+                        counts[term] = counts.get(term, 0.0) + weight * len(occs)
+        return self._counts
 
     def _saturated(self, term: str) -> dict[int, float]:
         """paper → saturated weighted tf of a term ({} for terms too common to say anything)."""
@@ -928,11 +940,11 @@ class PaperIndex:
             return self._unit_matched(units[0], doc)
         seen: dict[int, MatchedTerm] = {}
         for unit in reversed(units):
-            keys = unit.span_keys.get(doc)
-            if keys is None:
+            spans = unit.spans.get(doc)
+            if spans is None:
                 self._unit_matched(unit, doc)
-                keys = unit.span_keys[doc]
-            seen.update(zip(keys, unit.matched[doc], strict=True))
+                spans = unit.spans[doc]
+            seen.update(spans)
         return tuple(map(seen.__getitem__, sorted(seen)[:MAX_MATCHED_PER_HIT]))
 
     def _unit_matched(self, unit: _Unit, doc: int) -> tuple[MatchedTerm, ...]:
@@ -946,9 +958,9 @@ class PaperIndex:
                     spans[key] = MatchedTerm(unit.label, *key, occ[_VIA])
             cached = unit.matched[doc] = tuple(spans.values())[:MAX_MATCHED_PER_HIT]
             order = FIELD_ORDER
-            unit.span_keys[doc] = tuple(
-                [(order[t.field] << _SPAN_BITS | t.start) << _SPAN_BITS | t.end for t in cached]
-            )
+            unit.spans[doc] = {
+                (order[t.field] << _SPAN_BITS | t.start) << _SPAN_BITS | t.end: t for t in cached
+            }
         return cached
 
     def _trace(self, node: Node, doc: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -1081,8 +1093,8 @@ def _cjk_words(word: str) -> list[str]:
 # its topic's hit list). Plain tuples sort in C by (-score, paper_id, topic index),
 # unique within a merge, so the place is never compared.
 _Entry = tuple[float, int, int, int]
-# A selection: hit, its topic's index, hit, its topic's index, ... (see _selection)
-_Selection = tuple[Hit | int, ...]
+# A selection: six values per pick, one pick after another (see _selection)
+_Selection = tuple[Any, ...]
 # A subscriber's candidates when limited: (allowed papers or None for all, excluded papers).
 _Window = tuple[frozenset[int] | None, frozenset[int]]
 _BARE = (Word, Phrase, Not)  # a tuple: `Word | Phrase | Not` builds a union at every call
@@ -1158,17 +1170,6 @@ def select_papers(
         max_papers = 0
     window: _Window | None = None
     if allowed is None and not exclude:
-        if len(topics) == 1:
-            # a single list's fair share is its head: nothing to merge or remember
-            topic = topics[0]
-            query = topic.query
-            known = index._by_id.get(id(query))  # search's own first step, without a call
-            hits = known[1] if known is not None and known[0] is query else index.search(query)
-            topic_id = topic.topic_id
-            return [
-                Pick(hit.paper_id, topic_id, hit.score, rank, hit.matched, hit.parts)
-                for rank, hit in enumerate(hits[:max_papers], 1)
-            ]
         key: object = (*[id(topic.query) for topic in topics], max_papers)
     else:
         window = (None if allowed is None else frozenset(allowed), frozenset(exclude))
@@ -1179,27 +1180,23 @@ def select_papers(
         # identity memo) and no other object can take its id while the key is in use
         selection = _selection(index, topics, max_papers, window)
         index._selections_by_query[key] = selection
-    # hits alternate with their topic's index: zip pairs them off one shared iterator
-    pairs: Iterator[Any] = iter(selection)
-    chosen: Iterator[tuple[Hit, int]] = zip(pairs, pairs, strict=False)  # (strict: 3x slower)
+    # six values per pick (see _selection), paired off one shared iterator in C; each
+    # Pick is made from a ready tuple, without a call to its __new__
+    values = iter(selection)
+    rows: Iterator[Any] = zip(values, values, values, values, values, values, strict=False)
+    new = tuple.__new__
     if len(topics) == 1:
         topic_id = topics[0].topic_id
-        return [
-            Pick(hit.paper_id, topic_id, hit.score, rank, hit.matched, hit.parts)
-            for rank, (hit, _) in enumerate(chosen, 1)
-        ]
+        return [new(Pick, (p, topic_id, s, r, m, q)) for p, s, r, m, q, _ in rows]
     topic_ids = [topic.topic_id for topic in topics]
-    return [
-        Pick(hit.paper_id, topic_ids[i], hit.score, rank, hit.matched, hit.parts)
-        for rank, (hit, i) in enumerate(chosen, 1)
-    ]
+    return [new(Pick, (p, topic_ids[i], s, r, m, q)) for p, s, r, m, q, i in rows]
 
 
 def _selection(
     index: PaperIndex, topics: Sequence[TopicQuery], max_papers: int, window: _Window | None
 ) -> _Selection:
-    """The selection for one combination of filters, best first: each hit followed by
-    its topic's index, in one flat tuple.
+    """The selection for one combination of filters, best first: per pick its paper id,
+    score, rank, matched terms, score parts and topic index, in one flat tuple.
 
     One object per combination on purpose: a planning run keeps tens of thousands,
     and every full collection of the garbage collector walks them (a list of per-hit
@@ -1213,22 +1210,28 @@ def _selection(
         key = (key, window)
     selection = index._selections.get(key)
     if selection is None:
-        heads: list[Sequence[_Entry]]
-        if window is None:
-            heads = [_head(index, hits, i, max_papers) for i, hits in enumerate(lists)]
+        chosen: Iterable[tuple[Hit, int]]
+        if window is None and len(lists) == 1:
+            chosen = ((hit, 0) for hit in lists[0][:max_papers])
         else:
-            allowed, exclude = window
-            heads = [
-                [
-                    (-hit.score, hit.paper_id, i, j)
-                    for j, hit in enumerate(hits)
-                    if hit.paper_id not in exclude and (allowed is None or hit.paper_id in allowed)
-                ][:max_papers]
-                for i, hits in enumerate(lists)
-            ]
-        flat: list[Hit | int] = []
-        for _, _, i, j in _fair_share(heads, max_papers):
-            flat += (lists[i][j], i)
+            heads: list[Sequence[_Entry]]
+            if window is None:
+                heads = [_head(index, hits, i, max_papers) for i, hits in enumerate(lists)]
+            else:
+                allowed, exclude = window
+                heads = [
+                    [
+                        (-hit.score, hit.paper_id, i, j)
+                        for j, hit in enumerate(hits)
+                        if hit.paper_id not in exclude
+                        and (allowed is None or hit.paper_id in allowed)
+                    ][:max_papers]
+                    for i, hits in enumerate(lists)
+                ]
+            chosen = [(lists[i][j], i) for _, _, i, j in _fair_share(heads, max_papers)]
+        flat: list[Any] = []
+        for rank, (hit, i) in enumerate(chosen, 1):
+            flat += (hit.paper_id, hit.score, rank, hit.matched, hit.parts, i)
         selection = index._selections[key] = tuple(flat)
     return selection
 

@@ -39,13 +39,15 @@ class TopicQuery:
     query: Any
 
 
-@dataclass(frozen=True, slots=True)
-class MatchedTerm:
+class MatchedTerm(NamedTuple):
     """One place a query term matched, for highlighting and explanations.
 
     `start`/`end` are character offsets into the paper's `field` text
     (for `author`, into the authors joined with ", "). `via` names the
     expansion used, e.g. "LLM → large language model", or is None.
+
+    A named tuple: scoring makes one per matched span of every hit, and a tuple of
+    plain values is cheap to build and left alone by the garbage collector.
     """
 
     term: str

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from itertools import chain
 from operator import itemgetter
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from digest.acronyms import Acronyms, acronym_key
 from digest.analysis import (
@@ -68,9 +68,12 @@ FEEDBACK_MAX_DF = 0.3  # terms in more of the papers than this say nothing about
 FEEDBACK_PER_DOC = 40  # a paper's heaviest terms kept for topic models
 
 
-@dataclass(frozen=True, slots=True)
-class Hit:
-    """One eligible paper above the cut-off, with its score and why."""
+class Hit(NamedTuple):
+    """One eligible paper above the cut-off, with its score and why.
+
+    A named tuple: a selection keeps its hits as they are, and a Pick is built by
+    unpacking one (see select_papers).
+    """
 
     paper_id: int
     score: float
@@ -1089,11 +1092,11 @@ def _cjk_words(word: str) -> list[str]:
     return list(word) if has_cjk(word) else [word]
 
 
-# A hit as the fair-share selection handles it: (-score, paper_id, topic index, place in
-# its topic's hit list). Plain tuples sort in C by (-score, paper_id, topic index),
-# unique within a merge, so the place is never compared.
-_Entry = tuple[float, int, int, int]
-# A selection: six values per pick, one pick after another (see _selection)
+# A hit as the fair-share selection handles it: (-score, paper_id, topic index, hit).
+# Plain tuples sort in C by (-score, paper_id, topic index), unique within a merge,
+# so the hit is never compared.
+_Entry = tuple[float, int, int, Hit]
+# A selection: per pick its hit, rank and topic index, one pick after another
 _Selection = tuple[Any, ...]
 # A subscriber's candidates when limited: (allowed papers or None for all, excluded papers).
 _Window = tuple[frozenset[int] | None, frozenset[int]]
@@ -1170,7 +1173,13 @@ def select_papers(
         max_papers = 0
     window: _Window | None = None
     if allowed is None and not exclude:
-        key: object = (*[id(topic.query) for topic in topics], max_papers)
+        # (one or two topics, most subscribers: the key without a list in between)
+        if len(topics) == 1:
+            key: object = (id(topics[0].query), max_papers)
+        elif len(topics) == 2:
+            key = (id(topics[0].query), id(topics[1].query), max_papers)
+        else:
+            key = (*[id(topic.query) for topic in topics], max_papers)
     else:
         window = (None if allowed is None else frozenset(allowed), frozenset(exclude))
         key = ((*[id(topic.query) for topic in topics], max_papers), window)
@@ -1180,23 +1189,23 @@ def select_papers(
         # identity memo) and no other object can take its id while the key is in use
         selection = _selection(index, topics, max_papers, window)
         index._selections_by_query[key] = selection
-    # six values per pick (see _selection), paired off one shared iterator in C; each
+    # three values per pick (see _selection), taken off one shared iterator in C; each
     # Pick is made from a ready tuple, without a call to its __new__
     values = iter(selection)
-    rows: Iterator[Any] = zip(values, values, values, values, values, values, strict=False)
+    rows: Iterator[Any] = zip(values, values, values, strict=False)
     new = tuple.__new__
     if len(topics) == 1:
         topic_id = topics[0].topic_id
-        return [new(Pick, (p, topic_id, s, r, m, q)) for p, s, r, m, q, _ in rows]
+        return [new(Pick, (p, topic_id, s, r, m, q)) for (p, s, m, q), r, _ in rows]
     topic_ids = [topic.topic_id for topic in topics]
-    return [new(Pick, (p, topic_ids[i], s, r, m, q)) for p, s, r, m, q, i in rows]
+    return [new(Pick, (p, topic_ids[i], s, r, m, q)) for (p, s, m, q), r, i in rows]
 
 
 def _selection(
     index: PaperIndex, topics: Sequence[TopicQuery], max_papers: int, window: _Window | None
 ) -> _Selection:
-    """The selection for one combination of filters, best first: per pick its paper id,
-    score, rank, matched terms, score parts and topic index, in one flat tuple.
+    """The selection for one combination of filters, best first: per pick its hit, rank
+    and topic index, in one flat tuple.
 
     One object per combination on purpose: a planning run keeps tens of thousands,
     and every full collection of the garbage collector walks them (a list of per-hit
@@ -1210,9 +1219,10 @@ def _selection(
         key = (key, window)
     selection = index._selections.get(key)
     if selection is None:
-        chosen: Iterable[tuple[Hit, int]]
+        flat: list[Any] = []
         if window is None and len(lists) == 1:
-            chosen = ((hit, 0) for hit in lists[0][:max_papers])
+            for rank, hit in enumerate(lists[0][:max_papers], 1):
+                flat += (hit, rank, 0)
         else:
             heads: list[Sequence[_Entry]]
             if window is None:
@@ -1221,17 +1231,15 @@ def _selection(
                 allowed, exclude = window
                 heads = [
                     [
-                        (-hit.score, hit.paper_id, i, j)
-                        for j, hit in enumerate(hits)
+                        (-hit.score, hit.paper_id, i, hit)
+                        for hit in hits
                         if hit.paper_id not in exclude
                         and (allowed is None or hit.paper_id in allowed)
                     ][:max_papers]
                     for i, hits in enumerate(lists)
                 ]
-            chosen = [(lists[i][j], i) for _, _, i, j in _fair_share(heads, max_papers)]
-        flat: list[Any] = []
-        for rank, (hit, i) in enumerate(chosen, 1):
-            flat += (hit.paper_id, hit.score, rank, hit.matched, hit.parts, i)
+            for rank, (_, _, i, hit) in enumerate(_fair_share(heads, max_papers), 1):
+                flat += (hit, rank, i)
         selection = index._selections[key] = tuple(flat)
     return selection
 
@@ -1243,6 +1251,6 @@ def _head(index: PaperIndex, hits: list[Hit], i: int, max_papers: int) -> tuple[
     head = index._heads.get(key)
     if head is None:
         head = index._heads[key] = tuple(
-            [(-hit.score, hit.paper_id, i, j) for j, hit in enumerate(hits[:max_papers])]
+            [(-hit.score, hit.paper_id, i, hit) for hit in hits[:max_papers]]
         )
     return head

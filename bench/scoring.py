@@ -6,7 +6,9 @@ Subscribers have 1-3 topics of 2-4 words drawn Zipf-like from a pool of
 popular topics (many readers share "diffusion models"), so most filters
 repeat. Topic texts are parsed first, once per distinct text, as the planner
 loads them (reported as parse_and_load). Timed, per repeat: building the index
-and `select_papers` for every subscriber (max 10 papers). The baseline,
+and `select_papers` for every subscriber (max 10 papers), with the cyclic garbage
+collector paused as the planner pauses it (`digest.gcpause`); the same loop with
+the collector running is reported too. The baseline,
 measured in the same run, is the naive loop a keyword alert would run: for
 each subscriber, each topic, each paper, substring tests of every word;
 it runs on a sample and is extrapolated. Prints one JSON object.
@@ -22,6 +24,7 @@ import resource
 import statistics
 import sys
 import time
+from contextlib import nullcontext
 from functools import lru_cache
 from pathlib import Path
 
@@ -31,6 +34,7 @@ from sample_papers import sample_papers
 
 from digest.config import ScoringSettings
 from digest.domain import PaperText, TopicQuery
+from digest.gcpause import collector_paused
 from digest.query import And, Word
 from digest.scoring import PaperIndex, select_papers
 from digest.text import STOP_WORDS, words
@@ -115,13 +119,16 @@ def load_topics(subs: list[list[str]]) -> tuple[list[list[TopicQuery]], float]:
     return loaded, time.process_time() - start
 
 
-def run_digest(papers: list[PaperText], subs: list[list[TopicQuery]]) -> tuple[float, float, int]:
+def run_digest(
+    papers: list[PaperText], subs: list[list[TopicQuery]], *, pause_collector: bool = True
+) -> tuple[float, float, int]:
     """(wall seconds, CPU seconds, papers picked): index build + every subscriber's selection."""
     wall, cpu = time.perf_counter(), time.process_time()
     index = PaperIndex(papers, ScoringSettings())
     picked = 0
-    for topics in subs:
-        picked += len(select_papers(index, topics, max_papers=MAX_PAPERS))
+    with collector_paused() if pause_collector else nullcontext():
+        for topics in subs:
+            picked += len(select_papers(index, topics, max_papers=MAX_PAPERS))
     return time.perf_counter() - wall, time.process_time() - cpu, picked
 
 
@@ -174,11 +181,12 @@ def main() -> None:
     loaded, load_seconds = load_topics(subs)
     distinct = len({id(t.query) for topics in loaded for t in topics})
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    walls, cpus, picked = [], [], 0
-    for _ in range(args.repeats):
+    walls, cpus, walls_collector_on, picked = [], [], [], 0
+    for _ in range(args.repeats):  # alternating, so both see the same machine
         wall, cpu, picked = run_digest(papers, loaded)
         walls.append(wall)
         cpus.append(cpu)
+        walls_collector_on.append(run_digest(papers, loaded, pause_collector=False)[0])
     rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     sample = subs[: args.naive_sample]
     naive = statistics.median(run_naive(papers, sample) for _ in range(args.repeats))
@@ -196,6 +204,7 @@ def main() -> None:
         "seconds_median": round(median, 3),
         "cpu_seconds_median": round(cpu_median, 3),
         "seconds_all": [round(t, 3) for t in walls],
+        "seconds_median_collector_running": round(statistics.median(walls_collector_on), 3),
         "subscribers_per_second": round(len(subs) / median),
         "subscribers_per_cpu_second": round(len(subs) / cpu_median),
         "naive_subscribers_per_cpu_second": round(naive_per_second),

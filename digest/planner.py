@@ -44,6 +44,7 @@ from digest import query as query_lang
 from digest.config import Settings
 from digest.domain import PaperText, Pick, TopicQuery
 from digest.errors import BadInput
+from digest.gcpause import collector_paused
 from digest.models import Digest, DigestItem, Dump, DumpPaper, Paper, Subscriber, Topic
 from digest.schedule import due_period, next_send_at, period_key, zone_of
 from digest.scoring import PaperIndex, select_papers
@@ -496,55 +497,57 @@ def _choose(
 
     parsed: dict[str, Any] = {}  # query text -> Node (or None if it no longer parses)
     plans: list[PlannedDigest] = []
-    for d in due:
-        if d.subscriber_id not in candidates:
-            continue
-        topics: list[TopicQuery] = []
-        for topic_id, text, label in d.topics:
-            if text not in parsed:
-                try:
-                    parsed[text] = query_lang.parse(text)
-                except BadInput as exc:
-                    log.warning(
-                        "topic %d of %s does not parse, ignored: %s", topic_id, d.email, exc
-                    )
-                    parsed[text] = None
-            if parsed[text] is not None:
-                topics.append(TopicQuery(topic_id, label, parsed[text]))
-        allowed = candidates[d.subscriber_id]
-        picks = (
-            select_papers(
-                index,
-                topics,
-                max_papers=d.max_papers,
-                allowed=frozenset(allowed),
-                exclude=frozenset(given.get(d.subscriber_id, ())),
+    # a million small objects and no cycles: see digest.gcpause
+    with collector_paused():
+        for d in due:
+            if d.subscriber_id not in candidates:
+                continue
+            topics: list[TopicQuery] = []
+            for topic_id, text, label in d.topics:
+                if text not in parsed:
+                    try:
+                        parsed[text] = query_lang.parse(text)
+                    except BadInput as exc:
+                        log.warning(
+                            "topic %d of %s does not parse, ignored: %s", topic_id, d.email, exc
+                        )
+                        parsed[text] = None
+                if parsed[text] is not None:
+                    topics.append(TopicQuery(topic_id, label, parsed[text]))
+            allowed = candidates[d.subscriber_id]
+            picks = (
+                select_papers(
+                    index,
+                    topics,
+                    max_papers=d.max_papers,
+                    allowed=frozenset(allowed),
+                    exclude=frozenset(given.get(d.subscriber_id, ())),
+                )
+                if topics and allowed
+                else []
             )
-            if topics and allowed
-            else []
-        )
-        plan = PlannedDigest(
-            digest_id=None,
-            subscriber_id=d.subscriber_id,
-            email=d.email,
-            period=d.period,
-            message_id=new_message_id(settings),
-            window_start=d.window_start,
-            planned_at=now,
-            picks=list(picks),
-            status="pending" if picks or settings.schedule.send_empty else "skipped",
-            topic_labels={topic_id: label for topic_id, _, label in d.topics},
-            candidates=len(allowed),
-        )
-        if not picks:
-            plan.reason = (
-                f"no new paper matched your topics (of {len(allowed)} new)"
-                if allowed
-                else "no new papers since the last digest"
+            plan = PlannedDigest(
+                digest_id=None,
+                subscriber_id=d.subscriber_id,
+                email=d.email,
+                period=d.period,
+                message_id=new_message_id(settings),
+                window_start=d.window_start,
+                planned_at=now,
+                picks=list(picks),
+                status="pending" if picks or settings.schedule.send_empty else "skipped",
+                topic_labels={topic_id: label for topic_id, _, label in d.topics},
+                candidates=len(allowed),
             )
-            if near_misses and allowed and topics:
-                plan.near_misses = _near_misses(index, topics, allowed, titles)
-        plans.append(plan)
+            if not picks:
+                plan.reason = (
+                    f"no new paper matched your topics (of {len(allowed)} new)"
+                    if allowed
+                    else "no new papers since the last digest"
+                )
+                if near_misses and allowed and topics:
+                    plan.near_misses = _near_misses(index, topics, allowed, titles)
+            plans.append(plan)
     return plans
 
 

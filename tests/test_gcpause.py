@@ -1,0 +1,37 @@
+"""The planner pauses the cyclic garbage collector while scoring; it must come back."""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+
+from digest.gcpause import collector_paused
+
+
+@pytest.fixture(autouse=True)
+def _restore_collector() -> object:
+    was = gc.isenabled()
+    yield
+    gc.enable() if was else gc.disable()
+
+
+def test_collector_is_paused_inside_and_running_after() -> None:
+    gc.enable()
+    with collector_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+
+
+def test_collector_comes_back_after_an_error() -> None:
+    gc.enable()
+    with pytest.raises(RuntimeError), collector_paused():
+        raise RuntimeError("scoring failed")
+    assert gc.isenabled()
+
+
+def test_a_collector_that_was_off_stays_off() -> None:
+    gc.disable()
+    with collector_paused():
+        pass
+    assert not gc.isenabled()

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
 
 TextField = Literal["title", "abstract", "author"]
@@ -70,20 +69,47 @@ class MatchedTerm(NamedTuple):
         return cls(data["term"], data["field"], data["start"], data["end"], data.get("via"))
 
 
-class Pick(NamedTuple):
-    """A paper chosen for a subscriber: which topic chose it, how well, and why.
+class Hit(NamedTuple):
+    """One paper a topic filter selects (above its cut-off), with its score and why.
 
-    A named tuple, not a dataclass: a planning run builds one per chosen paper per
-    subscriber (~10^6 for 100,000 subscribers), and scoring builds them from ready
-    tuples with `tuple.__new__`, without an __init__ call (bench/scoring.py).
+    A named tuple of plain values: scoring makes one per selected paper per distinct
+    filter, and every Pick of that paper refers to it.
     """
 
     paper_id: int
-    topic_id: int
     score: float
+    matched: tuple[MatchedTerm, ...]
+    parts: Mapping[str, float]
+
+
+class Pick(NamedTuple):
+    """A paper chosen for a subscriber: which topic chose it, how well, and why.
+
+    The filter's Hit plus what is the subscriber's own (their topic, the rank in
+    their digest). Subscribers who share a filter share its Hit: a planning run
+    makes one Pick per chosen paper per subscriber (~10^6 for 100,000 subscribers),
+    so a Pick is three references, built from a ready tuple (bench/scoring.py).
+    """
+
+    hit: Hit
+    topic_id: int
     rank: int
-    matched: tuple[MatchedTerm, ...] = ()
-    parts: Mapping[str, float] = MappingProxyType({})
+
+    @property
+    def paper_id(self) -> int:
+        return self.hit.paper_id
+
+    @property
+    def score(self) -> float:
+        return self.hit.score
+
+    @property
+    def matched(self) -> tuple[MatchedTerm, ...]:
+        return self.hit.matched
+
+    @property
+    def parts(self) -> Mapping[str, float]:
+        return self.hit.parts
 
     def explanation(self) -> dict[str, Any]:
         """The JSON stored in digest_items.explanation."""

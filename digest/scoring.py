@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from itertools import chain
 from operator import itemgetter
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 from digest.acronyms import Acronyms, acronym_key
 from digest.analysis import (
@@ -46,7 +46,7 @@ from digest.analysis import (
 )
 from digest.boilerplate import blank_availability_notes
 from digest.config import ScoringSettings
-from digest.domain import MatchedTerm, PaperText, Pick, TextField, TopicQuery
+from digest.domain import Hit, MatchedTerm, PaperText, Pick, TextField, TopicQuery
 from digest.query import And, Node, Not, Or, Phrase, Word
 
 __all__ = ["Explanation", "Hit", "PaperIndex", "select_papers"]
@@ -66,19 +66,6 @@ FEEDBACK_DOCS = 5  # best papers that model the topic
 FEEDBACK_TERMS = 10  # their most distinctive terms
 FEEDBACK_MAX_DF = 0.3  # terms in more of the papers than this say nothing about a topic
 FEEDBACK_PER_DOC = 40  # a paper's heaviest terms kept for topic models
-
-
-class Hit(NamedTuple):
-    """One eligible paper above the cut-off, with its score and why.
-
-    A named tuple: a selection keeps its hits as they are, and a Pick is built by
-    unpacking one (see select_papers).
-    """
-
-    paper_id: int
-    score: float
-    matched: tuple[MatchedTerm, ...]
-    parts: dict[str, float]
 
 
 @dataclass(frozen=True)
@@ -1196,9 +1183,9 @@ def select_papers(
     new = tuple.__new__
     if len(topics) == 1:
         topic_id = topics[0].topic_id
-        return [new(Pick, (p, topic_id, s, r, m, q)) for (p, s, m, q), r, _ in rows]
+        return [new(Pick, (hit, topic_id, rank)) for hit, rank, _ in rows]
     topic_ids = [topic.topic_id for topic in topics]
-    return [new(Pick, (p, topic_ids[i], s, r, m, q)) for (p, s, m, q), r, i in rows]
+    return [new(Pick, (hit, topic_ids[i], rank)) for hit, rank, i in rows]
 
 
 def _selection(

@@ -32,6 +32,7 @@ import logging
 import secrets
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypedDict
@@ -477,7 +478,11 @@ def _choose(
         return []
     listings = _listings(session, min(d.window_start for d in due) - INGEST_GRACE, now)
     given = _already_given(session, [d.subscriber_id for d in due])
-    candidates: dict[int, set[int]] = {}
+    # Subscribers on the same schedule share a window: one set of papers per window
+    # start, shared (not copied) by every subscriber with nothing of it already given,
+    # so scoring can tell "all of today's papers" by identity (see below).
+    listed: dict[datetime, frozenset[int]] = {}
+    candidates: dict[int, frozenset[int]] = {}
     for d in due:
         if not listings.has_dumps_after(d.window_start) and not settings.schedule.send_empty:
             when = f"{d.window_start:%Y-%m-%d %H:%M} UTC"
@@ -486,10 +491,16 @@ def _choose(
         # Reach back INGEST_GRACE before the window: a dump stamped just before the
         # previous planning pass but committed after it was invisible to that pass.
         # Papers already given are excluded, so the overlap never repeats one.
-        candidates[d.subscriber_id] = listings.papers_after(
-            d.window_start - INGEST_GRACE
-        ) - given.get(d.subscriber_id, set())
-    union: set[int] = set().union(*candidates.values()) if candidates else set()
+        start = d.window_start - INGEST_GRACE
+        papers = listed.get(start)
+        if papers is None:
+            papers = listed[start] = frozenset(listings.papers_after(start))
+        mine = given.get(d.subscriber_id)
+        candidates[d.subscriber_id] = (
+            papers - mine if mine and not mine.isdisjoint(papers) else papers
+        )
+    distinct = {id(c): c for c in candidates.values()}.values()
+    union: frozenset[int] = frozenset().union(*distinct)
     texts = _paper_texts(session, union, listings.upvotes)
     index = PaperIndex(texts, settings.scoring)
     report.papers_indexed = len(texts)
@@ -515,13 +526,16 @@ def _choose(
                 if parsed[text] is not None:
                     topics.append(TopicQuery(topic_id, label, parsed[text]))
             allowed = candidates[d.subscriber_id]
+            # Candidates already lack the papers given before, so `allowed` is the
+            # whole window; when it is every indexed paper (the usual case: one
+            # schedule, nothing of today's given yet) no window at all, and the
+            # subscriber shares the selection of everyone with the same topics.
             picks = (
                 select_papers(
                     index,
                     topics,
                     max_papers=d.max_papers,
-                    allowed=frozenset(allowed),
-                    exclude=frozenset(given.get(d.subscriber_id, ())),
+                    allowed=None if len(allowed) == len(union) else allowed,
                 )
                 if topics and allowed
                 else []
@@ -552,7 +566,10 @@ def _choose(
 
 
 def _near_misses(
-    index: PaperIndex, topics: Sequence[TopicQuery], allowed: set[int], titles: dict[int, str]
+    index: PaperIndex,
+    topics: Sequence[TopicQuery],
+    allowed: AbstractSet[int],
+    titles: dict[int, str],
 ) -> list[NearMiss]:
     """The papers that came closest to some topic: highest score, then fewest missing terms."""
     best: dict[int, tuple[tuple[float, int], NearMiss]] = {}

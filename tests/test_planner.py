@@ -67,6 +67,30 @@ def test_a_paper_is_never_sent_twice_across_dumps(store: Store, database_url: st
     ]
 
 
+def test_what_one_subscriber_was_sent_is_still_offered_to_another(
+    store: Store, database_url: str
+) -> None:
+    """Two readers of the same topic in one run: one was sent A yesterday, one is new.
+
+    The new reader's window is every indexed paper, the other's lacks A; the two
+    must not share a selection just because their topics are the same.
+    """
+    ada = add_subscriber(store, "ada@example.org")
+    add_dump(store, T0 - days(1), [(DIFFUSION_A, "2611.00001", 5), DIFFUSION_B])
+    plan(store, database_url)
+    set_status(store, ada, "sent")
+    bob = add_subscriber(store, "bob@example.org", subscribed_at=T0 + timedelta(hours=1))
+    add_dump(store, T0 + timedelta(hours=6), [(DIFFUSION_A, "2611.00001", 50), DIFFUSION_C])
+    plan(store, database_url, now=T0 + days(1))
+    assert [titles for _, _, titles in digests_of(store, ada)] == [
+        [DIFFUSION_A, DIFFUSION_B],
+        [DIFFUSION_C],
+    ]
+    assert [sorted(titles) for _, _, titles in digests_of(store, bob)] == [
+        sorted([DIFFUSION_A, DIFFUSION_B, DIFFUSION_C])
+    ]
+
+
 def test_papers_of_a_pending_digest_are_not_offered_again(store: Store, database_url: str) -> None:
     sub = add_subscriber(store, "ada@example.org")
     add_dump(store, T0 - days(1), [DIFFUSION_A])

@@ -26,6 +26,7 @@ alone), so parent and child never share a socket.
 from __future__ import annotations
 
 import ctypes
+import gc
 import multiprocessing
 import os
 import signal
@@ -138,6 +139,9 @@ def deliver_due_in_processes(
         # finish what is in flight and put the rest back instead of dying mid-batch.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        # forked while another thread of `digest run` may be planning with the cyclic
+        # collector paused (digest.gcpause): that pause is not this process's
+        gc.enable()
         for end in parent_ends:  # siblings' pipes are the parent's business
             end.close()
         store.engine.dispose(close=False)  # the parent's connections stay the parent's

@@ -10,6 +10,7 @@ Needs DIGEST_TEST_DATABASE_URL (CI sets it); the SQLite refusals always run.
 
 from __future__ import annotations
 
+import gc
 import mailbox
 import multiprocessing
 import os
@@ -26,6 +27,7 @@ from digest.config import DeliverySettings, Settings
 from digest.db import Store, open_store
 from digest.deliver_pool import WorkerCrashed, deliver_due_in_processes, plan_workers
 from digest.errors import DeliveryError
+from digest.gcpause import collector_paused
 from digest.mail import Mailer, OnOutcome, Outcome, OutgoingMessage, SmtpMailer
 from digest.models import Digest, Subscriber
 from tests.conftest import DATA, POSTGRES_URL, _reset_postgres, invoke
@@ -95,6 +97,28 @@ def test_two_workers_deliver_every_digest_exactly_once(store: Store) -> None:
     assert set(states(store).values()) == {"sent"}
     workers = claimed_by(store)
     assert len(workers) == 2 and f":{os.getpid()}" not in "".join(map(str, workers))
+
+
+def test_workers_forked_while_the_planner_pauses_the_collector_collect_again(
+    store: Store,
+) -> None:
+    """`digest run` plans in one thread with the cyclic collector paused while another
+    may fork delivery workers: a worker must not live its whole life without it."""
+    make_digests(store, emails(400))
+    collecting: list[bool] = []
+
+    def build_and_check(session: object, claimed: object) -> bytes:
+        if not gc.isenabled():
+            raise RuntimeError("the cyclic garbage collector is off in this worker")
+        return build(session, claimed)  # type: ignore[arg-type]
+
+    with smtp_server(FaultyHandler()) as port, collector_paused():
+        collecting.append(gc.isenabled())
+        report = deliver_due_in_processes(
+            store, settings(), mailer(port), build_and_check, workers=2, now=T0
+        )
+    assert collecting == [False]  # the workers were forked from a paused process
+    assert report.sent == 400
 
 
 def test_limit_caps_the_total_over_all_workers(store: Store) -> None:

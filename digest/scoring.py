@@ -1234,7 +1234,7 @@ def _selection(
 
 def _head(index: PaperIndex, hits: list[Hit], i: int, max_papers: int) -> tuple[_Entry, ...]:
     """The first `max_papers` hits of one filter as entries for topic index i (cached:
-    plain values, which the garbage collector stops tracking)."""
+    every subscriber with this filter in this place of their topics reuses them)."""
     key = (id(hits), i, max_papers)
     head = index._heads.get(key)
     if head is None:

@@ -45,8 +45,9 @@ class MatchedTerm(NamedTuple):
     (for `author`, into the authors joined with ", "). `via` names the
     expansion used, e.g. "LLM → large language model", or is None.
 
-    A named tuple: scoring makes one per matched span of every hit, and a tuple of
-    plain values is cheap to build and left alone by the garbage collector.
+    A named tuple: scoring makes one per matched span of every hit, and a tuple is
+    cheap to build. (Unlike a plain tuple, a named tuple stays tracked by the garbage
+    collector, as the dataclass was: CPython untracks exact tuples only.)
     """
 
     term: str

@@ -480,7 +480,8 @@ def _choose(
     given = _already_given(session, [d.subscriber_id for d in due])
     # Subscribers on the same schedule share a window: one set of papers per window
     # start, shared (not copied) by every subscriber with nothing of it already given,
-    # so scoring can tell "all of today's papers" by identity (see below).
+    # so scoring's selection memo hashes it once and matches it by identity. (Whether
+    # it is every indexed paper is told by its size, below.)
     listed: dict[datetime, frozenset[int]] = {}
     candidates: dict[int, frozenset[int]] = {}
     for d in due:

@@ -958,26 +958,27 @@ class PaperIndex:
         missing: list[str] = []
         excluded: list[str] = []
 
-        def walk(n: Node, negated: bool, unit: _Unit | None = None) -> None:
+        # A loop, not a recursive inner function: that would be a reference cycle per
+        # call, and a dry run's near misses call this for every candidate of every empty
+        # digest while the planner pauses the cyclic collector (see digest.gcpause).
+        stack: list[tuple[Node, bool, _Unit | None]] = [(node, False, None)]
+        while stack:  # depth first, left to right: the terms in query order
+            n, negated, unit = stack.pop()
             if isinstance(n, Word | Phrase):
                 u = unit or self._unit(n, None)
                 if u.ignorable:
-                    return
+                    continue
                 present = doc in u.occurrences
                 if negated and present:
                     excluded.append(u.label)
                 elif not negated and not present:
                     missing.append(u.label)
             elif isinstance(n, Not):
-                walk(n.operand, not negated)
+                stack.append((n.operand, not negated, None))
             elif isinstance(n, Or):
-                for op in n.operands:
-                    walk(op, negated)
+                stack.extend((op, negated, None) for op in reversed(n.operands))
             else:
-                for op, op_unit in self._operands(n):
-                    walk(op, negated, op_unit)
-
-        walk(node, False)
+                stack.extend((op, negated, op_unit) for op, op_unit in reversed(self._operands(n)))
         return tuple(dict.fromkeys(missing)), tuple(dict.fromkeys(excluded))
 
 
@@ -1233,7 +1234,7 @@ def _selection(
 
 def _head(index: PaperIndex, hits: list[Hit], i: int, max_papers: int) -> tuple[_Entry, ...]:
     """The first `max_papers` hits of one filter as entries for topic index i (cached:
-    plain values, which the garbage collector stops tracking)."""
+    every subscriber with this filter in this place of their topics reuses them)."""
     key = (id(hits), i, max_papers)
     head = index._heads.get(key)
     if head is None:

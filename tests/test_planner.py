@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 from datetime import timedelta
 
@@ -10,6 +11,7 @@ from sqlalchemy import func, select
 
 from digest.db import Store, open_store
 from digest.errors import BadInput
+from digest.gcpause import collector_paused
 from digest.models import Digest, DigestItem
 from digest.planner import PlanReport, plan_due
 from tests.plan_factories import (
@@ -293,6 +295,34 @@ def test_dry_run_of_an_empty_digest_shows_the_closest_papers(
     # Recording it does not compute them (the daemon has no use for them).
     recorded = plan(store, database_url).planned[0]
     assert recorded.status == "skipped" and recorded.near_misses == []
+
+
+def test_near_misses_of_many_empty_digests_leave_no_garbage_while_scoring(
+    store: Store, database_url: str
+) -> None:
+    """A dry run (`digest send --dry-run`, `digest plan --dry-run`) explains every
+    candidate of every empty digest, inside the loop where the planner pauses the
+    cyclic collector: what each explanation leaves for that collector piles up until
+    the loop ends (about 600 bytes each, gigabytes for thousands of empty digests).
+
+    The test keeps the collector paused a little longer, to count what was left."""
+    add_dump(
+        store,
+        T0 - days(1),
+        ["Vision Transformers at Scale", OFF_TOPIC]
+        + [f"Robot Grasping Benchmark {i}" for i in range(40)],
+    )
+    garbage = []
+    for emails in (["ada@example.org"], [f"reader{i}@example.org" for i in range(30)]):
+        for email in emails:
+            add_subscriber(store, email)  # diffusion, which none of the papers is about
+        gc.collect()
+        with collector_paused():
+            report = plan(store, database_url, dry_run=True)
+            garbage.append(gc.collect())
+        assert all(p.status == "skipped" and p.near_misses for p in report.planned)
+    explained = 30 * 42  # the 30 more empty digests, each explains all 42 papers
+    assert garbage[1] - garbage[0] < explained / 2
 
 
 def test_one_broken_schedule_does_not_stop_the_others(store: Store, database_url: str) -> None:

@@ -776,17 +776,18 @@ class PaperIndex:
             ]
         return cached
 
+    def _feedback_fields(self) -> tuple[tuple[TextField, float], ...]:
+        """The fields feedback reads, with their weights: what a paper is about is in
+        its title and abstract, not in its author list."""
+        s = self.settings
+        return (("title", s.title_weight), ("abstract", s.abstract_weight))
+
     def _weighted_counts(self) -> list[dict[str, float]]:
         """Per paper, each term's count in title and abstract, weighted by field (from
         the postings, once: the text was analysed when the index was built)."""
         if self._counts is None:
-            s = self.settings
             self._counts = [{} for _ in self.papers]
-            weighted: tuple[tuple[TextField, float], ...] = (
-                ("title", s.title_weight),
-                ("abstract", s.abstract_weight),
-            )
-            for name, weight in weighted:
+            for name, weight in self._feedback_fields():
                 for term, by_doc in self._fields[name].postings.items():
                     for doc, occs in by_doc.items():
                         counts = self._counts[doc]
@@ -797,13 +798,8 @@ class PaperIndex:
         """paper → saturated weighted tf of a term ({} for terms too common to say anything)."""
         cached = self._feedback_terms_tf.get(term)
         if cached is None:
-            s = self.settings
             tf: dict[int, float] = {}
-            weighted: tuple[tuple[TextField, float], ...] = (
-                ("title", s.title_weight),
-                ("abstract", s.abstract_weight),
-            )
-            for name, weight in weighted:
+            for name, weight in self._feedback_fields():
                 for doc, occs in self._fields[name].postings.get(term, {}).items():
                     tf[doc] = tf.get(doc, 0.0) + weight * len(occs)
             n = len(self.papers)

@@ -287,21 +287,24 @@ def test_dry_run_of_an_empty_digest_shows_the_closest_papers(
             "Sparse Transformers for Long Video",
         ],
     )
-    planned = plan(store, database_url, dry_run=True).planned[0]
+    planned = plan(store, database_url, dry_run=True, near_misses=True).planned[0]
     assert planned.status == "skipped" and planned.picks == []
     assert len(planned.near_misses) == 3
     assert all("Transformers" in miss.title for miss in planned.near_misses)
     assert all("diffusion" in miss.reason for miss in planned.near_misses)
-    # Recording it does not compute them (the daemon has no use for them).
-    recorded = plan(store, database_url).planned[0]
+    # A dry run over everyone (`digest plan --dry-run`, `digest run --dry-run`) prints
+    # no near misses, so it does not pay for them; nor does recording (the daemon).
+    unasked = plan(store, database_url, dry_run=True).planned[0]
+    assert unasked.status == "skipped" and unasked.near_misses == []
+    recorded = plan(store, database_url, near_misses=True).planned[0]
     assert recorded.status == "skipped" and recorded.near_misses == []
 
 
 def test_near_misses_of_many_empty_digests_leave_no_garbage_while_scoring(
     store: Store, database_url: str
 ) -> None:
-    """A dry run (`digest send --dry-run`, `digest plan --dry-run`) explains every
-    candidate of every empty digest, inside the loop where the planner pauses the
+    """A dry run that asks for near misses (the preview) explains every candidate
+    of every empty digest, inside the loop where the planner pauses the
     cyclic collector: what each explanation leaves for that collector piles up until
     the loop ends (about 600 bytes each, gigabytes for thousands of empty digests).
 
@@ -318,7 +321,7 @@ def test_near_misses_of_many_empty_digests_leave_no_garbage_while_scoring(
             add_subscriber(store, email)  # diffusion, which none of the papers is about
         gc.collect()
         with collector_paused():
-            report = plan(store, database_url, dry_run=True)
+            report = plan(store, database_url, dry_run=True, near_misses=True)
             garbage.append(gc.collect())
         assert all(p.status == "skipped" and p.near_misses for p in report.planned)
     explained = 30 * 42  # the 30 more empty digests, each explains all 42 papers

@@ -62,7 +62,9 @@ def preview(
     err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
     out_console = Console(highlight=False, soft_wrap=True, markup=False)
     with store_from(settings) as store, store.sessions() as session:
-        report = plan_due(session, settings, now=moment, email=email, dry_run=True)
+        report = plan_due(
+            session, settings, now=moment, email=email, dry_run=True, near_misses=True
+        )
         if not report.planned:
             why = _reason(report)
             if not why.startswith(("not due", "paused")):
@@ -70,7 +72,13 @@ def preview(
                 return
             err.print(f"note: {why}; showing what a digest planned now would hold")
             report = plan_due(
-                session, settings, now=moment, email=email, dry_run=True, ignore_schedule=True
+                session,
+                settings,
+                now=moment,
+                email=email,
+                dry_run=True,
+                ignore_schedule=True,
+                near_misses=True,
             )
             if not report.planned:
                 out_console.print(f"nothing would be sent to {email}: {_reason(report)}")

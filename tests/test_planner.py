@@ -303,10 +303,12 @@ def test_dry_run_of_an_empty_digest_shows_the_closest_papers(
 def test_near_misses_of_many_empty_digests_leave_no_garbage_while_scoring(
     store: Store, database_url: str
 ) -> None:
-    """A dry run that asks for near misses (the preview) explains every candidate
-    of every empty digest, inside the loop where the planner pauses the
-    cyclic collector: what each explanation leaves for that collector piles up until
-    the loop ends (about 600 bytes each, gigabytes for thousands of empty digests).
+    """A dry run that asks for near misses explains every candidate of every empty
+    digest, inside the loop where the planner pauses the cyclic collector: what each
+    explanation leaves for that collector piles up until the loop ends (about 600
+    bytes each, gigabytes for thousands of empty digests). Only the one-reader
+    preview asks today; this guards plan_due's contract for any caller that asks
+    for many.
 
     The test keeps the collector paused a little longer, to count what was left."""
     add_dump(

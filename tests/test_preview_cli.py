@@ -86,3 +86,15 @@ def test_preview_says_why_nothing_would_be_sent(
     assert "closest papers" in out
     assert "Vision Transformers at Scale" in out and "missing diffusion" in out
     assert digest_count(store) == 0
+
+
+def test_preview_of_a_reader_not_due_also_shows_the_closest_papers(
+    cli: CliRunner, config_file: Path, store: Store
+) -> None:
+    add_subscriber(store, "ada@example.org", topics=("diffusion transformers",), send_hour=20)
+    add_dump(store, T0 - timedelta(hours=5), ["Vision Transformers at Scale", "Protein Folding"])
+    code, out, err = invoke(cli, "preview", "ada@example.org", "--now", NOW)
+    assert code == 0
+    assert "note: not due" in err
+    assert "no new paper matched your topics (of 2 new)" in out
+    assert "closest papers" in out and "Vision Transformers at Scale" in out

@@ -66,9 +66,10 @@ class Ranking:
     relevances: tuple[float, ...]  # sorted, best first
 
 
-def rankings() -> list[Ranking]:
+def rankings(settings: ScoringSettings | None = None) -> list[Ranking]:
+    """Every topic's matching papers with no cut-off (`settings`' own are ignored)."""
     papers = load_papers()
-    settings = replace(ScoringSettings(), min_relevance=0.0, relative_cutoff=0.0)
+    settings = replace(settings or ScoringSettings(), min_relevance=0.0, relative_cutoff=0.0)
     index = PaperIndex([PaperText(i, p.title, p.abstract) for i, p in enumerate(papers)], settings)
     out = []
     for topic in load_topics():

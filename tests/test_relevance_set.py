@@ -191,38 +191,47 @@ def test_script_prints_json_for_the_real_set(capsys: pytest.CaptureFixture[str])
 cutoff_bound = _load("bench_cutoff_bound", BENCH / "cutoff_bound.py")
 
 
-def test_cut_off_choices_keep_the_shortest_list_for_each_number_of_hits() -> None:
+def test_cut_off_choices_are_the_cuts_no_other_cut_beats() -> None:
     topic = relevance.Topic("t", "q", {"a": 2, "b": 1, "c": 1})
-    # the oracle may stop after a (1/1), after b (2/3), never reaches c
+    # stop after a (recall 1/3, precision 1) or after b (2/3, 2/3); the empty list and
+    # the cuts after x or y are beaten by one of those; c is never reached
     assert cutoff_bound.choices(["a", "x", "b", "y"], topic) == [
-        (0, 0),
         (pytest.approx(1 / 3), 1),
         (pytest.approx(2 / 3), pytest.approx(2 / 3)),
     ]
 
 
 def test_frontier_is_exactly_the_best_combinations_of_per_topic_cut_offs() -> None:
-    """The pruned combination must keep every macro point no other one beats: checked
-    against trying every combination, on rankings small enough to enumerate."""
+    """Checked against trying every cut of every topic's ranking, scored by
+    bench/relevance.py's own set_scores, on rankings small enough to enumerate:
+    nothing beats the frontier, and every point of it is a real combination."""
     import itertools
     import random
 
     rng = random.Random(5)
     for _ in range(30):
-        per_topic = []
+        topics, per_topic, every_cut = [], [], []
         for _ in range(rng.randint(1, 4)):
             relevant = rng.randint(1, 4)
             ranked = [f"r{i}" for i in range(relevant)] + ["x", "y", "z"]
             rng.shuffle(ranked)
+            ranked = ranked[: rng.randint(0, len(ranked))]  # some relevant never ranked
             topic = relevance.Topic("t", "q", {f"r{i}": 1 for i in range(relevant)})
+            topics.append(topic)
             per_topic.append(cutoff_bound.choices(ranked, topic))
-        n = len(per_topic)
+            every_cut.append(
+                [
+                    relevance.set_scores(ranked[:size], topic.grades)[:2]
+                    for size in range(len(ranked) + 1)
+                ]
+            )
+        n = len(topics)
         every = [
-            (sum(r for r, _ in combo) / n, sum(p for _, p in combo) / n)
-            for combo in itertools.product(*per_topic)
+            (sum(r for _, r in combo) / n, sum(p for p, _ in combo) / n)
+            for combo in itertools.product(*every_cut)
         ]
         front = cutoff_bound.frontier(per_topic)
-        for recall, precision in every:  # nothing beats the frontier ...
+        for recall, precision in every:
             assert any(r >= recall - 1e-9 and p >= precision - 1e-9 for r, p in front)
-        for point in front:  # ... and each of its points is reachable
+        for point in front:
             assert any(abs(point[0] - r) < 1e-9 and abs(point[1] - p) < 1e-9 for r, p in every)

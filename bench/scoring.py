@@ -8,10 +8,10 @@ repeat. Topic texts are parsed first, once per distinct text, as the planner
 loads them (reported as parse_and_load). Timed, per repeat: building the index
 and `select_papers` for every subscriber (max 10 papers), with the cyclic garbage
 collector paused as the planner pauses it (`digest.gcpause`); the same loop with
-the collector running is reported too. The baseline,
-measured in the same run, is the naive loop a keyword alert would run: for
-each subscriber, each topic, each paper, substring tests of every word;
-it runs on a sample and is extrapolated. Prints one JSON object.
+the collector running is reported too, and so is where the time goes, phase by
+phase. The baseline, measured in the same run, is the naive loop a keyword alert
+would run: for each subscriber, each topic, each paper, substring tests of every
+word; it runs on a sample and is extrapolated. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -132,6 +132,27 @@ def run_digest(
     return time.perf_counter() - wall, time.process_time() - cpu, picked
 
 
+def phase_seconds(papers: list[PaperText], subs: list[list[TopicQuery]]) -> dict[str, float]:
+    """CPU seconds of one run_digest, phase by phase (collector paused): the index build,
+    the first search of each distinct filter, every subscriber's selection (merging
+    their filters' hits), and the same selections again, now all memoised (what
+    handing each subscriber their own picks costs)."""
+    distinct = list({id(t.query): t.query for topics in subs for t in topics}.values())
+    marks = [time.process_time()]
+    with collector_paused():
+        index = PaperIndex(papers, ScoringSettings())
+        marks.append(time.process_time())
+        for query in distinct:
+            index.search(query)
+        marks.append(time.process_time())
+        for _ in range(2):
+            for topics in subs:
+                select_papers(index, topics, max_papers=MAX_PAPERS)
+            marks.append(time.process_time())
+    names = ("index_build", "filters", "selections", "picks_memoised")
+    return {name: end - start for name, start, end in zip(names, marks, marks[1:], strict=False)}
+
+
 def index_build_seconds(repeats: int) -> dict[str, float]:
     """CPU seconds to build a PaperIndex over all 268 sample papers (what a planning tick,
     `digest match` and `digest preview` pay first). The first build in a process also
@@ -188,6 +209,7 @@ def main() -> None:
         cpus.append(cpu)
         walls_collector_on.append(run_digest(papers, loaded, pause_collector=False)[0])
     rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    phases = [phase_seconds(papers, loaded) for _ in range(args.repeats)]
     sample = subs[: args.naive_sample]
     naive = statistics.median(run_naive(papers, sample) for _ in range(args.repeats))
     naive_per_second = len(sample) / naive
@@ -198,6 +220,7 @@ def main() -> None:
         "subscribers": len(subs),
         "topics": sum(len(t) for t in subs),
         "distinct_filters": distinct,
+        "distinct_combinations": len({tuple(id(t.query) for t in topics) for topics in loaded}),
         "picks": picked,
         "index_build_268_papers": build,
         "parse_and_load_cpu_seconds": round(load_seconds, 3),
@@ -205,6 +228,9 @@ def main() -> None:
         "cpu_seconds_median": round(cpu_median, 3),
         "seconds_all": [round(t, 3) for t in walls],
         "seconds_median_collector_running": round(statistics.median(walls_collector_on), 3),
+        "phases_cpu_seconds_median": {
+            name: round(statistics.median(p[name] for p in phases), 3) for name in phases[0]
+        },
         "subscribers_per_second": round(len(subs) / median),
         "subscribers_per_cpu_second": round(len(subs) / cpu_median),
         "naive_subscribers_per_cpu_second": round(naive_per_second),

@@ -201,16 +201,23 @@ def match(
     table.add_column("score", justify="right")
     table.add_column("title")
     table.add_column("matched")
-    table.add_column("key", style="dim")
+    # the arXiv id (when any paper has one), not the key: a title key repeats the title
+    # and halved the columns left for it in an 80-column terminal (--explain takes
+    # the id or the title)
+    with_ids = any(rows[hit.paper_id].arxiv_id for hit in hits)
+    if with_ids:
+        table.add_column("arXiv", style="dim", no_wrap=True)
     for rank, hit in enumerate(hits, 1):
         row = rows[hit.paper_id]
-        table.add_row(
+        cells: list[str | Text] = [
             str(rank),
             f"{hit.score:.3f}",
             highlighted(row.title, hit.matched, "title"),
             describe_terms(hit.matched),
-            row.key,
-        )
+        ]
+        if with_ids:
+            cells.append(row.arxiv_id or "")
+        table.add_row(*cells)
     console.print(table)
 
 

@@ -150,7 +150,7 @@ def phase_seconds(papers: list[PaperText], subs: list[list[TopicQuery]]) -> dict
                 select_papers(index, topics, max_papers=MAX_PAPERS)
             marks.append(time.process_time())
     names = ("index_build", "filters", "selections", "picks_memoised")
-    return {name: end - start for name, start, end in zip(names, marks, marks[1:], strict=False)}
+    return {n: end - start for n, start, end in zip(names, marks[:-1], marks[1:], strict=True)}
 
 
 def index_build_seconds(repeats: int) -> dict[str, float]:

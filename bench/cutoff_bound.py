@@ -49,14 +49,15 @@ from digest.config import ScoringSettings
 Point = tuple[float, float]
 
 
-def choices(ranked: Sequence[str], topic: Topic) -> list[Point]:
-    """Every cut-off of one topic's ranking (the empty list included), as (recall,
-    precision) scored as bench/relevance.py scores a result set, dominated ones dropped."""
-    cuts = []
-    for size in range(len(ranked) + 1):
-        precision, recall, _ = set_scores(ranked[:size], topic.grades)
-        cuts.append((recall, precision))
-    return pareto(cuts)
+def cuts(ranked: Sequence[str], topic: Topic) -> list[tuple[float, float, float]]:
+    """(precision, recall, F1) of every cut-off of one topic's ranking, the empty list
+    included, scored as bench/relevance.py scores a result set."""
+    return [set_scores(ranked[:size], topic.grades) for size in range(len(ranked) + 1)]
+
+
+def choices(scored: list[tuple[float, float, float]]) -> list[Point]:
+    """A topic's cut-offs (from `cuts`) as (recall, precision), dominated ones dropped."""
+    return pareto([(recall, precision) for precision, recall, _ in scored])
 
 
 def pareto(points: list[Point]) -> list[Point]:
@@ -93,11 +94,6 @@ def bound(front: list[Point], precision_to_beat: float, recall_to_beat: float) -
     }
 
 
-def hindsight_f1(ranked: Sequence[str], topic: Topic) -> float:
-    """The F1 of the best cut-off of one topic's ranking, chosen knowing the judgments."""
-    return max(set_scores(ranked[:size], topic.grades)[2] for size in range(len(ranked) + 1))
-
-
 def macro(system: System, topics: Sequence[Topic], metric: str) -> float:
     """A baseline's macro average, unrounded (the comparison can be that close)."""
     _, rows = evaluate(system, topics)
@@ -124,9 +120,9 @@ def main() -> None:
             # by relevance itself, which the cut-off compares (digest's order is by
             # rounded scores, popularity included)
             ordered = sorted(ranking.papers, key=lambda p: -p.relevance)
-            keys = [p.key for p in ordered]
-            per_topic.append(choices(keys, ranking.topic))
-            f1s.append(hindsight_f1(keys, ranking.topic))
+            scored = cuts([p.key for p in ordered], ranking.topic)
+            per_topic.append(choices(scored))
+            f1s.append(max(f1 for _, _, f1 in scored))  # the best cut-off, in hindsight
         report["rankings"][name] = {
             **bound(frontier(per_topic), precision_to_beat, recall_to_beat),
             "hindsight_macro_f1": round(sum(f1s) / len(f1s), 3),

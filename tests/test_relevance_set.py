@@ -195,7 +195,7 @@ def test_cut_off_choices_are_the_cuts_no_other_cut_beats() -> None:
     topic = relevance.Topic("t", "q", {"a": 2, "b": 1, "c": 1})
     # stop after a (recall 1/3, precision 1) or after b (2/3, 2/3); the empty list and
     # the cuts after x or y are beaten by one of those; c is never reached
-    assert cutoff_bound.choices(["a", "x", "b", "y"], topic) == [
+    assert cutoff_bound.choices(cutoff_bound.cuts(["a", "x", "b", "y"], topic)) == [
         (pytest.approx(1 / 3), 1),
         (pytest.approx(2 / 3), pytest.approx(2 / 3)),
     ]
@@ -218,7 +218,7 @@ def test_frontier_is_exactly_the_best_combinations_of_per_topic_cut_offs() -> No
             ranked = ranked[: rng.randint(0, len(ranked))]  # some relevant never ranked
             topic = relevance.Topic("t", "q", {f"r{i}": 1 for i in range(relevant)})
             topics.append(topic)
-            per_topic.append(cutoff_bound.choices(ranked, topic))
+            per_topic.append(cutoff_bound.choices(cutoff_bound.cuts(ranked, topic)))
             every_cut.append(
                 [
                     relevance.set_scores(ranked[:size], topic.grades)[:2]

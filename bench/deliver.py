@@ -55,12 +55,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import create_engine, insert, text, update
 from sqlalchemy.orm import Session
 
-from digest.config import DeliverySettings, Settings
-from digest.db import Store, open_store
-from digest.deliver import Build, ClaimedDigest
-from digest.deliver_pool import deliver_due_in_processes
-from digest.mail import Outcome, OutgoingMessage, SmtpMailer
-from digest.models import Digest, Subscriber
+from digest.config.settings import DeliverySettings, Settings
+from digest.mail.core import Outcome, OutgoingMessage, SmtpMailer
+from digest.outbox.engine import Build, ClaimedDigest
+from digest.outbox.pool import deliver_due_in_processes
+from digest.store.database import Store, open_store
+from digest.store.schema import Digest, Subscriber
 
 CACHE = Path.home() / ".cache" / "digest-bench" / "postfix"
 WORDS = [

@@ -25,11 +25,11 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from digest.db import open_store
 from digest.ingest import store_dump
 from digest.keys import paper_key, title_key
-from digest.models import Dump, DumpPaper, Paper
 from digest.sources.textdump import parse_text_dump
+from digest.store.database import open_store
+from digest.store.schema import Dump, DumpPaper, Paper
 
 WORDS = (  # noqa: SIM905
     "learning model models language large neural network networks training data efficient "

@@ -162,12 +162,12 @@ class Unavailable(Exception):
 
 def digest_ranker(papers: Sequence[Paper]) -> System:
     """digest's own ranker, through the contract API only (CONTRACTS.md)."""
-    from digest.config import ScoringSettings
-    from digest.domain import PaperText
+    from digest.config.settings import ScoringSettings
+    from digest.values import PaperText
 
     try:
-        from digest import query as query_module
-        from digest import scoring  # type: ignore[attr-defined,unused-ignore]
+        from digest.filters import parser as query_module
+        from digest.scoring import index as scoring
 
         parse: Any = query_module.parse  # type: ignore[attr-defined,unused-ignore]
         paper_index: Any = scoring.PaperIndex  # type: ignore[attr-defined,unused-ignore]

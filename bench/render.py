@@ -36,10 +36,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import premailer
 
-from digest import mime
-from digest.config import SenderSettings, Settings
-from digest.domain import DigestView
-from digest.render import Renderer
+from digest.config.settings import SenderSettings, Settings
+from digest.email import mime
+from digest.email.render import Renderer
+from digest.values import DigestView
 from tests.render_views import sample_view
 
 TOPIC_SETS = [

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-from digest.domain import PaperText
+from digest.values import PaperText
 
 DUMPS = Path(__file__).resolve().parent.parent / "tests" / "data" / "dumps"
 

@@ -32,12 +32,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from sample_papers import sample_papers
 
-from digest.config import ScoringSettings
-from digest.domain import PaperText, TopicQuery
+from digest.config.settings import ScoringSettings
+from digest.filters.parser import And, Word
 from digest.gcpause import collector_paused
-from digest.query import And, Word
-from digest.scoring import PaperIndex, select_papers
+from digest.scoring.index import PaperIndex, select_papers
 from digest.text import STOP_WORDS, words
+from digest.values import PaperText, TopicQuery
 
 PAPERS = 150
 POOL = 3000
@@ -69,7 +69,7 @@ POPULAR = [
 
 def _parser() -> object:
     try:
-        from digest.query import parse  # type: ignore[attr-defined]
+        from digest.filters.parser import parse  # type: ignore[attr-defined]
     except ImportError:  # the parser branch not merged yet: bare words
         return lambda text: And(tuple(Word(w) for w in words(text) if w not in STOP_WORDS))
     return parse

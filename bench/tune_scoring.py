@@ -23,10 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from relevance import Topic, evaluate, load_papers, load_topics
 
-from digest.config import ScoringSettings
-from digest.domain import PaperText
-from digest.query import parse
-from digest.scoring import PaperIndex
+from digest.config.settings import ScoringSettings
+from digest.filters.parser import parse
+from digest.scoring.index import PaperIndex
+from digest.values import PaperText
 
 GRID: dict[str, list[Any]] = {
     "relax_from_words": [0, 2, 3],

@@ -14,13 +14,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from digest import compose, deliver, deliver_pool, ingest, planner
-from digest.config import Settings
-from digest.db import Store
+from digest import ingest
+from digest.config.settings import Settings
+from digest.email.render import Renderer
+from digest.links import load_secret
 from digest.logs import LOGGER_NAME, log_event
-from digest.mail import Mailer, Outcome, mailer_from_settings
-from digest.render import Renderer
-from digest.tokens import load_secret
+from digest.mail.core import Mailer, Outcome, mailer_from_settings
+from digest.outbox import build as compose
+from digest.outbox import engine as deliver
+from digest.outbox import pool as deliver_pool
+from digest.planner import plan as planner
+from digest.store.database import Store
 
 logger = logging.getLogger(f"{LOGGER_NAME}.pipeline")
 

@@ -46,14 +46,15 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from digest import compose, subscriptions
-from digest.config import Settings
-from digest.db import Store
+from digest.config.settings import Settings
+from digest.email.render import Renderer
 from digest.errors import BadInput
-from digest.models import Digest, Subscriber
-from digest.render import Renderer
+from digest.links import Purpose, load_secret, make_token, token_row_id, verify_token
+from digest.outbox import build as compose
 from digest.resources import templates_dir
-from digest.tokens import Purpose, load_secret, make_token, token_row_id, verify_token
+from digest.store.database import Store
+from digest.store.schema import Digest, Subscriber
+from digest.subscribers import manage as subscriptions
 
 Clock = Callable[[], datetime]
 

@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
 
 from digest.cli import app
-from digest.db import Store, open_store
+from digest.store.database import Store, open_store
 
 POSTGRES_URL = os.environ.get("DIGEST_TEST_DATABASE_URL", "")
 DATABASES = ["sqlite", *(["postgresql"] if POSTGRES_URL else [])]

@@ -13,10 +13,10 @@ import sys
 from dataclasses import replace
 from datetime import datetime
 
-from digest.config import DeliverySettings, Settings
-from digest.db import open_store
-from digest.deliver import deliver_due
-from digest.mail import SmtpMailer
+from digest.config.settings import DeliverySettings, Settings
+from digest.mail.core import SmtpMailer
+from digest.outbox.engine import deliver_due
+from digest.store.database import open_store
 from tests.outbox_rows import build
 
 

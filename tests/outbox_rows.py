@@ -13,9 +13,9 @@ from email.utils import format_datetime
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from digest.db import Store
-from digest.deliver import ClaimedDigest
-from digest.models import Digest, Subscriber
+from digest.outbox.engine import ClaimedDigest
+from digest.store.database import Store
+from digest.store.schema import Digest, Subscriber
 
 T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 PERIOD = "2026-11-22"

@@ -14,10 +14,10 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from digest.config import Settings
-from digest.db import Store
+from digest.config.settings import Settings
 from digest.keys import paper_key
-from digest.models import Digest, Dump, DumpPaper, Paper, Subscriber, Topic
+from digest.store.database import Store
+from digest.store.schema import Digest, Dump, DumpPaper, Paper, Subscriber, Topic
 
 T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)  # a Sunday, 08:00 UTC
 JOINED = datetime(2026, 11, 1, tzinfo=UTC)

@@ -11,7 +11,7 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
-from digest.domain import DigestView, MatchedTerm, PaperCard
+from digest.values import DigestView, MatchedTerm, PaperCard
 
 DATA = Path(__file__).parent / "data"
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from digest.acronyms import Acronyms, find_definitions
-from digest.analysis import analyse, term_of
-from digest.config import ScoringSettings
-from digest.domain import PaperText
-from digest.query import And, Word
-from digest.scoring import PaperIndex
+from digest.config.settings import ScoringSettings
+from digest.filters.parser import And, Word
+from digest.scoring.acronyms import Acronyms, find_definitions
+from digest.scoring.analysis import analyse, term_of
+from digest.scoring.index import PaperIndex
+from digest.values import PaperText
 
 
 def terms(text: str) -> set[str]:

@@ -1,18 +1,19 @@
 """The arrows of DESIGN.md, checked by reading every module's imports with `ast`.
 
-    shells    cli, scheduler, web, pipeline
+    shells    cli, daemon, web, pipeline
        ↓
-    stages    planner, deliver, ingest, compose (+ the store-facing helpers)
+    stages    ingest, planner, outbox, subscribers (they open sessions)
        ↓
-    parts     scoring, render, mail, query (+ their helpers, sources)
+    parts     sources, filters, scoring, email, mail, links, schedule
        ↓
-    base      models, db, config, errors (+ plain values and utilities)
+    base      store, config, values, errors (+ small utilities)
 
-A module may import its own layer or the layers below it, never one above;
-nothing outside `digest.cli` imports the CLI; and the pure stages (query,
-scoring, render and their helpers) touch no session, clock or network. A new
-module must be given a layer below, so the question "where does it sit?" is
-asked when it is added, not after the arrows have bent.
+One entry per package: a module takes its package's layer. A module may
+import its own layer or the layers below it, never one above; nothing outside
+`digest.cli` imports the CLI; and the pure stages (filters, scoring, email and
+the plain values) touch no session, clock or network. A new package must be
+given a layer here, so the question "where does it sit?" is asked when it is
+added, not after the arrows have bent.
 """
 
 from __future__ import annotations
@@ -29,61 +30,41 @@ LAYERS: dict[str, int] = {
     # shells: thin layers over the stages, each the owner of one way in
     "digest.__main__": SHELLS,
     "digest.cli": SHELLS,
-    "digest.scheduler": SHELLS,
+    "digest.daemon": SHELLS,
     "digest.web": SHELLS,
     "digest.pipeline": SHELLS,
     # stages: open sessions, decide what happens
-    "digest.planner": STAGES,
-    "digest.deliver": STAGES,
-    "digest.deliver_pool": STAGES,
     "digest.ingest": STAGES,
-    "digest.compose": STAGES,
-    "digest.subscriptions": STAGES,
-    "digest.subscriber_csv": STAGES,
-    "digest.confirmation": STAGES,
+    "digest.planner": STAGES,
+    "digest.outbox": STAGES,
+    "digest.subscribers": STAGES,
     # parts: pure stages, and the one owner of each outside resource
-    "digest.query": PARTS,
-    "digest.scoring": PARTS,
-    "digest.analysis": PARTS,
-    "digest.acronyms": PARTS,
-    "digest.boilerplate": PARTS,
-    "digest.render": PARTS,
-    "digest.snippet": PARTS,
-    "digest.mime": PARTS,
-    "digest.mail": PARTS,
-    "digest.schedule": PARTS,
-    "digest.tokens": PARTS,
     "digest.sources": PARTS,
-    # base: the schema, settings, errors, plain values
+    "digest.filters": PARTS,
+    "digest.scoring": PARTS,
+    "digest.email": PARTS,
+    "digest.mail": PARTS,
+    "digest.links": PARTS,
+    "digest.schedule": PARTS,
+    # base: the schema and sessions, settings, errors, plain values, utilities
     "digest": BASE,  # the package itself (__version__)
-    "digest.models": BASE,
-    "digest.db": BASE,
+    "digest.store": BASE,
     "digest.config": BASE,
+    "digest.values": BASE,
     "digest.errors": BASE,
-    "digest.domain": BASE,
     "digest.keys": BASE,
     "digest.text": BASE,
     "digest.resources": BASE,
     "digest.logs": BASE,
+    "digest.gcpause": BASE,
 }
 NAMES = {SHELLS: "shell", STAGES: "stage", PARTS: "part", BASE: "base"}
 
-PURE = [
-    "digest.query",
-    "digest.scoring",
-    "digest.analysis",
-    "digest.acronyms",
-    "digest.boilerplate",
-    "digest.render",
-    "digest.snippet",
-    "digest.text",
-    "digest.domain",
-]
+PURE = ["digest.filters", "digest.scoring", "digest.email", "digest.text", "digest.values"]
 # What a pure stage must not reach for: the store, the network, the clock.
 IMPURE_IMPORTS = (
     "sqlalchemy",
-    "digest.db",
-    "digest.models",
+    "digest.store",
     "httpx",
     "aiosmtplib",
     "smtplib",
@@ -165,12 +146,19 @@ def test_nothing_below_the_cli_imports_it(name: str) -> None:
     assert not cli, f"{name} imports the CLI: {cli}"
 
 
-@pytest.mark.parametrize("name", PURE)
+def in_package(name: str, package: str) -> bool:
+    return name == package or name.startswith(f"{package}.")
+
+
+PURE_MODULES = sorted(name for name in MODULES if any(in_package(name, p) for p in PURE))
+
+
+@pytest.mark.parametrize("name", PURE_MODULES)
 def test_pure_stages_touch_no_session_clock_or_network(name: str) -> None:
     impure = [
         f"line {line}: {module}"
         for module, line in imports_of(name)
-        if any(module == bad or module.startswith(f"{bad}.") for bad in IMPURE_IMPORTS)
+        if any(in_package(module, bad) for bad in IMPURE_IMPORTS)
     ]
     assert not impure, f"{name} is a pure stage but imports {impure}"
     tree = ast.parse(MODULES[name].read_text(encoding="utf-8"))
@@ -184,14 +172,64 @@ def test_pure_stages_touch_no_session_clock_or_network(name: str) -> None:
     assert not clock, f"{name} is a pure stage but reads the clock: {clock}"
 
 
+def package_of(module: str) -> str:
+    """The entry of LAYERS a module belongs to (its stage's package)."""
+    parts = module.split(".")
+    for end in range(len(parts), 0, -1):
+        if ".".join(parts[:end]) in LAYERS:
+            return ".".join(parts[:end])
+    return module
+
+
+def cycle_in(edges: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of the graph, as a path that returns to its start, or None."""
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(edges.get(node, ())):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt) :], nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(edges):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_packages_import_each_other_without_cycles() -> None:
+    """Same-layer packages may import each other, but only one way round."""
+    edges: dict[str, set[str]] = {}
+    for name in MODULES:
+        own = package_of(name)
+        for module, _line in imports_of(name):
+            theirs = package_of(module)
+            if module.startswith("digest") and theirs != own and theirs != "digest":
+                edges.setdefault(own, set()).add(theirs)
+    assert cycle_in(edges) is None, f"packages import each other in a circle: {cycle_in(edges)}"
+
+
 def test_the_checker_sees_upward_and_relative_imports() -> None:
     """The rules can fail: the resolution they rest on finds what a bad import would add."""
-    assert layer_of("digest.render") == PARTS
-    assert layer_of("digest.planner") == STAGES
+    assert layer_of("digest.email.render") == PARTS
+    assert layer_of("digest.planner.plan") == STAGES
     assert layer_of("digest.cli.app") == SHELLS
     assert layer_of("digest.sources.hf_api") == PARTS
-    assert ("digest.planner", 1) in imports_in("from digest import planner\n", "digest.render")
-    assert ("digest.planner", 2) in imports_in("\nfrom .planner import x\n", "digest.render")
+    top = imports_in("from digest import planner\n", "digest.email.render")
+    assert ("digest.planner", 1) in top
+    assert ("digest.email.planner", 2) in imports_in(
+        "\nfrom .planner import x\n", "digest.email.render"
+    )
     assert ("digest.errors", 1) in imports_in("from ..errors import E\n", "digest.sources.folder")
     nested = "def f():\n    from digest.cli.app import app\n"
-    assert ("digest.cli.app", 2) in imports_in(nested, "digest.render")
+    assert ("digest.cli.app", 2) in imports_in(nested, "digest.email.render")
+    assert package_of("digest.scoring.index") == "digest.scoring"
+    assert cycle_in({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert cycle_in({"a": {"b"}, "b": {"c"}}) is None

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from digest.boilerplate import blank_availability_notes
-from digest.config import ScoringSettings
-from digest.domain import PaperText
-from digest.query import parse
-from digest.scoring import PaperIndex
+from digest.config.settings import ScoringSettings
+from digest.filters.parser import parse
+from digest.scoring.boilerplate import blank_availability_notes
+from digest.scoring.index import PaperIndex
+from digest.values import PaperText
 
 NOTES = [
     "Our code is publicly available at https://github.com/HaoKang-Timmy/GEAR.",

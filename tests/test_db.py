@@ -12,9 +12,9 @@ from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import IntegrityError
 from typer.testing import CliRunner
 
-from digest import db
-from digest.db import Store
-from digest.models import Base, Dump, Subscriber
+from digest.store import database as db
+from digest.store.database import Store
+from digest.store.schema import Base, Dump, Subscriber
 from tests.conftest import invoke
 
 TABLES = {"subscribers", "topics", "dumps", "papers", "dump_papers", "digests", "digest_items"}

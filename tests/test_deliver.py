@@ -21,13 +21,20 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from digest import deliver
-from digest.config import DeliverySettings, Settings, SmtpSettings
-from digest.db import Store
-from digest.deliver import ClaimedDigest, deliver_due, due_count, outbox, requeue, status_counts
+from digest.config.settings import DeliverySettings, Settings, SmtpSettings
 from digest.errors import DeliveryError
-from digest.mail import MemoryMailer, SmtpMailer, mailer_from_settings
-from digest.models import Digest, Subscriber
+from digest.mail.core import MemoryMailer, SmtpMailer, mailer_from_settings
+from digest.outbox import engine as deliver
+from digest.outbox.engine import (
+    ClaimedDigest,
+    deliver_due,
+    due_count,
+    outbox,
+    requeue,
+    status_counts,
+)
+from digest.store.database import Store
+from digest.store.schema import Digest, Subscriber
 from tests.outbox_rows import T0, build, make_digests, states
 from tests.smtpd import FaultyHandler, smtp_server
 
@@ -345,8 +352,8 @@ def _add_digest(store: Store, email: str, period: str) -> None:
 
 def test_release_on_shutdown_undoes_the_claim(store: Store) -> None:
     """`digest run` hands back what it claimed but never tried: as it was, due at once."""
-    from digest.config import WebSettings
-    from digest.deliver import claim
+    from digest.config.settings import WebSettings
+    from digest.outbox.engine import claim
     from digest.pipeline import Pipeline
 
     ids = make_digests(store, ["new@example.org", "again@example.org"])

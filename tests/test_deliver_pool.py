@@ -23,13 +23,13 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from digest.config import DeliverySettings, Settings
-from digest.db import Store, open_store
-from digest.deliver_pool import WorkerCrashed, deliver_due_in_processes, plan_workers
+from digest.config.settings import DeliverySettings, Settings
 from digest.errors import DeliveryError
 from digest.gcpause import collector_paused
-from digest.mail import Mailer, OnOutcome, Outcome, OutgoingMessage, SmtpMailer
-from digest.models import Digest, Subscriber
+from digest.mail.core import Mailer, OnOutcome, Outcome, OutgoingMessage, SmtpMailer
+from digest.outbox.pool import WorkerCrashed, deliver_due_in_processes, plan_workers
+from digest.store.database import Store, open_store
+from digest.store.schema import Digest, Subscriber
 from tests.conftest import DATA, POSTGRES_URL, _reset_postgres, invoke
 from tests.outbox_rows import T0, build, make_digests, states
 from tests.smtpd import FaultyHandler, smtp_server

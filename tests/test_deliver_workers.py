@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from digest.config import Settings
-from digest.db import open_store
-from digest.deliver import deliver_due
-from digest.mail import SmtpMailer
+from digest.config.settings import Settings
+from digest.mail.core import SmtpMailer
+from digest.outbox.engine import deliver_due
+from digest.store.database import open_store
 from tests.conftest import POSTGRES_URL, _reset_postgres
 from tests.outbox_rows import T0, build, make_digests, states
 from tests.smtpd import FaultyHandler, smtp_server

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from digest.db import Store
 from digest.errors import DigestError, SourceError
 from digest.ingest import ingest_folder
-from digest.models import Dump
 from digest.sources.folder import scan_folder
+from digest.store.database import Store
+from digest.store.schema import Dump
 from tests.conftest import DATA
 
 NOW = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from digest.config import SourceSettings
-from digest.db import Store
+from digest.config.settings import SourceSettings
 from digest.errors import BadInput, SourceError
 from digest.ingest import ingest_hf
-from digest.models import Dump, Paper
 from digest.sources.hf_api import fetch_daily_papers, parse_hf_json
+from digest.store.database import Store
+from digest.store.schema import Dump, Paper
 from tests.conftest import DATA
 from tests.http_server import LoopbackServer, Reply, http_server
 

@@ -12,10 +12,10 @@ import pytest
 from freezegun import freeze_time
 from sqlalchemy import func, insert, select
 
-from digest.db import Store
 from digest.errors import BadInput
 from digest.ingest import IngestResult, infer_issue_date, ingest_bytes, ingest_file
-from digest.models import Digest, DigestItem, Dump, DumpPaper, Paper, Subscriber
+from digest.store.database import Store
+from digest.store.schema import Digest, DigestItem, Dump, DumpPaper, Paper, Subscriber
 from tests.conftest import DATA
 
 NOW = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)

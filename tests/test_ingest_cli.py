@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from digest.db import open_store
-from digest.models import Dump, Paper
+from digest.store.database import open_store
+from digest.store.schema import Dump, Paper
 from tests.conftest import DATA, invoke
 from tests.http_server import LoopbackServer, Reply, http_server
 

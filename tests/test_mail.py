@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from digest.config import DeliverySettings, Settings, SmtpSettings
+from digest.config.settings import DeliverySettings, Settings, SmtpSettings
 from digest.errors import DeliveryError
-from digest.mail import (
+from digest.mail.core import (
     MaildirMailer,
     Mailer,
     MessageFeed,

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from digest.db import Store
-from digest.models import Dump, DumpPaper, Paper
+from digest.store.database import Store
+from digest.store.schema import Dump, DumpPaper, Paper
 from tests.conftest import invoke
 
 NOW = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from digest import mime
+from digest.email import mime
 from digest.errors import BadInput
 
 # Header text as people type it: any printable character, including non-ASCII,

@@ -7,10 +7,10 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from digest.config import Settings
-from digest.db import open_store
-from digest.deliver import deliver_due
-from digest.mail import MemoryMailer
+from digest.config.settings import Settings
+from digest.mail.core import MemoryMailer
+from digest.outbox.engine import deliver_due
+from digest.store.database import open_store
 from tests.conftest import invoke
 from tests.outbox_rows import T0, build, make_digests
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from digest.db import Store
+from digest.store.database import Store
 from tests.conftest import invoke
 from tests.plan_factories import T0, add_dump, add_subscriber, days, digests_of
 

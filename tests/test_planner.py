@@ -9,11 +9,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from digest.db import Store, open_store
 from digest.errors import BadInput
 from digest.gcpause import collector_paused
-from digest.models import Digest, DigestItem
-from digest.planner import PlanReport, plan_due
+from digest.planner.plan import PlanReport, plan_due
+from digest.store.database import Store, open_store
+from digest.store.schema import Digest, DigestItem
 from tests.plan_factories import (
     T0,
     add_dump,
@@ -189,7 +189,7 @@ def test_after_a_pause_the_window_covers_the_gap(store: Store, database_url: str
     plan(store, database_url)
     set_status(store, sub, "sent")
     with store.transaction() as session:
-        from digest.models import Subscriber
+        from digest.store.schema import Subscriber
 
         session.get_one(Subscriber, sub).paused_until = T0 + days(4)
     add_dump(store, T0 + days(1), [DIFFUSION_B])  # during the pause
@@ -227,7 +227,7 @@ def test_a_second_planner_for_the_same_period_is_a_no_op(store: Store, database_
     # Planner B computed its plan before planner A recorded; then A records, then B tries.
     stale = plan(store, database_url, dry_run=True).planned[0]
     plan(store, database_url)
-    from digest.planner import _record
+    from digest.planner.plan import _record
 
     with store.sessions() as session:
         assert _record(session, stale) is False
@@ -352,8 +352,8 @@ def test_papers_of_a_failed_digest_come_again(store: Store, database_url: str) -
 
 
 def test_weekly_subscriber_gets_one_digest_per_iso_week(store: Store, database_url: str) -> None:
-    from digest.config import ScheduleSettings
-    from digest.subscriptions import subscribe
+    from digest.config.settings import ScheduleSettings
+    from digest.subscribers.manage import subscribe
 
     with store.transaction() as session:
         subscribe(
@@ -380,8 +380,8 @@ def test_weekly_subscriber_gets_one_digest_per_iso_week(store: Store, database_u
 
 
 def test_unsubscribe_then_resubscribe_nothing_is_lost(store: Store, database_url: str) -> None:
-    from digest.config import ScheduleSettings
-    from digest.subscriptions import find_subscriber, subscribe, unsubscribe
+    from digest.config.settings import ScheduleSettings
+    from digest.subscribers.manage import find_subscriber, subscribe, unsubscribe
 
     def join(now: object) -> None:
         with store.transaction() as session:
@@ -418,7 +418,7 @@ def test_ingest_time_not_the_printed_date_decides_what_is_new(
 ) -> None:
     from datetime import date
 
-    from digest.models import Dump
+    from digest.store.schema import Dump
 
     sub = add_subscriber(store, "ada@example.org")
     add_dump(store, T0 - days(1), [DIFFUSION_A])  # printed weeks ago, see below

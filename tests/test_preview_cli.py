@@ -10,8 +10,8 @@ from pathlib import Path
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from digest.db import Store
-from digest.models import Digest
+from digest.store.database import Store
+from digest.store.schema import Digest
 from tests.conftest import invoke
 from tests.plan_factories import T0, add_dump, add_subscriber, days
 

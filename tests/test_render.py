@@ -14,10 +14,10 @@ from pathlib import Path
 import html5lib
 import pytest
 
-from digest.config import SenderSettings, Settings
-from digest.domain import DigestView, MatchedTerm, PaperCard
+from digest.config.settings import SenderSettings, Settings
+from digest.email.render import Renderer
 from digest.errors import BadInput
-from digest.render import Renderer
+from digest.values import DigestView, MatchedTerm, PaperCard
 from tests.render_views import sample_view
 
 GOLDEN = Path(__file__).parent / "data" / "golden"

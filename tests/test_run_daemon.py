@@ -182,7 +182,7 @@ def test_sigterm_during_a_slow_delivery_round_exits_cleanly_and_sends_nothing_tw
     """SIGTERM while a batch is on the wire: in-flight mails finish, the rest go back
     untried, the process exits 0 well within shutdown_timeout, and the next run sends
     each remaining digest exactly once."""
-    from digest.db import open_store
+    from digest.store.database import open_store
     from tests.outbox_rows import make_digests
     from tests.smtpd import FaultyHandler, smtp_server
 
@@ -231,7 +231,7 @@ def test_sigterm_reaches_forked_delivery_workers_and_nothing_is_lost_or_doubled(
     """With delivery.workers = 2 the round runs in forked workers, started from the
     scheduler's thread; SIGTERM to the whole process group (as systemd sends it) must
     still end in a clean exit, no row left `sending`, and every digest sent once."""
-    from digest.db import open_store
+    from digest.store.database import open_store
     from tests.outbox_rows import make_digests
     from tests.smtpd import FaultyHandler, smtp_server
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from digest.config import ScheduleSettings, Settings, SourceSettings
+from digest.config.settings import ScheduleSettings, Settings, SourceSettings
+from digest.daemon import AlreadyRunning, Daemon, Jobs, single_instance
 from digest.errors import SourceError
-from digest.scheduler import AlreadyRunning, Daemon, Jobs, single_instance
 
 
 def fast_settings(**schedule: float) -> Settings:
@@ -245,7 +245,7 @@ def test_a_job_that_recovers_says_so_and_a_new_failure_is_logged_in_full(
 
 
 def test_status_times_follow_now_not_the_system_clock() -> None:
-    from digest.scheduler import next_fire_times
+    from digest.daemon import next_fire_times
 
     now = datetime(2026, 3, 1, 0, 0, tzinfo=UTC)
     runs = next_fire_times(Settings(), now)

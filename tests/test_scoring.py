@@ -6,10 +6,10 @@ from dataclasses import replace
 
 import pytest
 
-from digest.config import ScoringSettings
-from digest.domain import PaperText, TopicQuery
-from digest.query import And, Node, Not, Or, Phrase, Word, parse
-from digest.scoring import PaperIndex, select_papers
+from digest.config.settings import ScoringSettings
+from digest.filters.parser import And, Node, Not, Or, Phrase, Word, parse
+from digest.scoring.index import PaperIndex, select_papers
+from digest.values import PaperText, TopicQuery
 
 FILLER = (
     "We study a broad range of settings and report results on standard benchmarks, "

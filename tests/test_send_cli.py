@@ -23,8 +23,8 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from digest.db import open_store
-from digest.models import Digest, Dump, DumpPaper, Paper
+from digest.store.database import open_store
+from digest.store.schema import Digest, Dump, DumpPaper, Paper
 from tests.conftest import DATA, invoke, wait_for
 
 

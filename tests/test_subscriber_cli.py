@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from digest.db import open_store
-from digest.models import Digest, Subscriber, Topic
+from digest.store.database import open_store
+from digest.store.schema import Digest, Subscriber, Topic
 from tests.conftest import invoke
 
 NOW = "2026-11-22T08:00:00+00:00"

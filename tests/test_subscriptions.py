@@ -7,11 +7,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from digest import subscriber_csv, subscriptions
-from digest.config import ScheduleSettings
-from digest.db import Store
+from digest.config.settings import ScheduleSettings
 from digest.errors import BadInput, QuerySyntaxError
-from digest.models import Digest, Subscriber, Topic
+from digest.store.database import Store
+from digest.store.schema import Digest, Subscriber, Topic
+from digest.subscribers import csvfile as subscriber_csv
+from digest.subscribers import manage as subscriptions
 
 NOW = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 DEFAULTS = ScheduleSettings(default_timezone="Europe/Berlin", default_send_hour=7)

@@ -14,8 +14,8 @@ import pytest
 
 from digest.errors import BadInput
 from digest.keys import title_key
-from digest.sources import ParsedDump, ParsedPaper
 from digest.sources.textdump import parse_text_dump, prose_score
+from digest.values import ParsedDump, ParsedPaper
 from tests.conftest import DATA
 
 DUMPS = DATA / "dumps"

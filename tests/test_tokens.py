@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from digest.config import WebSettings
+from digest.config.settings import WebSettings
 from digest.errors import ConfigError
-from digest.tokens import (
+from digest.links import (
     MAX_ROW_ID,
     link_url,
     load_secret,

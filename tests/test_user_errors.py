@@ -219,8 +219,8 @@ def test_daemon_logs_carry_no_migration_chatter(
     """`digest run` opened its log with alembic's "Will assume non-transactional DDL."."""
     import logging
 
-    from digest.db import open_store
     from digest.logs import configure_logging
+    from digest.store.database import open_store
 
     root = logging.getLogger()
     saved = (list(root.handlers), root.level, logging.getLogger("alembic").level)

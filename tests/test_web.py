@@ -15,10 +15,10 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from digest.config import Settings, WebSettings
-from digest.db import Store
-from digest.models import Digest, Subscriber, Topic
-from digest.tokens import Purpose, make_token
+from digest.config.settings import Settings, WebSettings
+from digest.links import Purpose, make_token
+from digest.store.database import Store
+from digest.store.schema import Digest, Subscriber, Topic
 from digest.web import create_app
 from tests.conftest import invoke
 
@@ -122,7 +122,7 @@ def test_healthz_reports_ok(client: Client) -> None:
 
 
 def test_healthz_reports_a_dead_database(tmp_path: Any) -> None:
-    from digest.db import open_store
+    from digest.store.database import open_store
 
     store = open_store(f"sqlite:///{tmp_path / 'gone.db'}")
     client = Client(store)

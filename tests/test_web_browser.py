@@ -29,12 +29,12 @@ from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy import select
 
-from digest.compose import view_for_digest
-from digest.config import load_settings
-from digest.db import Store, open_store
-from digest.models import Digest, Subscriber, Topic
-from digest.render import Renderer
-from digest.tokens import link_url
+from digest.config.settings import load_settings
+from digest.email.render import Renderer
+from digest.links import link_url
+from digest.outbox.build import view_for_digest
+from digest.store.database import Store, open_store
+from digest.store.schema import Digest, Subscriber, Topic
 from tests.browser import chrome_options, require_chromium
 
 SECRET = "browser-test-secret"

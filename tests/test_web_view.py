@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from digest.compose import view_for_digest
-from digest.config import Settings, WebSettings
-from digest.db import Store
-from digest.models import DigestItem, Paper
-from digest.render import Renderer
+from digest.config.settings import Settings, WebSettings
+from digest.email.render import Renderer
+from digest.outbox.build import view_for_digest
+from digest.store.database import Store
+from digest.store.schema import DigestItem, Paper
 from tests.test_web import NOW, SECRET, Client, add_digest, add_subscriber, token
 
 SETTINGS = Settings(web=WebSettings(base_url="https://digest.example.org"))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import digest.models
+import digest.store.schema
 
 
 revision = '0001'
@@ -27,7 +27,7 @@ def upgrade() -> None:
     sa.Column('source', sa.String(length=32), nullable=False),
     sa.Column('source_ref', sa.Text(), nullable=False),
     sa.Column('issue_date', sa.Date(), nullable=False),
-    sa.Column('ingested_at', digest.models.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('ingested_at', digest.store.schema.UtcDateTime(timezone=True), nullable=False),
     sa.Column('paper_count', sa.Integer(), nullable=False),
     sa.Column('new_paper_count', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_dumps')),
@@ -45,9 +45,9 @@ def upgrade() -> None:
     sa.Column('abstract', sa.Text(), nullable=False),
     sa.Column('authors', sa.JSON(), nullable=False),
     sa.Column('url', sa.Text(), nullable=True),
-    sa.Column('published_at', digest.models.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('published_at', digest.store.schema.UtcDateTime(timezone=True), nullable=True),
     sa.Column('extra', sa.JSON(), nullable=False),
-    sa.Column('first_seen', digest.models.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('first_seen', digest.store.schema.UtcDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_papers')),
     sa.UniqueConstraint('arxiv_id', name=op.f('uq_papers_arxiv_id')),
     sa.UniqueConstraint('key', name=op.f('uq_papers_key'))
@@ -64,12 +64,12 @@ def upgrade() -> None:
     sa.Column('frequency', sa.String(length=8), nullable=False),
     sa.Column('weekday', sa.Integer(), nullable=False),
     sa.Column('max_papers', sa.Integer(), nullable=False),
-    sa.Column('created_at', digest.models.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('subscribed_at', digest.models.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', digest.models.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('confirmed_at', digest.models.UtcDateTime(timezone=True), nullable=True),
-    sa.Column('unsubscribed_at', digest.models.UtcDateTime(timezone=True), nullable=True),
-    sa.Column('paused_until', digest.models.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', digest.store.schema.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('subscribed_at', digest.store.schema.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', digest.store.schema.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('confirmed_at', digest.store.schema.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('unsubscribed_at', digest.store.schema.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('paused_until', digest.store.schema.UtcDateTime(timezone=True), nullable=True),
     sa.Column('consecutive_failures', sa.Integer(), nullable=False),
     sa.CheckConstraint("frequency IN ('daily', 'weekly')", name=op.f('ck_subscribers_frequency')),
     sa.CheckConstraint("status IN ('pending', 'active', 'unsubscribed', 'bounced')", name=op.f('ck_subscribers_status')),
@@ -88,15 +88,15 @@ def upgrade() -> None:
     sa.Column('period', sa.String(length=16), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('message_id', sa.String(length=255), nullable=False),
-    sa.Column('planned_at', digest.models.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('window_start', digest.models.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('planned_at', digest.store.schema.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('window_start', digest.store.schema.UtcDateTime(timezone=True), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
-    sa.Column('next_attempt_at', digest.models.UtcDateTime(timezone=True), nullable=True),
-    sa.Column('lease_until', digest.models.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('next_attempt_at', digest.store.schema.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('lease_until', digest.store.schema.UtcDateTime(timezone=True), nullable=True),
     sa.Column('claimed_by', sa.String(length=128), nullable=True),
     sa.Column('last_error', sa.Text(), nullable=True),
     sa.Column('server_reply', sa.Text(), nullable=True),
-    sa.Column('sent_at', digest.models.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('sent_at', digest.store.schema.UtcDateTime(timezone=True), nullable=True),
     sa.CheckConstraint("status IN ('pending', 'sending', 'retry', 'sent', 'failed', 'skipped', 'cancelled')", name=op.f('ck_digests_status')),
     sa.ForeignKeyConstraint(['subscriber_id'], ['subscribers.id'], name=op.f('fk_digests_subscriber_id_subscribers'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_digests')),
@@ -123,7 +123,7 @@ def upgrade() -> None:
     sa.Column('subscriber_id', sa.Integer(), nullable=False),
     sa.Column('query', sa.Text(), nullable=False),
     sa.Column('label', sa.String(length=200), nullable=True),
-    sa.Column('created_at', digest.models.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', digest.store.schema.UtcDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['subscriber_id'], ['subscribers.id'], name=op.f('fk_topics_subscriber_id_subscribers'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_topics')),
     sa.UniqueConstraint('subscriber_id', 'query', name=op.f('uq_topics_subscriber_id'))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import typer
 
-from digest import db
 from digest.cli.app import app
 from digest.cli.options import ConfigOption, settings_from
-from digest.config import example_toml, iter_settings
+from digest.config.settings import example_toml, iter_settings
+from digest.store import database as db
 
 db_app = typer.Typer(
     help="The database schema: upgrade it, show its revision.", no_args_is_help=True

@@ -30,11 +30,11 @@ from digest.cli.options import (
     settings_from,
     store_from,
 )
-from digest.config import Settings
-from digest.db import Store
+from digest.config.settings import Settings
 from digest.errors import BadInput, DigestError
-from digest.models import Dump, DumpPaper, Paper
 from digest.sources.folder import DUMP_SUFFIXES, scan_folder
+from digest.store.database import Store
+from digest.store.schema import Dump, DumpPaper, Paper
 
 PROGRESS_FROM = 4  # show a progress bar from this many dumps on
 

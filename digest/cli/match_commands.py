@@ -22,12 +22,12 @@ from sqlalchemy.orm import Session
 
 from digest.cli.app import app
 from digest.cli.options import ConfigOption, JsonOption, settings_from, store_from
-from digest.domain import MatchedTerm, PaperText
 from digest.errors import BadInput
+from digest.filters.parser import parse
 from digest.keys import normalise_arxiv_id, paper_key
-from digest.models import Dump, DumpPaper, Paper
-from digest.query import parse
-from digest.scoring import Explanation, Hit, PaperIndex
+from digest.scoring.index import Explanation, Hit, PaperIndex
+from digest.store.schema import Dump, DumpPaper, Paper
+from digest.values import MatchedTerm, PaperText
 
 HIGHLIGHT = "bold yellow"
 

@@ -8,9 +8,9 @@ from typing import Annotated
 
 import typer
 
-from digest.config import Settings, load_settings
-from digest.db import Store, open_store
+from digest.config.settings import Settings, load_settings
 from digest.errors import BadInput
+from digest.store.database import Store, open_store
 
 ConfigOption = Annotated[
     Path | None,

@@ -10,7 +10,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from digest import deliver
 from digest.cli.app import app
 from digest.cli.options import (
     ConfigOption,
@@ -20,7 +19,8 @@ from digest.cli.options import (
     settings_from,
     store_from,
 )
-from digest.subscriptions import get_subscriber
+from digest.outbox import engine as deliver
+from digest.subscribers.manage import get_subscriber
 
 EmailOption = Annotated[
     str | None,

@@ -13,11 +13,11 @@ from rich.console import Console
 
 from digest.cli.app import app
 from digest.cli.options import ConfigOption, NowOption, parse_now, settings_from, store_from
-from digest.compose import view_for_plan
+from digest.email.render import Renderer
 from digest.errors import BadInput
-from digest.planner import PlanReport, plan_due
-from digest.render import Renderer
-from digest.tokens import load_secret
+from digest.links import load_secret
+from digest.outbox.build import view_for_plan
+from digest.planner.plan import PlanReport, plan_due
 
 
 class PreviewFormat(StrEnum):

@@ -15,7 +15,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy import select
 
-from digest import deliver
 from digest.cli.app import app
 from digest.cli.options import (
     ConfigOption,
@@ -25,13 +24,14 @@ from digest.cli.options import (
     settings_from,
     store_from,
 )
-from digest.config import workers_problem
+from digest.config.settings import workers_problem
+from digest.daemon import Daemon, Jobs, next_fire_times, single_instance
 from digest.errors import BadInput, DeliveryError
 from digest.logs import configure_logging
-from digest.mail import Outcome
-from digest.models import Dump
+from digest.mail.core import Outcome
+from digest.outbox import engine as deliver
 from digest.pipeline import Pipeline
-from digest.scheduler import Daemon, Jobs, next_fire_times, single_instance
+from digest.store.schema import Dump
 
 
 class LogFormat(StrEnum):
@@ -163,7 +163,8 @@ def send(
 
 
 def _dry_run(pipeline: Pipeline, now: datetime, email: str | None) -> None:
-    from digest import compose, planner
+    from digest.outbox import build as compose
+    from digest.planner import plan as planner
 
     with pipeline.store.sessions() as session:
         report = planner.plan_due(session, pipeline.settings, now=now, email=email, dry_run=True)

@@ -21,7 +21,6 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.orm import Session
 
-from digest import subscriber_csv, subscriptions
 from digest.cli.app import app
 from digest.cli.options import (
     ConfigOption,
@@ -31,10 +30,12 @@ from digest.cli.options import (
     settings_from,
     store_from,
 )
-from digest.config import Settings
-from digest.confirmation import send_confirmation
+from digest.config.settings import Settings
 from digest.errors import BadInput
-from digest.models import Digest, Subscriber
+from digest.store.schema import Digest, Subscriber
+from digest.subscribers import csvfile as subscriber_csv
+from digest.subscribers import manage as subscriptions
+from digest.subscribers.confirmation import send_confirmation
 
 topics_app = typer.Typer(help="List, add or remove one subscriber's topics.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")

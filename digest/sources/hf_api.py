@@ -24,10 +24,10 @@ from typing import Any
 import httpx
 
 from digest import __version__
-from digest.config import SourceSettings
+from digest.config.settings import SourceSettings
 from digest.errors import BadInput, SourceError
 from digest.keys import normalise_arxiv_id
-from digest.sources import ParsedDump, ParsedPaper
+from digest.values import ParsedDump, ParsedPaper
 
 MAX_JSON_BYTES = 64 * 1024 * 1024
 PAGE_LIMIT = 100  # the API's largest page
@@ -112,6 +112,7 @@ def _paper(item: Any, number: int, name: str) -> ParsedPaper:
         upvotes=upvotes if isinstance(upvotes, int) and not isinstance(upvotes, bool) else None,
         published_at=_timestamp(paper.get("publishedAt", item.get("publishedAt"))),
         extra={"hf": item},
+        withdrawn=bool(paper.get("withdrawnAt")),
     )
 
 

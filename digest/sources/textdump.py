@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 from digest.errors import BadInput
-from digest.sources import ParsedDump, ParsedPaper
+from digest.values import ParsedDump, ParsedPaper
 
 # A day's page is ~150 kB (~1.6 kB a paper); 32 MiB is ~20,000 papers. Much more is not a
 # page dump but the wrong file.

@@ -34,7 +34,7 @@ from typing import Literal
 
 import aiosmtplib
 
-from digest.config import Settings
+from digest.config.settings import Settings
 from digest.errors import DeliveryError
 
 OutcomeStatus = Literal["sent", "retry", "failed"]

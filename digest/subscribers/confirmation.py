@@ -22,11 +22,11 @@ from email.utils import format_datetime, formataddr, make_msgid
 
 import jinja2
 
-from digest.config import Settings
+from digest.config.settings import Settings
 from digest.errors import DeliveryError
-from digest.mail import Mailer, Outcome, OutgoingMessage, mailer_from_settings
+from digest.links import link_url, load_secret
+from digest.mail.core import Mailer, Outcome, OutgoingMessage, mailer_from_settings
 from digest.resources import templates_dir
-from digest.tokens import link_url, load_secret
 
 # Not a digest: OutgoingMessage wants a digest id to report outcomes by, and
 # no digest row has id 0.

@@ -24,11 +24,11 @@ from typing import TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from digest import query as filters
-from digest import subscriptions
-from digest.config import ScheduleSettings
+from digest.config.settings import ScheduleSettings
 from digest.errors import BadInput
-from digest.models import Subscriber
+from digest.filters import parser as filters
+from digest.store.schema import Subscriber
+from digest.subscribers import manage as subscriptions
 
 COLUMNS = ("email", "topics", "timezone", "hour", "frequency", "weekday", "max_papers")
 REQUIRED_COLUMNS = ("email", "topics")

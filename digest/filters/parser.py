@@ -37,9 +37,9 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from digest.domain import TextField
 from digest.errors import BadInput, QuerySyntaxError
 from digest.text import is_stop_word, words
+from digest.values import TextField
 
 __all__ = [
     "FIELDS",

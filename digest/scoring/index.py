@@ -34,8 +34,10 @@ from itertools import chain
 from operator import itemgetter
 from typing import Any, Final
 
-from digest.acronyms import Acronyms, acronym_key
-from digest.analysis import (
+from digest.config.settings import ScoringSettings
+from digest.filters.parser import And, Node, Not, Or, Phrase, Word
+from digest.scoring.acronyms import Acronyms, acronym_key
+from digest.scoring.analysis import (
     SHAPES,
     compound_matches,
     compound_words,
@@ -44,10 +46,8 @@ from digest.analysis import (
     shape_of,
     term_of,
 )
-from digest.boilerplate import blank_availability_notes
-from digest.config import ScoringSettings
-from digest.domain import Hit, MatchedTerm, PaperText, Pick, TextField, TopicQuery
-from digest.query import And, Node, Not, Or, Phrase, Word
+from digest.scoring.boilerplate import blank_availability_notes
+from digest.values import Hit, MatchedTerm, PaperText, Pick, TextField, TopicQuery
 
 __all__ = ["Explanation", "Hit", "PaperIndex", "select_papers"]
 

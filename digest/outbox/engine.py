@@ -42,11 +42,11 @@ from typing import NamedTuple
 from sqlalchemy import ColumnElement, Table, and_, bindparam, case, func, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
-from digest.config import DeliverySettings, Settings
-from digest.db import Store
+from digest.config.settings import DeliverySettings, Settings
 from digest.errors import BadInput, DeliveryError
-from digest.mail import Mailer, MessageFeed, Outcome, OutgoingMessage, iter_outcomes
-from digest.models import DIGEST_STATUSES, Digest, Subscriber
+from digest.mail.core import Mailer, MessageFeed, Outcome, OutgoingMessage, iter_outcomes
+from digest.store.database import Store
+from digest.store.schema import DIGEST_STATUSES, Digest, Subscriber
 
 
 class ClaimedDigest(NamedTuple):

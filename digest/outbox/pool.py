@@ -38,11 +38,11 @@ from datetime import datetime
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 
-from digest.config import Settings, workers_problem
-from digest.db import Store
-from digest.deliver import Build, DeliveryReport, deliver_due, due_count
+from digest.config.settings import Settings, workers_problem
 from digest.errors import ConfigError, DeliveryError
-from digest.mail import Mailer, Outcome
+from digest.mail.core import Mailer, Outcome
+from digest.outbox.engine import Build, DeliveryReport, deliver_due, due_count
+from digest.store.database import Store
 
 MIN_SHARE = 100
 """Fewest due digests that justify one more process (forking and connecting cost ~10 ms)."""

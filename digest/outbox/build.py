@@ -16,14 +16,14 @@ from urllib.parse import quote_plus
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from digest.config import Settings
-from digest.deliver import Build, ClaimedDigest
-from digest.domain import DigestView, MatchedTerm, PaperCard
+from digest.config.settings import Settings
+from digest.email.render import Renderer
 from digest.errors import BadInput
-from digest.models import Digest, DigestItem, Dump, DumpPaper, Paper, Subscriber
-from digest.planner import PlannedDigest
-from digest.render import Renderer
-from digest.tokens import make_token
+from digest.links import make_token
+from digest.outbox.engine import Build, ClaimedDigest
+from digest.planner.plan import PlannedDigest
+from digest.store.schema import Digest, DigestItem, Dump, DumpPaper, Paper, Subscriber
+from digest.values import DigestView, MatchedTerm, PaperCard
 
 __all__ = ["message_builder", "paper_url", "view_for_digest", "view_for_plan"]
 

@@ -41,15 +41,15 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from digest import query as query_lang
-from digest.config import Settings
-from digest.domain import PaperText, Pick, TopicQuery
+from digest.config.settings import Settings
 from digest.errors import BadInput
+from digest.filters import parser as query_lang
 from digest.gcpause import collector_paused
-from digest.models import Digest, DigestItem, Dump, DumpPaper, Paper, Subscriber, Topic
 from digest.schedule import due_period, next_send_at, period_key, zone_of
-from digest.scoring import PaperIndex, select_papers
-from digest.subscriptions import normalise_email
+from digest.scoring.index import PaperIndex, select_papers
+from digest.store.schema import Digest, DigestItem, Dump, DumpPaper, Paper, Subscriber, Topic
+from digest.subscribers.manage import normalise_email
+from digest.values import PaperText, Pick, TopicQuery
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from digest.domain import MatchedTerm
+from digest.values import MatchedTerm
 
 SNIPPET_CHARS = 300
 ELLIPSIS = "…"

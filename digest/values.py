@@ -7,8 +7,8 @@ objects or sessions, so they can be tested and benchmarked without a database.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import Any, Literal, NamedTuple
 
 TextField = Literal["title", "abstract", "author"]
@@ -150,3 +150,38 @@ class DigestView:
     manage_url: str
     view_url: str | None = None
     unsubscribe_mailto: str | None = None  # "mailto:...?subject=unsubscribe"
+
+
+# --- what a source read from one dump (sources → ingest → store) ---
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedPaper:
+    """One listing of a paper in a dump, as the source told it."""
+
+    title: str
+    abstract: str
+    line: int = 0  # 1-based line (text dumps) or 1-based item number (JSON) of the listing
+    arxiv_id: str | None = None
+    authors: tuple[str, ...] = ()
+    url: str | None = None
+    upvotes: int | None = None
+    published_at: datetime | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    withdrawn: bool = False  # the source says the paper was withdrawn: it is never stored
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedDump:
+    """What a source read from one dump, before anything is stored.
+
+    `month_day` is a date line without a year (text dumps); `issue_date` a full
+    date the source itself knows (the Hugging Face day). Ingest turns either
+    into the dump's issue date.
+    """
+
+    source: str  # "text" or "hf"
+    papers: tuple[ParsedPaper, ...]
+    month_day: tuple[int, int] | None = None
+    issue_date: date | None = None
+    warnings: tuple[str, ...] = ()

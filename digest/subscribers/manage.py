@@ -22,10 +22,10 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from digest import query as filters
-from digest.config import ScheduleSettings
+from digest.config.settings import ScheduleSettings
 from digest.errors import BadInput
-from digest.models import FREQUENCIES, SUBSCRIBER_STATUSES, Digest, Subscriber, Topic
+from digest.filters import parser as filters
+from digest.store.schema import FREQUENCIES, SUBSCRIBER_STATUSES, Digest, Subscriber, Topic
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MAX_TOPICS = 50

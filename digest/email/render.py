@@ -36,12 +36,12 @@ from jinja2 import BaseLoader, Environment, StrictUndefined, Template, TemplateN
 from jinja2.loaders import split_template_path
 from markupsafe import Markup
 
-from digest import mime
-from digest.config import Settings
-from digest.domain import DigestView, PaperCard
+from digest.config.settings import Settings
+from digest.email import mime
+from digest.email.snippet import Segment, author_line, shorten, snippet, wrap
 from digest.errors import BadInput, ConfigError
 from digest.resources import templates_dir
-from digest.snippet import Segment, author_line, shorten, snippet, wrap
+from digest.values import DigestView, PaperCard
 
 SUBJECT_MAX = 90
 SUBJECT_TOPICS_MAX = 44

@@ -4,7 +4,7 @@
        ↓
     stages    ingest, planner, outbox, subscribers (they open sessions)
        ↓
-    parts     sources, filters, scoring, email, mail, links, schedule
+    parts     sources, semantic, filters, scoring, email, mail, links, schedule
        ↓
     base      store, config, values, errors (+ small utilities)
 
@@ -44,6 +44,7 @@ LAYERS: dict[str, int] = {
     "digest.scoring": PARTS,
     "digest.email": PARTS,
     "digest.mail": PARTS,
+    "digest.semantic": PARTS,
     "digest.links": PARTS,
     "digest.schedule": PARTS,
     # base: the schema and sessions, settings, errors, plain values, utilities
@@ -112,13 +113,17 @@ def imports_in(source: str, name: str, *, package: bool = False) -> list[tuple[s
 
 
 def layer_of(module: str) -> int | None:
-    """The layer of a digest module (a submodule takes its package's layer)."""
+    """The layer of a digest module (a submodule takes its package's layer).
+
+    The entry "digest" is the top-level package alone: a new package must be
+    placed, not fall through to the base layer.
+    """
     parts = module.split(".")
-    for end in range(len(parts), 0, -1):
+    for end in range(len(parts), 1, -1):
         layer = LAYERS.get(".".join(parts[:end]))
         if layer is not None:
             return layer
-    return None
+    return LAYERS["digest"] if module == "digest" else None
 
 
 def test_every_module_has_a_layer() -> None:
@@ -231,5 +236,7 @@ def test_the_checker_sees_upward_and_relative_imports() -> None:
     nested = "def f():\n    from digest.cli.app import app\n"
     assert ("digest.cli.app", 2) in imports_in(nested, "digest.email.render")
     assert package_of("digest.scoring.index") == "digest.scoring"
+    assert layer_of("digest.newstage.module") is None  # an unplaced package is caught
+    assert layer_of("digest") == BASE
     assert cycle_in({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert cycle_in({"a": {"b"}, "b": {"c"}}) is None

@@ -19,7 +19,7 @@ from digest.config.settings import Settings
 from digest.email.render import Renderer
 from digest.links import load_secret
 from digest.logs import LOGGER_NAME, log_event
-from digest.mail.core import Mailer, Outcome, mailer_from_settings
+from digest.mail import Mailer, Outcome, mailer_from_settings
 from digest.outbox import build as compose
 from digest.outbox import engine as deliver
 from digest.outbox import pool as deliver_pool

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from digest.config.settings import DeliverySettings, Settings, SmtpSettings
 from digest.errors import DeliveryError
-from digest.mail.core import MemoryMailer, SmtpMailer, mailer_from_settings
+from digest.mail import MemoryMailer, SmtpMailer, mailer_from_settings
 from digest.outbox import engine as deliver
 from digest.outbox.engine import (
     ClaimedDigest,

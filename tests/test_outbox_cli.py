@@ -8,7 +8,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from digest.config.settings import Settings
-from digest.mail.core import MemoryMailer
+from digest.mail import MemoryMailer
 from digest.outbox.engine import deliver_due
 from digest.store.database import open_store
 from tests.conftest import invoke

@@ -28,7 +28,7 @@ from digest.config.settings import workers_problem
 from digest.daemon import Daemon, Jobs, next_fire_times, single_instance
 from digest.errors import BadInput, DeliveryError
 from digest.logs import configure_logging
-from digest.mail.core import Outcome
+from digest.mail import Outcome
 from digest.outbox import engine as deliver
 from digest.pipeline import Pipeline
 from digest.store.schema import Dump

@@ -44,7 +44,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from digest.config.settings import DeliverySettings, Settings
 from digest.errors import BadInput, DeliveryError
-from digest.mail.core import Mailer, MessageFeed, Outcome, OutgoingMessage, iter_outcomes
+from digest.mail import Mailer, MessageFeed, Outcome, OutgoingMessage, iter_outcomes
 from digest.store.database import Store
 from digest.store.schema import DIGEST_STATUSES, Digest, Subscriber
 

@@ -40,7 +40,7 @@ from multiprocessing.process import BaseProcess
 
 from digest.config.settings import Settings, workers_problem
 from digest.errors import ConfigError, DeliveryError
-from digest.mail.core import Mailer, Outcome
+from digest.mail import Mailer, Outcome
 from digest.outbox.engine import Build, DeliveryReport, deliver_due, due_count
 from digest.store.database import Store
 

@@ -192,8 +192,9 @@ class WorkerCrashed(RuntimeError):
 class _Relay:
     """Passes a worker's outcomes to the parent a group at a time.
 
-    One pipe write per outcome cost as much as recording it (a system call
-    each); a progress bar needs no more than ten updates a second.
+    A pipe write per outcome would be a system call per message, in the
+    process that also records them; a progress bar needs no more than ten
+    updates a second.
     """
 
     def __init__(self, channel: Connection, every: float = 0.1) -> None:

@@ -56,9 +56,8 @@ from sqlalchemy import create_engine, insert, text, update
 from sqlalchemy.orm import Session
 
 from digest.config.settings import DeliverySettings, Settings
-from digest.mail.core import Outcome, OutgoingMessage, SmtpMailer
-from digest.outbox.engine import Build, ClaimedDigest
-from digest.outbox.pool import deliver_due_in_processes
+from digest.mail import Outcome, OutgoingMessage, SmtpMailer
+from digest.outbox import Build, ClaimedDigest, deliver_due_in_processes
 from digest.store.database import Store, open_store
 from digest.store.schema import Digest, Subscriber
 

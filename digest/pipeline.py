@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -19,10 +18,15 @@ from digest.config.settings import Settings
 from digest.email.render import Renderer
 from digest.links import load_secret
 from digest.logs import LOGGER_NAME, log_event
-from digest.mail.core import Mailer, Outcome, mailer_from_settings
-from digest.outbox import build as compose
-from digest.outbox import engine as deliver
-from digest.outbox import pool as deliver_pool
+from digest.mail import Mailer, OnOutcome, mailer_from_settings
+from digest.outbox import (
+    DeliveryReport,
+    DeliveryRun,
+    default_worker,
+    deliver_in_processes,
+    message_builder,
+    release_claims,
+)
 from digest.planner import plan as planner
 from digest.store.database import Store
 
@@ -61,7 +65,7 @@ class Pipeline:
             mailer=mailer or mailer_from_settings(settings),
             renderer=Renderer(settings),
             secret=load_secret(settings.web),
-            worker=deliver.default_worker(),
+            worker=default_worker(),
         )
 
     def plan(self, now: datetime, *, email: str | None = None) -> planner.PlanReport:
@@ -75,19 +79,18 @@ class Pipeline:
         *,
         email: str | None = None,
         limit: int | None = None,
-        on_outcome: Callable[[Outcome], None] | None = None,
+        on_outcome: OnOutcome | None = None,
         workers: int | None = None,
-    ) -> deliver.DeliveryReport:
+    ) -> DeliveryReport:
         """Deliver what is due; `workers` (default `delivery.workers`) processes at most.
 
         One subscriber's digest (`email`) is never worth a second process.
         """
-        report = deliver_pool.deliver_due_in_processes(
-            self.store,
-            self.settings,
-            self.mailer,
-            compose.message_builder(self.settings, self.secret, self.renderer),
-            workers=self.settings.delivery.workers if workers is None else workers,
+        run = DeliveryRun(
+            store=self.store,
+            settings=self.settings,
+            mailer=self.mailer,
+            build=message_builder(self.settings, self.secret, self.renderer),
             now=now,
             limit=limit,
             worker=self.worker,
@@ -95,6 +98,8 @@ class Pipeline:
             on_outcome=on_outcome,
             should_stop=self.stopping.is_set,
         )
+        workers = self.settings.delivery.workers if workers is None else workers
+        report = deliver_in_processes(run, workers=workers)
         if report.sent or report.retry or report.failed:
             log_event(
                 logger, "delivery round", sent=report.sent, retry=report.retry, failed=report.failed
@@ -143,12 +148,12 @@ class Pipeline:
     def release(self) -> int:
         """Hand back digests this worker claimed but did not finish (on shutdown).
 
-        The same undo as a stopped batch (`deliver.release_claims`): the claim's
+        The same undo as a stopped batch (`release_claims`): the claim's
         attempt is taken back and each row is due again as it was, so a retry
         keeps its back-off history and nothing waits for a lease to run out.
         """
         with self.store.transaction() as session:
-            return deliver.release_claims(session, worker=self.worker)
+            return release_claims(session, worker=self.worker)
 
 
 def _log_ingested(result: ingest.IngestResult) -> None:

@@ -14,8 +14,8 @@ from dataclasses import replace
 from datetime import datetime
 
 from digest.config.settings import DeliverySettings, Settings
-from digest.mail.core import SmtpMailer
-from digest.outbox.engine import deliver_due
+from digest.mail import SmtpMailer
+from digest.outbox import deliver_due
 from digest.store.database import open_store
 from tests.outbox_rows import build
 

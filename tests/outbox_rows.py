@@ -13,7 +13,7 @@ from email.utils import format_datetime
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from digest.outbox.engine import ClaimedDigest
+from digest.outbox import ClaimedDigest
 from digest.store.database import Store
 from digest.store.schema import Digest, Subscriber
 

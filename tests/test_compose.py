@@ -10,7 +10,7 @@ import pytest
 from digest.config.settings import SenderSettings, WebSettings
 from digest.errors import BadInput
 from digest.links import verify_token
-from digest.outbox.build import paper_url, view_for_digest, view_for_plan
+from digest.outbox import paper_url, view_for_digest, view_for_plan
 from digest.planner.plan import plan_due
 from digest.store.database import Store
 from tests.plan_factories import T0, add_dump, add_subscriber, days, settings_for
@@ -102,8 +102,7 @@ def test_message_builder_gives_the_wire_bytes(store: Store, database_url: str) -
     import email
     import email.policy
 
-    from digest.outbox.build import message_builder
-    from digest.outbox.engine import load_claimed
+    from digest.outbox import load_claimed, message_builder
 
     settings = settings_for(database_url)
     add_subscriber(store, "ada@example.org")

@@ -13,7 +13,7 @@ import pytest
 from digest.config.settings import DeliverySettings, SenderSettings, Settings, WebSettings
 from digest.errors import DeliveryError
 from digest.links import make_token
-from digest.mail.core import MemoryMailer
+from digest.mail import MemoryMailer
 from digest.store.database import Store
 from digest.subscribers.confirmation import confirmation_message, send_confirmation
 from tests.test_web import NOW, SECRET, Client, add_subscriber, subscriber

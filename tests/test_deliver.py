@@ -23,9 +23,8 @@ from sqlalchemy.orm import Session
 
 from digest.config.settings import DeliverySettings, Settings, SmtpSettings
 from digest.errors import DeliveryError
-from digest.mail.core import MemoryMailer, SmtpMailer, mailer_from_settings
-from digest.outbox import engine as deliver
-from digest.outbox.engine import (
+from digest.mail import MemoryMailer, SmtpMailer, mailer_from_settings
+from digest.outbox import (
     ClaimedDigest,
     deliver_due,
     due_count,
@@ -33,6 +32,7 @@ from digest.outbox.engine import (
     requeue,
     status_counts,
 )
+from digest.outbox import delivery as deliver
 from digest.store.database import Store
 from digest.store.schema import Digest, Subscriber
 from tests.outbox_rows import T0, build, make_digests, states
@@ -353,7 +353,7 @@ def _add_digest(store: Store, email: str, period: str) -> None:
 def test_release_on_shutdown_undoes_the_claim(store: Store) -> None:
     """`digest run` hands back what it claimed but never tried: as it was, due at once."""
     from digest.config.settings import WebSettings
-    from digest.outbox.engine import claim
+    from digest.outbox import claim
     from digest.pipeline import Pipeline
 
     ids = make_digests(store, ["new@example.org", "again@example.org"])

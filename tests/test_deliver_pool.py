@@ -26,8 +26,9 @@ from typer.testing import CliRunner
 from digest.config.settings import DeliverySettings, Settings
 from digest.errors import DeliveryError
 from digest.gcpause import collector_paused
-from digest.mail.core import Mailer, OnOutcome, Outcome, OutgoingMessage, SmtpMailer
-from digest.outbox.pool import WorkerCrashed, deliver_due_in_processes, plan_workers
+from digest.mail import Mailer, OnOutcome, Outcome, OutgoingMessage, SmtpMailer
+from digest.outbox import WorkerCrashed, deliver_due_in_processes
+from digest.outbox.pool import plan_workers
 from digest.store.database import Store, open_store
 from digest.store.schema import Digest, Subscriber
 from tests.conftest import DATA, POSTGRES_URL, _reset_postgres, invoke

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from digest.config.settings import Settings
-from digest.mail.core import SmtpMailer
-from digest.outbox.engine import deliver_due
+from digest.mail import SmtpMailer
+from digest.outbox import deliver_due
 from digest.store.database import open_store
 from tests.conftest import POSTGRES_URL, _reset_postgres
 from tests.outbox_rows import T0, build, make_digests, states

@@ -11,7 +11,7 @@ import pytest
 
 from digest.config.settings import DeliverySettings, Settings, SmtpSettings
 from digest.errors import DeliveryError
-from digest.mail.core import (
+from digest.mail import (
     MaildirMailer,
     Mailer,
     MessageFeed,

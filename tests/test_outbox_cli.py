@@ -8,8 +8,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from digest.config.settings import Settings
-from digest.mail.core import MemoryMailer
-from digest.outbox.engine import deliver_due
+from digest.mail import MemoryMailer
+from digest.outbox import deliver_due
 from digest.store.database import open_store
 from tests.conftest import invoke
 from tests.outbox_rows import T0, build, make_digests

@@ -32,7 +32,7 @@ from sqlalchemy import select
 from digest.config.settings import load_settings
 from digest.email.render import Renderer
 from digest.links import link_url
-from digest.outbox.build import view_for_digest
+from digest.outbox import view_for_digest
 from digest.store.database import Store, open_store
 from digest.store.schema import Digest, Subscriber, Topic
 from tests.browser import chrome_options, require_chromium

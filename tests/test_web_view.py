@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from digest.config.settings import Settings, WebSettings
 from digest.email.render import Renderer
-from digest.outbox.build import view_for_digest
+from digest.outbox import view_for_digest
 from digest.store.database import Store
 from digest.store.schema import DigestItem, Paper
 from tests.test_web import NOW, SECRET, Client, add_digest, add_subscriber, token

@@ -19,7 +19,7 @@ from digest.cli.options import (
     settings_from,
     store_from,
 )
-from digest.outbox import engine as deliver
+from digest.outbox import outbox, requeue, status_counts
 from digest.subscribers.manage import get_subscriber
 
 EmailOption = Annotated[
@@ -47,8 +47,8 @@ def outbox_command(
     """List digests and their delivery state, newest first, with a count per state."""
     with store_from(settings_from(config)) as store, store.sessions() as session:
         address = get_subscriber(session, email).email if email else None
-        rows = deliver.outbox(session, status=status, email=address, limit=limit)
-        counts = deliver.status_counts(session, email=address)
+        rows = outbox(session, status=status, email=address, limit=limit)
+        counts = status_counts(session, email=address)
     if as_json:
         payload = {"counts": counts, "digests": [row.as_json() for row in rows]}
         typer.echo(json.dumps(payload, indent=2))
@@ -91,7 +91,7 @@ def retry_command(
     at = parse_now(now)
     with store_from(settings_from(config)) as store, store.transaction() as session:
         address = get_subscriber(session, email).email if email else None
-        count = deliver.requeue(session, now=at, include_failed=failed, email=address)
+        count = requeue(session, now=at, include_failed=failed, email=address)
     noun = "digest" if count == 1 else "digests"
     typer.echo(f"{count} {noun} due again; the next `digest send` delivers them")
 

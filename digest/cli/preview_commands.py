@@ -16,7 +16,7 @@ from digest.cli.options import ConfigOption, NowOption, parse_now, settings_from
 from digest.email.render import Renderer
 from digest.errors import BadInput
 from digest.links import load_secret
-from digest.outbox.build import view_for_plan
+from digest.outbox import view_for_plan
 from digest.planner.plan import PlanReport, plan_due
 
 

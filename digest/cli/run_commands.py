@@ -28,8 +28,8 @@ from digest.config.settings import workers_problem
 from digest.daemon import Daemon, Jobs, next_fire_times, single_instance
 from digest.errors import BadInput, DeliveryError
 from digest.logs import configure_logging
-from digest.mail.core import Outcome
-from digest.outbox import engine as deliver
+from digest.mail import Outcome
+from digest.outbox import due_count, status_counts, view_for_plan
 from digest.pipeline import Pipeline
 from digest.store.schema import Dump
 
@@ -121,7 +121,7 @@ def send(
             return
         plans = pipeline.plan(moment, email=email)
         with store.sessions() as session:
-            due = deliver.due_count(session, now=moment, email=email)
+            due = due_count(session, now=moment, email=email)
         total = due if limit is None else min(due, limit)
         console = Console(stderr=True)
         with Progress(
@@ -163,7 +163,6 @@ def send(
 
 
 def _dry_run(pipeline: Pipeline, now: datetime, email: str | None) -> None:
-    from digest.outbox import build as compose
     from digest.planner import plan as planner
 
     with pipeline.store.sessions() as session:
@@ -172,7 +171,7 @@ def _dry_run(pipeline: Pipeline, now: datetime, email: str | None) -> None:
             if plan.status != "pending":
                 typer.echo(f"{plan.email}: {plan.period}: nothing matched; would be skipped")
                 continue
-            view = compose.view_for_plan(session, plan, pipeline.settings, pipeline.secret)
+            view = view_for_plan(session, plan, pipeline.settings, pipeline.secret)
             size = len(pipeline.renderer.message_bytes(view))
             subject = pipeline.renderer.subject(view)
             typer.echo(
@@ -195,7 +194,7 @@ def status(config: ConfigOption = None, now: NowOption = None, as_json: JsonOpti
             .order_by(Dump.ingested_at.desc())
             .limit(1)
         ).first()
-        counts = {name: n for name, n in deliver.status_counts(session).items() if n}
+        counts = {name: n for name, n in status_counts(session).items() if n}
     upcoming = next_fire_times(settings, moment)
     data = {
         "last_ingest": None

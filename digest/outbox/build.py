@@ -1,10 +1,12 @@
-"""A planned digest → `DigestView`: the plain value the renderer turns into an email.
+"""Building the message for a claimed digest: digest row → `DigestView` → wire bytes.
 
-Store-facing glue between the planner and `digest.render`: it reads the digest
-row (or an unsaved plan, for previews), its papers and the subscriber, and
-builds paper cards and the signed links every email carries. Everything that
-changes per send attempt stays out, so the same row always gives the same view
-and therefore the same message.
+`message_builder` is the `Build` the delivery loop calls for each claimed
+digest. Underneath, a planned digest becomes a `DigestView`, the plain value
+`digest.email.render` turns into an email: this reads the digest row (or an
+unsaved plan, for previews), its papers and the subscriber, and builds paper
+cards and the signed links every email carries. Everything that changes per
+send attempt stays out, so the same row always gives the same view and
+therefore the same message.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from digest.config.settings import Settings
 from digest.email.render import Renderer
 from digest.errors import BadInput
 from digest.links import make_token
-from digest.outbox.engine import Build, ClaimedDigest
+from digest.outbox.types import Build, ClaimedDigest
 from digest.planner.plan import PlannedDigest
 from digest.store.schema import Digest, DigestItem, Dump, DumpPaper, Paper, Subscriber
 from digest.values import DigestView, MatchedTerm, PaperCard
@@ -110,7 +112,7 @@ def view_for_plan(
 
 
 def message_builder(settings: Settings, secret: bytes, renderer: Renderer | None = None) -> Build:
-    """The `build` that `deliver.deliver_due` takes: a digest row → the bytes for the wire.
+    """The `build` a delivery run takes: a claimed digest → the bytes for the wire.
 
     Builds the Renderer once (templates loaded, CSS inlined) for the whole run.
     """

@@ -2,9 +2,9 @@
 
 One delivering process is bound to one core: the GIL makes building messages,
 recording outcomes and aiosmtplib's event loop take turns. DESIGN's way to
-scale delivery is several workers claiming from one outbox (`deliver.claim`
+scale delivery is several workers claiming from one outbox (`claims.claim`
 is safe for that); this module starts them here, as forked copies of the
-calling process, each running the ordinary `deliver_due` with its own worker
+calling process, each running the ordinary `deliver` with its own worker
 name and its own database connections. No coordination is added: the claim
 statement already keeps workers apart, and a worker that dies leaves only its
 claimed batch, which its lease returns to the outbox.
@@ -16,8 +16,9 @@ PostgreSQL only. SQLite has one writer at a time, and its file locks are per
 process and do not survive fork(): a forked worker would inherit lock state
 it does not really hold. `config.workers_problem` refuses the combination.
 
-Fork, not spawn: a spawned worker would pay the ~1 s interpreter and import
-start-up before sending anything, more than a whole batch takes. A forked
+Fork, not spawn: a spawned worker would pay the interpreter's and the
+imports' start-up before sending anything, often more than a whole batch
+takes, where a forked one starts with everything loaded. A forked
 worker first drops the database connections it inherited (SQLAlchemy's
 `dispose(close=False)`; psycopg leaves a connection made by another process
 alone), so parent and child never share a socket.
@@ -37,15 +38,18 @@ from dataclasses import replace
 from datetime import datetime
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
+from typing import Unpack
 
 from digest.config.settings import Settings, workers_problem
 from digest.errors import ConfigError, DeliveryError
-from digest.mail.core import Mailer, Outcome
-from digest.outbox.engine import Build, DeliveryReport, deliver_due, due_count
+from digest.mail import Mailer, Outcome
+from digest.outbox.claims import due_count
+from digest.outbox.delivery import deliver
+from digest.outbox.types import Build, DeliveryReport, DeliveryRun, RunOptions
 from digest.store.database import Store
 
 MIN_SHARE = 100
-"""Fewest due digests that justify one more process (forking and connecting cost ~10 ms)."""
+"""Fewest due digests that justify one more process (each forks and opens its own connections)."""
 
 CLAIMS_PER_WORKER = 4
 """Each worker's share is claimed in about this many batches, so that workers
@@ -76,51 +80,43 @@ def deliver_due_in_processes(
     *,
     workers: int,
     now: datetime,
-    limit: int | None = None,
-    worker: str | None = None,
-    email: str | None = None,
-    on_outcome: Callable[[Outcome], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
+    **options: Unpack[RunOptions],
 ) -> DeliveryReport:
-    """`deliver_due` over up to `workers` forked processes; returns the summed report.
+    """`deliver_in_processes` with the run's parts as arguments (see `DeliveryRun`)."""
+    run = DeliveryRun(store, settings, mailer, build, now, **options)
+    return deliver_in_processes(run, workers=workers)
+
+
+def deliver_in_processes(run: DeliveryRun, *, workers: int) -> DeliveryReport:
+    """`deliver` over up to `workers` forked processes; returns the summed report.
 
     Delivers in this process when one is asked for, for one subscriber's
-    digests (`email`: never worth a second process), or when there is too
-    little due to share (see `plan_workers`); `worker` names this process's claims then, as
-    each forked worker's claims carry its own pid. Raises DeliveryError when a worker found the
-    mail system unusable (the others are told to stop; unsent digests are
-    back in the outbox) or when a worker died; in the second case its claimed
-    digests return when their lease runs out. Raises WorkerCrashed when a
-    worker failed for any other reason (its traceback is on stderr).
-    Several workers need PostgreSQL (ConfigError on SQLite, see
-    `config.workers_problem`).
+    digests (`run.email`: never worth a second process), or when there is too
+    little due to share (see `plan_workers`); `run.worker` names this process's
+    claims then, as each forked worker's claims carry its own pid. Raises
+    DeliveryError when a worker found the mail system unusable (the others are
+    told to stop; unsent digests are back in the outbox) or when a worker died;
+    in the second case its claimed digests return when their lease runs out.
+    Raises WorkerCrashed when a worker failed for any other reason (its
+    traceback is on stderr). Several workers need PostgreSQL (ConfigError on
+    SQLite, see `config.workers_problem`).
     """
+    store, limit = run.store, run.limit
     count = 1
-    if workers > 1 and email is None:
+    if workers > 1 and run.email is None:
         problem = workers_problem(workers, store.engine.url.render_as_string())
         if problem:
             raise ConfigError(f"{workers} delivery workers: {problem}")
         with store.sessions() as session:
-            due = due_count(session, now=now)
+            due = due_count(session, now=run.now)
         count = plan_workers(
-            due, workers, limit=limit, rate_limited=settings.delivery.max_per_second > 0
+            due, workers, limit=limit, rate_limited=run.settings.delivery.max_per_second > 0
         )
     if count <= 1:
-        return deliver_due(
-            store,
-            settings,
-            mailer,
-            build,
-            now=now,
-            limit=limit,
-            worker=worker,
-            email=email,
-            on_outcome=on_outcome,
-            should_stop=should_stop,
-        )
+        return deliver(run)
     todo = due if limit is None else min(due, limit)
-    batch = max(1, min(settings.delivery.batch_size, todo // (count * CLAIMS_PER_WORKER)))
-    shared = replace(settings, delivery=replace(settings.delivery, batch_size=batch))
+    batch = max(1, min(run.settings.delivery.batch_size, todo // (count * CLAIMS_PER_WORKER)))
+    shared = replace(run.settings, delivery=replace(run.settings.delivery, batch_size=batch))
     shares: list[int | None] = (
         [None] * count
         if limit is None
@@ -147,16 +143,15 @@ def deliver_due_in_processes(
         store.engine.dispose(close=False)  # the parent's connections stay the parent's
         relay = _Relay(channel)
         try:
-            report = deliver_due(
-                store,
-                shared,
-                mailer,
-                build,
-                now=now,
+            own = replace(
+                run,
+                settings=shared,
                 limit=share,
+                worker=None,  # claims under this process's own pid
                 on_outcome=relay.add,
                 should_stop=lambda: bool(stop.value) or relay.lost or os.getppid() != parent,
             )
+            report = deliver(own)
             relay.flush()
             relay.send(("done", report.as_json()))
         except DeliveryError as exc:
@@ -181,7 +176,7 @@ def deliver_due_in_processes(
             child.start()
             writer.close()  # the child holds the only writing end: EOF when it ends
             processes.append((child, reader))
-        return _watch(processes, stop, on_outcome, should_stop)
+        return _watch(processes, stop, run.on_outcome, run.should_stop)
     finally:
         stop.value = 1  # an exception here (a failing progress bar) must not leave workers on
         for process, reader in processes:
@@ -197,8 +192,9 @@ class WorkerCrashed(RuntimeError):
 class _Relay:
     """Passes a worker's outcomes to the parent a group at a time.
 
-    One pipe write per outcome cost as much as recording it (a system call
-    each); a progress bar needs no more than ten updates a second.
+    A pipe write per outcome would be a system call per message, in the
+    process that also records them; a progress bar needs no more than ten
+    updates a second.
     """
 
     def __init__(self, channel: Connection, every: float = 0.1) -> None:

@@ -25,7 +25,7 @@ import jinja2
 from digest.config.settings import Settings
 from digest.errors import DeliveryError
 from digest.links import link_url, load_secret
-from digest.mail.core import Mailer, Outcome, OutgoingMessage, mailer_from_settings
+from digest.mail import Mailer, Outcome, OutgoingMessage, mailer_from_settings
 from digest.resources import templates_dir
 
 # Not a digest: OutgoingMessage wants a digest id to report outcomes by, and

@@ -55,10 +55,10 @@ from digest.resources import templates_dir
 from digest.store.database import Store
 from digest.store.schema import Digest, Subscriber
 from digest.subscribers import manage as subscriptions
+from digest.values import WEEKDAYS, zone_of
 
 Clock = Callable[[], datetime]
 
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 MAX_PAUSE_DAYS = 365
 # A manage-page form is a few short fields; anything much larger is not ours.
@@ -397,8 +397,8 @@ def _local_text(moment: datetime | None, timezone: str) -> str:
     if moment is None:
         return ""
     try:
-        local = moment.astimezone(zoneinfo.ZoneInfo(timezone))
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        local = moment.astimezone(zone_of(timezone))
+    except BadInput:
         local = moment
     return local.strftime("%A %-d %B %Y, %H:%M %Z")
 

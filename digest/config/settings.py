@@ -27,12 +27,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from digest.errors import ConfigError
+from digest.errors import BadInput, ConfigError
+from digest.values import Weekday, zone_of
 
 ENV_PREFIX = "DIGEST_"
 DEFAULT_CONFIG_FILE = Path("config.toml")
@@ -67,9 +67,9 @@ def setting(
 
 def check_timezone(value: str) -> str | None:
     try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        return f"unknown timezone {value!r} (use an IANA name such as 'Europe/Berlin')"
+        zone_of(value)
+    except BadInput as exc:
+        return str(exc)
     return None
 
 
@@ -109,7 +109,6 @@ def check_no_newlines(value: str) -> str | None:
 
 
 Frequency = Literal["daily", "weekly"]
-Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
@@ -45,11 +45,11 @@ from digest.config.settings import Settings
 from digest.errors import BadInput
 from digest.filters import parser as query_lang
 from digest.gcpause import collector_paused
-from digest.schedule import due_period, next_send_at, period_key, zone_of
+from digest.schedule import Schedule, current_period, due_period, next_send_at
 from digest.scoring.index import PaperIndex, select_papers
 from digest.store.schema import Digest, DigestItem, Dump, DumpPaper, Paper, Subscriber, Topic
 from digest.subscribers.manage import normalise_email
-from digest.values import PaperText, Pick, TopicQuery
+from digest.values import PaperText, Pick, TopicQuery, zone_of
 
 log = logging.getLogger(__name__)
 
@@ -316,40 +316,25 @@ def _inactive_reason(sub: _Sub, now: datetime, ignore_schedule: bool) -> str | N
     return None
 
 
-class _ScheduleArgs(TypedDict):
-    """The keyword arguments digest.schedule's due_period / next_send_at take."""
-
-    timezone: str
-    send_hour: int
-    frequency: str
-    weekday: int
-    subscribed_at: datetime
-    paused_until: datetime | None
-    last_period: str | None
-    now: datetime
-
-
-def _schedule_of(sub: _Sub, last: str | None, now: datetime) -> _ScheduleArgs:
-    return {
-        "timezone": sub.timezone,
-        "send_hour": sub.send_hour,
-        "frequency": sub.frequency,
-        "weekday": sub.weekday,
-        "subscribed_at": sub.subscribed_at,
-        "paused_until": sub.paused_until,
-        "last_period": last,
-        "now": now,
-    }
+def _schedule_of(sub: _Sub) -> Schedule:
+    return Schedule(
+        sub.timezone,
+        sub.send_hour,
+        sub.frequency,
+        sub.weekday,
+        subscribed_at=sub.subscribed_at,
+        paused_until=sub.paused_until,
+    )
 
 
 def _due(sub: _Sub, last: str | None, now: datetime, ignore_schedule: bool) -> str | None:
     if ignore_schedule:
-        return period_key(now.astimezone(zone_of(sub.timezone)).date(), sub.frequency)
-    return due_period(**_schedule_of(sub, last, now))
+        return current_period(_schedule_of(sub), now)
+    return due_period(_schedule_of(sub), last_period=last, now=now)
 
 
 def _not_due_reason(sub: _Sub, last: str | None, now: datetime) -> str:
-    upcoming = next_send_at(**_schedule_of(sub, last, now))
+    upcoming = next_send_at(_schedule_of(sub), last_period=last, now=now)
     done = f"{last} already planned; " if last else ""
     return f"not due: {done}next digest at {_local(upcoming, sub.timezone)}"
 

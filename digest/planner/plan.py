@@ -31,7 +31,7 @@ import bisect
 import logging
 import secrets
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -47,9 +47,10 @@ from digest.filters import parser as query_lang
 from digest.gcpause import collector_paused
 from digest.schedule import Schedule, current_period, due_period, next_send_at
 from digest.scoring.index import PaperIndex, select_papers
-from digest.store.schema import Digest, DigestItem, Dump, DumpPaper, Paper, Subscriber, Topic
+from digest.store.reads import chunks, paper_texts
+from digest.store.schema import Digest, DigestItem, Dump, DumpPaper, Subscriber, Topic
 from digest.subscribers.manage import normalise_email
-from digest.values import PaperText, Pick, TopicQuery, zone_of
+from digest.values import Pick, TopicQuery, zone_of
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,6 @@ NEAR_MISSES = 3
 # far so such a dump is offered next time instead of never.
 INGEST_GRACE = timedelta(minutes=10)
 WRITE_BATCH = 200  # digests written per transaction
-_CHUNK = 500
 
 Status = Literal["pending", "skipped"]
 
@@ -295,7 +295,7 @@ def _topics(
 ) -> dict[int, list[tuple[int, str, str]]]:
     """Per subscriber: (topic id, query text, label or query), in the order they were added."""
     topics: dict[int, list[tuple[int, str, str]]] = defaultdict(list)
-    for chunk in _chunks(subscriber_ids):
+    for chunk in chunks(subscriber_ids):
         rows = session.execute(
             select(Topic.subscriber_id, Topic.id, Topic.query, Topic.label)
             .where(Topic.subscriber_id.in_(chunk))
@@ -353,7 +353,7 @@ def _last_digests(
     their latest window-closing digest was planned."""
     last_period: dict[int, str] = {}
     closed_at: dict[int, datetime] = {}
-    for chunk in _chunks(subscriber_ids):
+    for chunk in chunks(subscriber_ids):
         latest = (
             select(Digest.subscriber_id, func.max(Digest.id).label("id"))
             .where(Digest.subscriber_id.in_(chunk))
@@ -387,7 +387,6 @@ class _Listings:
 
     dump_times: list[datetime]  # sorted ingest times of the dumps in range
     paper_last_seen: dict[int, datetime]  # paper -> latest ingest time of a dump listing it
-    upvotes: dict[int, int | None]  # paper -> upvotes in that latest listing
 
     def has_dumps_after(self, start: datetime) -> bool:
         return bisect.bisect_right(self.dump_times, start) < len(self.dump_times)
@@ -398,28 +397,26 @@ class _Listings:
 
 def _listings(session: Session, since: datetime, now: datetime) -> _Listings:
     rows = session.execute(
-        select(Dump.ingested_at, DumpPaper.paper_id, DumpPaper.upvotes)
+        select(Dump.ingested_at, DumpPaper.paper_id)
         .join(DumpPaper, DumpPaper.dump_id == Dump.id)
         .where(Dump.ingested_at > since, Dump.ingested_at <= now)
         .order_by(Dump.ingested_at, Dump.id)
     )
     seen: dict[int, datetime] = {}
-    upvotes: dict[int, int | None] = {}
-    for ingested_at, paper_id, votes in rows:  # ascending: later listings overwrite
+    for ingested_at, paper_id in rows:  # ascending: later listings overwrite
         seen[paper_id] = ingested_at
-        upvotes[paper_id] = votes
     times = sorted(
         session.scalars(
             select(Dump.ingested_at).where(Dump.ingested_at > since, Dump.ingested_at <= now)
         )
     )
-    return _Listings(times, seen, upvotes)
+    return _Listings(times, seen)
 
 
 def _already_given(session: Session, subscriber_ids: Sequence[int]) -> dict[int, set[int]]:
     """Per subscriber, the papers in their sent or on-its-way digests."""
     given: dict[int, set[int]] = defaultdict(set)
-    for chunk in _chunks(subscriber_ids):
+    for chunk in chunks(subscriber_ids):
         rows = session.execute(
             select(Digest.subscriber_id, DigestItem.paper_id)
             .join(DigestItem, DigestItem.digest_id == Digest.id)
@@ -428,27 +425,6 @@ def _already_given(session: Session, subscriber_ids: Sequence[int]) -> dict[int,
         for sub_id, paper_id in rows:
             given[sub_id].add(paper_id)
     return given
-
-
-def _paper_texts(
-    session: Session, paper_ids: Iterable[int], upvotes: dict[int, int | None]
-) -> list[PaperText]:
-    texts: list[PaperText] = []
-    for chunk in _chunks(sorted(paper_ids)):
-        for paper in session.scalars(select(Paper).where(Paper.id.in_(chunk))):
-            authors = tuple(str(a) for a in paper.authors or ())
-            texts.append(
-                PaperText(
-                    paper.id, paper.title, paper.abstract or "", authors, upvotes.get(paper.id)
-                )
-            )
-    texts.sort(key=lambda t: t.paper_id)
-    return texts
-
-
-def _chunks(values: Sequence[int]) -> Iterator[Sequence[int]]:
-    for i in range(0, len(values), _CHUNK):
-        yield values[i : i + _CHUNK]
 
 
 # --- choosing ---
@@ -492,7 +468,8 @@ def _choose(
         )
     distinct = {id(c): c for c in candidates.values()}.values()
     union: frozenset[int] = frozenset().union(*distinct)
-    texts = _paper_texts(session, union, listings.upvotes)
+    # Each paper's latest listing by `now` lies in the window (it was listed there).
+    texts = paper_texts(session, union, as_of=now)
     index = PaperIndex(texts, settings.scoring)
     report.papers_indexed = len(texts)
     titles = {t.paper_id: t.title for t in texts}

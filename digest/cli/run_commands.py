@@ -164,10 +164,10 @@ def send(
 
 def _dry_run(pipeline: Pipeline, now: datetime, email: str | None) -> None:
     from digest.outbox import build as compose
-    from digest.planner import plan as planner
+    from digest.planner import plan_due
 
     with pipeline.store.sessions() as session:
-        report = planner.plan_due(session, pipeline.settings, now=now, email=email, dry_run=True)
+        report = plan_due(session, pipeline.settings, now=now, email=email, dry_run=True)
         for plan in report.planned:
             if plan.status != "pending":
                 typer.echo(f"{plan.email}: {plan.period}: nothing matched; would be skipped")

@@ -55,7 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import create_engine, insert, text, update
 from sqlalchemy.orm import Session
 
-from digest.config.settings import DeliverySettings, Settings
+from digest.config import DeliverySettings, Settings
 from digest.mail.core import Outcome, OutgoingMessage, SmtpMailer
 from digest.outbox.engine import Build, ClaimedDigest
 from digest.outbox.pool import deliver_due_in_processes

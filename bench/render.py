@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import premailer
 
-from digest.config.settings import SenderSettings, Settings
+from digest.config import SenderSettings, Settings
 from digest.email import mime
 from digest.email.render import Renderer
 from digest.values import DigestView

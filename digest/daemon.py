@@ -38,7 +38,7 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.engine import make_url
 
-from digest.config.settings import Settings
+from digest.config import Settings
 from digest.errors import DigestError
 from digest.logs import LOGGER_NAME, log_event
 

@@ -46,7 +46,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from digest.config.settings import Settings
+from digest.config import Settings
 from digest.email.render import Renderer
 from digest.errors import BadInput
 from digest.links import Purpose, load_secret, make_token, token_row_id, verify_token

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from digest.config.settings import SenderSettings, WebSettings
+from digest.config import SenderSettings, WebSettings
 from digest.errors import BadInput
 from digest.links import verify_token
 from digest.outbox.build import paper_url, view_for_digest, view_for_plan

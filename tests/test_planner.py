@@ -352,7 +352,7 @@ def test_papers_of_a_failed_digest_come_again(store: Store, database_url: str) -
 
 
 def test_weekly_subscriber_gets_one_digest_per_iso_week(store: Store, database_url: str) -> None:
-    from digest.config.settings import ScheduleSettings
+    from digest.config import ScheduleSettings
     from digest.subscribers.manage import subscribe
 
     with store.transaction() as session:
@@ -380,7 +380,7 @@ def test_weekly_subscriber_gets_one_digest_per_iso_week(store: Store, database_u
 
 
 def test_unsubscribe_then_resubscribe_nothing_is_lost(store: Store, database_url: str) -> None:
-    from digest.config.settings import ScheduleSettings
+    from digest.config import ScheduleSettings
     from digest.subscribers.manage import find_subscriber, subscribe, unsubscribe
 
     def join(now: object) -> None:

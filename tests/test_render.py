@@ -14,7 +14,7 @@ from pathlib import Path
 import html5lib
 import pytest
 
-from digest.config.settings import SenderSettings, Settings
+from digest.config import SenderSettings, Settings
 from digest.email.render import Renderer
 from digest.errors import BadInput
 from digest.values import DigestView, MatchedTerm, PaperCard

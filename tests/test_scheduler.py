@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from digest.config.settings import ScheduleSettings, Settings, SourceSettings
+from digest.config import ScheduleSettings, Settings, SourceSettings
 from digest.daemon import AlreadyRunning, Daemon, Jobs, single_instance
 from digest.errors import SourceError
 

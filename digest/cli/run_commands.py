@@ -24,7 +24,7 @@ from digest.cli.options import (
     settings_from,
     store_from,
 )
-from digest.config.settings import workers_problem
+from digest.config import workers_problem
 from digest.daemon import Daemon, Jobs, next_fire_times, single_instance
 from digest.errors import BadInput, DeliveryError
 from digest.logs import configure_logging

@@ -36,7 +36,7 @@ from jinja2 import BaseLoader, Environment, StrictUndefined, Template, TemplateN
 from jinja2.loaders import split_template_path
 from markupsafe import Markup
 
-from digest.config.settings import Settings
+from digest.config import Settings
 from digest.email import mime
 from digest.email.snippet import Segment, author_line, shorten, snippet, wrap
 from digest.errors import BadInput, ConfigError

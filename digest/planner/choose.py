@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from digest.config.settings import Settings
+from digest.config import Settings
 from digest.errors import BadInput
 from digest.filters import parser as query_lang
 from digest.gcpause import collector_paused

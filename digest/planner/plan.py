@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from digest.config.settings import Settings
+from digest.config import Settings
 from digest.planner.choose import choose_papers
 from digest.planner.due import find_due
 from digest.planner.record import record_plans

@@ -22,7 +22,7 @@ from email.utils import format_datetime, formataddr, make_msgid
 
 import jinja2
 
-from digest.config.settings import Settings
+from digest.config import Settings
 from digest.errors import DeliveryError
 from digest.links import link_url, load_secret
 from digest.mail.core import Mailer, Outcome, OutgoingMessage, mailer_from_settings

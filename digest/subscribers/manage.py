@@ -21,7 +21,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from digest.config.settings import ScheduleSettings
+from digest.config import ScheduleSettings
 from digest.errors import BadInput
 from digest.filters import parser as filters
 from digest.store.schema import FREQUENCIES, SUBSCRIBER_STATUSES, Digest, Subscriber, Topic

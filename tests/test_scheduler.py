@@ -169,6 +169,17 @@ def test_hf_retries_stop_at_the_end_of_the_utc_day() -> None:
     assert recorder.hf_calls == 1
 
 
+def test_triggers_count_from_the_system_clock_whatever_the_jobs_are_handed() -> None:
+    """APScheduler runs on the system clock: interval triggers counted from a clock set
+    in the past made it walk every fire time missed since then before running a job."""
+    before = datetime.now(UTC)
+    daemon = Daemon(fast_settings(), Recorder().jobs(), clock=lambda: before - timedelta(hours=1))
+    daemon.start()
+    started = daemon.scheduler.get_job("tick").trigger.start_date
+    daemon.stop()
+    assert started >= before
+
+
 def test_next_runs_lists_every_job() -> None:
     daemon = Daemon(fast_settings(), Recorder().jobs())
     daemon.start()

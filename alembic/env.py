@@ -9,7 +9,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Engine
 
-from digest.config.settings import load_settings
+from digest.config import load_settings
 from digest.store.database import make_engine
 from digest.store.schema import Base
 

@@ -43,7 +43,7 @@ from relevance import (
     set_scores,
 )
 
-from digest.config.settings import ScoringSettings
+from digest.config import ScoringSettings
 
 # (sum of per-topic recalls, sum of per-topic precisions) over the topics so far
 Point = tuple[float, float]

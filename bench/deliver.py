@@ -55,7 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import create_engine, insert, text, update
 from sqlalchemy.orm import Session
 
-from digest.config.settings import DeliverySettings, Settings
+from digest.config import DeliverySettings, Settings
 from digest.mail import Outcome, OutgoingMessage, SmtpMailer
 from digest.outbox import Build, ClaimedDigest, deliver_due_in_processes
 from digest.store.database import Store, open_store

@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import delete
 
 from bench.sample_papers import sample_papers
-from digest.config.settings import Settings
+from digest.config import Settings
 from digest.filters.parser import parse
-from digest.planner.plan import plan_due
+from digest.planner import plan_due
 from digest.scoring.index import PaperIndex, select_papers
 from digest.store.database import open_store
 from digest.store.schema import Digest, Dump, DumpPaper, Paper, Subscriber, Topic

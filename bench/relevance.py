@@ -162,7 +162,7 @@ class Unavailable(Exception):
 
 def digest_ranker(papers: Sequence[Paper]) -> System:
     """digest's own ranker, through the contract API only (CONTRACTS.md)."""
-    from digest.config.settings import ScoringSettings
+    from digest.config import ScoringSettings
     from digest.values import PaperText
 
     try:

@@ -36,11 +36,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import premailer
 
-from digest.config.settings import SenderSettings, Settings
+from digest.config import SenderSettings, Settings
 from digest.email import mime
 from digest.email.render import Renderer
 from digest.values import DigestView
 from tests.render_views import sample_view
+from tests.stdlib_message import build_email_message
 
 TOPIC_SETS = [
     ("LLM agents",),
@@ -109,13 +110,13 @@ def main() -> None:
             naive.html(view), disable_validation=True, cssutils_logging_level=logging.CRITICAL
         ).transform()
         envelope = naive.envelope(view)
-        return mime.build_email_message(envelope, naive.text(view), html).as_bytes()
+        return build_email_message(envelope, naive.text(view), html).as_bytes()
 
     prepared = {id(v): (fast.envelope(v), fast.text(v), fast.html(v)) for v in views}
 
     def stdlib_serialise_only(view: DigestView) -> bytes:
         envelope, text, html = prepared[id(view)]
-        return mime.build_email_message(envelope, text, html).as_bytes()
+        return build_email_message(envelope, text, html).as_bytes()
 
     def fast_serialise_only(view: DigestView) -> bytes:
         envelope, text, html = prepared[id(view)]

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from sample_papers import sample_papers
 
-from digest.config.settings import ScoringSettings
+from digest.config import ScoringSettings
 from digest.filters.parser import And, Word
 from digest.gcpause import collector_paused
 from digest.scoring.index import PaperIndex, select_papers

@@ -38,7 +38,7 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.engine import make_url
 
-from digest.config.settings import Settings
+from digest.config import Settings
 from digest.errors import DigestError
 from digest.logs import LOGGER_NAME, log_event
 
@@ -130,7 +130,11 @@ def next_fire_times(settings: Settings, now: datetime) -> dict[str, datetime | N
 
 
 class Daemon:
-    """Schedules the jobs; `run_until` blocks until told to stop."""
+    """Schedules the jobs; `run_until` blocks until told to stop.
+
+    `clock` is the time the jobs are handed (and the UTC day the Hugging Face
+    retries keep to); APScheduler itself always runs on the system clock.
+    """
 
     def __init__(self, settings: Settings, jobs: Jobs, *, clock: Clock = system_clock) -> None:
         self.settings = settings
@@ -204,18 +208,22 @@ class Daemon:
         if got_list:
             self._hf_done_for = day
             return
-        retry_at = self.clock() + timedelta(minutes=self.settings.sources.hf_retry_minutes)
+        delay = timedelta(minutes=self.settings.sources.hf_retry_minutes)
+        retry_at = self.clock() + delay
         if retry_at.date().isoformat() == day:
             log_event(logger, "hf list not available yet; will retry", at=retry_at.isoformat())
-            self.scheduler.add_job(
-                self._fetch_hf, DateTrigger(run_date=retry_at), id="hf-retry", replace_existing=True
-            )
+            # scheduled on the system clock APScheduler runs on (see `start`)
+            trigger = DateTrigger(run_date=system_clock() + delay)
+            self.scheduler.add_job(self._fetch_hf, trigger, id="hf-retry", replace_existing=True)
 
     # --- lifecycle ----------------------------------------------------
 
     def start(self) -> None:
         sources, schedule = self.settings.sources, self.settings.schedule
-        first = self.clock()
+        # APScheduler fires jobs by the system clock whatever `self.clock` says, so the
+        # triggers count from the system clock too: counted from a clock set in the past,
+        # an interval trigger would first walk every fire time missed since then.
+        first = system_clock()
         triggers = job_triggers(self.settings, first)
         self.scheduler.add_job(self._ingest, triggers["ingest"], id="ingest", next_run_time=first)
         self.scheduler.add_job(self._fetch_hf, triggers["hf"], id="hf")

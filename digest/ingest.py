@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
 
-from digest.config.settings import SourceSettings
+from digest.config import SourceSettings
 from digest.errors import BadInput, DigestError, SourceError
 from digest.sources.folder import scan_folder
 from digest.sources.hf_api import (

@@ -17,7 +17,7 @@ import secrets
 from pathlib import Path
 from typing import Literal
 
-from digest.config.settings import WebSettings
+from digest.config import WebSettings
 from digest.errors import ConfigError
 
 Purpose = Literal["unsubscribe", "confirm", "manage", "view"]

@@ -1,8 +1,9 @@
 """The whole flow, top to bottom: ingest → plan → render → deliver.
 
-`digest send` runs `Pipeline.tick` once; `digest run` hands the same methods
-to the scheduler. This is the one module that knows every stage, so each
-stage can stay ignorant of the others.
+`digest send` calls `Pipeline.plan` and then `Pipeline.deliver` once; `digest
+run` hands the same methods to the scheduler (`run_tick` plans and delivers).
+This is the one module that knows every stage, so each stage can stay
+ignorant of the others.
 """
 
 from __future__ import annotations
@@ -27,20 +28,10 @@ from digest.outbox import (
     message_builder,
     release_claims,
 )
-from digest.planner import plan as planner
+from digest.planner import PlanReport, plan_due
 from digest.store.database import Store
 
 logger = logging.getLogger(f"{LOGGER_NAME}.pipeline")
-
-
-@dataclass
-class TickReport:
-    planned: int
-    skipped_empty: int
-    not_due: int
-    sent: int
-    retry: int
-    failed: int
 
 
 @dataclass
@@ -68,10 +59,10 @@ class Pipeline:
             worker=default_worker(),
         )
 
-    def plan(self, now: datetime, *, email: str | None = None) -> planner.PlanReport:
+    def plan(self, now: datetime, *, email: str | None = None) -> PlanReport:
         """Record the digests due at `now` (plan_due commits them itself, per batch)."""
         with self.store.sessions() as session:
-            return planner.plan_due(session, self.settings, now=now, email=email)
+            return plan_due(session, self.settings, now=now, email=email)
 
     def deliver(
         self,
@@ -106,23 +97,10 @@ class Pipeline:
             )
         return report
 
-    def tick(
-        self, now: datetime, *, email: str | None = None, limit: int | None = None
-    ) -> TickReport:
-        plans = self.plan(now, email=email)
-        delivered = self.deliver(now, email=email, limit=limit)
-        return TickReport(
-            planned=sum(1 for p in plans.planned if p.status == "pending"),
-            skipped_empty=sum(1 for p in plans.planned if p.status == "skipped"),
-            not_due=len(plans.skipped),
-            sent=delivered.sent,
-            retry=delivered.retry,
-            failed=delivered.failed,
-        )
-
     def run_tick(self, now: datetime) -> None:
         if not self.stopping.is_set():
-            self.tick(now)
+            self.plan(now)
+            self.deliver(now)
 
     def stop(self) -> None:
         """Shutdown has begun: claim nothing more, let the messages in flight finish."""

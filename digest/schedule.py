@@ -21,25 +21,40 @@ time after subscribing.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from digest.errors import BadInput
+from digest.values import zone_of
 
-__all__ = ["due_period", "next_send_at", "period_key", "send_instant", "zone_of"]
+__all__ = ["Schedule", "current_period", "due_period", "next_send_at", "period_key", "send_instant"]
 
 _DAY = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
 _WEEK = re.compile(r"^(\d{4})-W(\d{2})$")
 
 
-def zone_of(name: str) -> ZoneInfo:
-    """The IANA zone `name`; BadInput if this machine's tz database does not know it."""
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise BadInput(
-            f"unknown time zone {name!r} (use an IANA name like Europe/Berlin)"
-        ) from None
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """When one subscriber gets a digest: the schedule columns of their row.
+
+    `weekday` (0 = Monday) matters only for weekly digests. `paused_until`, when
+    in the future, holds every digest back; a send time that fell before
+    `subscribed_at` or inside a pause owes nothing.
+    """
+
+    timezone: str  # IANA name, e.g. "Europe/Berlin"
+    send_hour: int  # local hour, 0-23
+    frequency: str  # "daily" or "weekly"
+    weekday: int
+    subscribed_at: datetime
+    paused_until: datetime | None = None
+
+    def owed_from(self) -> datetime:
+        """The earliest send time a digest can be owed for."""
+        if self.paused_until is None:
+            return self.subscribed_at
+        return max(self.subscribed_at, self.paused_until)
 
 
 def _check_now(now: datetime) -> None:
@@ -82,6 +97,12 @@ def period_key(local_day: date, frequency: str) -> str:
         year, week, _ = local_day.isocalendar()
         return f"{year}-W{week:02d}"
     return local_day.isoformat()
+
+
+def current_period(schedule: Schedule, now: datetime) -> str:
+    """The period `now` falls in, in the subscriber's zone, whether or not it is due."""
+    _check_now(now)
+    return period_key(now.astimezone(zone_of(schedule.timezone)).date(), schedule.frequency)
 
 
 def _period_send_day(local_day: date, frequency: str, weekday: int) -> date:
@@ -127,17 +148,7 @@ def _covered(last_period: str | None, local_day: date, frequency: str) -> bool:
     return start >= local_day
 
 
-def due_period(
-    *,
-    timezone: str,
-    send_hour: int,
-    frequency: str,
-    weekday: int,
-    subscribed_at: datetime,
-    paused_until: datetime | None,
-    last_period: str | None,
-    now: datetime,
-) -> str | None:
+def due_period(schedule: Schedule, *, last_period: str | None, now: datetime) -> str | None:
     """The period whose digest is due at `now`, or None if nothing is due.
 
     `last_period` is the period of the subscriber's most recent digest (any
@@ -145,49 +156,41 @@ def due_period(
     that fell before `subscribed_at` or inside the pause owes nothing.
     """
     _check_now(now)
-    if paused_until is not None and paused_until > now:
+    if schedule.paused_until is not None and schedule.paused_until > now:
         return None
-    zone = zone_of(timezone)
+    frequency = schedule.frequency
+    zone = zone_of(schedule.timezone)
     local_day = now.astimezone(zone).date()
     if _covered(last_period, local_day, frequency):
         return None
-    sends_at = send_instant(_period_send_day(local_day, frequency, weekday), send_hour, zone)
-    if now < sends_at:
-        return None
-    owed_from = subscribed_at if paused_until is None else max(subscribed_at, paused_until)
-    if sends_at < owed_from:
+    send_day = _period_send_day(local_day, frequency, schedule.weekday)
+    sends_at = send_instant(send_day, schedule.send_hour, zone)
+    if now < sends_at or sends_at < schedule.owed_from():
         return None
     return period_key(local_day, frequency)
 
 
-def next_send_at(
-    *,
-    timezone: str,
-    send_hour: int,
-    frequency: str,
-    weekday: int,
-    subscribed_at: datetime,
-    paused_until: datetime | None,
-    last_period: str | None,
-    now: datetime,
-) -> datetime:
+def next_send_at(schedule: Schedule, *, last_period: str | None, now: datetime) -> datetime:
     """The first instant at or after `now` at which a period becomes due (UTC).
 
     For messages such as "not due: next digest 2026-11-23 08:00 Europe/Berlin".
     If a period is due already, that is `now`.
     """
     _check_now(now)
-    zone = zone_of(timezone)
+    frequency, weekday = schedule.frequency, schedule.weekday
+    zone = zone_of(schedule.timezone)
+    paused_until = schedule.paused_until
     start = now if paused_until is None or paused_until <= now else paused_until
-    owed_from = subscribed_at if paused_until is None else max(subscribed_at, paused_until)
+    owed_from = schedule.owed_from()
     local_day = start.astimezone(zone).date()
     step = timedelta(days=7 if frequency == "weekly" else 1)
     for _ in range(400):
-        sends_at = send_instant(_period_send_day(local_day, frequency, weekday), send_hour, zone)
+        send_day = _period_send_day(local_day, frequency, weekday)
+        sends_at = send_instant(send_day, schedule.send_hour, zone)
         if not _covered(last_period, local_day, frequency) and sends_at >= owed_from:
             if sends_at >= start:
                 return sends_at
             if start.astimezone(zone).date() == local_day:
                 return start  # this period's send time has passed: due as soon as we may send
-        local_day = _period_send_day(local_day, frequency, weekday) + step
+        local_day = send_day + step
     raise BadInput("no send time within 400 periods; check the schedule")  # pragma: no cover

@@ -2,6 +2,9 @@
 
 The pure stages (`query`, `scoring`, `render`) take and return these, never ORM
 objects or sessions, so they can be tested and benchmarked without a database.
+The words a subscriber's schedule is written in (weekday names, IANA time
+zones) are here too, because the settings, the subscriber operations, the web
+pages and the schedule math all read them.
 """
 
 from __future__ import annotations
@@ -9,7 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, get_args
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from digest.errors import BadInput
 
 TextField = Literal["title", "abstract", "author"]
 
@@ -185,3 +191,20 @@ class ParsedDump:
     month_day: tuple[int, int] | None = None
     issue_date: date | None = None
     warnings: tuple[str, ...] = ()
+
+
+# --- the words of a schedule (settings, subscribers, web, schedule math) ---
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = get_args(Weekday)
+"""Weekday names by number, as stored in `subscribers.weekday`: 0 is Monday."""
+
+
+def zone_of(name: str) -> ZoneInfo:
+    """The IANA time zone `name`; BadInput if this machine's tz database does not know it."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise BadInput(
+            f"unknown timezone {name!r}: use an IANA name such as 'Europe/Berlin' or 'UTC'"
+        ) from None

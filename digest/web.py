@@ -46,19 +46,19 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from digest.config.settings import Settings
+from digest.config import Settings
 from digest.email.render import Renderer
 from digest.errors import BadInput
 from digest.links import Purpose, load_secret, make_token, token_row_id, verify_token
-from digest.outbox import build as compose
+from digest.outbox import view_for_digest
 from digest.resources import templates_dir
 from digest.store.database import Store
 from digest.store.schema import Digest, Subscriber
 from digest.subscribers import manage as subscriptions
+from digest.values import WEEKDAYS, zone_of
 
 Clock = Callable[[], datetime]
 
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 MAX_PAUSE_DAYS = 365
 # A manage-page form is a few short fields; anything much larger is not ours.
@@ -362,7 +362,7 @@ class WebApp:
         return await self.guarded(work)
 
     def render_digest(self, session: Session, digest: Digest) -> str:
-        view = compose.view_for_digest(session, digest.id, self.settings, self.secret)
+        view = view_for_digest(session, digest.id, self.settings, self.secret)
         return self.renderer.html(view)
 
     async def guarded(self, work: Callable[[], Response]) -> Response:
@@ -397,8 +397,8 @@ def _local_text(moment: datetime | None, timezone: str) -> str:
     if moment is None:
         return ""
     try:
-        local = moment.astimezone(zoneinfo.ZoneInfo(timezone))
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        local = moment.astimezone(zone_of(timezone))
+    except BadInput:
         local = moment
     return local.strftime("%A %-d %B %Y, %H:%M %Z")
 

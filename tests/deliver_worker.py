@@ -13,7 +13,7 @@ import sys
 from dataclasses import replace
 from datetime import datetime
 
-from digest.config.settings import DeliverySettings, Settings
+from digest.config import DeliverySettings, Settings
 from digest.mail import SmtpMailer
 from digest.outbox import deliver_due
 from digest.store.database import open_store

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from digest.config.settings import Settings
+from digest.config import Settings
 from digest.keys import paper_key
 from digest.store.database import Store
 from digest.store.schema import Digest, Dump, DumpPaper, Paper, Subscriber, Topic

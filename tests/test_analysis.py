@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from digest.config.settings import ScoringSettings
+from digest.config import ScoringSettings
 from digest.filters.parser import And, Word
 from digest.scoring.acronyms import Acronyms, find_definitions
 from digest.scoring.analysis import analyse, term_of

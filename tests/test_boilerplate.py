@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from digest.config.settings import ScoringSettings
+from digest.config import ScoringSettings
 from digest.filters.parser import parse
 from digest.scoring.boilerplate import blank_availability_notes
 from digest.scoring.index import PaperIndex

@@ -7,11 +7,11 @@ from datetime import timedelta
 
 import pytest
 
-from digest.config.settings import SenderSettings, WebSettings
+from digest.config import SenderSettings, WebSettings
 from digest.errors import BadInput
 from digest.links import verify_token
 from digest.outbox import paper_url, view_for_digest, view_for_plan
-from digest.planner.plan import plan_due
+from digest.planner import plan_due
 from digest.store.database import Store
 from tests.plan_factories import T0, add_dump, add_subscriber, days, settings_for
 

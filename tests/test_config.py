@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from digest.config.settings import Settings, example_toml, iter_settings, load_settings
+from digest.config import Settings, example_toml, iter_settings, load_settings
 from digest.errors import ConfigError
 from tests.conftest import invoke
 

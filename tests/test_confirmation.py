@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from digest.config.settings import DeliverySettings, SenderSettings, Settings, WebSettings
+from digest.config import DeliverySettings, SenderSettings, Settings, WebSettings
 from digest.errors import DeliveryError
 from digest.links import make_token
 from digest.mail import MemoryMailer

@@ -21,7 +21,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from digest.config.settings import DeliverySettings, Settings, SmtpSettings
+from digest.config import DeliverySettings, Settings, SmtpSettings
 from digest.errors import DeliveryError
 from digest.mail import MemoryMailer, SmtpMailer, mailer_from_settings
 from digest.outbox import (
@@ -352,7 +352,7 @@ def _add_digest(store: Store, email: str, period: str) -> None:
 
 def test_release_on_shutdown_undoes_the_claim(store: Store) -> None:
     """`digest run` hands back what it claimed but never tried: as it was, due at once."""
-    from digest.config.settings import WebSettings
+    from digest.config import WebSettings
     from digest.outbox import claim
     from digest.pipeline import Pipeline
 

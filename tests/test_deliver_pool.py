@@ -23,7 +23,7 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from digest.config.settings import DeliverySettings, Settings
+from digest.config import DeliverySettings, Settings
 from digest.errors import DeliveryError
 from digest.gcpause import collector_paused
 from digest.mail import Mailer, OnOutcome, Outcome, OutgoingMessage, SmtpMailer

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from digest.config.settings import Settings
+from digest.config import Settings
 from digest.mail import SmtpMailer
 from digest.outbox import deliver_due
 from digest.store.database import open_store

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from digest.config.settings import SourceSettings
+from digest.config import SourceSettings
 from digest.errors import BadInput, SourceError
 from digest.ingest import ingest_hf
 from digest.sources.hf_api import fetch_daily_papers, parse_hf_json

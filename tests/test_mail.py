@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from digest.config.settings import DeliverySettings, Settings, SmtpSettings
+from digest.config import DeliverySettings, Settings, SmtpSettings
 from digest.errors import DeliveryError
 from digest.mail import (
     MaildirMailer,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from digest.config.settings import Settings
+from digest.config import Settings
 from digest.mail import MemoryMailer
 from digest.outbox import deliver_due
 from digest.store.database import open_store

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from digest.errors import BadInput
 from digest.gcpause import collector_paused
-from digest.planner.plan import PlanReport, plan_due
+from digest.planner import PlanReport, plan_due
 from digest.store.database import Store, open_store
 from digest.store.schema import Digest, DigestItem
 from tests.plan_factories import (
@@ -227,10 +227,10 @@ def test_a_second_planner_for_the_same_period_is_a_no_op(store: Store, database_
     # Planner B computed its plan before planner A recorded; then A records, then B tries.
     stale = plan(store, database_url, dry_run=True).planned[0]
     plan(store, database_url)
-    from digest.planner.plan import _record
+    from digest.planner.record import write_digest
 
     with store.sessions() as session:
-        assert _record(session, stale) is False
+        assert write_digest(session, stale) is False
     with store.sessions() as session:
         assert session.scalar(select(func.count()).select_from(Digest)) == 1
         assert session.scalar(select(func.count()).select_from(DigestItem)) == 1
@@ -352,7 +352,7 @@ def test_papers_of_a_failed_digest_come_again(store: Store, database_url: str) -
 
 
 def test_weekly_subscriber_gets_one_digest_per_iso_week(store: Store, database_url: str) -> None:
-    from digest.config.settings import ScheduleSettings
+    from digest.config import ScheduleSettings
     from digest.subscribers.manage import subscribe
 
     with store.transaction() as session:
@@ -380,7 +380,7 @@ def test_weekly_subscriber_gets_one_digest_per_iso_week(store: Store, database_u
 
 
 def test_unsubscribe_then_resubscribe_nothing_is_lost(store: Store, database_url: str) -> None:
-    from digest.config.settings import ScheduleSettings
+    from digest.config import ScheduleSettings
     from digest.subscribers.manage import find_subscriber, subscribe, unsubscribe
 
     def join(now: object) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from digest.config.settings import SenderSettings, Settings
+from digest.config import SenderSettings, Settings
 from digest.email.render import Renderer
 from tests.browser import chrome_options, require_chromium
 from tests.render_views import sample_view

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -9,7 +10,7 @@ import pytest
 from freezegun import freeze_time
 
 from digest.errors import BadInput
-from digest.schedule import due_period, next_send_at, period_key, send_instant
+from digest.schedule import Schedule, due_period, next_send_at, period_key, send_instant
 
 LONG_AGO = datetime(2020, 1, 1, tzinfo=UTC)
 
@@ -34,12 +35,14 @@ def simulate(
     now = start
     while now < start + timedelta(days=days):
         period = due_period(
-            timezone=zone,
-            send_hour=send_hour,
-            frequency=frequency,
-            weekday=weekday,
-            subscribed_at=start if subscribed_at is None else subscribed_at,
-            paused_until=None,
+            Schedule(
+                timezone=zone,
+                send_hour=send_hour,
+                frequency=frequency,
+                weekday=weekday,
+                subscribed_at=start if subscribed_at is None else subscribed_at,
+                paused_until=None,
+            ),
             last_period=last,
             now=now,
         )
@@ -121,10 +124,10 @@ def due(now: datetime, **overrides: object) -> str | None:
         "subscribed_at": LONG_AGO,
         "paused_until": None,
         "last_period": None,
-        "now": now,
     }
     args.update(overrides)
-    return due_period(**args)  # type: ignore[arg-type]
+    last_period = args.pop("last_period")
+    return due_period(Schedule(**args), last_period=last_period, now=now)  # type: ignore[arg-type]
 
 
 def test_due_only_from_the_local_send_time() -> None:
@@ -218,19 +221,19 @@ def test_with_a_frozen_clock() -> None:
 
 def test_next_send_at() -> None:
     now = datetime(2026, 11, 22, 12, tzinfo=UTC)
-    args = {
-        "timezone": "Europe/Berlin",
-        "send_hour": 8,
-        "frequency": "daily",
-        "weekday": 0,
-        "subscribed_at": LONG_AGO,
-        "paused_until": None,
-    }
-    nxt = next_send_at(last_period="2026-11-22", now=now, **args)  # type: ignore[arg-type]
+    schedule = Schedule(
+        timezone="Europe/Berlin",
+        send_hour=8,
+        frequency="daily",
+        weekday=0,
+        subscribed_at=LONG_AGO,
+        paused_until=None,
+    )
+    nxt = next_send_at(schedule, last_period="2026-11-22", now=now)
     assert nxt == datetime(2026, 11, 23, 7, tzinfo=UTC)
-    assert next_send_at(last_period="2026-11-21", now=now, **args) == now  # type: ignore[arg-type]
-    args["paused_until"] = datetime(2026, 11, 30, tzinfo=UTC)
-    nxt = next_send_at(last_period="2026-11-22", now=now, **args)  # type: ignore[arg-type]
+    assert next_send_at(schedule, last_period="2026-11-21", now=now) == now
+    schedule = replace(schedule, paused_until=datetime(2026, 11, 30, tzinfo=UTC))
+    nxt = next_send_at(schedule, last_period="2026-11-22", now=now)
     assert nxt == datetime(2026, 11, 30, 7, tzinfo=UTC)
 
 

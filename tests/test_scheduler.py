@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from digest.config.settings import ScheduleSettings, Settings, SourceSettings
+from digest.config import ScheduleSettings, Settings, SourceSettings
 from digest.daemon import AlreadyRunning, Daemon, Jobs, single_instance
 from digest.errors import SourceError
 
@@ -167,6 +167,17 @@ def test_hf_retries_stop_at_the_end_of_the_utc_day() -> None:
     assert "hf-retry" not in daemon.next_runs()
     daemon.stop()
     assert recorder.hf_calls == 1
+
+
+def test_triggers_count_from_the_system_clock_whatever_the_jobs_are_handed() -> None:
+    """APScheduler runs on the system clock: interval triggers counted from a clock set
+    in the past made it walk every fire time missed since then before running a job."""
+    before = datetime.now(UTC)
+    daemon = Daemon(fast_settings(), Recorder().jobs(), clock=lambda: before - timedelta(hours=1))
+    daemon.start()
+    started = daemon.scheduler.get_job("tick").trigger.start_date
+    daemon.stop()
+    assert started >= before
 
 
 def test_next_runs_lists_every_job() -> None:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from digest.config.settings import ScheduleSettings
+from digest.config import ScheduleSettings
 from digest.errors import BadInput, QuerySyntaxError
 from digest.store.database import Store
 from digest.store.schema import Digest, Subscriber, Topic

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from digest.config.settings import WebSettings
+from digest.config import WebSettings
 from digest.errors import ConfigError
 from digest.links import (
     MAX_ROW_ID,

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from digest.config.settings import Settings, WebSettings
+from digest.config import Settings, WebSettings
 from digest.links import Purpose, make_token
 from digest.store.database import Store
 from digest.store.schema import Digest, Subscriber, Topic

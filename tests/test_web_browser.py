@@ -29,7 +29,7 @@ from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy import select
 
-from digest.config.settings import load_settings
+from digest.config import load_settings
 from digest.email.render import Renderer
 from digest.links import link_url
 from digest.outbox import view_for_digest

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from digest.config.settings import Settings, WebSettings
+from digest.config import Settings, WebSettings
 from digest.email.render import Renderer
 from digest.outbox import view_for_digest
 from digest.store.database import Store

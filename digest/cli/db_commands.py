@@ -6,7 +6,7 @@ import typer
 
 from digest.cli.app import app
 from digest.cli.options import ConfigOption, settings_from
-from digest.config.settings import example_toml, iter_settings
+from digest.config import example_toml, iter_settings
 from digest.store import database as db
 
 db_app = typer.Typer(

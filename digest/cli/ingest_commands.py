@@ -30,7 +30,7 @@ from digest.cli.options import (
     settings_from,
     store_from,
 )
-from digest.config.settings import Settings
+from digest.config import Settings
 from digest.errors import BadInput, DigestError
 from digest.sources.folder import DUMP_SUFFIXES, scan_folder
 from digest.store.database import Store

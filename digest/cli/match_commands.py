@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from digest.cli.app import app
@@ -26,6 +26,7 @@ from digest.errors import BadInput
 from digest.filters.parser import parse
 from digest.keys import normalise_arxiv_id, paper_key
 from digest.scoring.index import Explanation, Hit, PaperIndex
+from digest.store.reads import latest_upvotes, paper_text
 from digest.store.schema import Dump, DumpPaper, Paper
 from digest.values import MatchedTerm, PaperText
 
@@ -60,19 +61,9 @@ def load_candidates(
             query = query.join(DumpPaper).where(DumpPaper.dump_id == latest.id)
             where = f"latest dump {latest.id}, {latest.issue_date.isoformat()}"
     rows = list(session.scalars(query.order_by(Paper.id)).unique())
-    most_upvotes = select(DumpPaper.paper_id, func.max(DumpPaper.upvotes)).group_by(
-        DumpPaper.paper_id
-    )
-    upvotes: dict[int, int | None] = {
-        paper_id: votes for paper_id, votes in session.execute(most_upvotes).tuples()
-    }
-    papers = [_paper_text(row, upvotes.get(row.id)) for row in rows]
+    upvotes = latest_upvotes(session, [row.id for row in rows])  # as the planner scores them
+    papers = [paper_text(row, upvotes.get(row.id)) for row in rows]
     return papers, {row.id: row for row in rows}, where
-
-
-def _paper_text(row: Paper, upvotes: int | None) -> PaperText:
-    authors = tuple(str(a) for a in row.authors or ())
-    return PaperText(row.id, row.title, row.abstract or "", authors, upvotes)
 
 
 def find_paper(session: Session, key: str) -> Paper:
@@ -178,10 +169,8 @@ def match(
         target = find_paper(session, explain) if explain is not None else None
         if target is not None and target.id not in rows:
             # explain it against the same candidates plus itself
-            upvotes = session.scalar(
-                select(func.max(DumpPaper.upvotes)).where(DumpPaper.paper_id == target.id)
-            )
-            papers.append(_paper_text(target, upvotes))
+            upvotes = latest_upvotes(session, [target.id]).get(target.id)
+            papers.append(paper_text(target, upvotes))
             rows[target.id] = target
     index = PaperIndex(papers, settings.scoring)
     console = Console(highlight=False, soft_wrap=not as_json)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from digest.config.settings import Settings, load_settings
+from digest.config import Settings, load_settings
 from digest.errors import BadInput
 from digest.store.database import Store, open_store
 

@@ -17,7 +17,7 @@ from digest.cli.options import (
     settings_from,
     store_from,
 )
-from digest.planner.plan import PlanReport, plan_due
+from digest.planner import PlanReport, plan_due
 
 EmailOption = Annotated[
     str | None,

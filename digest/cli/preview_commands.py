@@ -17,7 +17,7 @@ from digest.email.render import Renderer
 from digest.errors import BadInput
 from digest.links import load_secret
 from digest.outbox import view_for_plan
-from digest.planner.plan import PlanReport, plan_due
+from digest.planner import PlanReport, plan_due
 
 
 class PreviewFormat(StrEnum):

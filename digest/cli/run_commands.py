@@ -24,7 +24,7 @@ from digest.cli.options import (
     settings_from,
     store_from,
 )
-from digest.config.settings import workers_problem
+from digest.config import workers_problem
 from digest.daemon import Daemon, Jobs, next_fire_times, single_instance
 from digest.errors import BadInput, DeliveryError
 from digest.logs import configure_logging
@@ -163,10 +163,10 @@ def send(
 
 
 def _dry_run(pipeline: Pipeline, now: datetime, email: str | None) -> None:
-    from digest.planner import plan as planner
+    from digest.planner import plan_due
 
     with pipeline.store.sessions() as session:
-        report = planner.plan_due(session, pipeline.settings, now=now, email=email, dry_run=True)
+        report = plan_due(session, pipeline.settings, now=now, email=email, dry_run=True)
         for plan in report.planned:
             if plan.status != "pending":
                 typer.echo(f"{plan.email}: {plan.period}: nothing matched; would be skipped")

@@ -30,7 +30,7 @@ from digest.cli.options import (
     settings_from,
     store_from,
 )
-from digest.config.settings import Settings
+from digest.config import Settings
 from digest.errors import BadInput
 from digest.store.schema import Digest, Subscriber
 from digest.subscribers import csvfile as subscriber_csv

@@ -5,18 +5,18 @@ Two jobs, both about bytes on the wire:
 - **Safe header values.** Every value that reaches a header (subject built from
   topic labels and paper titles, sender name and address, recipient,
   Message-ID, link URLs) goes through `header_text` / `address` / `url` here,
-  which refuse line breaks and control characters with `BadInput`. The Python
-  on our machines (3.11.7) has CVE-2024-6923: its header folder can let a
-  newline inside an encoded word start a new header. We never hand the folder a
-  value that could carry one.
+  which refuse line breaks and control characters with `BadInput`. A Python
+  without the fix for CVE-2024-6923 has a header folder that can let a newline
+  inside an encoded word start a new header. We never hand the folder a value
+  that could carry one.
 - **A fixed multipart/alternative writer.** `email.message.EmailMessage`
-  serialisation costs ~2.5 ms per message, more than rendering the templates.
-  Our messages always have the same shape (a quoted-printable text part, a
-  base64 HTML part, UTF-8), so `build_message_bytes` writes that shape directly:
+  serialisation is general, and costs more than rendering the templates
+  (bench/render.py prints both). Our messages always have the same shape (a
+  quoted-printable text part, a base64 HTML part, UTF-8), so
+  `build_message_bytes` writes that shape directly:
   headers folded at 78 columns, RFC 2047 Q-encoded words for non-ASCII text,
-  `binascii` (C) for the bodies, CRLF line endings. `build_email_message`
-  builds the same message with the stdlib, as the reference the tests compare
-  against and for callers that want an `EmailMessage` object.
+  `binascii` (C) for the bodies, CRLF line endings. The tests compare its
+  output with the same message built by the stdlib (tests/stdlib_message.py).
 
 `List-Unsubscribe` is always written on one unfolded line: CPython's folder may
 RFC 2047-encode a long one (gh-85725), which mail clients then cannot use.
@@ -30,11 +30,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email import policy as email_policy
-from email.message import EmailMessage
-from email.policy import EmailPolicy
 from email.utils import format_datetime
-from typing import Any
 
 from digest.errors import BadInput
 
@@ -240,7 +236,7 @@ def _crlf(body: str) -> str:
 
 
 def _base64(body: str) -> bytes:
-    """Base64 in 76-column lines: 3x faster than QP for a 30 KB HTML part."""
+    """Base64 in 76-column lines (for the HTML part: quicker to encode than QP)."""
     encoded = binascii.b2a_base64(_crlf(body).encode("utf-8"), newline=False)
     return b"\r\n".join([encoded[i : i + 76] for i in range(0, len(encoded), 76)]) + b"\r\n"
 
@@ -298,47 +294,3 @@ def build_message_bytes(envelope: Envelope, text: str, html: str) -> bytes:
             close,
         )
     )
-
-
-class _DigestPolicy(EmailPolicy):
-    """The SMTP policy, except that List-Unsubscribe is folded with a 998 limit (gh-85725)."""
-
-    def fold(self, name: str, value: Any) -> str:
-        if name.lower() == "list-unsubscribe":
-            return str(_WIDE.fold(name, value))
-        return str(super().fold(name, value))
-
-    def fold_binary(self, name: str, value: Any) -> bytes:
-        if name.lower() == "list-unsubscribe":
-            return _WIDE.fold_binary(name, value)
-        return super().fold_binary(name, value)
-
-
-_WIDE = email_policy.SMTP.clone(max_line_length=MAX_LINE)
-POLICY = _DigestPolicy(linesep=CRLF)
-
-
-def build_email_message(envelope: Envelope, text: str, html: str) -> EmailMessage:
-    """The same message built with the stdlib (slower; the reference for the fast path)."""
-    from email.headerregistry import Address
-
-    msg = EmailMessage(policy=POLICY)
-    local, _, domain = envelope.from_addr.rpartition("@")
-    msg["From"] = Address(envelope.from_name, local, domain)
-    msg["To"] = envelope.to_addr
-    msg["Subject"] = envelope.subject
-    msg["Date"] = envelope.date
-    msg["Message-ID"] = envelope.message_id
-    msg["List-Id"] = f"{_stdlib_phrase(envelope.list_id_name)} <{envelope.list_id}>"
-    msg["List-Unsubscribe"] = envelope.list_unsubscribe
-    msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    msg.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
-    msg.add_alternative(html, subtype="html", charset="utf-8", cte="base64")
-    msg.set_boundary(envelope.boundary())
-    return msg
-
-
-def _stdlib_phrase(name: str) -> str:
-    if name.isascii() and not _ATEXT.fullmatch(name):
-        return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return name

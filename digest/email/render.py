@@ -16,9 +16,8 @@ Speed is designed in, because a run renders one message per subscriber:
 
 Who calls what: delivery sends `message_bytes(view)`; `digest preview` writes
 `html(view)` (a browser), `text(view)` (stdout) or `message_bytes(view)` (an
-.eml file); view-in-browser serves `html(view)`. `message(view)` builds the
-same message with the stdlib `EmailMessage`, for callers that want an object;
-the tests check that both parse to the same headers and bodies.
+.eml file); view-in-browser serves `html(view)`. The tests check that the bytes
+parse to the same headers and bodies as the stdlib `EmailMessage` would write.
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date
-from email.message import EmailMessage
 from pathlib import Path
 from urllib.parse import quote_plus
 
@@ -36,7 +34,7 @@ from jinja2 import BaseLoader, Environment, StrictUndefined, Template, TemplateN
 from jinja2.loaders import split_template_path
 from markupsafe import Markup
 
-from digest.config.settings import Settings
+from digest.config import Settings
 from digest.email import mime
 from digest.email.snippet import Segment, author_line, shorten, snippet, wrap
 from digest.errors import BadInput, ConfigError
@@ -339,17 +337,8 @@ class Renderer:
             list_unsubscribe=f"<{unsubscribe}>, <{mailto}>",
         )
 
-    def message(self, view: DigestView) -> EmailMessage:
-        """The message as an `EmailMessage` (stdlib; slower than `message_bytes`)."""
-        model = self._model(view)
-        return mime.build_email_message(
-            self.envelope(view, model.subject),
-            _render(self._text, model),
-            _render(self._html, model),
-        )
-
     def message_bytes(self, view: DigestView) -> bytes:
-        """The exact bytes for the wire (CRLF line endings), same content as `message()`."""
+        """The exact bytes for the wire (CRLF line endings)."""
         model = self._model(view)
         return mime.build_message_bytes(
             self.envelope(view, model.subject),

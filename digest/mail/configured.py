@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from digest.config.settings import Settings
+from digest.config import Settings
 from digest.mail.contract import Mailer
 from digest.mail.maildir import MaildirMailer
 from digest.mail.smtp import SmtpMailer

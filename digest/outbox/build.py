@@ -11,20 +11,20 @@ therefore the same message.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from urllib.parse import quote_plus
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from digest.config.settings import Settings
+from digest.config import Settings
 from digest.email.render import Renderer
 from digest.errors import BadInput
 from digest.links import make_token
 from digest.outbox.types import Build, ClaimedDigest
-from digest.planner.plan import PlannedDigest
-from digest.store.schema import Digest, DigestItem, Dump, DumpPaper, Paper, Subscriber
+from digest.planner import PlannedDigest
+from digest.store.reads import latest_upvotes
+from digest.store.schema import Digest, DigestItem, Paper, Subscriber
 from digest.values import DigestView, MatchedTerm, PaperCard
 
 __all__ = ["message_builder", "paper_url", "view_for_digest", "view_for_plan"]
@@ -52,7 +52,7 @@ def view_for_digest(
     if digest is None:
         raise BadInput(f"no digest with id {digest_id}")
     items = sorted(digest.items, key=lambda item: item.rank)
-    upvotes = _latest_upvotes(session, [item.paper_id for item in items], digest.planned_at)
+    upvotes = latest_upvotes(session, [item.paper_id for item in items], as_of=digest.planned_at)
     cards = tuple(
         _card(
             item.paper,
@@ -88,7 +88,7 @@ def view_for_plan(
     ).one()
     ids = [pick.paper_id for pick in plan.picks]
     papers = {p.id: p for p in session.scalars(select(Paper).where(Paper.id.in_(ids)))}
-    upvotes = _latest_upvotes(session, ids, plan.planned_at)
+    upvotes = latest_upvotes(session, ids, as_of=plan.planned_at)
     cards = tuple(
         _card(
             papers[pick.paper_id],
@@ -176,25 +176,3 @@ def _view(
         view_url=view_url,
         unsubscribe_mailto=f"mailto:{mailto}?subject=unsubscribe",
     )
-
-
-def _latest_upvotes(
-    session: Session, paper_ids: Sequence[int], as_of: datetime
-) -> dict[int, int | None]:
-    """Upvotes from the latest dump listing each paper, ingested by `as_of`.
-
-    Bounded by the planning time so a retry renders the same message as the
-    first attempt even if newer dumps arrived in between.
-    """
-    if not paper_ids:
-        return {}
-    rows = session.execute(
-        select(DumpPaper.paper_id, DumpPaper.upvotes)
-        .join(Dump, Dump.id == DumpPaper.dump_id)
-        .where(DumpPaper.paper_id.in_(list(paper_ids)), Dump.ingested_at <= as_of)
-        .order_by(Dump.ingested_at, Dump.id)
-    )
-    latest: dict[int, int | None] = {}
-    for paper_id, upvotes in rows:  # ascending: later dumps overwrite
-        latest[paper_id] = upvotes
-    return latest

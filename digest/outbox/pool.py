@@ -40,7 +40,7 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Unpack
 
-from digest.config.settings import Settings, workers_problem
+from digest.config import Settings, workers_problem
 from digest.errors import ConfigError, DeliveryError
 from digest.mail import Mailer, Outcome
 from digest.outbox.claims import due_count

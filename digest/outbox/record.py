@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
-from digest.config.settings import DeliverySettings
+from digest.config import DeliverySettings
 from digest.mail import Outcome
 from digest.store.schema import Digest, Subscriber
 

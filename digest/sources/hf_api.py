@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 
 from digest import __version__
-from digest.config.settings import SourceSettings
+from digest.config import SourceSettings
 from digest.errors import BadInput, SourceError
 from digest.keys import normalise_arxiv_id
 from digest.values import ParsedDump, ParsedPaper

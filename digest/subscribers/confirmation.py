@@ -3,7 +3,7 @@
 With `web.double_opt_in = true`, a new subscriber stays `pending` (and gets no
 digests) until they open the link and press the button on the confirm page
 (`digest.web`). This module only builds and sends that one message; who is
-pending and what confirming does belong to `digest.subscriptions`.
+pending and what confirming does belong to `digest.subscribers.manage`.
 
 The message goes through the same delivery backend as digests
 (`mail.mailer_from_settings`), so a Maildir install shows it in the Maildir and
@@ -22,7 +22,7 @@ from email.utils import format_datetime, formataddr, make_msgid
 
 import jinja2
 
-from digest.config.settings import Settings
+from digest.config import Settings
 from digest.errors import DeliveryError
 from digest.links import link_url, load_secret
 from digest.mail import Mailer, Outcome, OutgoingMessage, mailer_from_settings

@@ -24,7 +24,7 @@ from typing import TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from digest.config.settings import ScheduleSettings
+from digest.config import ScheduleSettings
 from digest.errors import BadInput
 from digest.filters import parser as filters
 from digest.store.schema import Subscriber

@@ -16,18 +16,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from digest.config.settings import ScheduleSettings
+from digest.config import ScheduleSettings
 from digest.errors import BadInput
 from digest.filters import parser as filters
 from digest.store.schema import FREQUENCIES, SUBSCRIBER_STATUSES, Digest, Subscriber, Topic
+from digest.values import WEEKDAYS, zone_of
 
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MAX_TOPICS = 50
 MAX_LABEL_LENGTH = 200
 MAX_PAPERS_LIMIT = 100
@@ -61,13 +60,9 @@ def normalise_email(raw: str) -> str:
 
 
 def check_timezone(name: str) -> str:
+    """The zone name as stored (trimmed); BadInput if the tz database does not know it."""
     name = name.strip()
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise BadInput(
-            f"unknown timezone {name!r}: use an IANA name such as 'Europe/Berlin' or 'UTC'"
-        ) from None
+    zone_of(name)
     return name
 
 

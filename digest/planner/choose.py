@@ -1,0 +1,131 @@
+"""Choosing papers: score every due subscriber's candidates over one shared index.
+
+One `PaperIndex` holds the union of all candidates of the pass; each
+subscriber's topics are parsed once per distinct query text and
+`select_papers` keeps the best `max_papers` of their own candidates. The
+result is a `PlannedDigest` per subscriber, not yet written.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from digest.config import Settings
+from digest.errors import BadInput
+from digest.filters import parser as query_lang
+from digest.gcpause import collector_paused
+from digest.planner.candidates import candidate_papers
+from digest.planner.due import DueSubscriber
+from digest.planner.near_misses import near_misses as explain_near_misses
+from digest.planner.report import PlannedDigest, PlanReport
+from digest.scoring.index import PaperIndex, select_papers
+from digest.store.reads import paper_texts
+from digest.values import TopicQuery
+
+__all__ = ["choose_papers", "message_id_domain", "new_message_id"]
+
+log = logging.getLogger(__name__)
+
+
+def message_id_domain(settings: Settings) -> str:
+    """The domain of Message-IDs: configured, else the sender address's domain."""
+    if settings.sender.message_id_domain:
+        return settings.sender.message_id_domain
+    return settings.sender.address.rpartition("@")[2] or "localhost"
+
+
+def new_message_id(settings: Settings) -> str:
+    """A Message-ID chosen at planning time, so every send attempt reuses it."""
+    return f"<digest-{secrets.token_hex(12)}@{message_id_domain(settings)}>"
+
+
+def choose_papers(
+    session: Session,
+    settings: Settings,
+    due: Sequence[DueSubscriber],
+    now: datetime,
+    report: PlanReport,
+    *,
+    near_misses: bool,
+) -> list[PlannedDigest]:
+    """The digest of every due subscriber with something to consider (see `candidate_papers`)."""
+    candidates = candidate_papers(
+        session, due, now, send_empty=settings.schedule.send_empty, report=report
+    )
+    if not candidates:
+        return []
+    distinct = {id(c): c for c in candidates.values()}.values()
+    union: frozenset[int] = frozenset().union(*distinct)
+    # Each paper's latest listing by `now` lies in the window (it was listed there).
+    texts = paper_texts(session, union, as_of=now)
+    index = PaperIndex(texts, settings.scoring)
+    report.papers_indexed = len(texts)
+    titles = {t.paper_id: t.title for t in texts}
+
+    parsed: dict[str, Any] = {}  # query text -> Node (or None if it no longer parses)
+    plans: list[PlannedDigest] = []
+    # many small objects and no reference cycles: see digest.gcpause
+    with collector_paused():
+        for d in due:
+            if d.subscriber_id not in candidates:
+                continue
+            topics = _parsed_topics(d, parsed)
+            allowed = candidates[d.subscriber_id]
+            # Candidates already lack the papers given before, so `allowed` is the
+            # whole window; when it is every indexed paper (the usual case: one
+            # schedule, nothing of today's given yet) no window at all, and the
+            # subscriber shares the selection of everyone with the same topics.
+            picks = (
+                select_papers(
+                    index,
+                    topics,
+                    max_papers=d.max_papers,
+                    allowed=None if len(allowed) == len(union) else allowed,
+                )
+                if topics and allowed
+                else []
+            )
+            plan = PlannedDigest(
+                digest_id=None,
+                subscriber_id=d.subscriber_id,
+                email=d.email,
+                period=d.period,
+                message_id=new_message_id(settings),
+                window_start=d.window_start,
+                planned_at=now,
+                picks=list(picks),
+                status="pending" if picks or settings.schedule.send_empty else "skipped",
+                topic_labels={topic_id: label for topic_id, _, label in d.topics},
+                candidates=len(allowed),
+            )
+            if not picks:
+                plan.reason = (
+                    f"no new paper matched your topics (of {len(allowed)} new)"
+                    if allowed
+                    else "no new papers since the last digest"
+                )
+                if near_misses and allowed and topics:
+                    plan.near_misses = explain_near_misses(index, topics, allowed, titles)
+            plans.append(plan)
+    return plans
+
+
+def _parsed_topics(d: DueSubscriber, parsed: dict[str, Any]) -> list[TopicQuery]:
+    """The subscriber's topics that parse; `parsed` memoises per query text over the pass."""
+    topics: list[TopicQuery] = []
+    for topic_id, text, label in d.topics:
+        if text not in parsed:
+            try:
+                parsed[text] = query_lang.parse(text)
+            except BadInput as exc:
+                log.warning("topic %d of %s does not parse, ignored: %s", topic_id, d.email, exc)
+                parsed[text] = None
+        if parsed[text] is not None:
+            topics.append(TopicQuery(topic_id, label, parsed[text]))
+    return topics

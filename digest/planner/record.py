@@ -1,0 +1,110 @@
+"""Recording digests: the `digests` and `digest_items` rows of a planning pass.
+
+The rows are written in fresh transactions of up to WRITE_BATCH subscribers
+whose first statement is an INSERT (so on SQLite it waits for the write lock
+instead of failing on a stale snapshot). The unique (subscriber_id, period)
+constraint makes a second planner running at the same time a no-op: its
+INSERT fails, and the batch is written again one savepoint per subscriber, so
+only the subscribers the other planner already took are rolled back and
+reported; the others go on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from digest.planner.report import PlannedDigest, PlanReport
+from digest.store.schema import Digest, DigestItem
+
+__all__ = ["WRITE_BATCH", "record_plans", "write_digest", "write_digests"]
+
+WRITE_BATCH = 200
+"""Digests written per transaction: one commit per digest would cost more than its inserts."""
+
+
+def record_plans(session: Session, plans: Sequence[PlannedDigest], report: PlanReport) -> None:
+    """Write `plans`, committing each batch; each goes to `report.planned`, or to
+    `report.skipped` when another planner recorded its period first."""
+    for start in range(0, len(plans), WRITE_BATCH):
+        batch = plans[start : start + WRITE_BATCH]
+        for plan, recorded in zip(batch, write_digests(session, batch), strict=True):
+            if recorded:
+                report.planned.append(plan)
+            else:
+                report.skipped.append(
+                    (plan.email, f"{plan.period} was already planned by another planner")
+                )
+        session.commit()
+
+
+def write_digests(session: Session, batch: Sequence[PlannedDigest]) -> list[bool]:
+    """Write a batch of digests in two statements; if any period is taken (a concurrent
+    planner), roll the batch back and write it one savepoint per subscriber instead."""
+    try:
+        with session.begin_nested():
+            ids = (
+                session.execute(
+                    insert(Digest).returning(Digest.id, sort_by_parameter_order=True),
+                    [_digest_row(plan) for plan in batch],
+                )
+                .scalars()
+                .all()
+            )
+            items = [row for plan, i in zip(batch, ids, strict=True) for row in _item_rows(plan, i)]
+            if items:
+                session.execute(insert(DigestItem), items)
+    except IntegrityError:
+        return [write_digest(session, plan) for plan in batch]
+    for plan, digest_id in zip(batch, ids, strict=True):
+        plan.digest_id = digest_id
+    return [True] * len(batch)
+
+
+def write_digest(session: Session, plan: PlannedDigest) -> bool:
+    """Write one digest and its items under a savepoint; False if the period is taken.
+
+    The caller commits. A period taken by a concurrent planner rolls back just this one.
+    """
+    try:
+        with session.begin_nested():
+            digest_id = session.execute(
+                insert(Digest).values(**_digest_row(plan)).returning(Digest.id)
+            ).scalar_one()
+            if plan.picks:
+                session.execute(insert(DigestItem), _item_rows(plan, digest_id))
+    except IntegrityError:
+        plan.digest_id = None
+        return False
+    plan.digest_id = digest_id
+    return True
+
+
+def _digest_row(plan: PlannedDigest) -> dict[str, Any]:
+    return {
+        "subscriber_id": plan.subscriber_id,
+        "period": plan.period,
+        "status": plan.status,
+        "message_id": plan.message_id,
+        "planned_at": plan.planned_at,
+        "window_start": plan.window_start,
+    }
+
+
+def _item_rows(plan: PlannedDigest, digest_id: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "digest_id": digest_id,
+            "paper_id": pick.paper_id,
+            "rank": pick.rank,
+            "score": pick.score,
+            "topic_id": pick.topic_id,
+            "topic_label": plan.topic_labels.get(pick.topic_id, ""),
+            "explanation": pick.explanation(),
+        }
+        for pick in plan.picks
+    ]

@@ -1,0 +1,52 @@
+"""What a planning pass hands back: the digests it planned, and who was skipped and why."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from digest.planner.near_misses import NearMiss
+from digest.values import Pick
+
+__all__ = ["PlanReport", "PlannedDigest", "Status"]
+
+Status = Literal["pending", "skipped"]
+
+
+@dataclass
+class PlannedDigest:
+    """One digest the planner recorded (or, in a dry run, would record)."""
+
+    digest_id: int | None
+    subscriber_id: int
+    email: str
+    period: str
+    message_id: str
+    window_start: datetime
+    planned_at: datetime
+    picks: list[Pick]
+    status: Status
+    # topic id -> the label (or query) it had at planning time, for picks' topic_label.
+    topic_labels: dict[int, str] = field(default_factory=dict)
+    candidates: int = 0  # new, not-yet-sent papers that were scored
+    reason: str | None = None  # why it is empty, when it is
+    near_misses: list[NearMiss] = field(default_factory=list)  # only when asked, in dry runs
+
+
+@dataclass
+class PlanReport:
+    """What one planning pass did: the digests planned and who was skipped, and why."""
+
+    now: datetime
+    planned: list[PlannedDigest] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (email, reason)
+    papers_indexed: int = 0
+
+    @property
+    def pending(self) -> list[PlannedDigest]:
+        return [p for p in self.planned if p.status == "pending"]
+
+    @property
+    def empty(self) -> list[PlannedDigest]:
+        return [p for p in self.planned if p.status == "skipped"]

@@ -1,0 +1,72 @@
+"""Read queries that more than one stage asks the same way: a paper as the scorer sees it.
+
+A paper's popularity is its upvotes in the *latest* dump that listed it: what
+the planner scores with, what `digest match` previews and what the email shows.
+`as_of` bounds "latest" by ingest time, so a digest rendered again later (a
+retry, view-in-browser) shows the upvotes it was planned with, even if newer
+dumps arrived in between.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from digest.store.schema import Dump, DumpPaper, Paper
+from digest.values import PaperText
+
+__all__ = ["CHUNK", "chunks", "latest_upvotes", "paper_text", "paper_texts"]
+
+CHUNK = 500
+"""Ids per `IN (...)` list: well below the bound-parameter limits of SQLite and psycopg."""
+
+
+def chunks(values: Sequence[int]) -> Iterator[Sequence[int]]:
+    """`values` in slices of at most CHUNK, for `IN (...)` queries."""
+    for i in range(0, len(values), CHUNK):
+        yield values[i : i + CHUNK]
+
+
+def latest_upvotes(
+    session: Session, paper_ids: Iterable[int], *, as_of: datetime | None = None
+) -> dict[int, int | None]:
+    """Per paper: its upvotes in the latest dump listing it (ingested by `as_of`, if given).
+
+    A paper no dump lists (by `as_of`) is absent; one whose latest listing had
+    no count maps to None.
+    """
+    latest: dict[int, int | None] = {}
+    for chunk in chunks(sorted(set(paper_ids))):
+        query = (
+            select(DumpPaper.paper_id, DumpPaper.upvotes)
+            .join(Dump, Dump.id == DumpPaper.dump_id)
+            .where(DumpPaper.paper_id.in_(chunk))
+            .order_by(Dump.ingested_at, Dump.id)
+        )
+        if as_of is not None:
+            query = query.where(Dump.ingested_at <= as_of)
+        for paper_id, upvotes in session.execute(query):  # ascending: later dumps overwrite
+            latest[paper_id] = upvotes
+    return latest
+
+
+def paper_text(row: Paper, upvotes: int | None) -> PaperText:
+    """What the scorer sees of a stored paper."""
+    authors = tuple(str(a) for a in row.authors or ())
+    return PaperText(row.id, row.title, row.abstract or "", authors, upvotes)
+
+
+def paper_texts(
+    session: Session, paper_ids: Iterable[int], *, as_of: datetime | None = None
+) -> list[PaperText]:
+    """The papers `paper_ids` as the scorer sees them, by id, with `latest_upvotes`."""
+    ids = sorted(set(paper_ids))
+    upvotes = latest_upvotes(session, ids, as_of=as_of)
+    texts: list[PaperText] = []
+    for chunk in chunks(ids):
+        for row in session.scalars(select(Paper).where(Paper.id.in_(chunk)).order_by(Paper.id)):
+            texts.append(paper_text(row, upvotes.get(row.id)))
+    return texts

@@ -277,6 +277,10 @@ class SenderSettings:
         "Address for mailto: unsubscribes in List-Unsubscribe; empty uses the sender address.",
     )
 
+    def message_domain(self) -> str:
+        """The domain of Message-IDs: the configured one, else the sender address's."""
+        return self.message_id_domain or self.address.rpartition("@")[2] or "localhost"
+
 
 @dataclass(frozen=True)
 class WebSettings:

@@ -6,11 +6,8 @@ sends exactly what the first attempt would have.
 
 Speed is designed in, because a run renders one message per subscriber:
 
-- CSS is inlined **once**, when the HTML templates load: the loader runs
-  css-inline over the template *source*. For that the HTML templates use
-  Jinja statement delimiters that are HTML comments (`<!--{% for ... %}-->`),
-  so the source is valid HTML that the inliner parses and serialises without
-  moving the template logic around. Per email, only the Jinja render runs.
+- CSS is inlined **once**, when the HTML templates load
+  (`digest.email.templates`). Per email, only the Jinja render runs.
 - The bytes on the wire are written by `digest.mime`, not by
   `EmailMessage.as_bytes()`.
 
@@ -29,14 +26,13 @@ from datetime import date
 from pathlib import Path
 from urllib.parse import quote_plus
 
-import css_inline
-from jinja2 import BaseLoader, Environment, StrictUndefined, Template, TemplateNotFound
-from jinja2.loaders import split_template_path
+from jinja2 import Template, TemplateNotFound
 from markupsafe import Markup
 
 from digest.config import Settings
 from digest.email import mime
 from digest.email.snippet import Segment, author_line, shorten, snippet, wrap
+from digest.email.templates import html_environment, text_environment
 from digest.errors import BadInput, ConfigError
 from digest.resources import templates_dir
 from digest.values import DigestView, PaperCard
@@ -50,13 +46,10 @@ PREHEADER_PAD = "\u034f\u200c\u00a0" * 40
 HTML_TEMPLATE = "digest.html.j2"
 TEXT_TEMPLATE = "digest.txt.j2"
 HTML_PARTIALS = ("partials/header.html.j2", "partials/paper.html.j2", "partials/footer.html.j2")
-CSS_FILE = "digest.css"
 CARD_CACHE_SIZE = 4096
 EMPTY_MARKUP = Markup("")
 
 _ARXIV_ID = re.compile(r"\d{4}\.\d{4,5}(v\d+)?|[a-z-]+(\.[A-Z]{2})?/\d{7}(v\d+)?")
-_JINJA_CODE = re.compile(r"\{\{.*?\}\}|<!--\{[%#].*?[%#]\}-->", re.DOTALL)
-_CSS_COMMENT = re.compile(r"/\*.*?\*/", re.DOTALL)
 _WEEK = re.compile(r"(\d{4})-W(\d{2})")
 _DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _MONTHS = (
@@ -145,116 +138,6 @@ class DigestModel:
 # --- template loading: CSS inlined once ---
 
 
-def split_at_rules(css: str) -> tuple[str, str]:
-    """(plain rules, @-rules): the first are inlined, the second stay in a <style> block."""
-    css = _CSS_COMMENT.sub("", css)
-    plain: list[str] = []
-    at_rules: list[str] = []
-    position = 0
-    while True:
-        start = css.find("@", position)
-        if start == -1:
-            plain.append(css[position:])
-            break
-        plain.append(css[position:start])
-        depth = 0
-        end = start
-        for end in range(css.index("{", start), len(css)):
-            if css[end] == "{":
-                depth += 1
-            elif css[end] == "}":
-                depth -= 1
-                if depth == 0:
-                    break
-        at_rules.append(" ".join(css[start : end + 1].split()))
-        position = end + 1
-    return "".join(plain), "\n".join(at_rules)
-
-
-def _with_style(source: str, css: str) -> str:
-    return source.replace("</head>", f"<style>\n{css}\n</style>\n</head>", 1)
-
-
-def _css_inlined(source: str, css: str, *, name: str, fragment: bool) -> str:
-    plain, at_rules = split_at_rules(css)
-    if fragment:
-        result = css_inline.inline_fragment(source, plain, load_remote_stylesheets=False)
-    else:
-        inliner = css_inline.CSSInliner(extra_css=plain, load_remote_stylesheets=False)
-        result = _with_style(inliner.inline(source), at_rules)
-    if _JINJA_CODE.findall(result) != _JINJA_CODE.findall(source):
-        raise ConfigError(
-            f"templates/{name}: CSS inlining changed the template code; keep quotes, <, > "
-            "and & out of {{ expressions }} and write every <tbody>"
-        )
-    return result
-
-
-class _InliningLoader(BaseLoader):
-    """Loads templates from a folder; HTML ones come back with digest.css inlined.
-
-    With `inline=False` the CSS goes into a `<style>` element instead, as a
-    client-side stylesheet: the naive pipeline `bench/render.py` compares with.
-    """
-
-    def __init__(self, folder: Path, *, inline: bool = True) -> None:
-        self.folder = folder
-        self.inline = inline
-        try:
-            self.css = (folder / CSS_FILE).read_text("utf-8")
-        except OSError as exc:
-            raise ConfigError(f"cannot read {folder / CSS_FILE}: {exc.strerror}") from None
-
-    def get_source(
-        self, environment: Environment, template: str
-    ) -> tuple[str, str, Callable[[], bool]]:
-        path = self.folder.joinpath(*split_template_path(template))
-        try:
-            source = path.read_text("utf-8")
-        except OSError:
-            raise TemplateNotFound(template) from None
-        if template.endswith(".html.j2"):
-            fragment = template.startswith("partials/")
-            if self.inline:
-                source = _css_inlined(source, self.css, name=template, fragment=fragment)
-            elif not fragment:
-                source = _with_style(source, self.css)
-        return source, str(path), lambda: True
-
-
-def _html_environment(folder: Path, *, inline: bool) -> Environment:
-    return Environment(
-        loader=_InliningLoader(folder, inline=inline),
-        autoescape=True,
-        block_start_string="<!--{%",
-        block_end_string="%}-->",
-        comment_start_string="<!--{#",
-        comment_end_string="#}-->",
-        trim_blocks=True,
-        keep_trailing_newline=True,
-        auto_reload=False,
-        undefined=StrictUndefined,
-    )
-
-
-def _text_environment(folder: Path) -> Environment:
-    env = Environment(
-        loader=_InliningLoader(folder, inline=False),
-        autoescape=False,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        auto_reload=False,
-        undefined=StrictUndefined,
-    )
-    env.filters["wrap"] = _wrap_filter
-    return env
-
-
-def _wrap_filter(text: str, width: int = 72, indent: str = "") -> str:
-    return wrap(text, width, indent)
-
-
 # --- the renderer ---
 
 
@@ -283,8 +166,8 @@ class Renderer:
         self.hf_base_url = settings.sources.hf_base_url.rstrip("/")
         self._card_cache: dict[CardKey, CardTexts] = {}
         self._lines_cache: dict[tuple[CardKey, int], TextLines] = {}
-        html_env = _html_environment(folder, inline=inline_css)
-        text_env = _text_environment(folder)
+        html_env = html_environment(folder, inline=inline_css)
+        text_env = text_environment(folder)
         try:
             self._html: Template = html_env.get_template(HTML_TEMPLATE)
             for partial in HTML_PARTIALS:  # load (and inline) now, not on the first render

@@ -15,12 +15,12 @@ Modules:
     maildir     MaildirMailer: one file a message, the embedded default
     memory      MemoryMailer: a list, for tests and dry runs
     configured  mailer_from_settings: the backend `delivery.backend` names
-    crossing    iter_outcomes: a sending thread's outcomes, back on the caller's thread
+    crossing    iter_outcomes / send_all: a sending thread's outcomes, back on the caller's thread
 """
 
 from digest.mail.configured import mailer_from_settings
 from digest.mail.contract import Mailer, OnOutcome, Outcome, OutcomeStatus, OutgoingMessage
-from digest.mail.crossing import iter_outcomes
+from digest.mail.crossing import iter_outcomes, send_all
 from digest.mail.feed import MessageFeed
 from digest.mail.maildir import MaildirMailer
 from digest.mail.memory import MemoryMailer
@@ -39,5 +39,6 @@ __all__ = [
     "SmtpMailer",
     "iter_outcomes",
     "mailer_from_settings",
+    "send_all",
     "wire_form",
 ]

@@ -28,21 +28,14 @@ from digest.scoring.index import PaperIndex, select_papers
 from digest.store.reads import paper_texts
 from digest.values import TopicQuery
 
-__all__ = ["choose_papers", "message_id_domain", "new_message_id"]
+__all__ = ["choose_papers", "new_message_id"]
 
 log = logging.getLogger(__name__)
 
 
-def message_id_domain(settings: Settings) -> str:
-    """The domain of Message-IDs: configured, else the sender address's domain."""
-    if settings.sender.message_id_domain:
-        return settings.sender.message_id_domain
-    return settings.sender.address.rpartition("@")[2] or "localhost"
-
-
 def new_message_id(settings: Settings) -> str:
     """A Message-ID chosen at planning time, so every send attempt reuses it."""
-    return f"<digest-{secrets.token_hex(12)}@{message_id_domain(settings)}>"
+    return f"<digest-{secrets.token_hex(12)}@{settings.sender.message_domain()}>"
 
 
 def choose_papers(

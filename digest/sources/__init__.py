@@ -6,5 +6,7 @@
 
 Sources only turn bytes into plain values (`digest.values.ParsedDump`);
 `digest.ingest` joins them to the store. Only this package talks HTTP.
+
+May import: `digest.values`, `digest.config`, `digest.errors`, `digest.keys`.
 """
 

@@ -13,7 +13,6 @@ subscribed yet, and ignoring the message is how they say no.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from datetime import datetime
 from email.message import EmailMessage
@@ -25,7 +24,7 @@ import jinja2
 from digest.config import Settings
 from digest.errors import DeliveryError
 from digest.links import link_url, load_secret
-from digest.mail import Mailer, Outcome, OutgoingMessage, mailer_from_settings
+from digest.mail import Mailer, OutgoingMessage, mailer_from_settings, send_all
 from digest.resources import templates_dir
 
 # Not a digest: OutgoingMessage wants a digest id to report outcomes by, and
@@ -55,7 +54,7 @@ def confirmation_message(
 ) -> EmailMessage:
     """The confirmation email (text + HTML) for a pending subscriber."""
     sender = settings.sender
-    domain = sender.message_id_domain or sender.address.rpartition("@")[2]
+    domain = sender.message_domain()
     context = {
         "email": email,
         "topics": list(topics),
@@ -109,10 +108,7 @@ def send_confirmation(
         message_id=str(message["Message-ID"]),
         data=message.as_bytes(policy=SMTP),
     )
-    # One message, from synchronous CLI code: a plain asyncio.run over the
-    # Mailer contract (deliver's batching machinery has nothing to add here).
-    outcomes: list[Outcome] = []
-    asyncio.run((mailer or mailer_from_settings(settings)).send([outgoing], outcomes.append))
+    outcomes = send_all(mailer or mailer_from_settings(settings), [outgoing])
     if len(outcomes) != 1 or outcomes[0].status != "sent":
         reply = outcomes[0].reply if outcomes else "no outcome reported"
         raise DeliveryError(f"confirmation email to {email} was not sent: {reply}")

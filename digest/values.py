@@ -195,6 +195,8 @@ class ParsedDump:
 
 # --- the words of a schedule (settings, subscribers, web, schedule math) ---
 
+Frequency = Literal["daily", "weekly"]
+FREQUENCIES: tuple[Frequency, ...] = get_args(Frequency)
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = get_args(Weekday)
 """Weekday names by number, as stored in `subscribers.weekday`: 0 is Monday."""

@@ -20,7 +20,6 @@ from __future__ import annotations
 from digest.config.loading import DEFAULT_CONFIG_FILE, ENV_PREFIX, example_toml, load_settings
 from digest.config.settings import (
     DeliverySettings,
-    Frequency,
     ScheduleSettings,
     ScoringSettings,
     SenderSettings,
@@ -37,7 +36,6 @@ __all__ = [
     "DEFAULT_CONFIG_FILE",
     "ENV_PREFIX",
     "DeliverySettings",
-    "Frequency",
     "ScheduleSettings",
     "ScoringSettings",
     "SenderSettings",

@@ -26,7 +26,7 @@ from digest.config.checks import (
     check_no_newlines,
     check_timezone,
 )
-from digest.values import Weekday
+from digest.values import Frequency, Weekday
 
 Validator = Callable[[Any], str | None]
 
@@ -53,7 +53,6 @@ def setting(
     )
 
 
-Frequency = Literal["daily", "weekly"]
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from digest.values import FREQUENCIES
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -39,7 +41,6 @@ NAMING_CONVENTION = {
 }
 
 SUBSCRIBER_STATUSES = ("pending", "active", "unsubscribed", "bounced")
-FREQUENCIES = ("daily", "weekly")
 # pending: planned, waiting to be sent; sending: claimed by a worker (lease_until);
 # retry: temporary failure, next_attempt_at says when; sent / failed: final;
 # skipped: nothing matched (recorded so the period is not planned again);

@@ -24,8 +24,8 @@ from sqlalchemy.orm import Session
 from digest.config import ScheduleSettings
 from digest.errors import BadInput
 from digest.filters import parser as filters
-from digest.store.schema import FREQUENCIES, SUBSCRIBER_STATUSES, Digest, Subscriber, Topic
-from digest.values import WEEKDAYS, zone_of
+from digest.store.schema import SUBSCRIBER_STATUSES, Digest, Subscriber, Topic
+from digest.values import FREQUENCIES, WEEKDAYS, zone_of
 
 MAX_TOPICS = 50
 MAX_LABEL_LENGTH = 200

@@ -33,10 +33,14 @@ def _reset_postgres(url: str) -> None:
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Each test starts with no DIGEST_* settings and runs in its own directory."""
+    """Each test starts with no DIGEST_* settings (semantic off) and runs in its own directory."""
     for name in list(os.environ):
         if name.startswith("DIGEST_") and name != "DIGEST_TEST_DATABASE_URL":
             monkeypatch.delenv(name)
+    # Words alone unless a test asks for the semantic signal: embedding the sample
+    # papers with the real encoder costs a tenth of a second each. Tests of the
+    # semantic path set it on, with the tiny encoder of tests/tiny_encoder.py.
+    monkeypatch.setenv("DIGEST_SEMANTIC__ENABLED", "off")
     monkeypatch.chdir(tmp_path)
 
 

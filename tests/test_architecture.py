@@ -2,7 +2,7 @@
 
     shells    cli, daemon, web, pipeline
        ↓
-    stages    ingest, planner, outbox, subscribers (they open sessions)
+    stages    ingest, embed, planner, outbox, subscribers (they open sessions)
        ↓
     parts     sources, semantic, filters, scoring, email, mail, links, schedule
        ↓
@@ -35,6 +35,7 @@ LAYERS: dict[str, int] = {
     "digest.pipeline": SHELLS,
     # stages: open sessions, decide what happens
     "digest.ingest": STAGES,
+    "digest.embed": STAGES,
     "digest.planner": STAGES,
     "digest.outbox": STAGES,
     "digest.subscribers": STAGES,

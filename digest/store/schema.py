@@ -22,6 +22,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -248,8 +249,41 @@ class DigestItem(Base):
     topic_id: Mapped[int | None] = mapped_column(ForeignKey("topics.id", ondelete="SET NULL"))
     # The topic's label or query at planning time, so renders stay stable if it changes.
     topic_label: Mapped[str] = mapped_column(Text, default="")
-    # Matched terms with positions, expansions used, score parts (see digest.domain.Pick).
+    # Matched terms with positions, expansions used, score parts (see digest.values.Pick).
     explanation: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
     digest: Mapped[Digest] = relationship(back_populates="items")
     paper: Mapped[Paper] = relationship()
+
+
+class PaperVector(Base):
+    """A paper's sentence embedding (`digest.semantic`), computed once after it is stored.
+
+    `model` names the encoder and its weights, so vectors of another model are
+    recomputed rather than compared with this one's. The vector is float32,
+    little-endian: 384 numbers are 1.5 KB a paper.
+    """
+
+    __tablename__ = "paper_vectors"
+
+    paper_id: Mapped[int] = mapped_column(
+        ForeignKey("papers.id", ondelete="CASCADE"), primary_key=True
+    )
+    model: Mapped[str] = mapped_column(String(200))
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class TextVector(Base):
+    """The embedding of a piece of filter text (a topic, or one OR-alternative of it).
+
+    Keyed by the text's SHA-256 and the model rather than by topic: the
+    100,000 subscribers of a service share a few thousand filters, and a
+    filter's vector does not depend on who typed it.
+    """
+
+    __tablename__ = "text_vectors"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)

@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from relevance import Topic, load_papers, load_topics, ndcg_at_k, precision_at_k, set_scores
 
 from digest.config.settings import ScoringSettings
-from digest.filters.parser import parse
+from digest.filters import parse
 from digest.scoring.index import PaperIndex
 from digest.values import PaperText
 

@@ -24,7 +24,7 @@ from sqlalchemy import delete
 
 from bench.sample_papers import sample_papers
 from digest.config.settings import Settings
-from digest.filters.parser import parse
+from digest.filters import parse
 from digest.planner.plan import plan_due
 from digest.scoring.index import PaperIndex, select_papers
 from digest.store.database import open_store

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sample_papers import sample_papers
 
 from digest.config.settings import ScoringSettings
-from digest.filters.parser import And, Word
+from digest.filters import parse
 from digest.gcpause import collector_paused
 from digest.scoring.index import PaperIndex, select_papers
 from digest.text import STOP_WORDS, words
@@ -67,14 +67,6 @@ POPULAR = [
 ]
 
 
-def _parser() -> object:
-    try:
-        from digest.filters.parser import parse  # type: ignore[attr-defined]
-    except ImportError:  # the parser branch not merged yet: bare words
-        return lambda text: And(tuple(Word(w) for w in words(text) if w not in STOP_WORDS))
-    return parse
-
-
 def topic_pool(papers: list[PaperText], rng: random.Random) -> list[str]:
     """Popular topics first, then 2-4 word runs from titles (what readers type)."""
     pool = list(POPULAR)
@@ -105,9 +97,8 @@ def subscribers(pool: list[str], count: int, rng: random.Random) -> list[list[st
 
 def load_topics(subs: list[list[str]]) -> tuple[list[list[TopicQuery]], float]:
     """What the planner hands to scoring: each subscriber's topics, parsed once per text."""
-    parse = _parser()
     start = time.process_time()
-    parsed = lru_cache(maxsize=None)(parse)  # type: ignore[arg-type]
+    parsed = lru_cache(maxsize=None)(parse)
     loaded = []
     topic_id = 0
     for texts in subs:

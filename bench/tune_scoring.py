@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from relevance import Topic, evaluate, load_papers, load_topics
 
 from digest.config.settings import ScoringSettings
-from digest.filters.parser import parse
+from digest.filters import parse
 from digest.scoring.index import PaperIndex
 from digest.values import PaperText
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from digest.config.settings import ScoringSettings
-from digest.filters.parser import And, Node, Not, Or, Phrase, Word, parse
+from digest.filters import And, Node, Not, Or, Phrase, Word, parse
 from digest.scoring.index import PaperIndex, select_papers
 from digest.values import PaperText, TopicQuery
 

@@ -43,7 +43,7 @@ from sqlalchemy.orm import Session
 
 from digest.config.settings import Settings
 from digest.errors import BadInput
-from digest.filters import parser as query_lang
+from digest.filters import parse
 from digest.gcpause import collector_paused
 from digest.schedule import due_period, next_send_at, period_key, zone_of
 from digest.scoring.index import PaperIndex, select_papers
@@ -523,7 +523,7 @@ def _choose(
             for topic_id, text, label in d.topics:
                 if text not in parsed:
                     try:
-                        parsed[text] = query_lang.parse(text)
+                        parsed[text] = parse(text)
                     except BadInput as exc:
                         log.warning(
                             "topic %d of %s does not parse, ignored: %s", topic_id, d.email, exc

@@ -35,7 +35,7 @@ from operator import itemgetter
 from typing import Any, Final
 
 from digest.config.settings import ScoringSettings
-from digest.filters.parser import And, Node, Not, Or, Phrase, Word
+from digest.filters import And, Node, Not, Or, Phrase, Word
 from digest.scoring.acronyms import Acronyms, acronym_key
 from digest.scoring.analysis import (
     SHAPES,

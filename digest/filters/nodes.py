@@ -18,21 +18,6 @@ from dataclasses import dataclass
 
 from digest.values import TextField
 
-__all__ = [
-    "FIELDS",
-    "And",
-    "Node",
-    "Not",
-    "Or",
-    "Phrase",
-    "TextField",
-    "Word",
-    "make_and",
-    "make_not",
-    "make_or",
-    "to_text",
-]
-
 
 @dataclass(frozen=True, slots=True)
 class Word:

@@ -21,9 +21,9 @@ acronyms are scoring's job). A bare token that holds several words
 unless quoted, `+`-required or directly field-scoped (`author:will`).
 
 Syntax errors carry their position (`QuerySyntaxError` prints the filter with a
-caret under it); a filter that parses but can never match a paper is refused
-with the reason. The tree itself, its canonical form and its printer are
-`digest.filters.nodes`.
+caret under it). `parse` also refuses, with the reason, a filter that parses
+but can never match a paper (`checks.py`). The tree itself, its canonical
+form and its printer are `nodes.py`.
 """
 
 from __future__ import annotations
@@ -33,23 +33,12 @@ import unicodedata
 from dataclasses import dataclass
 
 from digest.errors import BadInput, QuerySyntaxError
-from digest.filters.nodes import (
-    FIELDS,
-    And,
-    Node,
-    Not,
-    Or,
-    Phrase,
-    Word,
-    make_and,
-    make_not,
-    make_or,
-    to_text,
-)
+from digest.filters.checks import check_matchable
+from digest.filters.nodes import FIELDS, Node, Phrase, Word, make_and, make_not, make_or
 from digest.text import is_stop_word, words
 from digest.values import TextField
 
-__all__ = ["MAX_QUERY_LENGTH", "check_matchable", "parse", "parse_tree"]
+__all__ = ["MAX_QUERY_LENGTH", "parse", "parse_tree"]
 
 _FIELD_NAMES: dict[str, TextField] = {name: name for name in FIELDS}
 MAX_QUERY_LENGTH = 1000
@@ -88,68 +77,6 @@ def parse_tree(text: str) -> Node | None:
     """
     _check_characters(text)
     return _Parser(text, _lex(text)).parse()
-
-
-def check_matchable(node: Node | None, text: str) -> None:
-    """Refuse a tree that can never select a paper, saying why."""
-    if node is None:
-        if not text.strip():
-            raise BadInput("the topic filter is empty: type the words papers should contain")
-        dropped = sorted({w for w in words(text) if is_stop_word(w)})
-        detail = f" ({', '.join(dropped)})" if dropped else ""
-        raise BadInput(
-            f"nothing to search for in {text!r}: it has only common words{detail} or "
-            "punctuation, which are ignored. Add a word that says what the papers are "
-            'about, or quote a phrase ("the of") to keep common words. Operators are '
-            "UPPERCASE: OR, AND, NOT."
-        )
-    problem = _never_matches(node)
-    if problem:
-        raise BadInput(f"the topic filter {text!r} can never match a paper: {problem}")
-
-
-# ------------------------------------------------------------------ can-it-match
-
-
-def _positive(node: Node) -> bool:
-    """Whether the node asks for something to be present (not only absent)."""
-    if isinstance(node, Word | Phrase):
-        return True
-    if isinstance(node, Not):
-        return False
-    if isinstance(node, And):
-        return any(_positive(op) for op in node.operands)
-    return all(_positive(op) for op in node.operands)
-
-
-def _never_matches(node: Node) -> str | None:
-    if not _positive(node):
-        if isinstance(node, Or):
-            branch = next(op for op in node.operands if not _positive(op))
-            return (
-                f"every alternative of OR needs a word to look for, but {to_text(branch)!r} "
-                "only excludes (it would match nearly every paper)"
-            )
-        return "it only excludes words; add at least one word to look for, e.g. 'diffusion -video'"
-    return _contradiction(node)
-
-
-def _contradiction(node: Node) -> str | None:
-    if isinstance(node, Word | Phrase):
-        return None
-    if isinstance(node, Not):
-        return _contradiction(node.operand)
-    if isinstance(node, And):
-        present = set(node.operands)
-        for op in node.operands:
-            if isinstance(op, Not) and op.operand in present:
-                wanted = to_text(op.operand)
-                return f"it asks for {wanted!r} and excludes it ({to_text(op)!r})"
-    for op in node.operands:
-        found = _contradiction(op)
-        if found:
-            return found
-    return None
 
 
 # ------------------------------------------------------------------------- lexer

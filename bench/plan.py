@@ -26,7 +26,7 @@ from bench.sample_papers import sample_papers
 from digest.config.settings import Settings
 from digest.filters import parse
 from digest.planner.plan import plan_due
-from digest.scoring.index import PaperIndex, select_papers
+from digest.scoring import PaperIndex, select_papers
 from digest.store.database import open_store
 from digest.store.schema import Digest, Dump, DumpPaper, Paper, Subscriber, Topic
 from digest.values import TopicQuery

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from digest.config.settings import ScoringSettings
 from digest.filters import parse
+from digest.scoring import PaperIndex
 from digest.scoring.boilerplate import blank_availability_notes
-from digest.scoring.index import PaperIndex
 from digest.values import PaperText
 
 NOTES = [

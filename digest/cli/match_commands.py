@@ -25,7 +25,7 @@ from digest.cli.options import ConfigOption, JsonOption, settings_from, store_fr
 from digest.errors import BadInput
 from digest.filters import parse
 from digest.keys import normalise_arxiv_id, paper_key
-from digest.scoring.index import Explanation, Hit, PaperIndex
+from digest.scoring import Explanation, Hit, PaperIndex
 from digest.store.schema import Dump, DumpPaper, Paper
 from digest.values import MatchedTerm, PaperText
 

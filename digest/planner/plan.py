@@ -46,7 +46,7 @@ from digest.errors import BadInput
 from digest.filters import parse
 from digest.gcpause import collector_paused
 from digest.schedule import due_period, next_send_at, period_key, zone_of
-from digest.scoring.index import PaperIndex, select_papers
+from digest.scoring import PaperIndex, Selector
 from digest.store.schema import Digest, DigestItem, Dump, DumpPaper, Paper, Subscriber, Topic
 from digest.subscribers.manage import normalise_email
 from digest.values import PaperText, Pick, TopicQuery
@@ -509,6 +509,7 @@ def _choose(
     union: frozenset[int] = frozenset().union(*distinct)
     texts = _paper_texts(session, union, listings.upvotes)
     index = PaperIndex(texts, settings.scoring)
+    selector = Selector(index)
     report.papers_indexed = len(texts)
     titles = {t.paper_id: t.title for t in texts}
 
@@ -537,8 +538,7 @@ def _choose(
             # schedule, nothing of today's given yet) no window at all, and the
             # subscriber shares the selection of everyone with the same topics.
             picks = (
-                select_papers(
-                    index,
+                selector.select(
                     topics,
                     max_papers=d.max_papers,
                     allowed=None if len(allowed) == len(union) else allowed,

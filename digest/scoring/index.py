@@ -49,7 +49,7 @@ class PaperIndex:
         self._hits: dict[Node, list[Hit]] = {}
         self._by_id: dict[int, tuple[Node, list[Hit]]] = {}
 
-    field_text = staticmethod(field_text)
+    field_text = staticmethod(field_text)  # the text a MatchedTerm's offsets refer to
 
     def search(self, query: Node) -> list[Hit]:
         """Eligible papers above the cut-off, best first (memoised per node)."""

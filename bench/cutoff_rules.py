@@ -3,7 +3,7 @@
     PYTHONPATH=. python bench/cutoff_rules.py [--markdown]
 
 digest ranks every paper a filter matches, then sends those whose relevance
-clears a cut-off (`PaperIndex._cutoff`: relevance >= max(min_relevance,
+clears a cut-off (`Ranking.cutoff`: relevance >= max(min_relevance,
 relative_cutoff x the best paper's)). This scores each topic of
 bench/relevance once with no cut-off, then applies alternative rules to the
 same rankings and prints, per rule, JSON with:
@@ -20,7 +20,8 @@ same rankings and prints, per rule, JSON with:
 - a paired bootstrap (2,000 resamples of topics) 95% interval of its F1 minus
   the current rule's.
 
-Uses private parts of PaperIndex (`_score`, `_plan`), like bench/tune_scoring.py.
+Uses the index's ranking part (`digest.scoring.ranking`: `plan`, `score`, `finish`)
+directly, below the public API.
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from relevance import Topic, load_papers, load_topics, ndcg_at_k, precision_at_k, set_scores
 
 from digest.config import ScoringSettings
-from digest.filters.parser import parse
-from digest.scoring.index import PaperIndex
+from digest.filters import parse
+from digest.scoring import PaperIndex
 from digest.values import PaperText
 
 MIN_RELEVANCE = ScoringSettings().min_relevance
@@ -74,10 +75,10 @@ def rankings(settings: ScoringSettings | None = None) -> list[Ranking]:
     out = []
     for topic in load_topics():
         query = parse(topic.query)
-        plan = index._plan(query)
+        plan = index.ranking.plan(query)
         rows = []
-        for doc, entry in index._score(query).items():
-            score, _ = index._finish(doc, entry)
+        for doc, entry in index.ranking.score(query).items():
+            score, _ = index.ranking.finish(doc, entry)
             units = [u for u in plan.units if doc in u.docs]
             covered = sum(u.idf for u in units) / plan.attainable
             in_title = any(occ[0] == "title" for u in units for occ in u.occurrences[doc])

@@ -24,9 +24,9 @@ from sqlalchemy import delete
 
 from bench.sample_papers import sample_papers
 from digest.config import Settings
-from digest.filters.parser import parse
+from digest.filters import parse
 from digest.planner import plan_due
-from digest.scoring.index import PaperIndex, select_papers
+from digest.scoring import PaperIndex, select_papers
 from digest.store.database import open_store
 from digest.store.schema import Digest, Dump, DumpPaper, Paper, Subscriber, Topic
 from digest.values import TopicQuery

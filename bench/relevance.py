@@ -166,14 +166,11 @@ def digest_ranker(papers: Sequence[Paper]) -> System:
     from digest.values import PaperText
 
     try:
-        from digest.filters import parser as query_module
-        from digest.scoring import index as scoring
-
-        parse: Any = query_module.parse  # type: ignore[attr-defined,unused-ignore]
-        paper_index: Any = scoring.PaperIndex  # type: ignore[attr-defined,unused-ignore]
+        from digest.filters import parse
+        from digest.scoring import PaperIndex
     except (ImportError, AttributeError) as error:
         raise Unavailable(str(error)) from error
-    index = paper_index(
+    index = PaperIndex(
         [PaperText(paper_id=i, title=p.title, abstract=p.abstract) for i, p in enumerate(papers)],
         ScoringSettings(),
     )

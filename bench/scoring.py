@@ -6,7 +6,7 @@ Subscribers have 1-3 topics of 2-4 words drawn Zipf-like from a pool of
 popular topics (many readers share "diffusion models"), so most filters
 repeat. Topic texts are parsed first, once per distinct text, as the planner
 loads them (reported as parse_and_load). Timed, per repeat: building the index
-and `select_papers` for every subscriber (max 10 papers), with the cyclic garbage
+and one `Selector`'s picks for every subscriber (max 10 papers), with the cyclic garbage
 collector paused as the planner pauses it (`digest.gcpause`); the same loop with
 the collector running is reported too, and so is where the time goes, phase by
 phase. The baseline, measured in the same run, is the naive loop a keyword alert
@@ -33,9 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sample_papers import sample_papers
 
 from digest.config import ScoringSettings
-from digest.filters.parser import And, Word
+from digest.filters import parse
 from digest.gcpause import collector_paused
-from digest.scoring.index import PaperIndex, select_papers
+from digest.scoring import PaperIndex, Selector
 from digest.text import STOP_WORDS, words
 from digest.values import PaperText, TopicQuery
 
@@ -65,14 +65,6 @@ POPULAR = [
     "protein structure prediction",
     "test-time adaptation",
 ]
-
-
-def _parser() -> object:
-    try:
-        from digest.filters.parser import parse  # type: ignore[attr-defined]
-    except ImportError:  # the parser branch not merged yet: bare words
-        return lambda text: And(tuple(Word(w) for w in words(text) if w not in STOP_WORDS))
-    return parse
 
 
 def topic_pool(papers: list[PaperText], rng: random.Random) -> list[str]:
@@ -105,9 +97,8 @@ def subscribers(pool: list[str], count: int, rng: random.Random) -> list[list[st
 
 def load_topics(subs: list[list[str]]) -> tuple[list[list[TopicQuery]], float]:
     """What the planner hands to scoring: each subscriber's topics, parsed once per text."""
-    parse = _parser()
     start = time.process_time()
-    parsed = lru_cache(maxsize=None)(parse)  # type: ignore[arg-type]
+    parsed = lru_cache(maxsize=None)(parse)
     loaded = []
     topic_id = 0
     for texts in subs:
@@ -124,11 +115,11 @@ def run_digest(
 ) -> tuple[float, float, int]:
     """(wall seconds, CPU seconds, papers picked): index build + every subscriber's selection."""
     wall, cpu = time.perf_counter(), time.process_time()
-    index = PaperIndex(papers, ScoringSettings())
+    selector = Selector(PaperIndex(papers, ScoringSettings()))
     picked = 0
     with collector_paused() if pause_collector else nullcontext():
         for topics in subs:
-            picked += len(select_papers(index, topics, max_papers=MAX_PAPERS))
+            picked += len(selector.select(topics, max_papers=MAX_PAPERS))
     return time.perf_counter() - wall, time.process_time() - cpu, picked
 
 
@@ -141,13 +132,14 @@ def phase_seconds(papers: list[PaperText], subs: list[list[TopicQuery]]) -> dict
     marks = [time.process_time()]
     with collector_paused():
         index = PaperIndex(papers, ScoringSettings())
+        selector = Selector(index)
         marks.append(time.process_time())
         for query in distinct:
             index.search(query)
         marks.append(time.process_time())
         for _ in range(2):
             for topics in subs:
-                select_papers(index, topics, max_papers=MAX_PAPERS)
+                selector.select(topics, max_papers=MAX_PAPERS)
             marks.append(time.process_time())
     names = ("index_build", "filters", "selections", "picks_memoised")
     return {n: end - start for n, start, end in zip(names, marks[:-1], marks[1:], strict=True)}

@@ -11,7 +11,6 @@ vice versa), to show how much of the gain is fitted to these 20 topics.
 from __future__ import annotations
 
 import argparse
-import copy
 import itertools
 import json
 import sys
@@ -24,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from relevance import Topic, evaluate, load_papers, load_topics
 
 from digest.config import ScoringSettings
-from digest.filters.parser import parse
-from digest.scoring.index import PaperIndex
+from digest.filters import parse
+from digest.scoring import Corpus, PaperIndex
 from digest.values import PaperText
 
 GRID: dict[str, list[Any]] = {
@@ -39,25 +38,20 @@ GRID: dict[str, list[Any]] = {
 }
 
 
-_INDEXES: dict[tuple[float, float], PaperIndex] = {}
+_CORPUS: dict[int, tuple[list[Any], Corpus]] = {}  # by the papers' identity (kept alive)
 
 
 def index_for(settings: ScoringSettings, papers: list[Any]) -> PaperIndex:
-    """An index with these settings; the analysed text is shared between settings.
+    """An index with these settings over a corpus shared by every combination.
 
-    Only the field weights shape the index itself (per-leaf gains); cut-offs,
-    relaxation and proximity act at query time, so for those a shallow copy with
-    its query memos restarted is enough (bench-only shortcut into a private method).
+    The analysed text depends on no setting, so it is built once; each index
+    then compiles its own leaves and scores under its own settings.
     """
-    weights = (settings.title_weight, settings.abstract_weight)
-    base = _INDEXES.get(weights)
-    if base is None:
+    cached = _CORPUS.get(id(papers))
+    if cached is None:
         texts = [PaperText(i, p.title, p.abstract) for i, p in enumerate(papers)]
-        base = _INDEXES[weights] = PaperIndex(texts, settings)
-    index = copy.copy(base)
-    index.settings = settings
-    index._forget_queries()
-    return index
+        cached = _CORPUS[id(papers)] = (papers, Corpus(texts))
+    return PaperIndex(cached[1], settings)
 
 
 def measure(settings: ScoringSettings, topics: list[Topic], papers: list[Any]) -> dict[str, float]:

@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from digest import ingest
-from digest.config.settings import Settings
+from digest.config import Settings
 from digest.email.render import Renderer
 from digest.links import load_secret
 from digest.logs import LOGGER_NAME, log_event

@@ -6,10 +6,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from digest.config import ScoringSettings
-from digest.filters.parser import And, Word
+from digest.filters import And, Word
+from digest.scoring import PaperIndex
 from digest.scoring.acronyms import Acronyms, find_definitions
 from digest.scoring.analysis import analyse, term_of
-from digest.scoring.index import PaperIndex
 from digest.values import PaperText
 
 

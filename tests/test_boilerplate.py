@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from digest.config import ScoringSettings
-from digest.filters.parser import parse
+from digest.filters import parse
+from digest.scoring import PaperIndex
 from digest.scoring.boilerplate import blank_availability_notes
-from digest.scoring.index import PaperIndex
 from digest.values import PaperText
 
 NOTES = [

@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from digest.errors import BadInput, QuerySyntaxError
-from digest.filters.parser import (
+from digest.filters import (
     MAX_QUERY_LENGTH,
     And,
     Node,

@@ -7,8 +7,8 @@ from dataclasses import replace
 import pytest
 
 from digest.config import ScoringSettings
-from digest.filters.parser import And, Node, Not, Or, Phrase, Word, parse
-from digest.scoring.index import PaperIndex, select_papers
+from digest.filters import And, Node, Not, Or, Phrase, Word, parse
+from digest.scoring import Corpus, PaperIndex, Selector, select_papers
 from digest.values import PaperText, TopicQuery
 
 FILLER = (
@@ -213,6 +213,31 @@ def test_select_papers_never_repeats_and_respects_the_window(index: PaperIndex) 
 
 def test_select_papers_returns_nothing_rather_than_noise(index: PaperIndex) -> None:
     assert select_papers(index, topics(words("quantum", "chemistry")), max_papers=10) == []
+
+
+def test_a_selector_picks_as_select_papers_does_and_shares_selections(index: PaperIndex) -> None:
+    selector = Selector(index)
+    diffusion, robots = Word("diffusion"), Word("robots")
+    mine = selector.select(topics(diffusion, robots), max_papers=2)
+    assert mine == select_papers(index, topics(diffusion, robots), max_papers=2)
+    # another subscriber with the same filters (own topic ids) gets the same hits
+    theirs = selector.select(
+        [TopicQuery(7, "a", diffusion), TopicQuery(8, "b", robots)], max_papers=2
+    )
+    assert [p.hit for p in theirs] == [p.hit for p in mine]
+    assert all(a.hit is b.hit for a, b in zip(theirs, mine, strict=True))
+    assert {p.topic_id for p in theirs} == {7, 8}
+    window = selector.select(topics(diffusion, robots), max_papers=2, allowed={3, 9})
+    assert {p.paper_id for p in window} <= {3, 9}
+
+
+def test_indexes_with_other_settings_can_share_one_corpus() -> None:
+    corpus = Corpus(PAPERS)
+    strict = ScoringSettings(min_relevance=0.9)
+    for settings in (ScoringSettings(), strict):
+        shared = PaperIndex(corpus, settings)
+        alone = PaperIndex(PAPERS, settings)
+        assert shared.search(Word("diffusion")) == alone.search(Word("diffusion"))
 
 
 # --- bad input ---

@@ -23,9 +23,9 @@ from sqlalchemy.orm import Session
 from digest.cli.app import app
 from digest.cli.options import ConfigOption, JsonOption, settings_from, store_from
 from digest.errors import BadInput
-from digest.filters.parser import parse
+from digest.filters import parse
 from digest.keys import normalise_arxiv_id, paper_key
-from digest.scoring.index import Explanation, Hit, PaperIndex
+from digest.scoring import Explanation, Hit, PaperIndex
 from digest.store.reads import latest_upvotes, paper_text
 from digest.store.schema import Dump, DumpPaper, Paper
 from digest.values import MatchedTerm, PaperText

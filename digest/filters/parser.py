@@ -1,8 +1,4 @@
-"""The topic-filter language: the syntax tree, the parser and the canonical printer.
-
-A topic is parsed once, when it is saved, into the tree below; scoring
-evaluates the tree against its index. The tree is a plain, hashable value so
-identical filters of different subscribers can be evaluated once per run.
+"""The topic-filter language: text → syntax tree, or an error with a caret.
 
 Grammar (user-facing; the README's "Topic filters" section is the manual):
     diffusion models        bare words: all must match (scoring may relax this
@@ -24,84 +20,26 @@ acronyms are scoring's job). A bare token that holds several words
 (`gpt-4`, `state-of-the-art`) becomes a phrase. Bare stop words are dropped
 unless quoted, `+`-required or directly field-scoped (`author:will`).
 
-The parser yields one canonical tree per meaning it can see: single-operand
-groups collapse, nested groups of the same kind flatten, duplicate operands
-go, double negation cancels. `to_text` prints that tree so that
-`parse(to_text(node)) == node`.
+Syntax errors carry their position (`QuerySyntaxError` prints the filter with a
+caret under it). `parse` also refuses, with the reason, a filter that parses
+but can never match a paper (`checks.py`). The tree itself, its canonical
+form and its printer are `nodes.py`.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from digest.errors import BadInput, QuerySyntaxError
+from digest.filters.checks import check_matchable
+from digest.filters.nodes import FIELDS, Node, Phrase, Word, make_and, make_not, make_or
 from digest.text import is_stop_word, words
 from digest.values import TextField
 
-__all__ = [
-    "FIELDS",
-    "MAX_QUERY_LENGTH",
-    "And",
-    "Node",
-    "Not",
-    "Or",
-    "Phrase",
-    "TextField",
-    "Word",
-    "check_matchable",
-    "parse",
-    "parse_tree",
-    "to_text",
-]
+__all__ = ["MAX_QUERY_LENGTH", "parse", "parse_tree"]
 
-
-@dataclass(frozen=True, slots=True)
-class Word:
-    """One word as typed (not yet stemmed), optionally field-scoped."""
-
-    text: str
-    field: TextField | None = None
-    prefix: bool = False  # typed as `word*`
-    required: bool = False  # typed as `+word`
-
-
-@dataclass(frozen=True, slots=True)
-class Phrase:
-    """Words that must appear adjacent and in order."""
-
-    words: tuple[str, ...]
-    field: TextField | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Not:
-    operand: Node
-
-
-@dataclass(frozen=True, slots=True)
-class And:
-    """All operands must match.
-
-    `explicit` is False for bare juxtaposition (`kv cache`) and True for a typed
-    `AND`: scoring may relax only the implicit kind for long queries.
-    """
-
-    operands: tuple[Node, ...]
-    explicit: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Or:
-    operands: tuple[Node, ...]
-
-
-Node = Word | Phrase | Not | And | Or
-
-
-FIELDS: tuple[TextField, ...] = ("title", "abstract", "author")
 _FIELD_NAMES: dict[str, TextField] = {name: name for name in FIELDS}
 MAX_QUERY_LENGTH = 1000
 MIN_PREFIX_LENGTH = 3  # `a*` would match half the vocabulary
@@ -139,95 +77,6 @@ def parse_tree(text: str) -> Node | None:
     """
     _check_characters(text)
     return _Parser(text, _lex(text)).parse()
-
-
-def check_matchable(node: Node | None, text: str) -> None:
-    """Refuse a tree that can never select a paper, saying why."""
-    if node is None:
-        if not text.strip():
-            raise BadInput("the topic filter is empty: type the words papers should contain")
-        dropped = sorted({w for w in words(text) if is_stop_word(w)})
-        detail = f" ({', '.join(dropped)})" if dropped else ""
-        raise BadInput(
-            f"nothing to search for in {text!r}: it has only common words{detail} or "
-            "punctuation, which are ignored. Add a word that says what the papers are "
-            'about, or quote a phrase ("the of") to keep common words. Operators are '
-            "UPPERCASE: OR, AND, NOT."
-        )
-    problem = _never_matches(node)
-    if problem:
-        raise BadInput(f"the topic filter {text!r} can never match a paper: {problem}")
-
-
-def to_text(node: Node) -> str:
-    """The canonical text of a tree: what `parse` turns back into the same tree."""
-    if isinstance(node, Word):
-        return (
-            ("+" if node.required else "")
-            + (f"{node.field}:" if node.field else "")
-            + node.text
-            + ("*" if node.prefix else "")
-        )
-    if isinstance(node, Phrase):
-        return (f"{node.field}:" if node.field else "") + '"' + " ".join(node.words) + '"'
-    if isinstance(node, Not):
-        inner = node.operand
-        if isinstance(inner, And | Or):
-            return f"-({to_text(inner)})"
-        return "-" + to_text(inner)
-    if isinstance(node, Or):
-        return " OR ".join(to_text(op) for op in node.operands)
-    joiner = " AND " if node.explicit else " "
-    parts = []
-    for op in node.operands:
-        # An Or, or an And of the other kind, would merge into this run unless grouped.
-        grouped = isinstance(op, Or) or (isinstance(op, And) and op.explicit != node.explicit)
-        parts.append(f"({to_text(op)})" if grouped else to_text(op))
-    return joiner.join(parts)
-
-
-# ------------------------------------------------------------------ can-it-match
-
-
-def _positive(node: Node) -> bool:
-    """Whether the node asks for something to be present (not only absent)."""
-    if isinstance(node, Word | Phrase):
-        return True
-    if isinstance(node, Not):
-        return False
-    if isinstance(node, And):
-        return any(_positive(op) for op in node.operands)
-    return all(_positive(op) for op in node.operands)
-
-
-def _never_matches(node: Node) -> str | None:
-    if not _positive(node):
-        if isinstance(node, Or):
-            branch = next(op for op in node.operands if not _positive(op))
-            return (
-                f"every alternative of OR needs a word to look for, but {to_text(branch)!r} "
-                "only excludes (it would match nearly every paper)"
-            )
-        return "it only excludes words; add at least one word to look for, e.g. 'diffusion -video'"
-    return _contradiction(node)
-
-
-def _contradiction(node: Node) -> str | None:
-    if isinstance(node, Word | Phrase):
-        return None
-    if isinstance(node, Not):
-        return _contradiction(node.operand)
-    if isinstance(node, And):
-        present = set(node.operands)
-        for op in node.operands:
-            if isinstance(op, Not) and op.operand in present:
-                wanted = to_text(op.operand)
-                return f"it asks for {wanted!r} and excludes it ({to_text(op)!r})"
-    for op in node.operands:
-        found = _contradiction(op)
-        if found:
-            return found
-    return None
 
 
 # ------------------------------------------------------------------------- lexer
@@ -354,7 +203,7 @@ class _Parser:
             if self.peek().kind in _STOPS_TERM:
                 raise self.error("OR needs a term on its right", operator.pos)
             operands.append(self.and_expr(field, depth))
-        return _make_or(operands)
+        return make_or(operands)
 
     def and_expr(self, field: TextField | None, depth: int) -> Node | None:
         token = self.peek()
@@ -372,7 +221,7 @@ class _Parser:
                 if self.peek().kind in _STOPS_TERM:
                     raise self.error("AND needs a term on its right", token.pos)
             operands.append(self.unary(field, depth))
-        return _make_and(operands, explicit)
+        return make_and(operands, explicit)
 
     def unary(self, field: TextField | None, depth: int) -> Node | None:
         token = self.peek()
@@ -383,7 +232,7 @@ class _Parser:
             following = self.peek()
             if following.kind in _STOPS_TERM:
                 raise self.error(f"{token.kind} needs a term after it", token.pos)
-            return _make_not(self.unary(field, depth + 1))
+            return make_not(self.unary(field, depth + 1))
         if token.kind == "+":
             self.advance()
             return self.scoped(field, depth, plus=token)
@@ -469,45 +318,3 @@ class _Parser:
         if is_stop_word(found[0]) and not keep_stop_word:
             return None
         return Word(found[0], field, required=required)
-
-
-# ------------------------------------------------------------ canonical builders
-
-
-def _dedupe(nodes: list[Node]) -> tuple[Node, ...]:
-    return tuple(dict.fromkeys(nodes))
-
-
-def _make_not(node: Node | None) -> Node | None:
-    if node is None:
-        return None
-    if isinstance(node, Not):
-        return node.operand
-    return Not(node)
-
-
-def _flatten(operands: list[Node | None], same_kind: Callable[[Node], bool]) -> tuple[Node, ...]:
-    """Operands with nested groups of the same kind spliced in, empties and repeats dropped."""
-    flat: list[Node] = []
-    for op in operands:
-        if op is None:
-            continue
-        if isinstance(op, And | Or) and same_kind(op):
-            flat.extend(op.operands)
-        else:
-            flat.append(op)
-    return _dedupe(flat)
-
-
-def _make_and(operands: list[Node | None], explicit: bool) -> Node | None:
-    unique = _flatten(operands, lambda op: isinstance(op, And) and op.explicit == explicit)
-    if len(unique) <= 1:
-        return unique[0] if unique else None
-    return And(unique, explicit)
-
-
-def _make_or(operands: list[Node | None]) -> Node | None:
-    unique = _flatten(operands, lambda op: isinstance(op, Or))
-    if len(unique) <= 1:
-        return unique[0] if unique else None
-    return Or(unique)

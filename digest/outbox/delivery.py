@@ -34,7 +34,7 @@ from typing import Unpack
 
 from sqlalchemy.orm import Session
 
-from digest.config.settings import Settings
+from digest.config import Settings
 from digest.errors import DeliveryError
 from digest.mail import Mailer, MessageFeed, Outcome, OutgoingMessage, iter_outcomes
 from digest.outbox.claims import (

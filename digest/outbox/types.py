@@ -14,7 +14,7 @@ from typing import NamedTuple, TypedDict
 
 from sqlalchemy.orm import Session
 
-from digest.config.settings import Settings
+from digest.config import Settings
 from digest.mail import Mailer, OnOutcome
 from digest.store.database import Store
 

@@ -17,7 +17,7 @@ Modules, in the order a pass runs them:
 - `plan`         `plan_due`: one pass, top to bottom, and its transactions
 - `due`          who is due, for which period and from when; why the others are not
 - `candidates`   the papers new in each due subscriber's window and not yet given
-- `choose`       one shared index per pass, `select_papers` per subscriber; Message-IDs
+- `choose`       one shared index and selector per pass, a selection per subscriber; Message-IDs
 - `near_misses`  for a preview of an empty digest: the papers that came closest
 - `record`       writing the `digests` / `digest_items` rows, safe beside a second planner
 - `report`       `PlanReport` and `PlannedDigest`, what a pass hands back

@@ -2,7 +2,7 @@
 
 One `PaperIndex` holds the union of all candidates of the pass; each
 subscriber's topics are parsed once per distinct query text and
-`select_papers` keeps the best `max_papers` of their own candidates. The
+`Selector.select` keeps the best `max_papers` of their own candidates. The
 result is a `PlannedDigest` per subscriber, not yet written.
 """
 
@@ -18,13 +18,13 @@ from sqlalchemy.orm import Session
 
 from digest.config import Settings
 from digest.errors import BadInput
-from digest.filters import parser as query_lang
+from digest.filters import parse
 from digest.gcpause import collector_paused
 from digest.planner.candidates import candidate_papers
 from digest.planner.due import DueSubscriber
 from digest.planner.near_misses import near_misses as explain_near_misses
 from digest.planner.report import PlannedDigest, PlanReport
-from digest.scoring.index import PaperIndex, select_papers
+from digest.scoring import PaperIndex, Selector
 from digest.store.reads import paper_texts
 from digest.values import TopicQuery
 
@@ -58,6 +58,7 @@ def choose_papers(
     # Each paper's latest listing by `now` lies in the window (it was listed there).
     texts = paper_texts(session, union, as_of=now)
     index = PaperIndex(texts, settings.scoring)
+    selector = Selector(index)
     report.papers_indexed = len(texts)
     titles = {t.paper_id: t.title for t in texts}
 
@@ -75,8 +76,7 @@ def choose_papers(
             # schedule, nothing of today's given yet) no window at all, and the
             # subscriber shares the selection of everyone with the same topics.
             picks = (
-                select_papers(
-                    index,
+                selector.select(
                     topics,
                     max_papers=d.max_papers,
                     allowed=None if len(allowed) == len(union) else allowed,
@@ -115,7 +115,7 @@ def _parsed_topics(d: DueSubscriber, parsed: dict[str, Any]) -> list[TopicQuery]
     for topic_id, text, label in d.topics:
         if text not in parsed:
             try:
-                parsed[text] = query_lang.parse(text)
+                parsed[text] = parse(text)
             except BadInput as exc:
                 log.warning("topic %d of %s does not parse, ignored: %s", topic_id, d.email, exc)
                 parsed[text] = None

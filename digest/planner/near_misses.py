@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
-from digest.scoring.index import PaperIndex
+from digest.scoring import PaperIndex
 from digest.values import TopicQuery
 
 __all__ = ["NEAR_MISSES", "NearMiss", "near_misses"]

@@ -1,11 +1,10 @@
 """Sentences of an abstract that say where the artefacts are, not what the paper is about.
 
-About one abstract in five among the sample dumps ends with "Our code is
-available at https://github.com/…". Indexed, that sentence makes every such
-paper match a `code generation` topic (and "data", "models", "release"
-topics) on its last line. Blanking those sentences before indexing raised
-set precision on the relevance set (bench/relevance.py: F1 0.736 → 0.743)
-without losing a relevant paper.
+Many abstracts end with "Our code is available at https://github.com/…".
+Indexed, that sentence makes every such paper match a `code generation`
+topic (and "data", "models", "release" topics) on its last line. Blanking
+those sentences before indexing raises set precision on the relevance set
+(bench/relevance.py prints it) without losing a relevant paper.
 
 A sentence counts as an availability note when it says that code, data,
 models or weights "are (publicly) available / open-sourced / released at…",

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from digest.config import ScheduleSettings
 from digest.errors import BadInput
-from digest.filters import parser as filters
+from digest.filters import parse, to_text
 from digest.store.schema import Subscriber
 from digest.subscribers import manage as subscriptions
 
@@ -149,7 +149,7 @@ def _exportable(query: str) -> str:
     """The topic as typed, unless it holds the separator: then its canonical form (never does)."""
     if TOPIC_SEPARATOR not in query:
         return query
-    return filters.to_text(filters.parse(query))
+    return to_text(parse(query))
 
 
 def _header(cells: list[str], line: int) -> list[str]:

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from digest.config import ScheduleSettings
 from digest.errors import BadInput
-from digest.filters import parser as filters
+from digest.filters import Node, parse, parse_tree
 from digest.store.schema import SUBSCRIBER_STATUSES, Digest, Subscriber, Topic
 from digest.values import FREQUENCIES, WEEKDAYS, zone_of
 
@@ -108,15 +108,15 @@ def check_label(label: str | None) -> str | None:
     return label
 
 
-def check_topic(text: str) -> tuple[str, filters.Node]:
+def check_topic(text: str) -> tuple[str, Node]:
     """The topic as it will be stored (outer spaces trimmed) and its parsed tree."""
     stripped = text.strip()
-    return stripped, filters.parse(stripped)
+    return stripped, parse(stripped)
 
 
-def _tree(topic: Topic) -> filters.Node | None:
+def _tree(topic: Topic) -> Node | None:
     try:
-        return filters.parse_tree(topic.query)
+        return parse_tree(topic.query)
     except BadInput:  # saved under older rules; compare by text only
         return None
 
@@ -339,7 +339,7 @@ def find_topic(subscriber: Subscriber, query_or_id: str | int) -> Topic | None:
         if topic.label is not None and topic.label.casefold() == text.casefold():
             return topic
     try:
-        tree = filters.parse_tree(text)
+        tree = parse_tree(text)
     except BadInput:
         return None
     return next((t for t in subscriber.topics if _tree(t) == tree), None)
@@ -395,15 +395,15 @@ def weekday_name(day: int) -> str:
 
 def _checked_topics(
     topics: Sequence[str], labels: Sequence[str | None] | None
-) -> list[tuple[str, filters.Node, str | None]]:
+) -> list[tuple[str, Node, str | None]]:
     given_labels = list(labels or [])
     if len(given_labels) > len(topics):
         raise BadInput(
             f"{len(given_labels)} labels for {len(topics)} topics: give one --label per --topic"
         )
     given_labels += [None] * (len(topics) - len(given_labels))
-    checked: list[tuple[str, filters.Node, str | None]] = []
-    seen: set[filters.Node] = set()
+    checked: list[tuple[str, Node, str | None]] = []
+    seen: set[Node] = set()
     for text, label in zip(topics, given_labels, strict=True):
         stored, tree = check_topic(text)
         if tree not in seen:
@@ -453,7 +453,7 @@ def _apply_schedule(subscriber: Subscriber, schedule: dict[str, str | int]) -> l
     return changes
 
 
-def _find_same(subscriber: Subscriber, text: str, tree: filters.Node) -> Topic | None:
+def _find_same(subscriber: Subscriber, text: str, tree: Node) -> Topic | None:
     for topic in subscriber.topics:
         if topic.query == text or _tree(topic) == tree:
             return topic
@@ -462,7 +462,7 @@ def _find_same(subscriber: Subscriber, text: str, tree: filters.Node) -> Topic |
 
 def _merge_topics(
     subscriber: Subscriber,
-    wanted: list[tuple[str, filters.Node, str | None]],
+    wanted: list[tuple[str, Node, str | None]],
     now: datetime,
 ) -> list[str]:
     changes = []

@@ -1,0 +1,75 @@
+"""Can a filter ever select a paper? The refusals `parse` adds to the grammar.
+
+A filter that parses can still never match: empty or only stop words (nothing
+left to search for), only exclusions (it would match nearly every paper,
+which is not a topic), or a word both asked for and excluded. Saying so when
+the topic is saved, with the reason, beats a digest that is always empty or
+always full. Only `parse` applies these; `parse_tree` checks the syntax alone.
+"""
+
+from __future__ import annotations
+
+from digest.errors import BadInput
+from digest.filters.nodes import And, Node, Not, Or, Phrase, Word, to_text
+from digest.text import is_stop_word, words
+
+__all__ = ["check_matchable"]
+
+
+def check_matchable(node: Node | None, text: str) -> None:
+    """Refuse a tree that can never select a paper, saying why."""
+    if node is None:
+        if not text.strip():
+            raise BadInput("the topic filter is empty: type the words papers should contain")
+        dropped = sorted({w for w in words(text) if is_stop_word(w)})
+        detail = f" ({', '.join(dropped)})" if dropped else ""
+        raise BadInput(
+            f"nothing to search for in {text!r}: it has only common words{detail} or "
+            "punctuation, which are ignored. Add a word that says what the papers are "
+            'about, or quote a phrase ("the of") to keep common words. Operators are '
+            "UPPERCASE: OR, AND, NOT."
+        )
+    problem = _never_matches(node)
+    if problem:
+        raise BadInput(f"the topic filter {text!r} can never match a paper: {problem}")
+
+
+def _positive(node: Node) -> bool:
+    """Whether the node asks for something to be present (not only absent)."""
+    if isinstance(node, Word | Phrase):
+        return True
+    if isinstance(node, Not):
+        return False
+    if isinstance(node, And):
+        return any(_positive(op) for op in node.operands)
+    return all(_positive(op) for op in node.operands)
+
+
+def _never_matches(node: Node) -> str | None:
+    if not _positive(node):
+        if isinstance(node, Or):
+            branch = next(op for op in node.operands if not _positive(op))
+            return (
+                f"every alternative of OR needs a word to look for, but {to_text(branch)!r} "
+                "only excludes (it would match nearly every paper)"
+            )
+        return "it only excludes words; add at least one word to look for, e.g. 'diffusion -video'"
+    return _contradiction(node)
+
+
+def _contradiction(node: Node) -> str | None:
+    if isinstance(node, Word | Phrase):
+        return None
+    if isinstance(node, Not):
+        return _contradiction(node.operand)
+    if isinstance(node, And):
+        present = set(node.operands)
+        for op in node.operands:
+            if isinstance(op, Not) and op.operand in present:
+                wanted = to_text(op.operand)
+                return f"it asks for {wanted!r} and excludes it ({to_text(op)!r})"
+    for op in node.operands:
+        found = _contradiction(op)
+        if found:
+            return found
+    return None

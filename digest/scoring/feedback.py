@@ -1,0 +1,131 @@
+"""Pseudo-relevance feedback (RM3-style): lift eligible papers that read like a topic's best.
+
+A filter names a topic in a few words; its best-matching papers say much
+more about it. The best FEEDBACK_DOCS eligible papers, weighted by their
+relevance, give a model of the topic's vocabulary beyond its own words
+(their FEEDBACK_TERMS most distinctive terms), and every eligible paper gets
+a bonus of up to `feedback_weight` by how much of that vocabulary it uses.
+Only eligible papers are touched: feedback never admits a paper that shares
+nothing with the filter; it lifts on-topic papers and, since the relative
+cut-off follows the best paper, lets incidental matches fall below it.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Mapping, Sequence
+from operator import itemgetter
+
+from digest.config import ScoringSettings
+from digest.scoring.corpus import Corpus
+from digest.scoring.leaves import K1
+from digest.values import TextField
+
+# The usual RM3 sizes.
+FEEDBACK_DOCS = 5  # best papers that model the topic
+FEEDBACK_TERMS = 10  # their most distinctive terms
+FEEDBACK_MAX_DF = 0.3  # terms in more of the papers than this say nothing about a topic
+FEEDBACK_PER_DOC = 40  # a paper's heaviest terms kept for topic models
+_WEIGHT = itemgetter(1)
+
+
+class Feedback:
+    """Topic models from one index's papers; per-paper and per-term parts memoised,
+    since the same best papers and terms serve many filters."""
+
+    def __init__(self, corpus: Corpus, settings: ScoringSettings) -> None:
+        self.corpus = corpus
+        self.settings = settings
+        # what a paper is about is in its title and abstract, not in its author list
+        self._fields: tuple[tuple[TextField, float], ...] = (
+            ("title", settings.title_weight),
+            ("abstract", settings.abstract_weight),
+        )
+        self._terms_of: dict[int, list[tuple[str, float]]] = {}
+        self._counts: list[dict[str, float]] | None = None
+        self._saturated_tf: dict[str, dict[int, float]] = {}
+        self._idf: dict[str, float] = {}
+
+    def bonuses(self, scored: Mapping[int, Sequence[float]]) -> dict[int, float]:
+        """Per eligible paper (`scored`: paper → relevance first), its feedback bonus.
+
+        Nothing when feedback is off, or with few matches: then the best papers are
+        most of them, and there is nothing to learn from them.
+        """
+        weight = self.settings.feedback_weight
+        if weight <= 0 or len(scored) <= 2 * FEEDBACK_DOCS:
+            return {}
+        # (sorted, not heapq.nlargest: the same items in the same order, tie-breaking
+        # included, with the loop in C)
+        top = sorted([(entry[0], doc) for doc, entry in scored.items()], reverse=True)
+        model: dict[str, float] = {}
+        get = model.get
+        for relevance, doc in top[:FEEDBACK_DOCS]:
+            for term, term_weight in self._terms(doc):
+                model[term] = get(term, 0.0) + relevance * term_weight
+        if not model:
+            return {}
+        similarity: dict[int, float] = {}
+        near = similarity.get
+        ranked = sorted(model.items(), key=_WEIGHT, reverse=True)  # stable: first seen first
+        for term, term_weight in ranked[:FEEDBACK_TERMS]:
+            saturated = self._saturated(term)
+            for doc in saturated.keys() & scored.keys():
+                similarity[doc] = near(doc, 0.0) + term_weight * saturated[doc]
+        best = max(similarity.values(), default=0.0)
+        if best <= 0:
+            return {}
+        scale = weight / best
+        return {doc: sim * scale for doc, sim in similarity.items()}
+
+    def _terms(self, doc: int) -> list[tuple[str, float]]:
+        """A paper's most distinctive terms with their weights (tf share x idf), cached.
+
+        Terms in more than FEEDBACK_MAX_DF of the papers ("model", "method") are
+        left out: they say nothing about a topic. Only the FEEDBACK_PER_DOC
+        heaviest are kept, the only ones that can reach a topic model's top
+        FEEDBACK_TERMS in practice. Computed per paper on first need: only papers
+        that are some topic's best ever are asked.
+        """
+        cached = self._terms_of.get(doc)
+        if cached is None:
+            counts = self._weighted_counts()[doc]
+            total = sum(counts.values()) or 1.0
+            heaviest = []
+            for term, tf in counts.items():
+                saturated = self._saturated(term)
+                if saturated:
+                    heaviest.append((tf / total * self._idf[term], term))
+            cached = self._terms_of[doc] = [
+                (term, weight) for weight, term in heapq.nlargest(FEEDBACK_PER_DOC, heaviest)
+            ]
+        return cached
+
+    def _weighted_counts(self) -> list[dict[str, float]]:
+        """Per paper, each term's count in title and abstract, weighted by field (from
+        the postings, once: the text was analysed when the corpus was built)."""
+        if self._counts is None:
+            self._counts = [{} for _ in self.corpus.papers]
+            for name, weight in self._fields:
+                for term, by_doc in self.corpus.fields[name].postings.items():
+                    for doc, occs in by_doc.items():
+                        counts = self._counts[doc]
+                        counts[term] = counts.get(term, 0.0) + weight * len(occs)
+        return self._counts
+
+    def _saturated(self, term: str) -> dict[int, float]:
+        """paper → saturated weighted tf of a term ({} for terms too common to say anything)."""
+        cached = self._saturated_tf.get(term)
+        if cached is None:
+            tf: dict[int, float] = {}
+            for name, weight in self._fields:
+                for doc, occs in self.corpus.fields[name].postings.get(term, {}).items():
+                    tf[doc] = tf.get(doc, 0.0) + weight * len(occs)
+            df = len(tf)
+            self._idf[term] = self.corpus.idf(df)
+            if df > FEEDBACK_MAX_DF * len(self.corpus.papers):
+                cached = {}
+            else:
+                cached = {doc: value / (value + K1) for doc, value in tf.items()}
+            self._saturated_tf[term] = cached
+        return cached

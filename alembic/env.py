@@ -1,6 +1,6 @@
 """Alembic environment: runs migrations on digest's engine.
 
-`digest.db` passes its engine in `config.attributes["engine"]`; the plain
+`digest.store.database` passes its engine in `config.attributes["engine"]`; the plain
 `alembic` command falls back to the URL from digest's settings.
 """
 

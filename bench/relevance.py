@@ -7,7 +7,7 @@ topics judged by reading, see its README) and prints JSON:
       on word boundaries, no stemming), unranked: corpus order;
   (b) bm25 — plain `rank_bm25.BM25Okapi` over title+abstract (lower-cased
       word tokens, no stemming, no stop words); result set = score > 0;
-  (c) digest — `digest.scoring.PaperIndex(...).search(digest.query.parse(q))`,
+  (c) digest — `digest.scoring.PaperIndex(...).search(digest.filters.parse(q))`,
       ranked and already thresholded by digest's own cut-off.
 
 Metrics, macro-averaged over topics: nDCG@10 (gain 2^grade - 1, log2 discount,

@@ -4,10 +4,10 @@ Measures, in one run on the same views:
 
 - `fast`: `Renderer.message_bytes` — templates with CSS inlined once at load,
   the per-paper texts cached (the steady state of a real run, where thousands
-  of digests share a few dozen papers), MIME bytes written by `digest.mime`;
+  of digests share a few dozen papers), MIME bytes written by `digest.email.mime`;
 - `fast_uncached`: the same with the per-paper cache emptied before every
   message (the worst case: no two digests share a paper);
-- `serialise_only_*`: the MIME step alone, stdlib vs `digest.mime`, for scale;
+- `serialise_only_*`: the MIME step alone, stdlib vs `digest.email.mime`, for scale;
 - `naive`: the pipeline it replaces — the template with a plain <style>
   block, CSS inlined per email with premailer, then
   `EmailMessage.as_bytes()` (stdlib serialisation).

@@ -5,7 +5,7 @@ paper per subscriber, the selections shared between subscribers) and frees them
 by reference counting; none of them form reference cycles. The collector still
 runs a young-generation pass every 700 allocations and, now and then, a full
 pass over every live object (the run's parsed topics, the index, its memos):
-about a tenth of the run's time in bench/scoring.py, for no garbage found.
+a share of the run's time that bench/scoring.py makes visible, for no garbage found.
 Pausing it for the loop and restoring it afterwards removes that cost; the few
 cycles made meanwhile (recursive inner functions) wait for the next collection.
 """

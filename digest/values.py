@@ -35,7 +35,7 @@ class PaperText:
 class TopicQuery:
     """One of a subscriber's topics, parsed: what the scorer evaluates.
 
-    `query` is a `digest.query.Node`; typed loosely here to keep this module
+    `query` is a `digest.filters.Node`; typed loosely here to keep this module
     free of the parser.
     """
 

@@ -13,7 +13,7 @@ Routes (all under `web.base_url`):
     GET  /healthz          for monitors: 200 when the database answers
 
 Why there are no logins, cookies or CSRF tokens: every URL carries an HMAC
-token (`digest.tokens`) that only the recipient of our email has, bound to one
+token (`digest.links`) that only the recipient of our email has, bound to one
 purpose, one row and one address. The token *is* the credential, and a
 cross-site page cannot forge a request to a URL it does not know. RFC 8058
 forbids anything more on the one-click POST anyway (no cookies, no redirect).

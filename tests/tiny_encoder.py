@@ -51,21 +51,21 @@ def make_tiny_model(folder: Path, seed: int = 7) -> Path:
         "embeddings.LayerNorm.bias": r(HIDDEN),
         "embeddings.position_ids": np.arange(POSITIONS, dtype=np.int64)[None, :],
     }
+    shapes = {  # each layer's linear maps as (out, in), the way the wheel stores them
+        "attention.self.query": (HIDDEN, HIDDEN),
+        "attention.self.key": (HIDDEN, HIDDEN),
+        "attention.self.value": (HIDDEN, HIDDEN),
+        "attention.output.dense": (HIDDEN, HIDDEN),
+        "intermediate.dense": (INTER, HIDDEN),
+        "output.dense": (HIDDEN, INTER),
+    }
     for i in range(LAYERS):
-        p = f"encoder.layer.{i}."
-        for name in ("query", "key", "value"):
-            weights[f"{p}attention.self.{name}.weight"] = r(HIDDEN, HIDDEN)
-            weights[f"{p}attention.self.{name}.bias"] = r(HIDDEN)
-        weights[f"{p}attention.output.dense.weight"] = r(HIDDEN, HIDDEN)
-        weights[f"{p}attention.output.dense.bias"] = r(HIDDEN)
-        weights[f"{p}attention.output.LayerNorm.weight"] = 1 + r(HIDDEN)
-        weights[f"{p}attention.output.LayerNorm.bias"] = r(HIDDEN)
-        weights[f"{p}intermediate.dense.weight"] = r(INTER, HIDDEN)
-        weights[f"{p}intermediate.dense.bias"] = r(INTER)
-        weights[f"{p}output.dense.weight"] = r(HIDDEN, INTER)
-        weights[f"{p}output.dense.bias"] = r(HIDDEN)
-        weights[f"{p}output.LayerNorm.weight"] = 1 + r(HIDDEN)
-        weights[f"{p}output.LayerNorm.bias"] = r(HIDDEN)
+        for name, (rows, cols) in shapes.items():
+            weights[f"encoder.layer.{i}.{name}.weight"] = r(rows, cols)
+            weights[f"encoder.layer.{i}.{name}.bias"] = r(rows)
+        for norm in ("attention.output.LayerNorm", "output.LayerNorm"):
+            weights[f"encoder.layer.{i}.{norm}.weight"] = 1 + r(HIDDEN)
+            weights[f"encoder.layer.{i}.{norm}.bias"] = r(HIDDEN)
     save_file(weights, str(folder / "model.safetensors"))
     config = {"num_hidden_layers": LAYERS, "num_attention_heads": HEADS, "layer_norm_eps": 1e-12}
     (folder / "config.json").write_text(json.dumps(config))

@@ -1,7 +1,7 @@
 """Subscribers from the command line: subscribe, confirm, unsubscribe, topics, import/export.
 
-Each command opens the store, calls one function of `digest.subscriptions`
-(or `digest.subscriber_csv`) inside one transaction and prints the outcome;
+Each command opens the store, calls one function of `digest.subscribers.manage`
+(or `digest.subscribers.csvfile`) inside one transaction and prints the outcome;
 any `BadInput` rolls the transaction back, so a refused command leaves the
 database as it was.
 """

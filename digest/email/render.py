@@ -8,7 +8,7 @@ Speed is designed in, because a run renders one message per subscriber:
 
 - CSS is inlined **once**, when the HTML templates load
   (`digest.email.templates`). Per email, only the Jinja render runs.
-- The bytes on the wire are written by `digest.mime`, not by
+- The bytes on the wire are written by `digest.email.mime`, not by
   `EmailMessage.as_bytes()`.
 
 Who calls what: delivery sends `message_bytes(view)`; `digest preview` writes

@@ -35,7 +35,7 @@ def test_models_and_migrations_do_not_drift(store: Store) -> None:
     with store.engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         diff = compare_metadata(context, Base.metadata)
-    assert diff == [], f"digest/store/schema.py and alembic/versions differ; add a migration: {diff}"
+    assert diff == [], f"the schema and alembic/versions differ; add a migration: {diff}"
 
 
 def test_cli_db_upgrade_and_current(cli: CliRunner, config_file: object) -> None:

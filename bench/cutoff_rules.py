@@ -73,7 +73,7 @@ def rankings(settings: ScoringSettings | None = None) -> list[Ranking]:
     settings = replace(settings or ScoringSettings(), min_relevance=0.0, relative_cutoff=0.0)
     index = PaperIndex([PaperText(i, p.title, p.abstract) for i, p in enumerate(papers)], settings)
     out = []
-    for topic in load_topics():
+    for topic in load_topics(split="train"):
         query = parse(topic.query)
         plan = index.ranking.plan(query)
         rows = []

@@ -1,26 +1,35 @@
 """Relevance benchmark: how well do topic filters find the papers a reader wants?
 
-Scores three systems on the graded set in `bench/relevance/` (268 papers, 20
-topics judged by reading, see its README) and prints JSON:
+Scores five systems on the graded set in `bench/relevance/` (298 papers, 80
+topics judged by reading, see its README), on its training and its frozen
+test split, and prints JSON:
 
   (a) keyword_and — every query word present in title+abstract (case-insensitive,
       on word boundaries, no stemming), unranked: corpus order;
   (b) bm25 — plain `rank_bm25.BM25Okapi` over title+abstract (lower-cased
       word tokens, no stemming, no stop words); result set = score > 0;
-  (c) digest — `digest.scoring.PaperIndex(...).search(digest.filters.parse(q))`,
-      ranked and already thresholded by digest's own cut-off.
+  (c) cosine — the query's all-MiniLM-L6-v2 embedding against each paper's,
+      the ten closest papers (what a plain embedding alert sends);
+  (d) digest_words — digest's ranker on words alone (`[semantic] enabled = "off"`);
+  (e) digest — digest's ranker with the semantic signal (stored paper vectors,
+      the filter's meaning texts), as the planner runs it when the encoder is
+      installed.
 
 Metrics, macro-averaged over topics: nDCG@10 (gain 2^grade - 1, log2 discount,
 ideal ranking from all judged papers), P@10 (relevant in the top 10 / 10), and
 precision / recall / F1 of the whole returned set. "Relevant" for the binary
 metrics means grade >= --relevant-grade (default 1).
 
-    PYTHONPATH=. python bench/relevance.py [--per-topic]
+Paper vectors take about a minute to compute; they are kept in
+`bench/relevance/vectors/<model>.npy` and recomputed when the model changes.
+
+    PYTHONPATH=. python bench/relevance.py [--per-topic] [--split train|test]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import re
@@ -34,6 +43,9 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 PAPERS = HERE / "relevance" / "papers.jsonl"
 JUDGMENTS = HERE / "relevance" / "judgments.toml"
+SPLIT = HERE / "relevance" / "split.toml"
+VECTORS = HERE / "relevance" / "vectors"
+SPLITS = ("train", "test")
 GRADES = frozenset({0, 1, 2})
 _TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
 
@@ -50,6 +62,7 @@ class Topic:
     id: str
     query: str
     grades: Mapping[str, int]  # paper key -> 0/1/2; unlisted papers are 0
+    style: str = ""  # short, acronym, phrase, boolean, sentence
 
 
 # A system takes a query and returns paper keys, best first; the list is its result set.
@@ -69,13 +82,37 @@ def load_papers(path: Path = PAPERS) -> list[Paper]:
     return papers
 
 
-def load_topics(path: Path = JUDGMENTS) -> list[Topic]:
+def test_ids(path: Path = SPLIT) -> frozenset[str]:
+    """The frozen test split: topic ids nothing is tuned on."""
+    with path.open("rb") as handle:
+        return frozenset(str(t) for t in tomllib.load(handle)["test"])
+
+
+def load_topics(
+    path: Path = JUDGMENTS, *, split: str | None = None, split_path: Path = SPLIT
+) -> list[Topic]:
+    """The judged topics; `split="train"` or `"test"` keeps that split only.
+
+    Tuning scripts must ask for `split="train"`: the test split is what the
+    README quotes, and it stays honest only while nothing is chosen on it.
+    """
     with path.open("rb") as handle:
         data = tomllib.load(handle)
-    return [
-        Topic(str(t["id"]), str(t["query"]), {str(k): int(v) for k, v in t["grades"].items()})
+    topics = [
+        Topic(
+            str(t["id"]),
+            str(t["query"]),
+            {str(k): int(v) for k, v in t["grades"].items()},
+            str(t.get("style", "")),
+        )
         for t in data["topic"]
     ]
+    if split is None:
+        return topics
+    test = test_ids(split_path)
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
+    return [t for t in topics if (t.id in test) == (split == "test")]
 
 
 # --- metrics ----------------------------------------------------------------
@@ -157,23 +194,16 @@ def bm25(papers: Sequence[Paper]) -> System:
 
 
 class Unavailable(Exception):
-    """The system cannot run in this checkout (digest's ranker not written/merged yet)."""
+    """The system cannot run in this checkout (e.g. the encoder is not installed)."""
 
 
-def digest_ranker(papers: Sequence[Paper]) -> System:
-    """digest's own ranker, through the contract API only (CONTRACTS.md)."""
+def digest_words(papers: Sequence[Paper]) -> System:
+    """digest's ranker on words alone: `PaperIndex(...).search(parse(q))`."""
     from digest.config import ScoringSettings
-    from digest.values import PaperText
+    from digest.filters import parse
+    from digest.scoring import PaperIndex
 
-    try:
-        from digest.filters import parse
-        from digest.scoring import PaperIndex
-    except (ImportError, AttributeError) as error:
-        raise Unavailable(str(error)) from error
-    index = PaperIndex(
-        [PaperText(paper_id=i, title=p.title, abstract=p.abstract) for i, p in enumerate(papers)],
-        ScoringSettings(),
-    )
+    index = PaperIndex(_texts(papers), ScoringSettings())
 
     def search(query: str) -> list[str]:
         return [papers[hit.paper_id].key for hit in index.search(parse(query))]
@@ -181,10 +211,87 @@ def digest_ranker(papers: Sequence[Paper]) -> System:
     return search
 
 
-SYSTEMS: dict[str, Callable[[Sequence[Paper]], System]] = {
-    "keyword_and": keyword_and,
-    "bm25": bm25,
-    "digest": digest_ranker,
+def digest_semantic(papers: Sequence[Paper], topics: Sequence[Topic] = ()) -> System:
+    """digest's ranker with the semantic signal, as the planner runs it."""
+    from digest.config import ScoringSettings
+    from digest.filters import meaning_texts, parse
+    from digest.scoring import Corpus, PaperIndex
+
+    encoder, matrix = _paper_vectors(papers)
+    corpus = Corpus(_texts(papers))
+    paper_vectors = {i: row.astype("<f4").tobytes() for i, row in enumerate(matrix)}
+    text_vectors: dict[str, bytes] = {}
+
+    def index_for(texts: Sequence[str]) -> Any:
+        missing = sorted(set(texts) - text_vectors.keys())
+        if missing:  # embedded once, like the planner's stored text vectors
+            text_vectors.update(_as_bytes(missing, encoder.encode(missing)))
+        return PaperIndex(
+            corpus, ScoringSettings(), paper_vectors=paper_vectors, text_vectors=text_vectors
+        )
+
+    indexes = [index_for([text for t in topics for text in meaning_texts(t.query)])]
+
+    def search(query: str) -> list[str]:
+        meaning = meaning_texts(query)
+        if not set(meaning) <= text_vectors.keys():
+            indexes[0] = index_for(meaning)
+        return [papers[hit.paper_id].key for hit in indexes[0].search(parse(query), meaning)]
+
+    return search
+
+
+def cosine(papers: Sequence[Paper], topics: Sequence[Topic] = ()) -> System:
+    """The ten papers whose embedding is closest to the query text's."""
+    encoder, matrix = _paper_vectors(papers)
+
+    def search(query: str) -> list[str]:
+        similarity = matrix @ encoder.encode([query])[0]
+        order = sorted(range(len(papers)), key=lambda i: (-float(similarity[i]), i))
+        return [papers[i].key for i in order[:10]]
+
+    return search
+
+
+def _texts(papers: Sequence[Paper]) -> list[Any]:
+    from digest.values import PaperText
+
+    return [PaperText(paper_id=i, title=p.title, abstract=p.abstract) for i, p in enumerate(papers)]
+
+
+def _as_bytes(texts: Sequence[str], rows: Any) -> dict[str, bytes]:
+    return {text: row.astype("<f4").tobytes() for text, row in zip(texts, rows, strict=True)}
+
+
+def _paper_vectors(papers: Sequence[Paper]) -> tuple[Any, Any]:
+    """(the encoder, its vectors of `papers`), computed once per model and kept on disk."""
+    try:
+        import numpy as np
+
+        from digest.semantic import SemanticUnavailable, load_encoder, paper_text
+    except ImportError as error:
+        raise Unavailable(f"{error.name} is not installed") from error
+    try:
+        encoder = load_encoder()
+    except SemanticUnavailable as error:
+        raise Unavailable(str(error)) from error
+    keys = "\n".join(p.key for p in papers).encode()
+    path = VECTORS / f"{encoder.name}-{hashlib.sha256(keys).hexdigest()[:12]}.npy"
+    if path.exists():
+        return encoder, np.load(path)
+    matrix = encoder.encode([paper_text(p.title, p.abstract) for p in papers])
+    path.parent.mkdir(exist_ok=True)
+    np.save(path, matrix)
+    return encoder, matrix
+
+
+Builder = Callable[[Sequence[Paper], Sequence[Topic]], System]
+SYSTEMS: dict[str, Builder] = {
+    "keyword_and": lambda papers, topics: keyword_and(papers),
+    "bm25": lambda papers, topics: bm25(papers),
+    "cosine": cosine,
+    "digest_words": lambda papers, topics: digest_words(papers),
+    "digest": digest_semantic,
 }
 
 
@@ -222,35 +329,49 @@ def run(
     papers: Sequence[Paper],
     topics: Sequence[Topic],
     *,
+    test: frozenset[str] | None = None,
     k: int = 10,
     relevant_grade: int = 1,
     per_topic: bool = False,
-    builders: Mapping[str, Callable[[Sequence[Paper]], System]] | None = None,
+    builders: Mapping[str, Builder] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate every system (default: the two baselines and digest) into one report."""
+    """Evaluate every system on each split (`test` names the test topics; None: one split)."""
     if builders is None:
         builders = SYSTEMS
+    splits: dict[str, list[Topic]] = (
+        {"all": list(topics)}
+        if test is None
+        else {name: [t for t in topics if (t.id in test) == (name == "test")] for name in SPLITS}
+    )
     report: dict[str, Any] = {
         "papers": len(papers),
         "topics": len(topics),
         "relevant_grade": relevant_grade,
         "k": k,
-        "systems": {},
+        "splits": {
+            name: {"topics": len(chosen), "systems": {}}
+            for name, chosen in splits.items()
+            if chosen
+        },
     }
     for name, build in builders.items():
         try:
-            system = build(papers)
+            system = build(papers, topics)
         except Unavailable as error:
-            report["systems"][name] = {"available": False, "error": f"not available: {error}"}
+            for split in report["splits"].values():
+                split["systems"][name] = {"available": False, "error": f"not available: {error}"}
             continue
-        means, rows = evaluate(system, topics, k=k, relevant_grade=relevant_grade)
-        entry: dict[str, Any] = {"available": True, **means}
-        if per_topic:
-            entry["per_topic"] = [
-                {n: round(v, 4) if isinstance(v, float) else v for n, v in row.items()}
-                for row in rows
-            ]
-        report["systems"][name] = entry
+        for split_name, chosen in splits.items():
+            if not chosen:
+                continue
+            means, rows = evaluate(system, chosen, k=k, relevant_grade=relevant_grade)
+            entry: dict[str, Any] = {"available": True, **means}
+            if per_topic:
+                entry["per_topic"] = [
+                    {n: round(v, 4) if isinstance(v, float) else v for n, v in row.items()}
+                    for row in rows
+                ]
+            report["splits"][split_name]["systems"][name] = entry
     return report
 
 
@@ -258,6 +379,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--papers", type=Path, default=PAPERS)
     parser.add_argument("--judgments", type=Path, default=JUDGMENTS)
+    parser.add_argument("--split", choices=SPLITS, help="only this split (default: both)")
+    parser.add_argument(
+        "--systems",
+        help="comma-separated systems to run (default: all of " + ", ".join(SYSTEMS) + ")",
+    )
     parser.add_argument("--per-topic", action="store_true", help="add one row per topic")
     parser.add_argument("--k", type=int, default=10, help="cut-off for nDCG@k and P@k")
     parser.add_argument(
@@ -268,12 +394,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="lowest grade that counts as relevant for P@k and set metrics",
     )
     args = parser.parse_args(argv)
+    builders = SYSTEMS
+    if args.systems:
+        unknown = set(args.systems.split(",")) - SYSTEMS.keys()
+        if unknown:
+            parser.error(f"unknown systems: {', '.join(sorted(unknown))}")
+        builders = {n: b for n, b in SYSTEMS.items() if n in args.systems.split(",")}
+    topics = load_topics(args.judgments, split=args.split)
     report = run(
         load_papers(args.papers),
-        load_topics(args.judgments),
+        topics,
+        test=test_ids(),
         k=args.k,
         relevant_grade=args.relevant_grade,
         per_topic=args.per_topic,
+        builders=builders,
     )
     json.dump(report, sys.stdout, indent=2)
     sys.stdout.write("\n")

@@ -39,10 +39,11 @@ build_papers = _load("bench_relevance_build_papers", BENCH / "relevance" / "buil
 # --- the data ---------------------------------------------------------------
 
 
-def test_corpus_is_the_distinct_papers_of_the_sample_dumps() -> None:
+def test_corpus_is_the_distinct_papers_of_the_bundled_data() -> None:
+    """The 268 distinct papers of the four page dumps, then the 30 of the HF sample."""
     papers = relevance.load_papers()
-    assert len(papers) == 268
-    assert len({p.key for p in papers}) == 268
+    assert len(papers) == 298
+    assert len({p.key for p in papers}) == 298
     for paper in papers:
         assert paper.key == title_key(paper.title)
         assert paper.title.strip() and len(paper.abstract) > 200
@@ -53,7 +54,9 @@ def test_corpus_is_the_distinct_papers_of_the_sample_dumps() -> None:
         for pair in build_papers.listings(path.read_text())
     ]
     assert len(listings) == 308
-    assert {title_key(title) for title, _ in listings} == {p.key for p in papers}
+    assert {title_key(title) for title, _ in listings} == {p.key for p in papers[:268]}
+    hf = json.loads((DUMPS.parent / "hf_daily_papers.json").read_text())
+    assert [title_key(item["paper"]["title"]) for item in hf] == [p.key for p in papers[268:]]
     # No header or date line of the page was taken for a paper.
     assert not any(p.title.lower().startswith(("subscribe", "get trending")) for p in papers)
 
@@ -61,7 +64,8 @@ def test_corpus_is_the_distinct_papers_of_the_sample_dumps() -> None:
 def test_judgments_are_well_formed() -> None:
     keys = {p.key for p in relevance.load_papers()}
     topics = relevance.load_topics()
-    assert len(topics) >= 12
+    assert len(topics) >= 80
+    assert {t.style for t in topics} == {"short", "acronym", "phrase", "boolean", "sentence"}
     assert len({t.id for t in topics}) == len(topics)
     assert len({t.query.casefold() for t in topics}) == len(topics)
     for topic in topics:
@@ -69,6 +73,38 @@ def test_judgments_are_well_formed() -> None:
         assert set(topic.grades) <= keys, f"{topic.id}: judged keys missing from papers.jsonl"
         assert set(topic.grades.values()) <= {0, 1, 2}, topic.id
         assert 2 in topic.grades.values(), f"{topic.id} has no grade-2 paper"
+
+
+def test_the_test_split_is_a_third_of_each_style_and_disjoint_from_training() -> None:
+    topics = relevance.load_topics()
+    test = relevance.test_ids()
+    assert test <= {t.id for t in topics}
+    train = relevance.load_topics(split="train")
+    held_out = relevance.load_topics(split="test")
+    assert {t.id for t in held_out} == test
+    assert not {t.id for t in train} & test
+    assert len(train) + len(held_out) == len(topics)
+    for style in {t.style for t in topics}:
+        of_style = [t for t in topics if t.style == style]
+        in_test = [t for t in held_out if t.style == style]
+        assert len(in_test) == round(len(of_style) / 3), style
+    with pytest.raises(ValueError, match="split must be one of"):
+        relevance.load_topics(split="all")
+
+
+@pytest.mark.parametrize("name", ["team_topics.toml", "new_topics.toml"])
+def test_second_judgments_cover_existing_topics_and_papers(name: str) -> None:
+    import tomllib
+
+    keys = {p.key for p in relevance.load_papers()}
+    ids = {t.id for t in relevance.load_topics()}
+    path = BENCH / "relevance" / "second_judge" / name
+    second = tomllib.loads(path.read_text())["topic"]
+    assert len(second) >= 10
+    for topic in second:
+        assert topic["id"] in ids
+        assert set(topic["grades"]) <= keys
+        assert set(topic["grades"].values()) <= {1, 2}
 
 
 # --- the metrics --------------------------------------------------------------
@@ -149,9 +185,12 @@ def test_run_reports_macro_averages_per_system() -> None:
         relevance.Topic("kv", "KV cache", {"kv cache eviction": 2}),
         relevance.Topic("tta", "test-time adaptation", {"test time adaptation": 2}),
     ]
-    builders = {"keyword_and": relevance.keyword_and, "bm25": relevance.bm25}
+    builders = {
+        "keyword_and": lambda p, t: relevance.keyword_and(p),
+        "bm25": lambda p, t: relevance.bm25(p),
+    }
     report = relevance.run(papers, topics, per_topic=True, builders=builders)
-    kw = report["systems"]["keyword_and"]
+    kw = report["splits"]["all"]["systems"]["keyword_and"]
     # kv: returns both kv papers (P=1/2, R=1); tta: exactly right (P=R=1).
     assert kw["set_precision"] == pytest.approx(0.75)
     assert kw["set_recall"] == 1
@@ -161,7 +200,7 @@ def test_run_reports_macro_averages_per_system() -> None:
 
 
 def test_unavailable_system_is_reported_not_fatal() -> None:
-    def missing(papers: object) -> Any:
+    def missing(papers: object, topics: object) -> Any:
         raise relevance.Unavailable("no ranker here")
 
     report = relevance.run(
@@ -169,21 +208,24 @@ def test_unavailable_system_is_reported_not_fatal() -> None:
         [relevance.Topic("kv", "kv", {"kv cache eviction": 2})],
         builders={"digest": missing},
     )
-    assert report["systems"]["digest"] == {
+    assert report["splits"]["all"]["systems"]["digest"] == {
         "available": False,
         "error": "not available: no ranker here",
     }
 
 
-def test_script_prints_json_for_the_real_set(capsys: pytest.CaptureFixture[str]) -> None:
-    assert relevance.main([]) == 0
+def test_script_prints_each_split_for_the_real_set(capsys: pytest.CaptureFixture[str]) -> None:
+    assert relevance.main(["--systems", "keyword_and,bm25,digest_words"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["papers"] == 268 and report["topics"] >= 12
-    for name in ("keyword_and", "bm25"):
-        system = report["systems"][name]
-        assert system["available"]
-        assert 0 < system["ndcg@10"] <= 1 and 0 < system["set_f1"] <= 1
-    assert "digest" in report["systems"]
+    assert report["papers"] == 298 and report["topics"] >= 80
+    assert set(report["splits"]) == {"train", "test"}
+    for split in report["splits"].values():
+        for name in ("keyword_and", "bm25", "digest_words"):
+            system = split["systems"][name]
+            assert system["available"]
+            assert 0 < system["ndcg@10"] <= 1 and 0 < system["set_f1"] <= 1
+    assert relevance.main(["--split", "test", "--systems", "bm25"]) == 0
+    assert set(json.loads(capsys.readouterr().out)["splits"]) == {"test"}
 
 
 # --- the cut-off bound (bench/cutoff_bound.py) ----------------------------------

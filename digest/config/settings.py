@@ -171,6 +171,20 @@ class ScoringSettings:
         minimum=0,
         maximum=1,
     )
+    semantic_weight: float = setting(
+        1.25,
+        "With the semantic signal: weight of a paper's cosine similarity to the topic next to "
+        "its word relevance (divided by the topic's best), in the fused score.",
+        minimum=0,
+        maximum=10,
+    )
+    semantic_cutoff: float = setting(
+        0.45,
+        "With the semantic signal: papers below this fraction of the best fused score for the "
+        "same topic are not sent (it replaces min_relevance and relative_cutoff).",
+        minimum=0,
+        maximum=1,
+    )
     relax_from_words: int = setting(
         2,
         "Topics of this many bare words or more also match papers that lack some of them, "

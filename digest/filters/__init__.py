@@ -14,6 +14,7 @@ Callers outside the package import from here: `from digest.filters import parse,
 """
 
 from digest.filters.checks import check_matchable
+from digest.filters.meaning import meaning_texts
 from digest.filters.nodes import FIELDS, And, Node, Not, Or, Phrase, Word, to_text
 from digest.filters.parser import MAX_QUERY_LENGTH, parse, parse_tree
 from digest.values import TextField
@@ -29,6 +30,7 @@ __all__ = [
     "TextField",
     "Word",
     "check_matchable",
+    "meaning_texts",
     "parse",
     "parse_tree",
     "to_text",

@@ -10,12 +10,13 @@ can never disagree with what the planner selected.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from digest.filters import Node, Not, Or, Phrase, Word
 from digest.scoring.corpus import END, FIELD, FIELD_ORDER, START, VIA
 from digest.scoring.leaves import Leaves, Unit
-from digest.scoring.ranking import Ranking
+from digest.scoring.ranking import Ranking, Scored
 from digest.values import Hit, MatchedTerm
 
 MAX_MATCHED_PER_HIT = 64
@@ -40,11 +41,19 @@ class Explanation:
     reason: str
 
 
-def explain(paper_id: int, doc: int, query: Node, hits: list[Hit], ranking: Ranking) -> Explanation:
+def explain(
+    paper_id: int,
+    doc: int,
+    query: Node,
+    hits: list[Hit],
+    ranking: Ranking,
+    scored: Mapping[int, Scored],
+    cutoff: float,
+    shares: Mapping[int, float],
+) -> Explanation:
     """Why paper `paper_id` (number `doc` in the corpus) did or did not match `query`,
-    whose selected papers are `hits`."""
-    scored = ranking.score(query)
-    cutoff = ranking.cutoff(scored)
+    whose selected papers are `hits`, scored (`scored`, `cutoff`, meaning `shares`) as
+    the search that selected them was."""
     rank = next((i for i, h in enumerate(hits, 1) if h.paper_id == paper_id), None)
     missing, excluded = trace(ranking.leaves, query, doc)
     matched = matched_terms(ranking.plan(query).units, doc)
@@ -61,6 +70,8 @@ def explain(paper_id: int, doc: int, query: Node, hits: list[Hit], ranking: Rank
         )  # fmt: skip
     relevance = scored[doc][0]
     score, parts = ranking.finish(doc, scored[doc])
+    if doc in shares:
+        parts["meaning"] = round(shares[doc], 4)
     if rank is not None:
         reason = f"rank {rank} of {len(hits)}"
     else:

@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from operator import itemgetter
 
 from digest.config import ScoringSettings
 from digest.filters import And, Node, Not, Or, Phrase, Word
@@ -28,7 +27,6 @@ PROXIMITY_WINDOW = 3  # words apart that still count as "close together"
 
 # doc → (relevance, title part, abstract part, author part, proximity share, feedback)
 Scored = tuple[float, float, float, float, float, float]
-_RELEVANCE = itemgetter(0)
 
 
 @dataclass(slots=True)
@@ -137,11 +135,6 @@ class Ranking:
                     bonus,
                 )
         return out
-
-    def cutoff(self, scored: dict[int, Scored]) -> float:
-        """The relevance a paper needs: absolute floor, and a share of the best paper's."""
-        best = max(map(_RELEVANCE, scored.values()), default=0.0)
-        return max(self.settings.min_relevance, self.settings.relative_cutoff * best)
 
     def finish(self, doc: int, entry: Scored) -> tuple[float, dict[str, float]]:
         """(score, score parts) of a scored paper: relevance plus the popularity tie-breaker."""

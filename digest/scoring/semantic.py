@@ -1,0 +1,85 @@
+"""The semantic signal in ranking: how close a paper's meaning is to the filter's.
+
+Each paper and each meaning text of a filter (`digest.filters.meaning_texts`)
+has a stored unit vector; their dot product is the cosine similarity, and a
+filter with several alternatives is as close to a paper as its closest one.
+
+Fusion, for the papers the filter's words make eligible:
+
+    fused = relevance / best relevance of the filter + weight × cosine
+
+and a paper is kept when its fused score reaches `semantic_cutoff` × the
+best fused score. The lexical relevance is divided by the filter's best so
+both terms are on one scale whatever the filter; a paper that says the same
+thing in other words climbs, one that uses the words for something else
+falls. The words still decide eligibility: meaning reorders and cuts, it never
+lets in a paper the filter does not match (a route for papers with none of the
+topic's words admitted nothing at any safe threshold on the training topics).
+
+Pure: vectors come in as bytes (float32, as stored), numpy does the
+arithmetic, and a paper without a stored vector counts as unrelated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from digest.values import PaperText
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
+Scored = tuple[float, float, float, float, float, float]
+
+
+class Meaning:
+    """One run's stored vectors: its papers' (by corpus order) and its filters' texts'."""
+
+    def __init__(
+        self,
+        papers: Sequence[PaperText],
+        paper_vectors: Mapping[int, bytes],
+        text_vectors: Mapping[str, bytes],
+    ) -> None:
+        import numpy as np
+
+        width = next((len(v) // 4 for v in paper_vectors.values()), 0)
+        self._matrix: NDArray[np.float32] = np.zeros((len(papers), width), dtype=np.float32)
+        for doc, paper in enumerate(papers):
+            vector = paper_vectors.get(paper.paper_id)
+            if vector is not None and len(vector) == 4 * width:
+                self._matrix[doc] = np.frombuffer(vector, dtype="<f4")
+        self._texts = {
+            text: np.frombuffer(v, dtype="<f4") for text, v in text_vectors.items() if width
+        }
+        self._memo: dict[tuple[str, ...], NDArray[np.float32] | None] = {}
+        self.missing = sum(1 for paper in papers if paper.paper_id not in paper_vectors)
+
+    def similarity(self, texts: tuple[str, ...]) -> NDArray[np.float32] | None:
+        """Per paper, the cosine to the closest of `texts`; None when none has a vector."""
+        if texts in self._memo:
+            return self._memo[texts]
+        import numpy as np
+
+        vectors = [self._texts[text] for text in texts if text in self._texts]
+        found = (self._matrix @ np.stack(vectors).T).max(axis=1) if vectors else None
+        self._memo[texts] = found
+        return found
+
+
+def fuse(
+    scored: Mapping[int, Scored], similarity: NDArray[np.float32], weight: float
+) -> tuple[dict[int, Scored], dict[int, float]]:
+    """(the scored papers with their fused score first, each one's meaning share)."""
+    best = max((entry[0] for entry in scored.values()), default=0.0)
+    if best <= 0:
+        return {}, {}
+    fused: dict[int, Scored] = {}
+    meaning: dict[int, float] = {}
+    for doc, entry in scored.items():
+        share = weight * float(similarity[doc])
+        fused[doc] = (entry[0] / best + share, *entry[1:])
+        meaning[doc] = share
+    return fused, meaning

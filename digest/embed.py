@@ -19,11 +19,15 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sqlalchemy.orm import Session
+
 from digest.config import SemanticSettings
+from digest.filters import meaning_texts
 from digest.semantic import SemanticUnavailable, load_encoder, paper_text
 from digest.store.database import Store
 from digest.store.vectors import (
     count_papers_to_embed,
+    paper_vectors,
     papers_to_embed,
     save_paper_vectors,
     save_text_vectors,
@@ -117,6 +121,42 @@ def vectors_for_texts(
             save_text_vectors(session, encoder.name, made)
         found.update(made)
     return found
+
+
+def stored_vectors(
+    session: Session, settings: SemanticSettings, paper_ids: Iterable[int], topics: Iterable[str]
+) -> tuple[dict[int, bytes], dict[str, bytes]] | None:
+    """(paper vectors, meaning-text vectors) for a scoring pass, or None for words alone.
+
+    None when the semantic signal is off or not installed, or when none of
+    these papers has a vector yet (nothing was embedded since it was turned
+    on). Meaning texts not stored yet are embedded now and stored in
+    `session`: topic texts are short, and this keeps every topic covered
+    however it was added.
+    """
+    encoder = encoder_for(settings)
+    if encoder is None:
+        return None
+    ids = list(paper_ids)
+    papers = paper_vectors(session, ids, encoder.name)
+    if not papers:
+        _log_once("no stored paper has a vector yet: run `digest embed`")
+        return None
+    if len(papers) < len(ids):
+        log.warning(
+            "%d of %d candidate papers have no vector yet and rank by words alone "
+            "(run `digest embed`)",
+            len(ids) - len(papers),
+            len(ids),
+        )
+    wanted = sorted({text for topic in topics for text in meaning_texts(topic)})
+    found = text_vectors(session, wanted, encoder.name)
+    missing = [text for text in wanted if text not in found]
+    if missing:
+        made = dict(zip(missing, map(as_bytes, encoder.encode(missing)), strict=True))
+        save_text_vectors(session, encoder.name, made)
+        found.update(made)
+    return papers, found
 
 
 def as_bytes(vector: Sequence[float]) -> bytes:

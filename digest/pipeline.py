@@ -17,6 +17,7 @@ from pathlib import Path
 from digest import ingest
 from digest.config import Settings
 from digest.email.render import Renderer
+from digest.embed import embed_papers, encoder_for
 from digest.links import load_secret
 from digest.logs import LOGGER_NAME, log_event
 from digest.mail import Mailer, OnOutcome, mailer_from_settings
@@ -115,13 +116,25 @@ class Pipeline:
         for result in results:
             if not result.already_ingested:
                 _log_ingested(result)
+        if any(result.new_papers for result in results):
+            self.embed()
 
     def fetch_hf(self, now: datetime) -> bool:
         result = ingest.ingest_hf(self.store, self.settings.sources, day=now.date(), now=now)
         listed = result.new_papers + result.known_papers
         if listed and not result.already_ingested:
             _log_ingested(result)
+        if result.new_papers:
+            self.embed()
         return listed > 0
+
+    def embed(self) -> None:
+        """Give new papers their vectors (when the semantic signal is on), before planning."""
+        encoder = encoder_for(self.settings.semantic)
+        if encoder is not None:
+            done = embed_papers(self.store, encoder, batch=self.settings.semantic.batch_size)
+            if done:
+                log_event(logger, "embedded", papers=done, model=encoder.name)
 
     def release(self) -> int:
         """Hand back digests this worker claimed but did not finish (on shutdown).

@@ -42,6 +42,7 @@ class TopicQuery:
     topic_id: int
     label: str  # the topic's label, else its query text
     query: Any
+    meaning: tuple[str, ...] = ()  # the filter's meaning texts, for the semantic signal
 
 
 class MatchedTerm(NamedTuple):

@@ -95,3 +95,27 @@ def test_off_means_words_alone_and_on_insists(tmp_path: Path, tiny: Path) -> Non
         encoder_for(SemanticSettings(enabled="on", model_dir=str(tmp_path)))
     found = encoder_for(SemanticSettings(enabled="auto", model_dir=str(tiny)))
     assert found is not None and found.name.startswith(f"{tiny.parent.name}@")
+
+
+def test_the_planner_ranks_with_meaning_once_papers_have_vectors(
+    store: Store, database_url: str, tiny: Path
+) -> None:
+    from dataclasses import replace
+
+    from digest.planner import plan_due
+    from tests.plan_factories import T0 as PLAN_T0
+    from tests.plan_factories import add_subscriber, days, settings_for
+
+    add_subscriber(store, "ada@example.org", ["graph neural network"])
+    add_dump(store, PLAN_T0 - days(1), TITLES)
+    base = settings_for(database_url)
+    settings = replace(base, semantic=SemanticSettings(enabled="on", model_dir=str(tiny)))
+
+    def parts() -> list[dict[str, float]]:
+        with store.sessions() as session:
+            report = plan_due(session, settings, now=PLAN_T0, dry_run=True)
+        return [dict(pick.parts) for plan in report.planned for pick in plan.picks]
+
+    assert parts() and not any("meaning" in p for p in parts())  # nothing embedded yet
+    embed_papers(store, load_encoder(tiny))
+    assert parts() and all("meaning" in p for p in parts())

@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 
 from digest import ingest as ingesting
 from digest.cli.app import app
+from digest.cli.embed_commands import embed_stored
 from digest.cli.options import (
     ConfigOption,
     JsonOption,
@@ -101,6 +102,9 @@ def ingest_command(
     with store_from(settings) as store:
         jobs = _jobs(store, settings, sources or [], hf=hf, folder=folder, now=when, day=day)
         failures = _run(jobs)
+        embedded, model = embed_stored(store, settings)
+    if embedded:
+        typer.echo(f"embedded {embedded} new papers with {model}")
     if failures:
         if len(jobs) > 1:  # one dump's failure is already said by its error line
             typer.echo(f"{len(failures)} of {len(jobs)} dumps failed", err=True)

@@ -22,8 +22,9 @@ from sqlalchemy.orm import Session
 
 from digest.cli.app import app
 from digest.cli.options import ConfigOption, JsonOption, settings_from, store_from
+from digest.embed import stored_vectors
 from digest.errors import BadInput
-from digest.filters import parse
+from digest.filters import meaning_texts, parse
 from digest.keys import normalise_arxiv_id, paper_key
 from digest.scoring import Explanation, Hit, PaperIndex
 from digest.store.reads import latest_upvotes, paper_text
@@ -103,6 +104,7 @@ def _hit_json(hit: Hit, row: Paper) -> dict[str, Any]:
         "key": row.key,
         "arxiv_id": row.arxiv_id,
         "score": hit.score,
+        "parts": dict(hit.parts),
         "matched": [m.as_json() for m in hit.matched],
     }
 
@@ -172,12 +174,20 @@ def match(
             upvotes = latest_upvotes(session, [target.id]).get(target.id)
             papers.append(paper_text(target, upvotes))
             rows[target.id] = target
-    index = PaperIndex(papers, settings.scoring)
+        # the same vectors the planner would use, so match ranks as a digest would
+        vectors = stored_vectors(session, settings.semantic, rows, [query])
+        session.commit()  # a meaning text embedded now is kept for the planner
+    paper_vectors, text_vectors = vectors if vectors else (None, None)
+    index = PaperIndex(
+        papers, settings.scoring, paper_vectors=paper_vectors, text_vectors=text_vectors
+    )
+    meaning = meaning_texts(query)
     console = Console(highlight=False, soft_wrap=not as_json)
     if target is not None:
-        _print_explanation(console, query, target, index.explain(target.id, node), as_json)
+        why = index.explain(target.id, node, meaning)
+        _print_explanation(console, query, target, why, as_json)
         return
-    hits = index.search(node)[:limit]
+    hits = index.search(node, meaning)[:limit]
     if as_json:
         payload = {"query": query, "papers": [_hit_json(h, rows[h.paper_id]) for h in hits]}
         typer.echo(json.dumps(payload, ensure_ascii=False, indent=2))

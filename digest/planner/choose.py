@@ -17,8 +17,9 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from digest.config import Settings
+from digest.embed import stored_vectors
 from digest.errors import BadInput
-from digest.filters import parse
+from digest.filters import meaning_texts, parse
 from digest.gcpause import collector_paused
 from digest.planner.candidates import candidate_papers
 from digest.planner.due import DueSubscriber
@@ -57,12 +58,18 @@ def choose_papers(
     union: frozenset[int] = frozenset().union(*distinct)
     # Each paper's latest listing by `now` lies in the window (it was listed there).
     texts = paper_texts(session, union, as_of=now)
-    index = PaperIndex(texts, settings.scoring)
+    vectors = stored_vectors(
+        session, settings.semantic, union, {text for d in due for _, text, _ in d.topics}
+    )
+    paper_vectors, text_vectors = vectors if vectors else (None, None)
+    index = PaperIndex(
+        texts, settings.scoring, paper_vectors=paper_vectors, text_vectors=text_vectors
+    )
     selector = Selector(index)
     report.papers_indexed = len(texts)
     titles = {t.paper_id: t.title for t in texts}
 
-    parsed: dict[str, Any] = {}  # query text -> Node (or None if it no longer parses)
+    parsed: dict[str, Any] = {}  # query text -> (Node, meaning) (None if it no longer parses)
     plans: list[PlannedDigest] = []
     # many small objects and no reference cycles: see digest.gcpause
     with collector_paused():
@@ -110,15 +117,17 @@ def choose_papers(
 
 
 def _parsed_topics(d: DueSubscriber, parsed: dict[str, Any]) -> list[TopicQuery]:
-    """The subscriber's topics that parse; `parsed` memoises per query text over the pass."""
+    """The subscriber's topics that parse; `parsed` memoises per query text over the pass
+    (the node and the meaning texts), so subscribers who share a topic share its objects."""
     topics: list[TopicQuery] = []
     for topic_id, text, label in d.topics:
         if text not in parsed:
             try:
-                parsed[text] = parse(text)
+                parsed[text] = (parse(text), meaning_texts(text))
             except BadInput as exc:
                 log.warning("topic %d of %s does not parse, ignored: %s", topic_id, d.email, exc)
                 parsed[text] = None
         if parsed[text] is not None:
-            topics.append(TopicQuery(topic_id, label, parsed[text]))
+            node, meaning = parsed[text]
+            topics.append(TopicQuery(topic_id, label, node, meaning))
     return topics

@@ -115,7 +115,7 @@ class Selector:
         hit lists (one per distinct filter), so topics typed differently but parsing
         to the same filter share it too.
         """
-        lists = [self.index.search(topic.query) for topic in topics]
+        lists = [self.index.search(topic.query, topic.meaning) for topic in topics]
         key: object = (*map(id, lists), max_papers)
         if window is not None:
             key = (key, window)

@@ -10,17 +10,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-)
 
 from digest.cli.app import app
 from digest.cli.options import ConfigOption, settings_from, store_from
+from digest.cli.progress import progress_bar
 from digest.config import Settings
 from digest.embed import embed_papers, encoder_for
 from digest.errors import ConfigError
@@ -57,16 +50,7 @@ def embed_stored(store: Store, settings: Settings) -> tuple[int, str]:
     encoder = encoder_for(settings.semantic)
     if encoder is None:
         return 0, ""
-    console = Console(stderr=True)
-    progress = Progress(
-        TextColumn("embedding papers"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-        disable=not console.is_terminal,
-    )
+    progress = progress_bar("embedding papers")
     with progress:
         task = progress.add_task("embedding", total=None)
 

@@ -16,7 +16,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 from sqlalchemy import func, select
 
@@ -31,6 +30,7 @@ from digest.cli.options import (
     settings_from,
     store_from,
 )
+from digest.cli.progress import progress_bar
 from digest.config import Settings
 from digest.errors import BadInput, DigestError
 from digest.sources.folder import DUMP_SUFFIXES, scan_folder
@@ -173,15 +173,7 @@ def _refuse(message: str) -> Callable[[], ingesting.IngestResult]:
 
 def _run(jobs: list[_Job]) -> list[DigestError]:
     failures: list[DigestError] = []
-    console = Console(stderr=True)
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=console,
-        transient=True,
-        disable=len(jobs) < PROGRESS_FROM or not console.is_terminal,
-    )
+    progress = progress_bar("ingesting", hidden=len(jobs) < PROGRESS_FROM)
     with progress:
         task = progress.add_task("ingesting", total=len(jobs))
         for job in jobs:

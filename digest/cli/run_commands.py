@@ -11,7 +11,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import select
 
@@ -24,6 +23,7 @@ from digest.cli.options import (
     settings_from,
     store_from,
 )
+from digest.cli.progress import progress_bar
 from digest.config import workers_problem
 from digest.daemon import Daemon, Jobs, next_fire_times, single_instance
 from digest.errors import BadInput, DeliveryError
@@ -123,16 +123,7 @@ def send(
         with store.sessions() as session:
             due = due_count(session, now=moment, email=email)
         total = due if limit is None else min(due, limit)
-        console = Console(stderr=True)
-        with Progress(
-            TextColumn("delivering"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-            disable=total == 0 or not console.is_terminal,  # no bar residue in logs
-        ) as progress:
+        with progress_bar("delivering", hidden=total == 0) as progress:
             task = progress.add_task("deliver", total=total)
             troubles: list[str] = []  # replies of the messages not sent, for the error line
 

@@ -1,0 +1,43 @@
+"""The progress bar every long command shows: done of total, rate, and time left.
+
+Drawn on stderr, only on a terminal and only when there is work, so a log or a
+pipe gets no bar residue; it clears itself when done (the command's own
+summary line follows).
+"""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+
+class _Rate(ProgressColumn):
+    """Items per second, once rich has measured a speed."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("" if speed is None else f"{speed:,.0f}/s", style="progress.data.speed")
+
+
+def progress_bar(label: str, *, hidden: bool = False) -> Progress:
+    """A transient bar labelled `label`; `hidden` (or no terminal) draws nothing."""
+    console = Console(stderr=True)
+    return Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _Rate(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=hidden or not console.is_terminal,
+    )

@@ -74,7 +74,7 @@ def embed_papers(
     store: Store,
     encoder: SentenceEncoder,
     *,
-    batch: int = 32,
+    batch: int = 8,
     on_progress: Progress | None = None,
 ) -> int:
     """Embed every stored paper that has no vector by this encoder; returns how many.

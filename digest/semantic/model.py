@@ -28,7 +28,7 @@ from tokenizers import Tokenizer
 
 Vector = NDArray[np.float32]
 MAX_TOKENS = 256
-BATCH = 32
+BATCH = 8  # past a few texts a batch the forward pass gets slower and larger
 _NEG = np.float32(-1e9)  # added to attention scores of padding positions
 
 

@@ -108,8 +108,9 @@ def single_instance(database_url: str) -> Iterator[None]:
 def job_triggers(settings: Settings, start: datetime) -> dict[str, Any]:
     """The recurring triggers of `digest run`, shared with `digest status`.
 
-    Interval jobs count from `start` (left to itself, APScheduler would read
-    the system clock: a second clock beside `--now`).
+    Interval jobs count from `start`: the daemon passes the system clock's time
+    (APScheduler's loop runs on it, so a trigger counted from `--now` would
+    walk every fire time in between); `digest status` passes its `--now`.
     """
     hour, minute = (int(part) for part in settings.sources.hf_fetch_time.split(":"))
     poll = timedelta(minutes=settings.sources.poll_minutes)

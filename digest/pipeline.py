@@ -17,7 +17,7 @@ from pathlib import Path
 from digest import ingest
 from digest.config import Settings
 from digest.email.render import Renderer
-from digest.embed import embed_papers, encoder_for
+from digest.embed import PAPERS_PER_PASS, embed_papers, embed_topics, encoder_for
 from digest.links import load_secret
 from digest.logs import LOGGER_NAME, log_event
 from digest.mail import Mailer, OnOutcome, mailer_from_settings
@@ -61,7 +61,9 @@ class Pipeline:
         )
 
     def plan(self, now: datetime, *, email: str | None = None) -> PlanReport:
-        """Record the digests due at `now` (plan_due commits them itself, per batch)."""
+        """Record the digests due at `now` (plan_due commits them itself, per batch),
+        after giving new papers and topics their vectors (when the semantic signal is on)."""
+        self.embed()
         with self.store.sessions() as session:
             return plan_due(session, self.settings, now=now, email=email)
 
@@ -129,12 +131,24 @@ class Pipeline:
         return listed > 0
 
     def embed(self) -> None:
-        """Give new papers their vectors (when the semantic signal is on), before planning."""
+        """Give papers and topics without a vector theirs (when the semantic signal is on).
+
+        Runs after each ingest and before each plan, so a failed or late
+        embedding is caught up on the next pass; at most PAPERS_PER_PASS papers
+        at a time, so a first enable over a large store does not hold a pass.
+        """
         encoder = encoder_for(self.settings.semantic)
-        if encoder is not None:
-            done = embed_papers(self.store, encoder, batch=self.settings.semantic.batch_size)
-            if done:
-                log_event(logger, "embedded", papers=done, model=encoder.name)
+        if encoder is None:
+            return
+        papers = embed_papers(
+            self.store,
+            encoder,
+            batch=self.settings.semantic.batch_size,
+            limit=PAPERS_PER_PASS,
+        )
+        topics = embed_topics(self.store, encoder)
+        if papers or topics:
+            log_event(logger, "embedded", papers=papers, topic_texts=topics, model=encoder.name)
 
     def release(self) -> int:
         """Hand back digests this worker claimed but did not finish (on shutdown).

@@ -81,11 +81,41 @@ def test_an_interrupted_run_keeps_its_batches(store: Store, tiny: Path) -> None:
 
 def test_text_vectors_are_made_once_and_reused(store: Store, tiny: Path) -> None:
     encoder = load_encoder(tiny)
-    first = vectors_for_texts(store, encoder, ["kv cache", "speech audio"])
-    again = vectors_for_texts(store, encoder, ["speech audio", "kv cache", "graph"])
+    first, made = vectors_for_texts(store, encoder, ["kv cache", "speech"], store_missing=True)
+    again, made_again = vectors_for_texts(
+        store, encoder, ["speech", "kv cache", "graph"], store_missing=True
+    )
+    assert made == ["kv cache", "speech"] and made_again == ["graph"]
     assert first["kv cache"] == again["kv cache"] == as_bytes(encoder.encode(["kv cache"])[0])
+    vectors_for_texts(store, encoder, ["not kept"], store_missing=False)
     with store.sessions() as session:
         assert session.scalar(select(func.count()).select_from(TextVector)) == 3
+
+
+def test_after_embed_topics_a_planning_pass_encodes_nothing(
+    store: Store, database_url: str, tiny: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dataclasses import replace
+
+    from digest.embed import embed_topics
+    from digest.planner import plan_due
+    from tests.plan_factories import T0 as PLAN_T0
+    from tests.plan_factories import add_subscriber, days, settings_for
+
+    add_subscriber(store, "ada@example.org", ["graph neural network", "(speech OR audio) token"])
+    add_dump(store, PLAN_T0 - days(1), TITLES)
+    semantic = SemanticSettings(enabled="on", model_dir=str(tiny))
+    encoder = encoder_for(semantic)
+    assert encoder is not None
+    embed_papers(store, encoder)
+    assert embed_topics(store, encoder) == 3  # one text per alternative
+    assert embed_topics(store, encoder) == 0
+    calls: list[object] = []
+    monkeypatch.setattr(encoder, "encode", lambda texts, **kw: calls.append(texts))
+    settings = replace(settings_for(database_url), semantic=semantic)
+    with store.sessions() as session:
+        report = plan_due(session, settings, now=PLAN_T0)
+    assert report.planned and calls == []
 
 
 def test_off_means_words_alone_and_on_insists(tmp_path: Path, tiny: Path) -> None:
@@ -119,3 +149,18 @@ def test_the_planner_ranks_with_meaning_once_papers_have_vectors(
     assert parts() and not any("meaning" in p for p in parts())  # nothing embedded yet
     embed_papers(store, load_encoder(tiny))
     assert parts() and all("meaning" in p for p in parts())
+
+
+def test_a_paper_whose_abstract_arrives_later_is_embedded_again(store: Store, tiny: Path) -> None:
+    from digest.store.dumps import store_dump
+    from digest.values import ParsedDump, ParsedPaper
+
+    def listing(abstract: str, sha: str) -> None:
+        parsed = ParsedDump("text", (ParsedPaper("speech audio token", abstract),))
+        store_dump(store, parsed, sha256=sha, source_ref=sha, now=T0)
+
+    listing("", "a" * 64)  # a title without its abstract (the last line of a page dump)
+    encoder = load_encoder(tiny)
+    assert embed_papers(store, encoder) == 1
+    listing("speech audio token audio speech", "b" * 64)  # the abstract comes later
+    assert embed_papers(store, encoder) == 1  # its title-only vector was dropped

@@ -32,7 +32,7 @@ def test_ingest_embeds_new_papers_and_embed_has_nothing_left(
     dump = str(sorted(DUMPS.glob("*.txt"))[0])
     code, out, _ = invoke(cli, "ingest", dump)
     assert code == 0
-    assert f"new papers with {semantic_on.parent.name}@" in out
+    assert f"embedded 61 papers that had no vector, with {semantic_on.parent.name}@" in out
     code, out, _ = invoke(cli, "embed")
     assert (code, out.strip().startswith("every stored paper already has a vector")) == (0, True)
     code, out, _ = invoke(cli, "ingest", dump)  # nothing new: nothing to embed
@@ -72,3 +72,46 @@ def test_on_without_weights_is_a_configuration_error(
     code, _, err = invoke(cli, "ingest", str(sorted(DUMPS.glob("*.txt"))[0]))
     assert code == 3
     assert "not a sentence-encoder folder" in err and err.count("\n") == 1
+
+
+BLOCKED = """
+import sys
+for name in ("numpy", "tokenizers", "safetensors"):
+    sys.modules[name] = None  # as if `pip install .` had been run without the extra
+from digest.cli import main
+sys.argv = ["digest", *sys.argv[1:]]
+main()
+"""
+
+
+def test_a_words_only_install_ingests_plans_and_says_how_to_get_meaning(tmp_path: Path) -> None:
+    """`pip install .` without the semantic extra must still start and rank by words."""
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")},
+        "DIGEST_DATABASE_URL": f"sqlite:///{tmp_path / 'words.db'}",
+        "DIGEST_SEMANTIC__ENABLED": "auto",
+    }
+
+    def digest(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", BLOCKED, *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=120,
+        )
+
+    ingested = digest("ingest", str(sorted(DUMPS.glob("*.txt"))[0]))
+    assert ingested.returncode == 0, ingested.stderr
+    assert "new papers" in ingested.stdout and "embedded" not in ingested.stdout
+    matched = digest("match", "speech recognition", "--all", "--json")
+    assert matched.returncode == 0, matched.stderr
+    assert all("meaning" not in p["parts"] for p in json.loads(matched.stdout)["papers"])
+    embed = digest("embed")
+    assert embed.returncode == 3
+    assert "is not installed" in embed.stderr and "digest[semantic]" in embed.stderr

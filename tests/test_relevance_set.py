@@ -215,17 +215,18 @@ def test_unavailable_system_is_reported_not_fatal() -> None:
 
 
 def test_script_prints_each_split_for_the_real_set(capsys: pytest.CaptureFixture[str]) -> None:
-    assert relevance.main(["--systems", "keyword_and,bm25,digest_words"]) == 0
+    assert relevance.main(["--split", "both", "--systems", "keyword_and,bm25,digest_words"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["papers"] == 298 and report["topics"] >= 80
-    assert set(report["splits"]) == {"train", "test"}
+    assert set(report["splits"]) == {"train", "test", "test_unseen"}
+    assert report["splits"]["test_unseen"]["topics"] == 20
     for split in report["splits"].values():
         for name in ("keyword_and", "bm25", "digest_words"):
             system = split["systems"][name]
             assert system["available"]
             assert 0 < system["ndcg@10"] <= 1 and 0 < system["set_f1"] <= 1
-    assert relevance.main(["--split", "test", "--systems", "bm25"]) == 0
-    assert set(json.loads(capsys.readouterr().out)["splits"]) == {"test"}
+    assert relevance.main(["--systems", "bm25"]) == 0  # the default: what tuning may see
+    assert set(json.loads(capsys.readouterr().out)["splits"]) == {"train"}
 
 
 # --- the cut-off bound (bench/cutoff_bound.py) ----------------------------------

@@ -7,8 +7,8 @@ import pytest
 
 from digest.config import ScoringSettings
 from digest.filters import meaning_texts, parse
-from digest.scoring import PaperIndex
-from digest.values import PaperText
+from digest.scoring import PaperIndex, Selector
+from digest.values import PaperText, TopicQuery
 
 FILLER = " ".join(f"filler{i}" for i in range(40))
 PAPERS = [
@@ -75,13 +75,35 @@ def test_explain_agrees_with_search_and_names_the_meaning_part() -> None:
     assert not absent.eligible
 
 
-def test_a_paper_without_a_stored_vector_counts_as_unrelated() -> None:
+def cosine(a: bytes, b: bytes) -> float:
+    return float(np.dot(np.frombuffer(a, "<f4"), np.frombuffer(b, "<f4")))
+
+
+def test_a_paper_without_a_stored_vector_takes_the_median_meaning_of_the_others() -> None:
     vectors = {k: v for k, v in PAPER_VECTORS.items() if k != 1}
     index = PaperIndex(PAPERS, ScoringSettings(), paper_vectors=vectors, text_vectors=TEXT_VECTORS)
-    hits = index.search(parse(TOPIC), meaning_texts(TOPIC))
     assert index.meaning is not None and index.meaning.missing == 1
-    by_id = {hit.paper_id: hit for hit in hits}
-    assert 1 not in by_id or by_id[1].parts["meaning"] == 0
+    why = index.explain(1, parse(TOPIC), meaning_texts(TOPIC))
+    others = [cosine(PAPER_VECTORS[k], TEXT_VECTORS["cache"]) for k in (2, 4)]  # eligible ones
+    assert why.parts["meaning"] == pytest.approx(1.25 * float(np.median(others)), abs=1e-4)
+
+
+def test_a_vector_of_another_width_counts_as_missing() -> None:
+    vectors = {**PAPER_VECTORS, 2: unit(1, 0, 0, 0)}  # another model's length
+    index = PaperIndex(PAPERS, ScoringSettings(), paper_vectors=vectors, text_vectors=TEXT_VECTORS)
+    assert index.meaning is not None and index.meaning.missing == 1
+    assert index.search(parse(TOPIC), meaning_texts(TOPIC))  # no error, still ranked
+
+
+def test_the_selector_keeps_one_selection_per_meaning() -> None:
+    texts = {"cache": unit(1, 0, 0), "cpu cache": unit(0, 1, 0)}
+    index = PaperIndex(PAPERS, ScoringSettings(), paper_vectors=PAPER_VECTORS, text_vectors=texts)
+    selector = Selector(index)
+    node = parse(TOPIC)
+    first = selector.select([TopicQuery(1, "t", node, ("cache",))], max_papers=5)
+    second = selector.select([TopicQuery(1, "t", node, ("cpu cache",))], max_papers=5)
+    assert [p.paper_id for p in first] != [p.paper_id for p in second]
+    assert second[0].paper_id == 2  # the CPU cache paper, for that meaning
 
 
 def test_meaning_texts_follow_the_filter() -> None:
@@ -95,4 +117,7 @@ def test_meaning_texts_follow_the_filter() -> None:
     )
     assert meaning_texts("NOT video") == ()
     assert meaning_texts('unclosed "quote') == ()
-    assert len(meaning_texts(" ".join(f"(a{i} OR b{i})" for i in range(6)))) == 8
+    assert len(meaning_texts(" ".join(f"(a{i} OR b{i})" for i in range(3)))) == 8
+    assert meaning_texts(" ".join(f"(a{i} OR b{i})" for i in range(4))) == ()  # 16: none
+    assert meaning_texts('robots author:"yann lecun"') == ("robots",)
+    assert meaning_texts("author:hinton") == ()

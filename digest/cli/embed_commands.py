@@ -15,7 +15,7 @@ from digest.cli.app import app
 from digest.cli.options import ConfigOption, settings_from, store_from
 from digest.cli.progress import progress_bar
 from digest.config import Settings
-from digest.embed import embed_papers, encoder_for
+from digest.embed import embed_papers, embed_topics, encoder_for
 from digest.errors import ConfigError
 from digest.store.database import Store
 
@@ -34,6 +34,9 @@ def embed_command(config: ConfigOption = None) -> None:
     on = replace(settings, semantic=replace(settings.semantic, enabled="on"))
     with store_from(settings) as store:
         done, model = embed_stored(store, on)
+        encoder = encoder_for(on.semantic)
+        if encoder is not None:
+            embed_topics(store, encoder)
     typer.echo(
         f"embedded {done} papers with {model}"
         if done

@@ -104,7 +104,7 @@ def ingest_command(
         failures = _run(jobs)
         embedded, model = embed_stored(store, settings)
     if embedded:
-        typer.echo(f"embedded {embedded} new papers with {model}")
+        typer.echo(f"embedded {embedded} papers that had no vector, with {model}")
     if failures:
         if len(jobs) > 1:  # one dump's failure is already said by its error line
             typer.echo(f"{len(failures)} of {len(jobs)} dumps failed", err=True)

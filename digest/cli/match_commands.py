@@ -176,7 +176,6 @@ def match(
             rows[target.id] = target
         # the same vectors the planner would use, so match ranks as a digest would
         vectors = stored_vectors(session, settings.semantic, rows, [query])
-        session.commit()  # a meaning text embedded now is kept for the planner
     paper_vectors, text_vectors = vectors if vectors else (None, None)
     index = PaperIndex(
         papers, settings.scoring, paper_vectors=paper_vectors, text_vectors=text_vectors
@@ -231,9 +230,9 @@ def _print_explanation(
     verdict = "[green]selected[/green]" if ex.selected else "[red]not selected[/red]"
     console.print(f"{verdict}: {ex.reason}")
     if ex.eligible:
-        console.print(
-            f"relevance {ex.relevance:.3f} (cut-off {ex.cutoff:.3f}), score {ex.score:.3f}"
-        )
+        # with the semantic signal, the cut-off applies to words and meaning together
+        what = "words + meaning" if "meaning" in ex.parts else "relevance"
+        console.print(f"{what} {ex.relevance:.3f} (cut-off {ex.cutoff:.3f}), score {ex.score:.3f}")
         parts = ", ".join(f"{name} {value:.3f}" for name, value in ex.parts.items())
         console.print(f"score parts: {parts}")
     if ex.matched:

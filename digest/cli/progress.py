@@ -25,7 +25,10 @@ class _Rate(ProgressColumn):
 
     def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
-        return Text("" if speed is None else f"{speed:,.0f}/s", style="progress.data.speed")
+        if speed is None:
+            return Text("")
+        shown = f"{speed:,.0f}/s" if speed >= 10 else f"{speed:.1f}/s"
+        return Text(shown, style="progress.data.speed")
 
 
 def progress_bar(label: str, *, hidden: bool = False) -> Progress:

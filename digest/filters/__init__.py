@@ -9,6 +9,7 @@ clock, no network.
     nodes.py    the tree (Word, Phrase, Not, And, Or), its canonical builders, `to_text`
     parser.py   text → tree: lexer and recursive-descent parser, syntax errors with a caret
     checks.py   refusals of trees that can never match a paper (empty, only NOT, contradictions)
+    meaning.py  what a filter means, as texts to embed (one per alternative)
 
 Callers outside the package import from here: `from digest.filters import parse, Node`.
 """

@@ -9,9 +9,13 @@ benchmarked"), so the texts come from the filter's tokens instead:
 - `OR` gives alternatives, and juxtaposition or `AND` joins them, so
   `(llm OR vlm) agents` means "llm agents" or "vlm agents": a paper close to
   either is close to the filter (the best alternative counts);
-- field scopes, `+` and quotes are syntax, not meaning;
+- `title:`/`abstract:` scopes, `+` and quotes are syntax, not meaning; an
+  `author:` term is a name, not a subject, and adds nothing;
 - the lead-in of an interest written as a sentence ("papers on", "anything
-  about") is dropped: every candidate is a paper.
+  about") is dropped: every candidate is a paper;
+- a filter with more alternatives than MAX_ALTERNATIVES gets none: some of
+  its alternatives would go unheard, and a paper matched through one of those
+  would be cut for it; such a filter ranks by words alone.
 """
 
 from __future__ import annotations
@@ -21,10 +25,10 @@ import re
 from digest.errors import BadInput
 from digest.filters.parser import _lex, _Token
 
-MAX_ALTERNATIVES = 8  # `(a OR b) (c OR d) (e OR f) ...` multiplies; past this, the first ones
+MAX_ALTERNATIVES = 8  # `(a OR b) (c OR d) (e OR f) ...` multiplies
 _LEAD_IN = re.compile(
-    r"^(?:(?:papers?|work|research|studies)\s+(?:on|about|that|which|in|using)\s+"
-    r"|anything\s+(?:about|on|in)\s+|anything\s+)",
+    r"^(?:(?:papers|work|research)\s+(?:on|about|that|which)\s+"
+    r"|anything\s+(?:about|on)\s+|anything\s+)",
     re.IGNORECASE,
 )
 
@@ -39,6 +43,8 @@ def meaning_texts(text: str) -> tuple[str, ...]:
         return ()
     reader = _Reader(tokens)
     alternatives = reader.any_of()
+    if reader.overflow:
+        return ()
     out: dict[str, None] = {}
     for words in alternatives:
         said = _LEAD_IN.sub("", " ".join(w for w in words if w)).strip()
@@ -53,6 +59,7 @@ class _Reader:
     def __init__(self, tokens: list[_Token]) -> None:
         self.tokens = tokens
         self.at = 0
+        self.overflow = False  # more alternatives than MAX_ALTERNATIVES
 
     def peek(self) -> str:
         return self.tokens[self.at].kind
@@ -68,7 +75,13 @@ class _Reader:
         alternatives = self.all_of()
         while self.peek() == "OR":
             self.take()
-            alternatives = (alternatives + self.all_of())[:MAX_ALTERNATIVES]
+            alternatives = self.capped(alternatives + self.all_of())
+        return alternatives
+
+    def capped(self, alternatives: Alternatives) -> Alternatives:
+        if len(alternatives) > MAX_ALTERNATIVES:
+            self.overflow = True
+            return alternatives[:MAX_ALTERNATIVES]
         return alternatives
 
     def all_of(self) -> Alternatives:
@@ -79,13 +92,16 @@ class _Reader:
                 self.take()
                 continue
             part = self.one()
-            alternatives = [a + b for a in alternatives for b in part][:MAX_ALTERNATIVES]
+            alternatives = self.capped([a + b for a in alternatives for b in part])
         return alternatives
 
     def one(self) -> Alternatives:
         token = self.take()
         if token.kind in ("-", "NOT"):
             self.one()  # excluded: its meaning is not the filter's
+            return [[]]
+        if token.kind == "field" and token.text == "author":
+            self.one()  # a name, not a subject
             return [[]]
         if token.kind in ("+", "field"):
             return self.one()

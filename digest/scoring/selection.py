@@ -80,15 +80,23 @@ class Selector:
         window: _Window | None = None
         if allowed is None and not exclude:
             # (one or two topics, most subscribers: the key without a list in between)
+            # (a topic's meaning texts change its hits: they are part of the key)
             if len(topics) == 1:
-                key: object = (id(topics[0].query), max_papers)
+                key: object = (id(topics[0].query), id(topics[0].meaning), max_papers)
             elif len(topics) == 2:
-                key = (id(topics[0].query), id(topics[1].query), max_papers)
+                first, second = topics
+                key = (
+                    id(first.query),
+                    id(first.meaning),
+                    id(second.query),
+                    id(second.meaning),
+                    max_papers,
+                )
             else:
-                key = (*[id(topic.query) for topic in topics], max_papers)
+                key = (*[(id(t.query), id(t.meaning)) for t in topics], max_papers)
         else:
             window = (None if allowed is None else frozenset(allowed), frozenset(exclude))
-            key = ((*[id(topic.query) for topic in topics], max_papers), window)
+            key = ((*[(id(t.query), id(t.meaning)) for t in topics], max_papers), window)
         selection = self._by_query.get(key)
         if selection is None:
             selection = self._by_query[key] = self._selection(topics, max_papers, window)

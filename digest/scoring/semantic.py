@@ -16,8 +16,9 @@ falls. The words still decide eligibility: meaning reorders and cuts, it never
 lets in a paper the filter does not match (a route for papers with none of the
 topic's words admitted nothing at any safe threshold on the training topics).
 
-Pure: vectors come in as bytes (float32, as stored), numpy does the
-arithmetic, and a paper without a stored vector counts as unrelated.
+Pure: vectors come in as bytes (float32, as stored) and numpy does the
+arithmetic. A paper without a stored vector (embedding not caught up yet)
+takes the median meaning of the topic's other papers.
 """
 
 from __future__ import annotations
@@ -45,26 +46,37 @@ class Meaning:
     ) -> None:
         import numpy as np
 
-        width = next((len(v) // 4 for v in paper_vectors.values()), 0)
+        # The width is the topics' (they are embedded by the encoder of this run):
+        # a stored paper vector of another width is as good as missing.
+        widths = [len(v) for v in text_vectors.values()] or [len(v) for v in paper_vectors.values()]
+        width = max(set(widths), key=widths.count) // 4 if widths else 0
         self._matrix: NDArray[np.float32] = np.zeros((len(papers), width), dtype=np.float32)
+        self._has = np.zeros(len(papers), dtype=bool)
         for doc, paper in enumerate(papers):
             vector = paper_vectors.get(paper.paper_id)
             if vector is not None and len(vector) == 4 * width:
                 self._matrix[doc] = np.frombuffer(vector, dtype="<f4")
+                self._has[doc] = True
         self._texts = {
-            text: np.frombuffer(v, dtype="<f4") for text, v in text_vectors.items() if width
+            text: np.frombuffer(v, dtype="<f4")
+            for text, v in text_vectors.items()
+            if len(v) == 4 * width
         }
         self._memo: dict[tuple[str, ...], NDArray[np.float32] | None] = {}
-        self.missing = sum(1 for paper in papers if paper.paper_id not in paper_vectors)
+        self.missing = int(len(papers) - self._has.sum())
 
     def similarity(self, texts: tuple[str, ...]) -> NDArray[np.float32] | None:
-        """Per paper, the cosine to the closest of `texts`; None when none has a vector."""
+        """Per paper, the cosine to the closest of `texts` (NaN for a paper without a
+        vector); None when none of the texts has one."""
         if texts in self._memo:
             return self._memo[texts]
         import numpy as np
 
         vectors = [self._texts[text] for text in texts if text in self._texts]
-        found = (self._matrix @ np.stack(vectors).T).max(axis=1) if vectors else None
+        found = None
+        if vectors:
+            found = (self._matrix @ np.stack(vectors).T).max(axis=1)
+            found[~self._has] = np.nan
         self._memo[texts] = found
         return found
 
@@ -72,14 +84,23 @@ class Meaning:
 def fuse(
     scored: Mapping[int, Scored], similarity: NDArray[np.float32], weight: float
 ) -> tuple[dict[int, Scored], dict[int, float]]:
-    """(the scored papers with their fused score first, each one's meaning share)."""
+    """(the scored papers with their fused score first, each one's meaning share).
+
+    A paper without a vector takes the median similarity of the topic's other
+    scored papers: neither lifted nor sunk, so it ranks by its words among them.
+    """
+    import numpy as np
+
     best = max((entry[0] for entry in scored.values()), default=0.0)
     if best <= 0:
         return {}, {}
+    known = [float(similarity[doc]) for doc in scored if not np.isnan(similarity[doc])]
+    neutral = float(np.median(known)) if known else 0.0
     fused: dict[int, Scored] = {}
     meaning: dict[int, float] = {}
     for doc, entry in scored.items():
-        share = weight * float(similarity[doc])
+        value = float(similarity[doc])
+        share = weight * (neutral if np.isnan(value) else value)
         fused[doc] = (entry[0] / best + share, *entry[1:])
         meaning[doc] = share
     return fused, meaning

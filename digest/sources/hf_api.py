@@ -116,15 +116,6 @@ def _paper(item: Any, number: int, name: str) -> ParsedPaper:
     )
 
 
-def is_withdrawn(paper: ParsedPaper) -> bool:
-    """Whether Hugging Face marks the paper withdrawn (such listings are skipped)."""
-    item = paper.extra.get("hf")
-    if not isinstance(item, dict):
-        return False
-    inner = item.get("paper", item)
-    return isinstance(inner, dict) and bool(inner.get("withdrawnAt"))
-
-
 def _timestamp(value: Any) -> datetime | None:
     if not isinstance(value, str):
         return None

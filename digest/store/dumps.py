@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 from digest.errors import BadInput
 from digest.keys import paper_key, title_key
 from digest.store.database import Store
-from digest.store.schema import DigestItem, Dump, DumpPaper, Paper
+from digest.store.schema import DigestItem, Dump, DumpPaper, Paper, PaperVector
 from digest.values import ParsedDump, ParsedPaper
 
 # Core tables: executemany without the ORM's per-row bookkeeping
@@ -307,6 +307,8 @@ def _fill(session: Session, row: _Row, paper: ParsedPaper) -> None:
         values["extra"] = row.extra = {**row.extra, **new_extra}
     if values:
         session.execute(update(Paper).where(Paper.id == row.id).values(**values))
+    if "abstract" in values:
+        _forget_vector(session, row.id)
 
 
 def _merge(session: Session, loser: _Row, winner: _Row) -> None:
@@ -332,6 +334,13 @@ def _merge(session: Session, loser: _Row, winner: _Row) -> None:
     session.execute(delete(Paper).where(Paper.id == loser.id))
     if values:
         session.execute(update(Paper).where(Paper.id == winner.id).values(**values))
+    if "abstract" in values:
+        _forget_vector(session, winner.id)
+
+
+def _forget_vector(session: Session, paper_id: int) -> None:
+    """A paper whose text grew is embedded again (`digest embed`, the next ingest)."""
+    session.execute(delete(PaperVector).where(PaperVector.paper_id == paper_id))
 
 
 def known_dump(store: Store, sha256: str, source_ref: str) -> IngestResult | None:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from digest.store.schema import Paper, PaperVector, TextVector
@@ -59,15 +60,9 @@ def count_papers_to_embed(session: Session, model: str) -> int:
 
 
 def save_paper_vectors(session: Session, model: str, vectors: Mapping[int, bytes]) -> None:
-    """Store (or replace) these papers' vectors."""
-    ids = sorted(vectors)
-    for chunk in _chunks(ids):
-        session.execute(delete(PaperVector).where(PaperVector.paper_id.in_(chunk)))
-    if ids:
-        session.add_all(
-            PaperVector(paper_id=paper_id, model=model, vector=vectors[paper_id])
-            for paper_id in ids
-        )
+    """Store (or replace) these papers' vectors; safe when another writer stores them too."""
+    rows = [{"paper_id": i, "model": model, "vector": v} for i, v in sorted(vectors.items())]
+    _upsert(session, PaperVector, rows, keys=["paper_id"], replace=["model", "vector"])
 
 
 def text_vectors(session: Session, texts: Iterable[str], model: str) -> dict[str, bytes]:
@@ -85,13 +80,34 @@ def text_vectors(session: Session, texts: Iterable[str], model: str) -> dict[str
 
 
 def save_text_vectors(session: Session, model: str, vectors: Mapping[str, bytes]) -> None:
-    """Store these filter texts' vectors (a text already stored for `model` is left as it is)."""
-    known = text_vectors(session, vectors, model)
-    session.add_all(
-        TextVector(sha256=text_key(text), model=model, text=text, vector=vector)
+    """Store these filter texts' vectors (one already stored for `model` is kept as it is)."""
+    rows = [
+        {"sha256": text_key(text), "model": model, "text": text, "vector": vector}
         for text, vector in vectors.items()
-        if text not in known
-    )
+    ]
+    _upsert(session, TextVector, rows, keys=["sha256", "model"], replace=[])
+
+
+def _upsert(
+    session: Session, table: Any, rows: list[dict[str, Any]], *, keys: list[str], replace: list[str]
+) -> None:
+    """INSERT … ON CONFLICT: two embedders (the daemon, `digest embed`) may write the same
+    rows at once, and a delete-then-insert or a check-then-insert would collide."""
+    dialect = session.get_bind().dialect.name
+    insert: Any
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    for start in range(0, len(rows), CHUNK):
+        statement = insert(table).values(rows[start : start + CHUNK])
+        if replace:
+            statement = statement.on_conflict_do_update(
+                index_elements=keys, set_={name: statement.excluded[name] for name in replace}
+            )
+        else:
+            statement = statement.on_conflict_do_nothing(index_elements=keys)
+        session.execute(statement)
 
 
 def _chunks(values: Sequence[int] | Sequence[str]) -> Iterator[Sequence[int] | Sequence[str]]:

@@ -118,3 +118,60 @@ def test_message_builder_gives_the_wire_bytes(store: Store, database_url: str) -
     assert message["Message-ID"] == planned.message_id
     assert message["To"] == "ada@example.org"
     assert b"\r\n" in data and ARXIV_PAPER in message.get_body(("plain",)).get_content()
+
+
+def _plan_readers(store: Store, database_url: str, count: int) -> list[int]:
+    """`count` readers with overlapping topics, planned: their digest ids."""
+    from sqlalchemy import select
+
+    from digest.store.schema import Digest
+
+    topics = [("diffusion",), ("graph neural",), ("diffusion", "graph neural")]
+    for i in range(count):
+        add_subscriber(store, f"reader{i}@example.org", topics=topics[i % 3])
+    add_dump(store, T0 - days(2), [(ARXIV_PAPER, "2611.00001", 3), ("Graph Neural Nets", None, 1)])
+    add_dump(store, T0 - days(1), [(ARXIV_PAPER, "2611.00001", 40), (TITLE_ONLY, None, None)])
+    with store.sessions() as session:
+        plan_due(session, settings_for(database_url), now=T0)
+        session.commit()
+        return list(session.scalars(select(Digest.id).order_by(Digest.id)))
+
+
+def test_a_batch_loads_in_a_few_queries_and_renders_what_one_by_one_would(
+    store: Store, database_url: str
+) -> None:
+    from sqlalchemy import event
+
+    from digest.email.render import Renderer
+    from digest.outbox import message_builder
+    from digest.outbox.claims import load_claimed
+
+    settings = settings_for(database_url)
+    statements: list[str] = []
+
+    def count(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    def batch_queries(ids: list[int]) -> tuple[int, dict[int, bytes]]:
+        build = message_builder(settings, SECRET, Renderer(settings))
+        with store.sessions() as session:
+            rows = load_claimed(session, ids)
+            statements.clear()
+            event.listen(store.engine, "before_cursor_execute", count)
+            try:
+                build.prepare(session, rows)  # type: ignore[attr-defined]
+                out = {row.id: build(session, row) for row in rows}
+            finally:
+                event.remove(store.engine, "before_cursor_execute", count)
+        return len(statements), out
+
+    ids = _plan_readers(store, database_url, 12)
+    assert len(ids) == 12
+    few, _ = batch_queries(ids[:3])
+    many, batched = batch_queries(ids)
+    assert many == few  # the batch's size does not change how many queries it takes
+    renderer = Renderer(settings)
+    with store.sessions() as session:
+        for digest_id in ids:
+            alone = renderer.message_bytes(view_for_digest(session, digest_id, settings, SECRET))
+            assert batched[digest_id] == alone

@@ -11,7 +11,9 @@ therefore the same message.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 from urllib.parse import quote_plus
 
 from sqlalchemy import select
@@ -23,11 +25,18 @@ from digest.errors import BadInput
 from digest.links import make_token
 from digest.outbox.types import Build, ClaimedDigest
 from digest.planner import PlannedDigest
-from digest.store.reads import latest_upvotes
-from digest.store.schema import Digest, DigestItem, Paper, Subscriber
+from digest.store.reads import chunks, latest_upvotes
+from digest.store.schema import Digest, DigestItem, Paper, Subscriber, Topic
 from digest.values import DigestView, MatchedTerm, PaperCard
 
-__all__ = ["message_builder", "paper_url", "view_for_digest", "view_for_plan"]
+__all__ = [
+    "MessageBuilder",
+    "message_builder",
+    "paper_url",
+    "view_for_digest",
+    "view_for_plan",
+    "views_for_digests",
+]
 
 
 def paper_url(arxiv_id: str | None, title: str) -> str:
@@ -41,40 +50,106 @@ def view_for_digest(
     session: Session, digest_id: int, settings: Settings, secret: bytes
 ) -> DigestView:
     """The view of a recorded digest (for delivery and view-in-browser)."""
-    digest = session.scalars(
-        select(Digest)
-        .where(Digest.id == digest_id)
-        .options(
-            selectinload(Digest.items).selectinload(DigestItem.paper),
-            selectinload(Digest.subscriber).selectinload(Subscriber.topics),
-        )
-    ).one_or_none()
-    if digest is None:
+    views = views_for_digests(session, [digest_id], settings, secret)
+    if digest_id not in views:
         raise BadInput(f"no digest with id {digest_id}")
-    items = sorted(digest.items, key=lambda item: item.rank)
-    upvotes = latest_upvotes(session, [item.paper_id for item in items], as_of=digest.planned_at)
-    cards = tuple(
-        _card(
-            item.paper,
-            topic_label=item.topic_label,
-            score=item.score,
-            upvotes=upvotes.get(item.paper_id),
-            matched=tuple(
-                MatchedTerm.from_json(m) for m in (item.explanation or {}).get("matched", ())
-            ),
+    return views[digest_id]
+
+
+def views_for_digests(
+    session: Session, digest_ids: Sequence[int], settings: Settings, secret: bytes
+) -> dict[int, DigestView]:
+    """The views of recorded digests, loaded together (ids not found are left out).
+
+    A delivery batch is hundreds of digests that share a few dozen papers:
+    five queries for the batch (digests with their subscribers, topics,
+    items, papers, and upvotes once per planning time) instead of several per
+    digest, which made loading cost more than rendering and sending together.
+    """
+    ids = sorted(set(digest_ids))
+    heads = [
+        row
+        for chunk in chunks(ids)
+        for row in session.execute(
+            select(
+                Digest.id,
+                Digest.period,
+                Digest.planned_at,
+                Digest.message_id,
+                Subscriber.id,
+                Subscriber.email,
+            )
+            .join(Subscriber, Subscriber.id == Digest.subscriber_id)
+            .where(Digest.id.in_(chunk))
         )
-        for item in items
-    )
-    return _view(
-        digest.subscriber,
-        period=digest.period,
-        issued_at=digest.planned_at,
-        message_id=digest.message_id,
-        cards=cards,
-        settings=settings,
-        secret=secret,
-        digest_id=digest.id,
-    )
+    ]
+    subscriber_ids = sorted({row[4] for row in heads})
+    topics: dict[int, list[str]] = {}
+    for chunk in chunks(subscriber_ids):
+        for subscriber_id, label, query in session.execute(
+            select(Topic.subscriber_id, Topic.label, Topic.query)
+            .where(Topic.subscriber_id.in_(chunk))
+            .order_by(Topic.id)
+        ):
+            topics.setdefault(subscriber_id, []).append(label or query)
+    # plain rows, not ORM objects: a batch has thousands of items over a few dozen papers
+    items: dict[int, list[Any]] = {}
+    for chunk in chunks(ids):
+        for item in session.execute(
+            select(
+                DigestItem.digest_id,
+                DigestItem.paper_id,
+                DigestItem.topic_label,
+                DigestItem.score,
+                DigestItem.explanation,
+            )
+            .where(DigestItem.digest_id.in_(chunk))
+            .order_by(DigestItem.digest_id, DigestItem.rank)
+        ):
+            items.setdefault(item.digest_id, []).append(item)
+    paper_ids = sorted({item.paper_id for listed in items.values() for item in listed})
+    papers = {
+        paper.id: paper
+        for chunk in chunks(paper_ids)
+        for paper in session.execute(
+            select(Paper.id, Paper.title, Paper.abstract, Paper.authors, Paper.arxiv_id).where(
+                Paper.id.in_(chunk)
+            )
+        )
+    }
+    upvotes: dict[datetime, dict[int, int | None]] = {}
+    for planned_at in {row[2] for row in heads}:  # a planning pass shares one time
+        in_pass = {
+            item.paper_id for row in heads if row[2] == planned_at for item in items.get(row[0], [])
+        }
+        upvotes[planned_at] = latest_upvotes(session, in_pass, as_of=planned_at)
+    views: dict[int, DigestView] = {}
+    for digest_id, period, planned_at, message_id, subscriber_id, email in heads:
+        cards = tuple(
+            _card(
+                papers[item.paper_id],
+                topic_label=item.topic_label,
+                score=item.score,
+                upvotes=upvotes[planned_at].get(item.paper_id),
+                matched=tuple(
+                    MatchedTerm.from_json(m) for m in (item.explanation or {}).get("matched", ())
+                ),
+            )
+            for item in items.get(digest_id, [])
+        )
+        views[digest_id] = _view(
+            subscriber_id,
+            email,
+            tuple(topics.get(subscriber_id, ())),
+            period=period,
+            issued_at=planned_at,
+            message_id=message_id,
+            cards=cards,
+            settings=settings,
+            secret=secret,
+            digest_id=digest_id,
+        )
+    return views
 
 
 def view_for_plan(
@@ -100,7 +175,9 @@ def view_for_plan(
         for pick in sorted(plan.picks, key=lambda p: p.rank)
     )
     return _view(
-        subscriber,
+        subscriber.id,
+        subscriber.email,
+        tuple(t.label or t.query for t in subscriber.topics),
         period=plan.period,
         issued_at=plan.planned_at,
         message_id=plan.message_id,
@@ -114,18 +191,42 @@ def view_for_plan(
 def message_builder(settings: Settings, secret: bytes, renderer: Renderer | None = None) -> Build:
     """The `build` a delivery run takes: a claimed digest → the bytes for the wire.
 
-    Builds the Renderer once (templates loaded, CSS inlined) for the whole run.
+    Builds the Renderer once (templates loaded, CSS inlined) for the whole run,
+    and loads each claimed batch's views together (`MessageBuilder.prepare`).
     """
-    chosen = renderer if renderer is not None else Renderer(settings)
+    return MessageBuilder(
+        settings, secret, renderer if renderer is not None else Renderer(settings)
+    )
 
-    def build(session: Session, digest: ClaimedDigest) -> bytes:
-        return chosen.message_bytes(view_for_digest(session, digest.id, settings, secret))
 
-    return build
+class MessageBuilder:
+    """The production `Build`: views loaded a batch at a time, rendered one by one.
+
+    The delivery loop calls `prepare` with a claimed batch before building
+    its messages; a digest it did not prepare (a caller that builds one by
+    one) is loaded on its own.
+    """
+
+    def __init__(self, settings: Settings, secret: bytes, renderer: Renderer) -> None:
+        self.settings = settings
+        self.secret = secret
+        self.renderer = renderer
+        self._views: dict[int, DigestView] = {}
+
+    def prepare(self, session: Session, digests: Sequence[ClaimedDigest]) -> None:
+        self._views = views_for_digests(
+            session, [digest.id for digest in digests], self.settings, self.secret
+        )
+
+    def __call__(self, session: Session, digest: ClaimedDigest) -> bytes:
+        view = self._views.pop(digest.id, None)
+        if view is None:
+            view = view_for_digest(session, digest.id, self.settings, self.secret)
+        return self.renderer.message_bytes(view)
 
 
 def _card(
-    paper: Paper,
+    paper: Any,
     *,
     topic_label: str,
     score: float,
@@ -146,7 +247,9 @@ def _card(
 
 
 def _view(
-    subscriber: Subscriber,
+    subscriber_id: int,
+    email: str,
+    topics: tuple[str, ...],
     *,
     period: str,
     issued_at: datetime,
@@ -157,9 +260,8 @@ def _view(
     digest_id: int | None,
 ) -> DigestView:
     base = settings.web.base_url.rstrip("/")
-    email = subscriber.email
-    unsubscribe = make_token(secret, "unsubscribe", subscriber.id, email)
-    manage = make_token(secret, "manage", subscriber.id, email)
+    unsubscribe = make_token(secret, "unsubscribe", subscriber_id, email)
+    manage = make_token(secret, "manage", subscriber_id, email)
     view_url = None
     if digest_id is not None:
         view_url = f"{base}/d/{make_token(secret, 'view', digest_id, email)}"
@@ -169,7 +271,7 @@ def _view(
         period=period,
         issued_at=issued_at,
         message_id=message_id,
-        topics=tuple(t.label or t.query for t in subscriber.topics),
+        topics=topics,
         papers=cards,
         unsubscribe_url=f"{base}/u/{unsubscribe}",
         manage_url=f"{base}/m/{manage}",

@@ -46,7 +46,7 @@ from digest.outbox.claims import (
     renew_leases,
 )
 from digest.outbox.record import GONE_STATUSES, record_outcomes, record_unsent
-from digest.outbox.types import Build, DeliveryReport, DeliveryRun, RunOptions
+from digest.outbox.types import Build, DeliveryReport, DeliveryRun, PreparesBatch, RunOptions
 from digest.store.database import Store
 
 RECORD_LINGER_SECONDS = 0.05
@@ -172,7 +172,13 @@ class _Delivery:
         cancelled: dict[int, str] = {}
         broken: dict[int, str] = {}
         with self.run.store.sessions() as session:  # read only: rendering holds no write lock
-            for row in load_claimed(session, ids):
+            rows = load_claimed(session, ids)
+            build: object = self.run.build  # any callable; some also prepare a batch
+            if isinstance(build, PreparesBatch):
+                build.prepare(
+                    session, [row for row in rows if row.subscriber_status not in GONE_STATUSES]
+                )
+            for row in rows:
                 if row.subscriber_status in GONE_STATUSES:
                     cancelled[row.id] = f"subscriber {row.subscriber_status}"
                     continue

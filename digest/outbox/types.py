@@ -7,10 +7,10 @@ them from here, and neither imports the other.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import NamedTuple, TypedDict
+from typing import NamedTuple, Protocol, TypedDict, runtime_checkable
 
 from sqlalchemy.orm import Session
 
@@ -38,6 +38,17 @@ class ClaimedDigest(NamedTuple):
 
 Build = Callable[[Session, ClaimedDigest], bytes]
 """Turns a claimed digest into the exact message bytes (CRLF) to send."""
+
+
+@runtime_checkable
+class PreparesBatch(Protocol):
+    """A `Build` that loads a whole claimed batch at once before its messages are built.
+
+    The loop calls `prepare` once per batch, then the build once per digest, so
+    a digest that cannot be built still fails alone.
+    """
+
+    def prepare(self, session: Session, digests: Sequence[ClaimedDigest]) -> None: ...
 
 
 class RunOptions(TypedDict, total=False):

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import DATA, invoke
-from tests.smtpd import free_port
+from tests.smtpd import FaultyHandler, free_port, smtp_server
 
 DUMP = DATA / "dumps" / "000_1a70928f5047d655.txt"
 
@@ -183,6 +183,30 @@ def test_send_to_an_smtp_server_that_is_not_there(
     assert "planned 1, sent 0, retry 1" in out
     code, out, _ = invoke(cli, "outbox", "--json")
     assert code == 0 and '"status": "retry"' in out  # recorded, not lost
+
+
+def test_the_failure_line_quotes_a_reply_of_the_failures_it_reports(
+    cli: CliRunner, config_file: Path, database_url: str
+) -> None:
+    """A 550 then a 451: the line reports the failure, so it quotes the 550, not the last reply."""
+    handler = FaultyHandler()
+    handler.perm_rcpt.add("ada@example.org")
+    handler.temp_rcpt["zoe@example.org"] = 5
+    send_at = _subscribed_with_a_due_digest(cli)
+    code, _, err = invoke(
+        cli, "subscribe", "zoe@example.org", "-t", "diffusion", "--timezone", "UTC",
+        "--hour", "8", "--confirmed", "--now", "2026-11-22T07:00Z",
+    )  # fmt: skip
+    assert code == 0, err
+    with smtp_server(handler) as port:
+        config_file.write_text(
+            f'database_url = "{database_url}"\n[delivery]\nbackend = "smtp"\nconcurrency = 1\n'
+            f'[smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "none"\n'
+        )  # one connection: ada's 550 comes first, zoe's 451 last
+        code, out, err = invoke(cli, "send", "--now", send_at)
+    assert code == 5 and "failed 1" in out and "retry 1" in out
+    one_error_line(err, "1 digest(s) failed permanently", "550")
+    assert "451" not in err
 
 
 # --------------------------------------------------------------------------- web

@@ -125,11 +125,13 @@ def send(
         total = due if limit is None else min(due, limit)
         with progress_bar("delivering", hidden=total == 0) as progress:
             task = progress.add_task("deliver", total=total)
-            troubles: list[str] = []  # replies of the messages not sent, for the error line
+            # the last reply per outcome, for the error line: it must quote a reply of
+            # the outcome it reports (a 550 for "failed", not the 451 that came last)
+            last_reply: dict[str, str] = {}
 
             def on_outcome(outcome: Outcome) -> None:
                 if outcome.status != "sent":
-                    troubles.append(outcome.reply)
+                    last_reply[outcome.status] = outcome.reply
                 progress.advance(task)
 
             delivered = pipeline.deliver(
@@ -144,7 +146,10 @@ def send(
     if delivered.failed or (delivered.retry and not delivered.sent):
         # Nothing got through (a wrong host, a relay that is down) or a server refused
         # for good: say so on stderr and exit non-zero, so cron and shells notice.
-        reply = " ".join(troubles[-1].split()) if troubles else "no reply"
+        reported = "failed" if delivered.failed else "retry"
+        # a retry past its age is recorded failed: then the last retry reply is the cause
+        raw = last_reply.get(reported) or last_reply.get("retry") or "no reply"
+        reply = " ".join(raw.split())
         what = (
             f"{delivered.failed} digest(s) failed permanently (digest outbox --status failed)"
             if delivered.failed

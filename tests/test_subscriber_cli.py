@@ -414,3 +414,24 @@ def test_without_double_opt_in_no_confirmation_is_mailed(
     assert code == 0
     assert "confirmation" not in out
     assert _maildir_messages(maildir) == []
+
+
+def test_export_neutralises_cells_a_spreadsheet_would_run_and_import_reads_them_back(
+    cli: CliRunner, config_file: Path, tmp_path: Path
+) -> None:
+    import csv
+    import io
+
+    risky = ['=HYPERLINK("http://evil","x") diffusion', "-video diffusion", "@sum llm", "+rag"]
+    for i, topic in enumerate(risky):
+        code, _, err = invoke(cli, "subscribe", f"r{i}@example.org", "-t", topic, "--confirmed")
+        assert code == 0, err
+    code, exported, _ = invoke(cli, "export")
+    assert code == 0
+    cells = [cell for row in csv.reader(io.StringIO(exported)) for cell in row]
+    assert not [c for c in cells if c[:1] in ("=", "+", "-", "@", "\t", "\r")]
+    assert "'=HYPERLINK" in exported
+    (tmp_path / "list.csv").write_text(exported)
+    config_file.write_text(f'database_url = "sqlite:///{tmp_path / "other.db"}"\n')
+    assert invoke(cli, "import", str(tmp_path / "list.csv"), "--confirmed")[0] == 0
+    assert invoke(cli, "export")[1] == exported  # the topics kept their text

@@ -131,18 +131,35 @@ def export_csv(subscribers: Iterable[Subscriber]) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(COLUMNS)
     for subscriber in subscribers:
-        writer.writerow(
-            [
-                subscriber.email,
-                "; ".join(_exportable(topic.query) for topic in subscriber.topics),
-                subscriber.timezone,
-                subscriber.send_hour,
-                subscriber.frequency,
-                subscriptions.weekday_name(subscriber.weekday),
-                subscriber.max_papers,
-            ]
-        )
+        cells = [
+            subscriber.email,
+            "; ".join(_exportable(topic.query) for topic in subscriber.topics),
+            subscriber.timezone,
+            subscriber.send_hour,
+            subscriber.frequency,
+            subscriptions.weekday_name(subscriber.weekday),
+            subscriber.max_papers,
+        ]
+        writer.writerow([_inert(cell) if isinstance(cell, str) else cell for cell in cells])
     return out.getvalue()
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""What makes a spreadsheet run a cell as a formula (`-video diffusion` included)."""
+
+
+def _inert(cell: str) -> str:
+    """A cell a spreadsheet shows as text: a leading apostrophe before a formula start.
+
+    The OWASP advice for CSV injection; `read_rows` removes the apostrophe
+    again, so an exported list imports back with its topics as typed.
+    """
+    return f"'{cell}" if cell.startswith(FORMULA_STARTS) else cell
+
+
+def _as_typed(cell: str) -> str:
+    """The cell before `_inert`: an apostrophe that guards a formula start goes."""
+    return cell[1:] if cell.startswith("'") and cell[1:].startswith(FORMULA_STARTS) else cell
 
 
 def _exportable(query: str) -> str:
@@ -173,7 +190,7 @@ def _row(cells: list[str], columns: Sequence[str], line: int) -> CsvRow:
             f"line {line}: {len(cells)} cells, but only {len(columns)} columns "
             f"({', '.join(columns)}); put topics in one cell separated by ';'"
         )
-    value = {name: cell.strip() for name, cell in zip(columns, cells, strict=False)}
+    value = {name: _as_typed(cell.strip()) for name, cell in zip(columns, cells, strict=False)}
     try:
         email = subscriptions.normalise_email(value.get("email", ""))
         topics = tuple(

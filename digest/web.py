@@ -41,10 +41,13 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from digest.config import Settings
 from digest.email.render import Renderer
@@ -430,6 +433,34 @@ def create_app(
     app = Starlette(
         routes=routes,
         exception_handlers={HTTPException: web.http_error},
+        middleware=[Middleware(SecurityHeaders)],
     )
     app.state.web = web
     return app
+
+
+class SecurityHeaders:
+    """Adds SECURITY_HEADERS to every response that does not set them itself.
+
+    Pages set them already; this covers what Starlette answers on its own (a
+    malformed form body, a wrong method, an unknown path) and the JSON health
+    check, so no response can be sniffed into something else.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    if name not in headers:
+                        headers.append(name, value)
+            await send(message)
+
+        await self.app(scope, receive, with_headers)

@@ -517,3 +517,22 @@ def test_every_page_is_well_formed_html(client: Client, store: Store) -> None:
     for response in pages:
         html5lib.HTMLParser(strict=True).parse(response.text)  # raises on a parse error
         assert '<meta name="viewport"' in response.text
+
+
+def test_every_response_says_nosniff_errors_included(client: Client, store: Store) -> None:
+    """Starlette's own answers (bad form bodies, wrong methods, unknown paths) too."""
+    link = token("manage", add_subscriber(store))
+    responses = [
+        client.get("/healthz"),
+        client.get("/no/such/page"),
+        client.request("PUT", f"/u/{link}"),
+        client.post(
+            f"/m/{link}",
+            content=b"--x\r\nbroken",
+            headers={"content-type": "multipart/form-data; boundary=x"},
+        ),
+        client.post(f"/m/{link}", content=b"a" * 100_000),
+    ]
+    assert sorted({r.status_code for r in responses}) == [200, 400, 404, 405, 413]
+    for response in responses:
+        assert response.headers.get("x-content-type-options") == "nosniff", response.status_code

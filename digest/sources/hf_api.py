@@ -63,6 +63,10 @@ def _decode(data: bytes | bytearray, name: str) -> Any:
         raise BadInput(f"{name}: not UTF-8 text, so not JSON") from None
     except json.JSONDecodeError as exc:
         raise BadInput(f"{name}: line {exc.lineno}: not valid JSON ({exc.msg})") from None
+    except RecursionError:  # `[[[[...` a hundred thousand deep: hostile, or not a reply
+        raise BadInput(
+            f"{name}: JSON nested too deeply to be a daily-papers list (a list of objects)"
+        ) from None
 
 
 def _unwrap(decoded: Any) -> Any:

@@ -263,7 +263,7 @@ def test_daemon_logs_carry_no_migration_chatter(
 
 def test_deeply_nested_json_is_refused_in_one_line(cli: CliRunner, config_file: Path) -> None:
     (Path.cwd() / "deep.json").write_text("[" * 100_000)
-    code, out, err = invoke(cli, "ingest", "deep.json")
+    code, _, err = invoke(cli, "ingest", "deep.json")
     assert code == 2
     one_error_line(err, "deep.json", "nested too deeply")
     assert invoke(cli, "dumps")[1].strip() == "no dumps ingested yet"  # nothing written

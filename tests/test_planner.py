@@ -140,6 +140,14 @@ def test_send_empty_plans_an_empty_pending_digest(store: Store, database_url: st
     assert digests_of(store, sub) == [("2026-11-22", "pending", [])]
 
 
+def test_send_empty_still_waits_for_a_dump(store: Store, database_url: str) -> None:
+    """No dump yet today: nothing is recorded, so the day's late dump still makes the digest."""
+    sub = add_subscriber(store, "ada@example.org")
+    report = plan(store, database_url, schedule={"send_empty": True})
+    assert report.planned == [] and "no new dumps since" in report.skipped[0][1]
+    assert digests_of(store, sub) == []
+
+
 def test_no_new_dumps_writes_nothing_and_says_so(store: Store, database_url: str) -> None:
     sub = add_subscriber(store, "ada@example.org")
     report = plan(store, database_url)

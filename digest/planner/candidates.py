@@ -37,15 +37,18 @@ def candidate_papers(
     due: Sequence[DueSubscriber],
     now: datetime,
     *,
-    send_empty: bool,
     report: PlanReport,
 ) -> dict[int, frozenset[int]]:
     """Per due subscriber: the ids of their candidate papers.
 
-    A subscriber with no new dump in their window is left out (and reported)
-    unless `send_empty`. Subscribers on the same schedule share a window: they
-    get one shared set of papers (not a copy each) when nothing of it was given
-    to them, so scoring's selection memo hashes it once and matches it by identity.
+    A subscriber with no new dump in their window is left out (and reported),
+    also with `schedule.send_empty`: recording the period now would keep a
+    dump that arrives later the same day out of that day's digest (`send_empty`
+    is for dumps that came and matched nothing).
+
+    Subscribers on the same schedule share a window: they get one shared set of
+    papers (not a copy each) when nothing of it was given to them, so scoring's
+    selection memo hashes it once and matches it by identity.
     """
     if not due:
         return {}
@@ -54,7 +57,7 @@ def candidate_papers(
     listed: dict[datetime, frozenset[int]] = {}
     candidates: dict[int, frozenset[int]] = {}
     for d in due:
-        if not listings.has_dumps_after(d.window_start) and not send_empty:
+        if not listings.has_dumps_after(d.window_start):
             when = f"{d.window_start:%Y-%m-%d %H:%M} UTC"
             report.skipped.append((d.email, f"no new dumps since {when}"))
             continue

@@ -49,9 +49,7 @@ def choose_papers(
     near_misses: bool,
 ) -> list[PlannedDigest]:
     """The digest of every due subscriber with something to consider (see `candidate_papers`)."""
-    candidates = candidate_papers(
-        session, due, now, send_empty=settings.schedule.send_empty, report=report
-    )
+    candidates = candidate_papers(session, due, now, report=report)
     if not candidates:
         return []
     distinct = {id(c): c for c in candidates.values()}.values()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -127,25 +127,23 @@ def embed_topics(store: Store, encoder: SentenceEncoder) -> int:
     """Embed the meaning texts of every stored topic that have no vector yet; how many."""
     with store.sessions() as session:
         queries = session.scalars(select(Topic.query).distinct()).all()
-    return len(vectors_for_texts(store, encoder, _meaning_of(queries), store_missing=True)[1])
+    return len(vectors_for_texts(store, encoder, _meaning_of(queries))[1])
 
 
 def vectors_for_texts(
-    store: Store, encoder: SentenceEncoder, texts: Iterable[str], *, store_missing: bool
+    store: Store, encoder: SentenceEncoder, texts: Iterable[str]
 ) -> tuple[dict[str, bytes], list[str]]:
     """(each text's vector, the texts embedded now): stored ones read, the rest embedded
-    now, and stored in their own transaction when `store_missing`."""
+    now and stored in their own transaction."""
     wanted = sorted(set(texts))
     with store.sessions() as session:
         found = text_vectors(session, wanted, encoder.name)
-    missing = [text for text in wanted if text not in found]
-    if missing:
-        made = dict(zip(missing, map(as_bytes, encoder.encode(missing)), strict=True))
-        if store_missing:
-            with store.transaction() as session:
-                save_text_vectors(session, encoder.name, made)
+    made = _embed_missing(encoder, wanted, found)
+    if made:
+        with store.transaction() as session:
+            save_text_vectors(session, encoder.name, made)
         found.update(made)
-    return found, missing
+    return found, list(made)
 
 
 def stored_vectors(
@@ -175,10 +173,18 @@ def stored_vectors(
         )
     wanted = sorted(_meaning_of(topics))
     found = text_vectors(session, wanted, encoder.name)
-    missing = [text for text in wanted if text not in found]
-    if missing:
-        found.update(zip(missing, map(as_bytes, encoder.encode(missing)), strict=True))
+    found.update(_embed_missing(encoder, wanted, found))
     return papers, found
+
+
+def _embed_missing(
+    encoder: SentenceEncoder, wanted: Sequence[str], found: Mapping[str, bytes]
+) -> dict[str, bytes]:
+    """The vectors of the texts of `wanted` that `found` lacks, embedded now."""
+    missing = [text for text in wanted if text not in found]
+    if not missing:
+        return {}
+    return dict(zip(missing, map(as_bytes, encoder.encode(missing)), strict=True))
 
 
 def _meaning_of(queries: Iterable[str]) -> set[str]:

@@ -81,13 +81,10 @@ def test_an_interrupted_run_keeps_its_batches(store: Store, tiny: Path) -> None:
 
 def test_text_vectors_are_made_once_and_reused(store: Store, tiny: Path) -> None:
     encoder = load_encoder(tiny)
-    first, made = vectors_for_texts(store, encoder, ["kv cache", "speech"], store_missing=True)
-    again, made_again = vectors_for_texts(
-        store, encoder, ["speech", "kv cache", "graph"], store_missing=True
-    )
+    first, made = vectors_for_texts(store, encoder, ["kv cache", "speech"])
+    again, made_again = vectors_for_texts(store, encoder, ["speech", "kv cache", "graph"])
     assert made == ["kv cache", "speech"] and made_again == ["graph"]
     assert first["kv cache"] == again["kv cache"] == as_bytes(encoder.encode(["kv cache"])[0])
-    vectors_for_texts(store, encoder, ["not kept"], store_missing=False)
     with store.sessions() as session:
         assert session.scalar(select(func.count()).select_from(TextVector)) == 3
 

@@ -23,7 +23,7 @@ work: a 10,000-paper dump is one round trip per table, not per row.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any, cast
@@ -35,13 +35,13 @@ from sqlalchemy.orm import Session
 from digest.errors import BadInput
 from digest.keys import paper_key, title_key
 from digest.store.database import Store
+from digest.store.reads import chunks
 from digest.store.schema import DigestItem, Dump, DumpPaper, Paper, PaperVector
 from digest.values import ParsedDump, ParsedPaper
 
 # Core tables: executemany without the ORM's per-row bookkeeping
 PAPERS = cast(Table, Paper.__table__)
 ATTEMPTS = 5  # a transaction that lost a race (unique key, SQLite lock) is retried
-CHUNK = 500  # keys per IN (...) lookup
 
 
 @dataclass(frozen=True)
@@ -242,11 +242,11 @@ def _existing(
     title_keys = {tkey for key, tkey, _ in listings if key.startswith("title:")}
     by_key: dict[str, _Row] = {}
     by_title: dict[str, _Row] = {}
-    for chunk in _chunks(sorted(keys)):
+    for chunk in chunks(sorted(keys)):
         for values in session.execute(select(*_ROW_COLUMNS).where(Paper.key.in_(chunk))):
             row = _Row(*values)
             by_key[row.key] = row
-    for chunk in _chunks(sorted(title_keys)):
+    for chunk in chunks(sorted(title_keys)):
         query = select(*_ROW_COLUMNS).where(Paper.title_key.in_(chunk)).order_by(Paper.id)
         for values in session.execute(query):
             row = _Row(*values)
@@ -258,11 +258,6 @@ def _existing(
         if key.startswith("title:"):
             by_title.setdefault(key.removeprefix("title:"), row)
     return by_key, by_title
-
-
-def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
-    for start in range(0, len(items), CHUNK):
-        yield items[start : start + CHUNK]
 
 
 def _new_row(key: str, tkey: str, paper: ParsedPaper, now: datetime) -> dict[str, Any]:

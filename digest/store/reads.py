@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
+from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -24,8 +25,11 @@ CHUNK = 500
 """Ids per `IN (...)` list: well below the bound-parameter limits of SQLite and psycopg."""
 
 
-def chunks(values: Sequence[int]) -> Iterator[Sequence[int]]:
-    """`values` in slices of at most CHUNK, for `IN (...)` queries."""
+T = TypeVar("T")
+
+
+def chunks(values: Sequence[T]) -> Iterator[Sequence[T]]:
+    """`values` in slices of at most CHUNK, for `IN (...)` queries and multi-row inserts."""
     for i in range(0, len(values), CHUNK):
         yield values[i : i + CHUNK]
 

@@ -9,15 +9,14 @@ another encoder is never mixed with this one's: it is as good as missing.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from digest.store.reads import chunks
 from digest.store.schema import Paper, PaperVector, TextVector
-
-CHUNK = 500  # ids per IN (...) lookup
 
 
 def text_key(text: str) -> str:
@@ -28,7 +27,7 @@ def text_key(text: str) -> str:
 def paper_vectors(session: Session, paper_ids: Iterable[int], model: str) -> dict[int, bytes]:
     """The stored vectors of these papers made by `model` (papers without one are left out)."""
     found: dict[int, bytes] = {}
-    for chunk in _chunks(sorted(set(paper_ids))):
+    for chunk in chunks(sorted(set(paper_ids))):
         rows = session.execute(
             select(PaperVector.paper_id, PaperVector.vector).where(
                 PaperVector.paper_id.in_(chunk), PaperVector.model == model
@@ -69,7 +68,7 @@ def text_vectors(session: Session, texts: Iterable[str], model: str) -> dict[str
     """The stored vectors of these filter texts made by `model` (missing ones left out)."""
     by_key = {text_key(text): text for text in texts}
     found: dict[str, bytes] = {}
-    for chunk in _chunks(sorted(by_key)):
+    for chunk in chunks(sorted(by_key)):
         rows = session.execute(
             select(TextVector.sha256, TextVector.vector).where(
                 TextVector.sha256.in_(chunk), TextVector.model == model
@@ -99,8 +98,8 @@ def _upsert(
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    for start in range(0, len(rows), CHUNK):
-        statement = insert(table).values(rows[start : start + CHUNK])
+    for chunk in chunks(rows):
+        statement = insert(table).values(list(chunk))
         if replace:
             statement = statement.on_conflict_do_update(
                 index_elements=keys, set_={name: statement.excluded[name] for name in replace}
@@ -108,8 +107,3 @@ def _upsert(
         else:
             statement = statement.on_conflict_do_nothing(index_elements=keys)
         session.execute(statement)
-
-
-def _chunks(values: Sequence[int] | Sequence[str]) -> Iterator[Sequence[int] | Sequence[str]]:
-    for start in range(0, len(values), CHUNK):
-        yield values[start : start + CHUNK]

@@ -147,14 +147,16 @@ def vectors_for_texts(
 
 
 def stored_vectors(
-    session: Session, settings: SemanticSettings, paper_ids: Iterable[int], topics: Iterable[str]
+    session: Session, settings: SemanticSettings, paper_ids: Iterable[int], texts: Iterable[str]
 ) -> tuple[dict[int, bytes], dict[str, bytes]] | None:
     """(paper vectors, meaning-text vectors) for a scoring pass, or None for words alone.
 
     Reads only. None when the semantic signal is off or not installed, or when
     none of these papers has a vector yet (nothing was embedded since it was
-    turned on). A meaning text with no stored vector (a topic added since the
-    last `embed_topics`, a `digest match` query) is embedded here, in memory.
+    turned on). `texts` are the topics' meaning texts
+    (`digest.filters.meaning_texts`); one with no stored vector (a topic added
+    since the last `embed_topics`, a `digest match` query) is embedded here, in
+    memory.
     """
     encoder = encoder_for(settings)
     if encoder is None:
@@ -171,7 +173,7 @@ def stored_vectors(
             len(ids) - len(papers),
             len(ids),
         )
-    wanted = sorted(_meaning_of(topics))
+    wanted = sorted(set(texts))
     found = text_vectors(session, wanted, encoder.name)
     found.update(_embed_missing(encoder, wanted, found))
     return papers, found

@@ -163,6 +163,7 @@ def match(
         except ValueError:
             raise BadInput(f"--since: not a date: {since!r} (use YYYY-MM-DD)") from None
     node = parse(query)
+    meaning = meaning_texts(query)
     settings = settings_from(config)
     with store_from(settings) as store, store.sessions() as session:
         papers, rows, where = load_candidates(
@@ -175,12 +176,11 @@ def match(
             papers.append(paper_text(target, upvotes))
             rows[target.id] = target
         # the same vectors the planner would use, so match ranks as a digest would
-        vectors = stored_vectors(session, settings.semantic, rows, [query])
+        vectors = stored_vectors(session, settings.semantic, rows, meaning)
     paper_vectors, text_vectors = vectors if vectors else (None, None)
     index = PaperIndex(
         papers, settings.scoring, paper_vectors=paper_vectors, text_vectors=text_vectors
     )
-    meaning = meaning_texts(query)
     console = Console(highlight=False, soft_wrap=not as_json)
     if target is not None:
         why = index.explain(target.id, node, meaning)

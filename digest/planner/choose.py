@@ -56,8 +56,10 @@ def choose_papers(
     union: frozenset[int] = frozenset().union(*distinct)
     # Each paper's latest listing by `now` lies in the window (it was listed there).
     texts = paper_texts(session, union, as_of=now)
+    # what each distinct topic means, as texts to embed: for the vectors and the topics
+    meanings = {text: meaning_texts(text) for d in due for _, text, _ in d.topics}
     vectors = stored_vectors(
-        session, settings.semantic, union, {text for d in due for _, text, _ in d.topics}
+        session, settings.semantic, union, {m for texts in meanings.values() for m in texts}
     )
     paper_vectors, text_vectors = vectors if vectors else (None, None)
     index = PaperIndex(
@@ -74,7 +76,7 @@ def choose_papers(
         for d in due:
             if d.subscriber_id not in candidates:
                 continue
-            topics = _parsed_topics(d, parsed)
+            topics = _parsed_topics(d, parsed, meanings)
             allowed = candidates[d.subscriber_id]
             # Candidates already lack the papers given before, so `allowed` is the
             # whole window; when it is every indexed paper (the usual case: one
@@ -114,14 +116,16 @@ def choose_papers(
     return plans
 
 
-def _parsed_topics(d: DueSubscriber, parsed: dict[str, Any]) -> list[TopicQuery]:
+def _parsed_topics(
+    d: DueSubscriber, parsed: dict[str, Any], meanings: dict[str, tuple[str, ...]]
+) -> list[TopicQuery]:
     """The subscriber's topics that parse; `parsed` memoises per query text over the pass
     (the node and the meaning texts), so subscribers who share a topic share its objects."""
     topics: list[TopicQuery] = []
     for topic_id, text, label in d.topics:
         if text not in parsed:
             try:
-                parsed[text] = (parse(text), meaning_texts(text))
+                parsed[text] = (parse(text), meanings[text])
             except BadInput as exc:
                 log.warning("topic %d of %s does not parse, ignored: %s", topic_id, d.email, exc)
                 parsed[text] = None

@@ -26,13 +26,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from digest.scoring.ranking import Scored
 from digest.values import PaperText
 
 if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
-
-Scored = tuple[float, float, float, float, float, float]
 
 
 class Meaning:

@@ -11,13 +11,13 @@ therefore the same message.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote_plus
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from digest.config import Settings
 from digest.email.render import Renderer
@@ -83,15 +83,7 @@ def views_for_digests(
             .where(Digest.id.in_(chunk))
         )
     ]
-    subscriber_ids = sorted({row[4] for row in heads})
-    topics: dict[int, list[str]] = {}
-    for chunk in chunks(subscriber_ids):
-        for subscriber_id, label, query in session.execute(
-            select(Topic.subscriber_id, Topic.label, Topic.query)
-            .where(Topic.subscriber_id.in_(chunk))
-            .order_by(Topic.id)
-        ):
-            topics.setdefault(subscriber_id, []).append(label or query)
+    topics = _topic_labels(session, {row[4] for row in heads})
     # plain rows, not ORM objects: a batch has thousands of items over a few dozen papers
     items: dict[int, list[Any]] = {}
     for chunk in chunks(ids):
@@ -107,16 +99,7 @@ def views_for_digests(
             .order_by(DigestItem.digest_id, DigestItem.rank)
         ):
             items.setdefault(item.digest_id, []).append(item)
-    paper_ids = sorted({item.paper_id for listed in items.values() for item in listed})
-    papers = {
-        paper.id: paper
-        for chunk in chunks(paper_ids)
-        for paper in session.execute(
-            select(Paper.id, Paper.title, Paper.abstract, Paper.authors, Paper.arxiv_id).where(
-                Paper.id.in_(chunk)
-            )
-        )
-    }
+    papers = _papers(session, {item.paper_id for listed in items.values() for item in listed})
     upvotes: dict[datetime, dict[int, int | None]] = {}
     for planned_at in {row[2] for row in heads}:  # a planning pass shares one time
         in_pass = {
@@ -140,7 +123,7 @@ def views_for_digests(
         views[digest_id] = _view(
             subscriber_id,
             email,
-            tuple(topics.get(subscriber_id, ())),
+            topics.get(subscriber_id, ()),
             period=period,
             issued_at=planned_at,
             message_id=message_id,
@@ -156,13 +139,11 @@ def view_for_plan(
     session: Session, plan: PlannedDigest, settings: Settings, secret: bytes
 ) -> DigestView:
     """The view of a plan, recorded or not (for preview and dry runs)."""
-    subscriber = session.scalars(
-        select(Subscriber)
-        .where(Subscriber.id == plan.subscriber_id)
-        .options(selectinload(Subscriber.topics))
+    email = session.scalars(
+        select(Subscriber.email).where(Subscriber.id == plan.subscriber_id)
     ).one()
     ids = [pick.paper_id for pick in plan.picks]
-    papers = {p.id: p for p in session.scalars(select(Paper).where(Paper.id.in_(ids)))}
+    papers = _papers(session, ids)
     upvotes = latest_upvotes(session, ids, as_of=plan.planned_at)
     cards = tuple(
         _card(
@@ -175,9 +156,9 @@ def view_for_plan(
         for pick in sorted(plan.picks, key=lambda p: p.rank)
     )
     return _view(
-        subscriber.id,
-        subscriber.email,
-        tuple(t.label or t.query for t in subscriber.topics),
+        plan.subscriber_id,
+        email,
+        _topic_labels(session, [plan.subscriber_id]).get(plan.subscriber_id, ()),
         period=plan.period,
         issued_at=plan.planned_at,
         message_id=plan.message_id,
@@ -223,6 +204,32 @@ class MessageBuilder:
         if view is None:
             view = view_for_digest(session, digest.id, self.settings, self.secret)
         return self.renderer.message_bytes(view)
+
+
+def _topic_labels(session: Session, subscriber_ids: Iterable[int]) -> dict[int, tuple[str, ...]]:
+    """Per subscriber, their topics as the email names them (label, else query), in order."""
+    labels: dict[int, list[str]] = {}
+    for chunk in chunks(sorted(set(subscriber_ids))):
+        for subscriber_id, label, query in session.execute(
+            select(Topic.subscriber_id, Topic.label, Topic.query)
+            .where(Topic.subscriber_id.in_(chunk))
+            .order_by(Topic.id)
+        ):
+            labels.setdefault(subscriber_id, []).append(label or query)
+    return {subscriber_id: tuple(names) for subscriber_id, names in labels.items()}
+
+
+def _papers(session: Session, paper_ids: Iterable[int]) -> dict[int, Any]:
+    """What a paper card shows of each paper, as plain rows by id."""
+    return {
+        paper.id: paper
+        for chunk in chunks(sorted(set(paper_ids)))
+        for paper in session.execute(
+            select(Paper.id, Paper.title, Paper.abstract, Paper.authors, Paper.arxiv_id).where(
+                Paper.id.in_(chunk)
+            )
+        )
+    }
 
 
 def _card(

@@ -32,6 +32,21 @@ BATCH = 8  # past a few texts a batch the forward pass gets slower and larger
 _NEG = np.float32(-1e9)  # added to attention scores of padding positions
 
 
+_ERFC = (
+    -1.26551223,
+    1.00002368,
+    0.37409196,
+    0.09678418,
+    -0.18628806,
+    0.27886807,
+    -1.13520398,
+    1.48851587,
+    -0.82215223,
+    0.17087277,
+)
+"""The coefficients of Numerical Recipes' erfc, lowest power of t first."""
+
+
 def erf(x: Vector) -> Vector:
     """The error function to float32 precision (absolute error below 4e-7).
 
@@ -40,26 +55,9 @@ def erf(x: Vector) -> Vector:
     """
     z = np.abs(x)
     t = 1.0 / (1.0 + 0.5 * z)
-    poly = -1.26551223 + t * (
-        1.00002368
-        + t
-        * (
-            0.37409196
-            + t
-            * (
-                0.09678418
-                + t
-                * (
-                    -0.18628806
-                    + t
-                    * (
-                        0.27886807
-                        + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))
-                    )
-                )
-            )
-        )
-    )
+    poly = np.full_like(t, _ERFC[-1])  # Horner, innermost coefficient first
+    for coefficient in reversed(_ERFC[:-1]):
+        poly = coefficient + t * poly
     erfc = t * np.exp(-z * z + poly)
     return np.where(x >= 0, 1.0 - erfc, erfc - 1.0).astype(np.float32)
 

@@ -67,7 +67,7 @@ MAX_PAUSE_DAYS = 365
 # A manage-page form is a few short fields; anything much larger is not ours.
 MAX_FORM_BYTES = 16_384
 
-# Headers on every page: tokens are in our URLs, so never leak them through
+# Headers on every response (SecurityHeaders): tokens are in our URLs, so never leak them through
 # Referer to the paper links of a digest, never let a cache or a search engine
 # keep a page, and let nothing run but our own markup.
 SECURITY_HEADERS = {
@@ -145,7 +145,7 @@ class WebApp:
             postal_address=self.settings.sender.postal_address,
             **context,
         )
-        return HTMLResponse(html, status_code=http_status, headers=SECURITY_HEADERS)
+        return HTMLResponse(html, status_code=http_status)
 
     def not_found(self) -> HTMLResponse:
         return self.page("not_found.html.j2", http_status=404)
@@ -225,12 +225,8 @@ class WebApp:
         try:
             await run_in_threadpool(ping)
         except Exception as exc:  # any database failure is "unhealthy", with its type
-            return JSONResponse(
-                {"status": "error", "database": type(exc).__name__},
-                status_code=503,
-                headers={"Cache-Control": "no-store"},
-            )
-        return JSONResponse({"status": "ok"}, headers={"Cache-Control": "no-store"})
+            return JSONResponse({"status": "error", "database": type(exc).__name__}, 503)
+        return JSONResponse({"status": "ok"})
 
     async def unsubscribe(self, request: Request) -> Response:
         token = request.path_params["token"]
@@ -360,7 +356,7 @@ class WebApp:
             with self.store.transaction() as session:
                 digest = self.digest_for(session, token)
                 html = self.render_digest(session, digest)
-            return HTMLResponse(html, headers=SECURITY_HEADERS)
+            return HTMLResponse(html)
 
         return await self.guarded(work)
 
@@ -440,11 +436,11 @@ def create_app(
 
 
 class SecurityHeaders:
-    """Adds SECURITY_HEADERS to every response that does not set them itself.
+    """Adds SECURITY_HEADERS to every response (a header a response sets itself wins).
 
-    Pages set them already; this covers what Starlette answers on its own (a
-    malformed form body, a wrong method, an unknown path) and the JSON health
-    check, so no response can be sniffed into something else.
+    The one place they are set: pages, redirects, the JSON health check and
+    what Starlette answers on its own (a malformed form body, a wrong method,
+    an unknown path) all pass through here.
     """
 
     def __init__(self, app: ASGIApp) -> None:

@@ -247,20 +247,33 @@ class Daemon:
         return {job.id: job.next_run_time for job in self.scheduler.get_jobs()}
 
     def stop(self) -> bool:
-        """Stop scheduling, wait for running jobs, release leftovers; True if all finished."""
+        """Stop scheduling, wait for running jobs, release leftovers; True if all finished.
+
+        While a delivery round still runs past the timeout, its claimed rows
+        include messages on the wire: put back, another sender could take and
+        send them a second time. Those keep their lease (they come back when it
+        runs out, or with `digest retry --stale`), the rest is released, and
+        the caller exits without waiting for the round.
+        """
         self.scheduler.shutdown(wait=False)
         self.jobs.stop()
         deadline = self.settings.schedule.shutdown_timeout_seconds
         with self._idle:
             finished = self._idle.wait_for(lambda: self._running == 0, timeout=deadline)
-        released = self.jobs.release()
-        log_event(
-            logger,
-            "digest run stopped",
-            finished_in_flight=finished,
-            released_digests=released,
-        )
-        return finished
+        released = self.jobs.release()  # all but what is on the wire
+        if not finished:
+            log_event(
+                logger,
+                "digest run stopped with messages still on the wire: their digests stay "
+                "leased to this process until the lease runs out "
+                "(`digest retry --stale` takes them back now)",
+                logging.WARNING,
+                finished_in_flight=False,
+                released_digests=released,
+            )
+            return False
+        log_event(logger, "digest run stopped", finished_in_flight=True, released_digests=released)
+        return True
 
     def run_until(self, stop: threading.Event) -> bool:
         self.start()

@@ -140,7 +140,6 @@ def _read(path: Path) -> bytes:
         raise SourceError(f"{path}: cannot read: {exc.strerror}") from None
 
 
-
 __all__ = [
     "IngestResult",
     "infer_issue_date",

@@ -20,7 +20,7 @@ from digest.email.render import Renderer
 from digest.embed import PAPERS_PER_PASS, embed_papers, embed_topics, encoder_for
 from digest.links import load_secret
 from digest.logs import LOGGER_NAME, log_event
-from digest.mail import Mailer, OnOutcome, mailer_from_settings
+from digest.mail import Mailer, MessageFeed, OnOutcome, mailer_from_settings
 from digest.outbox import (
     DeliveryReport,
     DeliveryRun,
@@ -46,6 +46,9 @@ class Pipeline:
     # Set on shutdown: no more planning or claiming; a batch under way stops after
     # the messages in flight (see `stop`).
     stopping: threading.Event = field(default_factory=threading.Event)
+    # The feed of the delivery round under way, if any: at shutdown, what it has
+    # handed to the server must keep its lease (see `release`).
+    feed: MessageFeed | None = None
 
     @classmethod
     def from_settings(
@@ -91,9 +94,13 @@ class Pipeline:
             email=email,
             on_outcome=on_outcome,
             should_stop=self.stopping.is_set,
+            on_feed=self._sending,
         )
         workers = self.settings.delivery.workers if workers is None else workers
-        report = deliver_in_processes(run, workers=workers)
+        try:
+            report = deliver_in_processes(run, workers=workers)
+        finally:
+            self.feed = None
         if report.sent or report.retry or report.failed:
             log_event(
                 logger, "delivery round", sent=report.sent, retry=report.retry, failed=report.failed
@@ -150,15 +157,25 @@ class Pipeline:
         if papers or topics:
             log_event(logger, "embedded", papers=papers, topic_texts=topics, model=encoder.name)
 
+    def _sending(self, feed: MessageFeed) -> None:
+        self.feed = feed
+
     def release(self) -> int:
         """Hand back digests this worker claimed but did not finish (on shutdown).
 
         The same undo as a stopped batch (`release_claims`): the claim's
         attempt is taken back and each row is due again as it was, so a retry
         keeps its back-off history and nothing waits for a lease to run out.
+        Except the messages a round still under way has handed to the server:
+        they may arrive, so they keep their lease rather than go to another
+        sender (the feed is withdrawn first, so nothing more is taken).
         """
+        on_the_wire: frozenset[int] = frozenset()
+        if (feed := self.feed) is not None:
+            feed.withdraw()
+            on_the_wire = feed.out
         with self.store.transaction() as session:
-            return release_claims(session, worker=self.worker)
+            return release_claims(session, worker=self.worker, keep=on_the_wire)
 
 
 def _log_ingested(result: ingest.IngestResult) -> None:

@@ -62,3 +62,66 @@ def test_retry_makes_digests_due_and_send_delivers_them(
     report = deliver_due(store, Settings(), MemoryMailer(), build, now=T0)
     store.dispose()
     assert report.sent == 2
+
+
+def _claimed_by_a_dead_sender(database_url: str, emails: list[str]) -> str:
+    """Rows `sending` under the name of a process of this host that has exited: a crash."""
+    import socket
+    import subprocess
+    import sys
+
+    from digest.outbox import claim
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    worker = f"{socket.gethostname()}:{dead.pid}"
+    store = open_store(database_url)
+    make_digests(store, emails)
+    with store.transaction() as session:
+        claim(session, now=T0, limit=len(emails), lease_seconds=600, worker=worker)
+    store.dispose()
+    return worker
+
+
+def test_after_a_crash_outbox_status_and_send_say_who_holds_leased_digests(
+    cli: CliRunner, config_file: Path, database_url: str
+) -> None:
+    worker = _claimed_by_a_dead_sender(database_url, ["a@example.org", "b@example.org"])
+    now = T0.isoformat()
+    code, out, _ = invoke(cli, "outbox", "--now", now)
+    assert code == 0
+    assert f"2 digests leased by {worker} (no longer running) until 2026-11-22 08:10 UTC" in out
+    assert "digest retry --stale" in out
+    leases = json.loads(invoke(cli, "status", "--json", "--now", now)[1])["leases"]
+    assert leases == [
+        {"worker": worker, "digests": 2, "until": leases[0]["until"], "running": False}
+    ]
+    assert leases[0]["until"].startswith("2026-11-22T08:10")
+    code, out, _ = invoke(cli, "send", "--now", now)
+    assert code == 0 and "sent 0" in out
+    assert f"2 digests leased by {worker} (no longer running)" in out
+
+
+def test_retry_stale_takes_back_a_dead_senders_digests_with_a_warning(
+    cli: CliRunner, config_file: Path, database_url: str
+) -> None:
+    worker = _claimed_by_a_dead_sender(database_url, ["a@example.org", "b@example.org"])
+    now = T0.isoformat()
+    code, out, err = invoke(cli, "retry", "--stale", "--now", now)
+    assert code == 0 and out == "2 digests due again; the next `digest send` delivers them\n"
+    assert f"warning: took back 2 digests leased by {worker} (no longer running)" in err
+    assert "leased" not in invoke(cli, "outbox", "--now", now)[1]
+    store = open_store(database_url)
+    report = deliver_due(store, Settings(), MemoryMailer(), build, now=T0)
+    store.dispose()
+    assert report.sent == 2
+
+
+def test_retry_stale_leaves_leases_whose_time_has_not_come_alone_without_the_flag(
+    cli: CliRunner, config_file: Path, database_url: str
+) -> None:
+    _claimed_by_a_dead_sender(database_url, ["a@example.org"])
+    code, out, err = invoke(cli, "retry", "--now", T0.isoformat())
+    assert code == 0 and out.startswith("0 digests due again") and err == ""
+    code, _, err = invoke(cli, "retry", "--stale", "--email", "a@example.org")
+    assert code == 2 and "--stale" in err

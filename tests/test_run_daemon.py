@@ -268,3 +268,57 @@ def test_sigterm_reaches_forked_delivery_workers_and_nothing_is_lost_or_doubled(
         engine.dispose()
     assert set(statuses) == {"sent"}
     assert sorted(address for address, _ in handler.received) == sorted(emails)
+
+
+def test_sigterm_past_the_shutdown_timeout_leaves_messages_on_the_wire_leased(
+    tmp_path: Path, database_url: str
+) -> None:
+    """A round still sending when shutdown_timeout_seconds runs out: the digests on the
+    wire stay leased (they may have reached the server), the daemon exits at once, and a
+    `digest send` started right after sends every other digest, none of those twice."""
+    from digest.store.database import open_store
+    from tests.outbox_rows import make_digests
+    from tests.smtpd import FaultyHandler, smtp_server
+
+    emails = [f"u{i}@example.org" for i in range(12)]
+    store = open_store(database_url)
+    make_digests(store, emails, now=datetime.now(UTC) - timedelta(minutes=5))
+    store.dispose()
+    handler = FaultyHandler(delay=6.0)  # every DATA reply takes 6 s: always on the wire
+    with smtp_server(handler) as port:
+        env = smtp_daemon_env(tmp_path, database_url, port)
+        config = Path(env["DIGEST_CONFIG"])
+        config.write_text(
+            config.read_text().replace(
+                "shutdown_timeout_seconds = 20.0", "shutdown_timeout_seconds = 0.5"
+            )
+        )
+        daemon = start_daemon(env)
+        try:
+            assert wait_for(lambda: handler.mail_commands >= 2, timeout=30), "nothing sent"
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            stopped_at = time.monotonic()
+            _out, log = daemon.communicate(timeout=30)
+        took = time.monotonic() - stopped_at
+        assert daemon.returncode == 0, log
+        assert took < 4, f"shutdown took {took:.1f} s, past its 0.5 s timeout"
+        assert "messages still on the wire" in log
+
+        engine = create_engine(database_url)
+        with engine.connect() as connection:
+            on_the_wire = connection.execute(
+                text("SELECT count(*) FROM digests WHERE status = 'sending'")
+            ).scalar_one()
+        assert on_the_wire == 2  # concurrency = 2: the two messages the server was holding
+
+        handler.delay = 0.0
+        again = digest_cli("send", env=env)
+        assert again.returncode == 0, again.stderr
+        assert "2 digests leased by" in again.stdout
+        with engine.connect() as connection:
+            statuses = connection.execute(text("SELECT status FROM digests")).scalars().all()
+        engine.dispose()
+    assert sorted(statuses) == ["sending"] * 2 + ["sent"] * 10
+    received = [address for address, _ in handler.received]
+    assert len(received) == len(set(received)), "a digest on the wire was sent again"

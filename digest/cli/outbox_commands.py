@@ -19,7 +19,8 @@ from digest.cli.options import (
     settings_from,
     store_from,
 )
-from digest.outbox import outbox, requeue, status_counts
+from digest.errors import BadInput
+from digest.outbox import Lease, leases, outbox, requeue, status_counts, take_back_leases
 from digest.subscribers.manage import get_subscriber
 
 EmailOption = Annotated[
@@ -42,15 +43,26 @@ def outbox_command(
     email: EmailOption = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most this many.")] = 50,
     as_json: JsonOption = False,
+    now: NowOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """List digests and their delivery state, newest first, with a count per state."""
+    """List digests and their delivery state, newest first, with a count per state.
+
+    Also says which senders hold digests under a lease (after a crash they wait
+    for it to run out; `digest retry --stale` takes them back now).
+    """
+    at = parse_now(now)
     with store_from(settings_from(config)) as store, store.sessions() as session:
         address = get_subscriber(session, email).email if email else None
         rows = outbox(session, status=status, email=address, limit=limit)
         counts = status_counts(session, email=address)
+        held = leases(session, now=at)
     if as_json:
-        payload = {"counts": counts, "digests": [row.as_json() for row in rows]}
+        payload = {
+            "counts": counts,
+            "digests": [row.as_json() for row in rows],
+            "leases": [lease_json(lease) for lease in held],
+        }
         typer.echo(json.dumps(payload, indent=2))
         return
     console = Console()
@@ -72,6 +84,29 @@ def outbox_command(
         console.print(table)
     summary = ", ".join(f"{count} {name}" for name, count in counts.items() if count)
     console.print(summary or "the outbox is empty")
+    for line in lease_lines(held):
+        console.print(line, highlight=False)
+
+
+def lease_json(lease: Lease) -> dict[str, object]:
+    return {
+        "worker": lease.worker,
+        "digests": lease.digests,
+        "until": lease.until.isoformat(),
+        "running": lease.running,
+    }
+
+
+def lease_lines(held: list[Lease]) -> list[str]:
+    """What an operator needs after a crash: who holds what, until when, and the way out."""
+    if not held:
+        return []
+    lines = [f"{lease.describe()}; they come back then" for lease in held]
+    lines.append(
+        "if that sender is dead, `digest retry --stale` makes them due now "
+        "(if it is alive, what it is sending may arrive twice)"
+    )
+    return lines
 
 
 @app.command("retry")
@@ -83,15 +118,32 @@ def retry_command(
             help="Also try failed digests again (and make a bounced subscriber active again).",
         ),
     ] = False,
+    stale: Annotated[
+        bool,
+        typer.Option(
+            "--stale",
+            help="Also take back digests leased by a sender that died (a crash, a kill -9), "
+            "instead of waiting for the lease to run out. Only when that sender is "
+            "really gone: what a live one is sending would arrive twice.",
+        ),
+    ] = False,
     email: EmailOption = None,
     now: NowOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Make waiting retries due now, so the next `digest send` tries them at once."""
     at = parse_now(now)
+    if stale and email:
+        raise BadInput("--stale takes back every sender's leases; it cannot be used with --email")
     with store_from(settings_from(config)) as store, store.transaction() as session:
+        held = leases(session, now=at) if stale else []
+        if stale:
+            take_back_leases(session, now=at)  # now `retry`, due at once: counted below
         address = get_subscriber(session, email).email if email else None
         count = requeue(session, now=at, include_failed=failed, email=address)
+    for lease in held:
+        alive = " (it is still running: stop it, or expect duplicates)" if lease.running else ""
+        typer.echo(f"warning: took back {lease.describe()}{alive}", err=True)
     noun = "digest" if count == 1 else "digests"
     typer.echo(f"{count} {noun} due again; the next `digest send` delivers them")
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import signal
 import threading
 from datetime import datetime
@@ -23,13 +25,14 @@ from digest.cli.options import (
     settings_from,
     store_from,
 )
+from digest.cli.outbox_commands import lease_json, lease_lines
 from digest.cli.progress import progress_bar
 from digest.config import workers_problem
 from digest.daemon import Daemon, Jobs, next_fire_times, single_instance
 from digest.errors import BadInput, DeliveryError
 from digest.logs import configure_logging
 from digest.mail import Outcome
-from digest.outbox import due_count, status_counts, view_for_plan
+from digest.outbox import due_count, leases, status_counts, view_for_plan
 from digest.pipeline import Pipeline
 from digest.store.schema import Dump
 
@@ -72,10 +75,13 @@ def run(
 
         signal.signal(signal.SIGTERM, request_stop)
         signal.signal(signal.SIGINT, request_stop)
-        try:
-            Daemon(settings, jobs).run_until(stop)
-        finally:
-            store.dispose()
+        if not Daemon(settings, jobs).run_until(stop):
+            # A delivery round is still sending past shutdown_timeout_seconds. Its rows
+            # keep their lease; waiting for the round (what a normal exit does, joining
+            # the scheduler's threads) would ignore the timeout the operator set.
+            logging.shutdown()
+            os._exit(0)
+        store.dispose()
 
 
 @app.command("send")
@@ -137,12 +143,16 @@ def send(
             delivered = pipeline.deliver(
                 moment, email=email, limit=limit, on_outcome=on_outcome, workers=workers
             )
+        with store.sessions() as session:
+            held = leases(session, now=moment)
     for who, reason in plans.skipped if email else ():
         typer.echo(f"{who}: {reason}")
     typer.echo(
         f"planned {len(plans.pending)}, sent {delivered.sent}, retry {delivered.retry}, "
         f"failed {delivered.failed}, skipped-empty {len(plans.empty)}"
     )
+    for line in lease_lines(held):  # a sender that crashed (or runs beside this one)
+        typer.echo(line)
     if delivered.failed or (delivered.retry and not delivered.sent):
         # Nothing got through (a wrong host, a relay that is down) or a server refused
         # for good: say so on stderr and exit non-zero, so cron and shells notice.
@@ -191,6 +201,7 @@ def status(config: ConfigOption = None, now: NowOption = None, as_json: JsonOpti
             .limit(1)
         ).first()
         counts = {name: n for name, n in status_counts(session).items() if n}
+        held = leases(session, now=moment)
     upcoming = next_fire_times(settings, moment)
     data = {
         "last_ingest": None
@@ -198,6 +209,7 @@ def status(config: ConfigOption = None, now: NowOption = None, as_json: JsonOpti
         else {"at": last[0].isoformat(), "source": last[1], "papers": last[2]},
         "next_runs": {name: when.isoformat() if when else None for name, when in upcoming.items()},
         "outbox": {name: int(count) for name, count in sorted(counts.items())},
+        "leases": [lease_json(lease) for lease in held],
     }
     if as_json:
         typer.echo(json.dumps(data, indent=2))
@@ -215,3 +227,5 @@ def status(config: ConfigOption = None, now: NowOption = None, as_json: JsonOpti
     for name, count in data["outbox"].items():  # type: ignore[union-attr]
         outbox.add_row(name, str(count))
     console.print(outbox if counts else "outbox: empty")
+    for line in lease_lines(held):
+        console.print(line, highlight=False)

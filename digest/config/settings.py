@@ -53,8 +53,6 @@ def setting(
     )
 
 
-
-
 @dataclass(frozen=True)
 class SourceSettings:
     """Where dumps come from."""

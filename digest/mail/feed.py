@@ -23,13 +23,28 @@ class MessageFeed:
     out and adds it here, so SMTP connections stay open and busy across batches
     instead of draining, closing and reconnecting every `batch_size` messages,
     and rendering overlaps sending. Filled from the outbox's thread, emptied on
-    the sender's event loop: the lock orders the two, and `add`, `close` and
-    `withdraw` wake a waiting sender with `call_soon_threadsafe`.
+    the sender's event loop: the lock orders the two, and `add`, `close`,
+    `withdraw` and `settle` wake a waiting sender with `call_soon_threadsafe`.
+
+    With a `window`, at most that many messages are out at once: taken by the
+    sender and not yet `settle`d by the caller (who settles a message once
+    its outcome is safely recorded). That bounds what a crash can send twice
+    by a count, whatever the timing: only unsettled messages can have reached
+    the server without their outcome being on disk. Without one (a
+    confirmation email, a test), messages are handed out as fast as asked.
     """
 
-    def __init__(self, messages: Iterable[OutgoingMessage] = (), *, closed: bool = False) -> None:
+    def __init__(
+        self,
+        messages: Iterable[OutgoingMessage] = (),
+        *,
+        closed: bool = False,
+        window: int | None = None,
+    ) -> None:
         self._queue: deque[OutgoingMessage] = deque(messages)
         self._closed = closed
+        self._window = window
+        self._out: set[int] = set()  # digest ids taken and not settled
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._more: asyncio.Event | None = None
@@ -38,6 +53,12 @@ class MessageFeed:
     def waiting(self) -> int:
         """Messages added and not yet taken by the sender."""
         return len(self._queue)
+
+    @property
+    def out(self) -> frozenset[int]:
+        """The digests taken by the sender and not yet settled: possibly on the wire."""
+        with self._lock:
+            return frozenset(self._out)
 
     @property
     def closed(self) -> bool:
@@ -64,6 +85,12 @@ class MessageFeed:
             self._closed = True
         self._wake()
 
+    def settle(self, digest_ids: Iterable[int]) -> None:
+        """These taken messages have their outcome recorded: their room in the window is free."""
+        with self._lock:
+            self._out.difference_update(digest_ids)
+        self._wake()
+
     def withdraw(self) -> None:
         """Stop: drop the messages not yet taken and close. They are never reported."""
         with self._lock:
@@ -78,7 +105,11 @@ class MessageFeed:
                 await more.wait()
                 continue
             with self._lock:
-                return self._queue.popleft() if self._queue else None
+                if not self._queue:
+                    return None
+                message = self._queue.popleft()
+                self._out.add(message.digest_id)
+                return message
 
     async def next_batch(self) -> list[OutgoingMessage]:
         """Everything waiting (after waiting for something, while open); [] once done."""
@@ -87,16 +118,22 @@ class MessageFeed:
         return self.take_waiting()
 
     def take_waiting(self) -> list[OutgoingMessage]:
-        """Everything waiting now, without waiting for more."""
+        """Everything waiting now (as much as the window has room for), without waiting."""
         with self._lock:
-            batch = list(self._queue)
-            self._queue.clear()
+            room = len(self._queue) if self._window is None else self._window - len(self._out)
+            batch = [self._queue.popleft() for _ in range(max(0, min(room, len(self._queue))))]
+            self._out.update(message.digest_id for message in batch)
         return batch
 
     def _wait_for_more(self) -> asyncio.Event | None:
-        """The event to wait on when the feed is empty but open, else None."""
+        """The event to wait on while nothing can be taken but more may come, else None.
+
+        That is: the feed is empty but open, or messages wait but the window
+        is full (closed or not: they are still to be sent once room frees up).
+        """
         with self._lock:
-            if self._queue or self._closed:
+            full = self._window is not None and len(self._out) >= self._window
+            if (self._queue and not full) or (not self._queue and self._closed):
                 return None
             if self._more is None:
                 self._loop, self._more = asyncio.get_running_loop(), asyncio.Event()

@@ -19,7 +19,8 @@ Modules:
     delivery    the loop: claim → build → send → record (`deliver`, `deliver_due`)
     record      outcomes → rows: sent, retry with back-off, failed, bounced, cancelled
     pool        `deliver` over several forked processes (PostgreSQL)
-    read_model  OutboxRow, outbox, status_counts, requeue: the queue as operators see it
+    read_model  OutboxRow, outbox, status_counts, requeue, leases, take_back_leases:
+                the queue as operators see it
 """
 
 from digest.outbox.build import message_builder, paper_url, view_for_digest, view_for_plan
@@ -32,7 +33,15 @@ from digest.outbox.claims import (
 )
 from digest.outbox.delivery import deliver, deliver_due
 from digest.outbox.pool import WorkerCrashed, deliver_due_in_processes, deliver_in_processes
-from digest.outbox.read_model import OutboxRow, outbox, requeue, status_counts
+from digest.outbox.read_model import (
+    Lease,
+    OutboxRow,
+    leases,
+    outbox,
+    requeue,
+    status_counts,
+    take_back_leases,
+)
 from digest.outbox.types import (
     Build,
     ClaimedDigest,
@@ -46,6 +55,7 @@ __all__ = [
     "ClaimedDigest",
     "DeliveryReport",
     "DeliveryRun",
+    "Lease",
     "OutboxRow",
     "RunOptions",
     "WorkerCrashed",
@@ -56,6 +66,7 @@ __all__ = [
     "deliver_due_in_processes",
     "deliver_in_processes",
     "due_count",
+    "leases",
     "load_claimed",
     "message_builder",
     "outbox",
@@ -63,6 +74,7 @@ __all__ = [
     "release_claims",
     "requeue",
     "status_counts",
+    "take_back_leases",
     "view_for_digest",
     "view_for_plan",
 ]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
@@ -123,13 +123,20 @@ def release_untried(session: Session, ids: Sequence[int], reason: str, at: datet
     )
 
 
-def release_claims(session: Session, *, worker: str, ids: Sequence[int] | None = None) -> int:
+def release_claims(
+    session: Session,
+    *,
+    worker: str,
+    ids: Sequence[int] | None = None,
+    keep: Collection[int] = (),
+) -> int:
     """Give back digests `worker` claimed but never tried to send (shutdown, stopped batch).
 
     Undoes the claim: the attempt it counted is taken back, and the row is due
     at once in the state it had — `pending` if it was never tried, else
     `retry`. Only rows still `sending` under this worker's name are touched,
     so an outcome recorded meanwhile (or another worker's claim) wins.
+    Rows in `keep` (messages possibly on the wire) keep their claim and lease.
     Returns how many rows were given back.
     """
     condition = and_(Digest.status == "sending", Digest.claimed_by == worker)
@@ -137,6 +144,8 @@ def release_claims(session: Session, *, worker: str, ids: Sequence[int] | None =
         if not ids:
             return 0
         condition = and_(condition, Digest.id.in_(ids))
+    if keep:
+        condition = and_(condition, Digest.id.not_in(sorted(keep)))
     tried_before = Digest.attempts > 1
     result = session.execute(
         update(Digest)

@@ -18,14 +18,16 @@ Read top to bottom, `_Delivery` is the whole flow:
 
 Guarantees: a row recorded `sent` is never claimed again; the Message-ID is
 the one chosen at planning, so a message re-sent after a lost reply or a crash
-is the same message to the receiving side; only the messages in flight (handed
-to the server, outcome not yet recorded) can be sent twice. Claimed rows not
+is the same message to the receiving side; only the messages handed to the
+server whose outcome is not yet recorded can be sent twice, and the feed's
+window keeps those to at most `crash_bound(concurrency)`. Claimed rows not
 yet sent when a worker dies are sent once, by whoever claims them after their
 lease.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -49,17 +51,31 @@ from digest.outbox.record import GONE_STATUSES, record_outcomes, record_unsent
 from digest.outbox.types import Build, DeliveryReport, DeliveryRun, PreparesBatch, RunOptions
 from digest.store.database import Store
 
-RECORD_LINGER_SECONDS = 0.05
+RECORD_LINGER_SECONDS = 0.02
 """How long outcomes gather before they are recorded together in one transaction.
 
 A commit costs far more than one more row written in it, and every commit
 takes its turns at the GIL against the sending thread: committing each
-outcome on its own would make a fast server wait on commits. Gathering them
-for a moment spreads each commit over many outcomes. The price is a recording
-window: a crash can re-send the messages whose outcomes were not yet
-recorded — those of the last `RECORD_LINGER_SECONDS`, and those that arrived
-while the next batch was being built.
+outcome on its own would make a fast server wait on commits. Outcomes that
+arrive while one group is being committed form the next group anyway; the
+linger only keeps a trickle from costing a commit each.
 """
+
+UNRECORDED_MAX = 64
+"""How many outcomes may be known but not yet committed before sending waits.
+
+With `delivery.concurrency` messages on the wire, the feed hands out a new
+message only while fewer than `concurrency + UNRECORDED_MAX` are out (taken
+and not yet recorded; see `MessageFeed`'s window). After a crash at any
+moment, then, at most that many messages can have reached the server without
+their outcome on disk: the bound on what a rerun sends twice. Large enough
+that a group being committed never stalls a fast server.
+"""
+
+
+def crash_bound(concurrency: int) -> int:
+    """The most messages a crash of one delivering process can cause to be sent twice."""
+    return max(1, concurrency) + UNRECORDED_MAX
 
 
 @dataclass
@@ -120,12 +136,22 @@ class _Delivery:
         self.remaining = run.limit
         self.unreported: set[int] = set()
         self.leases_renewed_at = run.now
+        # The builder thread and the recording (calling) thread both count
+        # outcomes and add to / take from `unreported`.
+        self.lock = threading.Lock()
 
     def deliver(self) -> DeliveryReport:
         first = self.next_batch()
         if first:
-            self.send_and_record(MessageFeed(first))
+            feed = MessageFeed(first, window=crash_bound(self.delivery.concurrency))
+            if self.run.on_feed is not None:
+                self.run.on_feed(feed)
+            self.send_and_record(feed)
         return self.report
+
+    def count(self, status: str) -> None:
+        with self.lock:
+            self.report.count(status)
 
     # --- claim → build ---
 
@@ -137,7 +163,8 @@ class _Delivery:
                 break
             messages = self.build_batch(ids)
             if messages:  # else every one was cancelled or broken: claim on
-                self.unreported.update(m.digest_id for m in messages)
+                with self.lock:
+                    self.unreported.update(m.digest_id for m in messages)
                 return messages
         return []
 
@@ -203,10 +230,12 @@ class _Delivery:
             with self.run.store.transaction() as session:
                 for digest_id, reason in cancelled.items():
                     record_unsent(session, digest_id, "cancelled", reason)
-                    self.report.count("cancelled")
                 for digest_id, reason in broken.items():
                     record_unsent(session, digest_id, "failed", reason)
-                    self.report.count("failed")
+            for _ in cancelled:
+                self.count("cancelled")
+            for _ in broken:
+                self.count("failed")
         return messages
 
     # --- send → record ---
@@ -216,17 +245,20 @@ class _Delivery:
         arrive (several per transaction when they arrive together, so a fast server
         does not wait on commits).
 
-        The next batch is claimed and built while the current one is still going
-        out, once fewer than half a batch wait in the feed: the connections stay
-        open and busy, and rendering overlaps sending. At most a batch and a half
-        is claimed ahead of what has been sent.
+        The next batch is claimed and built on a helper thread (`_Refill`) while
+        the current one is still going out, once fewer than half a batch wait
+        in the feed: the connections stay open and busy, rendering overlaps
+        sending, and this thread goes on recording outcomes the moment they
+        arrive — a crash while a batch is being built must not cost the
+        outcomes that came in meanwhile. At most a batch and a half is claimed
+        ahead of what has been sent.
 
         Messages the mailer never reported (sending was stopped) are put back at
         once rather than left `sending` until their lease runs out.
         """
         low_water = max(1, self.delivery.batch_size // 2)
         self.leases_renewed_at = self.clock()
-        refill_failure: Exception | None = None
+        refill = _Refill(self, feed)
         try:
             # Closed at once if recording fails, which stops sending (see iter_outcomes).
             with closing(
@@ -236,26 +268,32 @@ class _Delivery:
             ) as groups:
                 for outcomes in groups:
                     self.record(outcomes)
+                    feed.settle(outcome.digest_id for outcome in outcomes)
                     if not feed.closed and feed.waiting < low_water:
-                        # a failure closes the feed, so no later refill overwrites it
-                        refill_failure = self.refill(feed)
+                        refill.start()
         except DeliveryError as exc:
+            refill.join()
             with self.run.store.transaction() as session:
                 release_untried(session, sorted(self.unreported), str(exc), self.clock.start)
             raise
+        except BaseException:
+            feed.withdraw()  # recording failed: a batch being built must not go out
+            refill.join()
+            raise
+        refill.join()  # its batch, if the feed closed meanwhile, is in `unreported`
         if self.unreported:
             with self.run.store.transaction() as session:
                 release_claims(session, worker=self.worker, ids=sorted(self.unreported))
-        if refill_failure is not None:
-            raise refill_failure
+        if refill.failure is not None:
+            raise refill.failure
 
     def refill(self, feed: MessageFeed) -> Exception | None:
         """Add the next batch to the feed, or close it when there is none (or it failed).
 
-        Runs between recorded groups, so a failure here must not leave the
-        messages in flight unrecorded: the feed is closed, what was handed to
-        the server is still recorded, and the failure is returned, to be raised
-        once sending is over.
+        Runs on the refill thread while outcomes are being recorded, so a failure
+        here must not leave the messages in flight unrecorded: the feed is
+        closed, what was handed to the server is still recorded, and the
+        failure is returned, to be raised once sending is over.
         """
         failure: Exception | None = None
         try:
@@ -275,8 +313,9 @@ class _Delivery:
             statuses = record_outcomes(session, self.delivery, outcomes, self.worker, at)
             self.keep_leases(session, outcomes, at)
         for outcome, status in zip(outcomes, statuses, strict=True):
-            self.unreported.discard(outcome.digest_id)
-            self.report.count(status)
+            with self.lock:
+                self.unreported.discard(outcome.digest_id)
+                self.report.count(status)
             if self.run.on_outcome is not None:
                 self.run.on_outcome(outcome)
 
@@ -288,6 +327,37 @@ class _Delivery:
         take the unsent rest over and send it a second time.
         """
         if at - self.leases_renewed_at >= self.lease / 3:
-            waiting = self.unreported - {o.digest_id for o in outcomes}
+            with self.lock:
+                waiting = self.unreported - {o.digest_id for o in outcomes}
             renew_leases(session, sorted(waiting), self.worker, at + self.lease)
             self.leases_renewed_at = at
+
+
+class _Refill:
+    """The next batch, claimed and built on a thread of its own while outcomes are recorded.
+
+    At most one build runs at a time; `start` while one runs does nothing.
+    The thread adds its batch to the feed itself (or closes the feed when
+    nothing more is due), so sending never waits for the recording thread.
+    """
+
+    def __init__(self, delivery: _Delivery, feed: MessageFeed) -> None:
+        self.delivery = delivery
+        self.feed = feed
+        self.thread: threading.Thread | None = None
+        self.failure: Exception | None = None
+
+    def start(self) -> None:
+        if self.thread is not None and self.thread.is_alive():
+            return
+        if self.failure is not None:
+            return
+        self.thread = threading.Thread(target=self._run, name="digest-build", daemon=True)
+        self.thread.start()
+
+    def join(self) -> None:
+        if self.thread is not None:
+            self.thread.join()
+
+    def _run(self) -> None:
+        self.failure = self.delivery.refill(self.feed)

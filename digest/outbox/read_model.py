@@ -6,10 +6,12 @@ sends, so it can run beside delivery at any time.
 
 from __future__ import annotations
 
+import os
+import socket
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from digest.errors import BadInput
@@ -123,3 +125,71 @@ def requeue(
             digest.subscriber.status = "active"
             digest.subscriber.consecutive_failures = 0
     return len(rows)
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Digests one sender has claimed and not yet finished: `sending` under its name.
+
+    `running` says whether that sender is known to be alive: False when it
+    ran on this host and no process has its pid any more (it crashed), None
+    when it ran elsewhere and nobody here can tell.
+    """
+
+    worker: str
+    digests: int
+    until: datetime
+
+    @property
+    def running(self) -> bool | None:
+        host, _, pid = self.worker.rpartition(":")
+        if host != socket.gethostname() or not pid.isdigit():
+            return None
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # a process of another user has that pid now
+            return True
+        return True
+
+    def describe(self) -> str:
+        """'306 digests leased by host:123 (not running) until 2026-12-04 10:42 UTC'."""
+        noun = "digest" if self.digests == 1 else "digests"
+        state = {False: " (no longer running)", True: " (running)", None: ""}[self.running]
+        return (
+            f"{self.digests} {noun} leased by {self.worker}{state} "
+            f"until {self.until:%Y-%m-%d %H:%M} UTC"
+        )
+
+
+def leases(session: Session, *, now: datetime) -> list[Lease]:
+    """Senders holding digests whose lease has not run out, most digests first.
+
+    After a crash these rows wait for their lease: no other sender takes them
+    before then, in case the holder is alive and still sending them.
+    """
+    rows = session.execute(
+        select(Digest.claimed_by, func.count(), func.max(Digest.lease_until))
+        .where(Digest.status == "sending", Digest.lease_until >= now)
+        .group_by(Digest.claimed_by)
+        .order_by(func.count().desc())
+    ).tuples()
+    return [Lease(worker or "?", count, until or now) for worker, count, until in rows]
+
+
+def take_back_leases(session: Session, *, now: datetime) -> int:
+    """Make every leased digest due now, whoever holds it (`digest retry --stale`).
+
+    For after a crash, when the operator knows the holder is dead: its rows
+    need not wait for their lease. If it is in fact alive, what it is sending
+    may be sent twice (with the same Message-ID). The claim's attempt stays
+    counted: the message may have been handed to the server.
+    """
+    result = session.execute(
+        update(Digest)
+        .where(Digest.status == "sending", Digest.lease_until >= now)
+        .values(status="retry", next_attempt_at=now, lease_until=None, claimed_by=None)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -15,7 +15,7 @@ from typing import NamedTuple, Protocol, TypedDict, runtime_checkable
 from sqlalchemy.orm import Session
 
 from digest.config import Settings
-from digest.mail import Mailer, OnOutcome
+from digest.mail import Mailer, MessageFeed, OnOutcome
 from digest.store.database import Store
 
 
@@ -59,6 +59,7 @@ class RunOptions(TypedDict, total=False):
     email: str | None
     on_outcome: OnOutcome | None
     should_stop: Callable[[], bool] | None
+    on_feed: Callable[[MessageFeed], None] | None
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,9 @@ class DeliveryRun:
     are claimed, under the name `worker` (default: host and pid), only
     `email`'s when given. `on_outcome` is called after each recorded outcome (a
     progress bar). `should_stop` (the daemon shutting down) is asked before
-    each claim and while sending.
+    each claim and while sending. `on_feed` is handed the run's feed as
+    sending starts, so a caller shutting down can tell which digests are on
+    the wire (`MessageFeed.out`) from those it may put back.
     """
 
     store: Store
@@ -82,6 +85,7 @@ class DeliveryRun:
     email: str | None = None
     on_outcome: OnOutcome | None = None
     should_stop: Callable[[], bool] | None = None
+    on_feed: Callable[[MessageFeed], None] | None = None
 
     def stopping(self) -> bool:
         """Whether the caller has asked the run to stop."""

@@ -9,4 +9,3 @@ Sources only turn bytes into plain values (`digest.values.ParsedDump`);
 
 May import: `digest.values`, `digest.config`, `digest.errors`, `digest.keys`.
 """
-

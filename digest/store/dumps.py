@@ -348,5 +348,4 @@ def known_dump(store: Store, sha256: str, source_ref: str) -> IngestResult | Non
     return IngestResult(found[0], sha256, source_ref, 0, 0, 0, True, found[1])
 
 
-
 __all__ = ["IngestResult", "infer_issue_date", "known_dump", "store_dump"]

@@ -20,7 +20,7 @@ import pytest
 
 from digest.config import Settings
 from digest.mail import SmtpMailer
-from digest.outbox import deliver_due
+from digest.outbox import crash_bound, deliver_due
 from digest.store.database import open_store
 from tests.conftest import POSTGRES_URL, _reset_postgres
 from tests.outbox_rows import T0, build, make_digests, states
@@ -29,12 +29,16 @@ from tests.smtpd import FaultyHandler, smtp_server
 ROOT = Path(__file__).parent.parent
 COUNT = 2000
 BATCH = 100
+CONCURRENCY = 4
 
 
-def _worker(url: str, port: int, *, now: str = T0.isoformat()) -> subprocess.Popen[str]:
+def _worker(
+    url: str, port: int, *, now: str = T0.isoformat(), batch: int = BATCH, build_seconds: float = 0
+) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    args = [url, str(port), now, str(batch), str(CONCURRENCY), str(build_seconds)]
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.deliver_worker", url, str(port), now, str(BATCH), "4"],
+        [sys.executable, "-m", "tests.deliver_worker", *args],
         env=env,
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -71,7 +75,47 @@ def test_sigkill_halfway_then_rerun_loses_nothing(tmp_path: Path) -> None:
     received = Counter(address for address, _ in handler.received)
     assert set(received) == set(emails)
     duplicates = sum(n - 1 for n in received.values())
-    assert duplicates <= BATCH, f"{duplicates} re-sent; at most one batch was in flight"
+    assert duplicates <= crash_bound(CONCURRENCY), f"{duplicates} re-sent"
+
+
+@pytest.mark.slow
+def test_a_kill_while_the_next_batch_is_built_resends_no_more_than_the_window(
+    tmp_path: Path,
+) -> None:
+    """Outcomes keep being recorded while the next batch is claimed and built: a kill in
+    the middle of a slow build re-sends only what was handed to the server and not yet
+    recorded (at most `crash_bound`), each copy with its first copy's Message-ID."""
+    url = f"sqlite:///{tmp_path / 'crash.db'}"
+    store = open_store(url)
+    count, batch = 1200, 400
+    emails = [f"reader{i}@example.org" for i in range(count)]
+    make_digests(store, emails)
+    handler = FaultyHandler()
+    with smtp_server(handler) as port:
+        # each batch takes 400 × 5 ms = 2 s to build; the second is built once half of
+        # the first has been taken, and the other half is sent meanwhile
+        worker = _worker(url, port, batch=batch, build_seconds=0.005)
+        deadline = time.monotonic() + 60
+        while len(handler.received) < batch - 20:
+            assert worker.poll() is None, worker.communicate()
+            assert time.monotonic() < deadline, "worker too slow to reach its kill point"
+            time.sleep(0.002)
+        worker.send_signal(signal.SIGKILL)
+        worker.communicate()
+        later = T0 + timedelta(seconds=Settings().delivery.lease_seconds, hours=1)
+        mailer = SmtpMailer(host="127.0.0.1", port=port, security="none", concurrency=4)
+        deliver_due(store, Settings(), mailer, build, now=later)
+    final = states(store)
+    store.dispose()
+    assert set(final.values()) == {"sent"}
+    received = Counter(address for address, _ in handler.received)
+    assert set(received) == set(emails)
+    duplicates = sum(n - 1 for n in received.values())
+    assert duplicates <= crash_bound(CONCURRENCY), f"{duplicates} re-sent"
+    ids: dict[str, set[str]] = {}
+    for address, message_id in handler.received:
+        ids.setdefault(address, set()).add(message_id)
+    assert all(len(found) == 1 for found in ids.values()), "a copy with another Message-ID"
 
 
 @pytest.mark.slow

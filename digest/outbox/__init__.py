@@ -31,7 +31,7 @@ from digest.outbox.claims import (
     load_claimed,
     release_claims,
 )
-from digest.outbox.delivery import deliver, deliver_due
+from digest.outbox.delivery import crash_bound, deliver, deliver_due
 from digest.outbox.pool import WorkerCrashed, deliver_due_in_processes, deliver_in_processes
 from digest.outbox.read_model import (
     Lease,
@@ -60,6 +60,7 @@ __all__ = [
     "RunOptions",
     "WorkerCrashed",
     "claim",
+    "crash_bound",
     "default_worker",
     "deliver",
     "deliver_due",

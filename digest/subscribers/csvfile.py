@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from digest.config import ScheduleSettings
 from digest.errors import BadInput
 from digest.filters import parse, to_text
+from digest.store.reads import chunks
 from digest.store.schema import Subscriber
 from digest.subscribers import manage as subscriptions
 
@@ -93,14 +94,43 @@ def import_rows(
     defaults: ScheduleSettings,
     confirmed: bool = False,
 ) -> ImportReport:
-    """Create or update a subscriber per row in the caller's transaction."""
+    """Create or update a subscriber per row in the caller's transaction.
+
+    New addresses (most of a first import) are checked one by one, so an
+    error still names its line, then created together (`create_many`);
+    addresses already known go through `subscribe`, which merges topics and
+    settings.
+    """
     report = ImportReport()
+    rows = list(rows)
+    known: dict[str, Subscriber] = {}
+    for part in chunks(sorted({row.email for row in rows})):
+        found = session.scalars(select(Subscriber).where(Subscriber.email.in_(part)))
+        known.update((subscriber.email, subscriber) for subscriber in found)
+    fresh = []
     for row in rows:
-        existing = session.scalar(select(Subscriber).where(Subscriber.email == row.email))
+        existing = known.get(row.email)
         if existing is not None and existing.status in subscriptions.ENDED_STATUSES:
             report.skipped.append((row.email, existing.status))
             continue
+        entry = subscriptions.NewSubscription(
+            row.email,
+            row.topics,
+            timezone=row.timezone,
+            send_hour=row.hour,
+            frequency=row.frequency,
+            weekday=row.weekday,
+            max_papers=row.max_papers,
+        )
         try:
+            if existing is None:
+                fresh.append(
+                    subscriptions.checked_new(
+                        entry, now=now, defaults=defaults, confirmed=confirmed
+                    )
+                )
+                report.created.append(row.email)
+                continue
             outcome = subscriptions.subscribe(
                 session,
                 row.email,
@@ -116,12 +146,11 @@ def import_rows(
             )
         except BadInput as exc:
             raise BadInput(f"line {row.line}: {exc}") from None
-        if outcome.created:
-            report.created.append(row.email)
-        elif outcome.changes:
+        if outcome.changes:
             report.updated.append(row.email)
         else:
             report.unchanged.append(row.email)
+    subscriptions.create_many(session, fresh, now=now)
     return report
 
 

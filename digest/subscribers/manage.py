@@ -11,6 +11,7 @@ the same subscriber.
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -18,12 +19,13 @@ from datetime import datetime
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from digest.config import ScheduleSettings
 from digest.errors import BadInput
 from digest.filters import Node, parse, parse_tree
+from digest.store.reads import chunks
 from digest.store.schema import SUBSCRIBER_STATUSES, Digest, Subscriber, Topic
 from digest.values import FREQUENCIES, WEEKDAYS, zone_of
 
@@ -108,8 +110,14 @@ def check_label(label: str | None) -> str | None:
     return label
 
 
+@functools.lru_cache(maxsize=4096)
 def check_topic(text: str) -> tuple[str, Node]:
-    """The topic as it will be stored (outer spaces trimmed) and its parsed tree."""
+    """The topic as it will be stored (outer spaces trimmed) and its parsed tree.
+
+    Remembered: a big import repeats the same few hundred topics thousands of
+    times, and checks each twice (reading the file, then creating). A parse
+    that fails raises each time; only good topics are kept.
+    """
     stripped = text.strip()
     return stripped, parse(stripped)
 
@@ -202,24 +210,8 @@ def subscribe(
     subscriber = session.scalar(select(Subscriber).where(Subscriber.email == address))
 
     if subscriber is None:
-        if not wanted:
-            raise BadInput(f"{address} is not subscribed yet: give at least one topic (--topic)")
-        if len(wanted) > MAX_TOPICS:
-            raise BadInput(f"at most {MAX_TOPICS} topics per subscriber")
-        subscriber = Subscriber(
-            email=address,
-            status="active" if confirmed else "pending",
-            timezone=schedule.get("timezone", defaults.default_timezone),
-            send_hour=schedule.get("send_hour", defaults.default_send_hour),
-            frequency=schedule.get("frequency", defaults.default_frequency),
-            weekday=schedule.get("weekday", WEEKDAYS.index(defaults.default_weekday)),
-            max_papers=schedule.get("max_papers", defaults.default_max_papers),
-            created_at=now,
-            subscribed_at=now,
-            updated_at=now,
-            confirmed_at=now if confirmed else None,
-            consecutive_failures=0,
-        )
+        values = _new_subscriber(address, wanted, schedule, now, defaults, confirmed)
+        subscriber = Subscriber(**values)
         subscriber.topics = [
             Topic(query=text, label=label, created_at=now) for text, _, label in wanted
         ]
@@ -248,6 +240,66 @@ def subscribe(
         subscriber.updated_at = now
     session.flush()
     return SubscribeOutcome(subscriber.id, created=False, reactivated=reactivated, changes=changes)
+
+
+@dataclass(frozen=True)
+class NewSubscription:
+    """One subscriber to create, as `subscribe` takes it (None: the default)."""
+
+    email: str
+    topics: Sequence[str]
+    timezone: str | None = None
+    send_hour: int | None = None
+    frequency: str | None = None
+    weekday: int | str | None = None
+    max_papers: int | None = None
+
+
+def checked_new(
+    entry: NewSubscription, *, now: datetime, defaults: ScheduleSettings, confirmed: bool
+) -> tuple[dict[str, Any], list[tuple[str, Node, str | None]]]:
+    """The subscriber row and topics `subscribe` would create; BadInput as it would raise."""
+    address = normalise_email(entry.email)
+    wanted = _checked_topics(entry.topics, None)
+    schedule = _checked_schedule(
+        entry.timezone, entry.send_hour, entry.frequency, entry.weekday, entry.max_papers
+    )
+    return _new_subscriber(address, wanted, schedule, now, defaults, confirmed), wanted
+
+
+def create_many(
+    session: Session,
+    checked: Sequence[tuple[dict[str, Any], list[tuple[str, Node, str | None]]]],
+    *,
+    now: datetime,
+) -> None:
+    """Insert subscribers checked by `checked_new` (none exists yet), in a few statements.
+
+    What `subscribe` does for a new address, for a whole import at once: one
+    multi-row INSERT per chunk of subscribers and of topics instead of an
+    ORM flush per subscriber, which made importing a big list take minutes.
+    """
+    for part in chunks(checked):
+        ids = dict(
+            session.execute(
+                insert(Subscriber).returning(Subscriber.email, Subscriber.id),
+                [values for values, _ in part],
+            )
+            .tuples()
+            .all()
+        )
+        topics = [
+            {
+                "subscriber_id": ids[values["email"]],
+                "query": text,
+                "label": label,
+                "created_at": now,
+            }
+            for values, wanted in part
+            for text, _, label in wanted
+        ]
+        for rows in chunks(topics):
+            session.execute(insert(Topic), rows)
 
 
 def unsubscribe(session: Session, subscriber: Subscriber, *, now: datetime) -> bool:
@@ -391,6 +443,35 @@ def resume(session: Session, subscriber: Subscriber, *, now: datetime) -> bool:
 
 def weekday_name(day: int) -> str:
     return WEEKDAYS[day]
+
+
+def _new_subscriber(
+    address: str,
+    wanted: list[tuple[str, Node, str | None]],
+    schedule: dict[str, str | int],
+    now: datetime,
+    defaults: ScheduleSettings,
+    confirmed: bool,
+) -> dict[str, Any]:
+    """A new subscriber's column values: settings not given come from `defaults`."""
+    if not wanted:
+        raise BadInput(f"{address} is not subscribed yet: give at least one topic (--topic)")
+    if len(wanted) > MAX_TOPICS:
+        raise BadInput(f"at most {MAX_TOPICS} topics per subscriber")
+    return {
+        "email": address,
+        "status": "active" if confirmed else "pending",
+        "timezone": schedule.get("timezone", defaults.default_timezone),
+        "send_hour": schedule.get("send_hour", defaults.default_send_hour),
+        "frequency": schedule.get("frequency", defaults.default_frequency),
+        "weekday": schedule.get("weekday", WEEKDAYS.index(defaults.default_weekday)),
+        "max_papers": schedule.get("max_papers", defaults.default_max_papers),
+        "created_at": now,
+        "subscribed_at": now,
+        "updated_at": now,
+        "confirmed_at": now if confirmed else None,
+        "consecutive_failures": 0,
+    }
 
 
 def _checked_topics(

@@ -19,6 +19,9 @@ print(now.isoformat(timespec="seconds"), tomorrow.isoformat())
 PY
 )
 
+echo "== creating (or migrating) the database"
+$digest db upgrade
+
 echo "== ingesting the sample dumps"
 $digest ingest examples/dumps/*.txt examples/hf_daily_papers.json
 

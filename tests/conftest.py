@@ -46,8 +46,13 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 @pytest.fixture(params=DATABASES)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A URL to an empty database: a fresh SQLite file, or an emptied PostgreSQL schema."""
+    """A URL to an empty database: a fresh SQLite file, or an emptied PostgreSQL schema.
+
+    The SQLite file exists, empty, as after `touch`: commands other than `digest db
+    upgrade` refuse a missing one, and migrate an empty one.
+    """
     if request.param == "sqlite":
+        (tmp_path / "test.db").touch()
         return f"sqlite:///{tmp_path / 'test.db'}"
     _reset_postgres(POSTGRES_URL)
     return POSTGRES_URL

@@ -90,6 +90,7 @@ def test_a_words_only_install_ingests_plans_and_says_how_to_get_meaning(tmp_path
     import subprocess
     import sys
 
+    (tmp_path / "words.db").touch()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")},
         "DIGEST_DATABASE_URL": f"sqlite:///{tmp_path / 'words.db'}",

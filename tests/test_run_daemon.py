@@ -155,6 +155,7 @@ def test_daemon_ingests_a_dropped_dump_mails_it_and_stops_cleanly(
 
 def test_second_daemon_on_the_same_sqlite_database_refuses(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
+    (tmp_path / "d.db").touch()
     config.write_text(
         f'database_url = "sqlite:///{tmp_path / "d.db"}"\ndumps_dir = "{tmp_path}"\n'
         '[web]\nsecret = "s"\n'

@@ -242,6 +242,7 @@ def test_export_then_import_round_trips(
 
     # Into a fresh database: the same list comes out again.
     config_file.write_text(f'database_url = "sqlite:///{tmp_path / "other.db"}"\n')
+    assert invoke(cli, "db", "upgrade")[0] == 0
     code, out, _ = invoke(cli, "import", str(out_file), "--confirmed")
     assert (code, out) == (0, "imported 2 rows: 2 new, 0 updated, 0 unchanged, 0 skipped\n")
     assert invoke(cli, "export")[1] == exported
@@ -433,5 +434,6 @@ def test_export_neutralises_cells_a_spreadsheet_would_run_and_import_reads_them_
     assert "'=HYPERLINK" in exported
     (tmp_path / "list.csv").write_text(exported)
     config_file.write_text(f'database_url = "sqlite:///{tmp_path / "other.db"}"\n')
+    assert invoke(cli, "db", "upgrade")[0] == 0
     assert invoke(cli, "import", str(tmp_path / "list.csv"), "--confirmed")[0] == 0
     assert invoke(cli, "export")[1] == exported  # the topics kept their text

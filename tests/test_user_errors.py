@@ -45,9 +45,25 @@ def test_sqlite_folder_that_cannot_be_created(
 ) -> None:
     (tmp_path / "afile").write_text("not a folder")
     write_config(tmp_path, monkeypatch, f'database_url = "sqlite:///{tmp_path}/afile/x.db"\n')
-    code, _, err = invoke(cli, "subscribers")
+    code, _, err = invoke(cli, "db", "upgrade")
     assert code == 3
     one_error_line(err, "database_url", f"{tmp_path}/afile", "it is a file")
+
+
+def test_a_mistyped_sqlite_path_is_refused_not_created(
+    cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only `digest db upgrade` creates a database: any other command given a path
+    with no file says so, exit 3, and leaves no empty database behind."""
+    typo = tmp_path / "typo" / "digest.db"
+    write_config(tmp_path, monkeypatch, f'database_url = "sqlite:///{typo}"\n')
+    for command in (["outbox"], ["subscribers"], ["status"], ["db", "current"]):
+        code, out, err = invoke(cli, *command)
+        assert (code, out) == (3, ""), command
+        one_error_line(err, f"no database at {typo}", "digest db upgrade")
+    assert not typo.parent.exists()
+    assert invoke(cli, "db", "upgrade")[0] == 0
+    assert invoke(cli, "outbox")[:2] == (0, "the outbox is empty\n")
 
 
 def test_sqlite_file_that_is_not_a_database(

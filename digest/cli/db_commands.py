@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from digest.cli.app import app
-from digest.cli.options import ConfigOption, settings_from
+from digest.cli.options import ConfigOption, refuse_missing_database, settings_from
 from digest.config import example_toml, iter_settings
 from digest.store import database as db
 
@@ -36,6 +36,7 @@ def db_upgrade(config: ConfigOption = None) -> None:
 def db_current(config: ConfigOption = None) -> None:
     """Show the schema revision of the database and the newest one available."""
     settings = settings_from(config)
+    refuse_missing_database(settings.database_url)
     store = db.open_store(settings.database_url, migrate=False)
     try:
         current = db.current_revision(store.engine)

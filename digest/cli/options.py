@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 
 from digest.config import Settings, load_settings
-from digest.errors import BadInput
-from digest.store.database import Store, open_store
+from digest.errors import BadInput, ConfigError
+from digest.store.database import Store, missing_sqlite_file, open_store
 
 ConfigOption = Annotated[
     Path | None,
@@ -43,8 +43,22 @@ def settings_from(config: Path | None) -> Settings:
 
 
 def store_from(settings: Settings) -> Store:
-    """Open (and if needed migrate) the configured database."""
+    """Open (and if needed migrate) the configured database; it must exist.
+
+    Only `digest db upgrade` creates a SQLite file (see `missing_sqlite_file`).
+    """
+    refuse_missing_database(settings.database_url)
     return open_store(settings.database_url)
+
+
+def refuse_missing_database(database_url: str) -> None:
+    """ConfigError (exit 3) when the configured SQLite file does not exist."""
+    missing = missing_sqlite_file(database_url)
+    if missing is not None:
+        raise ConfigError(
+            f"no database at {missing}: run `digest db upgrade` to create it "
+            "(or check database_url / DIGEST_DATABASE_URL)"
+        )
 
 
 def parse_now(value: str | None) -> datetime:

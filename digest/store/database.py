@@ -131,6 +131,22 @@ class Store:
         self.dispose()
 
 
+def missing_sqlite_file(database_url: str) -> str | None:
+    """The path of a SQLite database file that does not exist yet, else None.
+
+    SQLite creates a missing file on first connect: a mistyped path would
+    quietly become an empty database, and `digest outbox` would say "the
+    outbox is empty". Commands other than `digest db upgrade` refuse instead.
+    """
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite":
+        return None
+    path = url.database or ""
+    if path in ("", ":memory:") or path.startswith("file:") or Path(path).exists():
+        return None
+    return path
+
+
 def open_store(database_url: str, *, migrate: bool = True) -> Store:
     """Connect to the database and, unless told not to, migrate it to head."""
     engine = make_engine(database_url)

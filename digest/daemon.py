@@ -5,7 +5,8 @@
 are tested with plain functions and the real pipeline is wired in one place
 (`digest.pipeline`). Rules:
 
-- every job coalesces missed runs and never overlaps itself (max 1 instance);
+- every job coalesces missed runs and never overlaps itself (a run that finds
+  the last one still going returns at once, without a warning);
 - a job that raises is logged in one line and runs again next time;
 - the Hugging Face fetch runs daily at `hf_fetch_time` UTC and, if it fails
   or the list is still empty, tries again every `hf_retry_minutes` until the
@@ -13,7 +14,8 @@ are tested with plain functions and the real pipeline is wired in one place
 - `stop()` stops scheduling at once, tells running jobs to wind down (a
   delivery round claims nothing more and stops after the messages in
   flight), waits for them within `shutdown_timeout_seconds`, then releases
-  whatever is still claimed.
+  whatever is still claimed, except messages still on the wire (they keep
+  their lease: they may have arrived).
 
 Time: every job reads the clock once when it starts and passes that `now`
 down; nothing below keeps a clock of its own.
@@ -143,8 +145,12 @@ class Daemon:
         self.clock = clock
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
-            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            # Two instances allowed, and `_guarded` returns at once from the second:
+            # with one, APScheduler logs a warning ("maximum number of running
+            # instances reached") on every tick of a long delivery round.
+            job_defaults={"coalesce": True, "max_instances": 2, "misfire_grace_time": None},
         )
+        self._busy: dict[str, threading.Lock] = {}
         self._running = 0
         self._idle = threading.Condition()
         self._hf_done_for: str | None = None
@@ -153,6 +159,11 @@ class Daemon:
     # --- job wrappers -------------------------------------------------
 
     def _guarded(self, name: str, work: Callable[[datetime], Any]) -> Any:
+        """Run one job, unless it is still running from its last time (then skip quietly)."""
+        busy = self._busy.setdefault(name, threading.Lock())
+        if not busy.acquire(blocking=False):
+            logger.debug("%s still running; this run skipped", name)
+            return None
         with self._idle:
             self._running += 1
         now = self.clock()
@@ -162,6 +173,7 @@ class Daemon:
             self._failed(name, exc)
             return None
         finally:
+            busy.release()
             with self._idle:
                 self._running -= 1
                 self._idle.notify_all()

@@ -103,6 +103,24 @@ def test_a_slow_tick_never_overlaps_itself() -> None:
     assert recorder.max_active == 1
 
 
+def test_ticks_that_come_while_a_round_runs_are_skipped_without_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A delivery round longer than tick_seconds: the ticks meanwhile do nothing and say
+    nothing (APScheduler warned "maximum number of running instances reached" each time)."""
+    recorder = Recorder()
+    rounds: list[datetime] = []
+
+    def slow(now: datetime) -> None:
+        rounds.append(now)
+        time.sleep(0.6)
+
+    with caplog.at_level(logging.WARNING):
+        run_for(Daemon(fast_settings(), recorder.jobs(tick=slow)), 1.0)
+    assert 1 <= len(rounds) <= 2
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
 def test_stop_waits_for_a_running_job_within_the_timeout() -> None:
     recorder = Recorder()
     finished = []

@@ -168,3 +168,15 @@ def test_the_crossing_hands_over_outcomes_then_the_error() -> None:
         for group in iter_outcomes(HalfThenBroken(), [message(1), message(2)]):
             seen.extend(o.digest_id for o in group)
     assert seen == [1]
+
+
+def test_a_unicode_domain_stored_by_an_older_release_goes_out_in_its_ascii_form() -> None:
+    handler = FaultyHandler()
+    unicode_domain = OutgoingMessage(
+        1, "digest@example.org", "user@bücher.de", "<1@x>", b"Subject: hi\r\n\r\nhello\r\n"
+    )
+    with smtp_server(handler) as port:
+        mailer = SmtpMailer(host="127.0.0.1", port=port, security="none")
+        outcomes = send_all(mailer, [unicode_domain])
+    assert [o.status for o in outcomes] == ["sent"]
+    assert [address for address, _ in handler.received] == ["user@xn--bcher-kva.de"]

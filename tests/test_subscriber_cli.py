@@ -437,3 +437,28 @@ def test_export_neutralises_cells_a_spreadsheet_would_run_and_import_reads_them_
     assert invoke(cli, "db", "upgrade")[0] == 0
     assert invoke(cli, "import", str(tmp_path / "list.csv"), "--confirmed")[0] == 0
     assert invoke(cli, "export")[1] == exported  # the topics kept their text
+
+
+def test_an_international_domain_is_stored_in_ascii_so_both_spellings_are_one_reader(
+    cli: CliRunner, config_file: Path
+) -> None:
+    code, out, _ = invoke(cli, "subscribe", "User@Bücher.de", "-t", "llm", "--confirmed")
+    assert code == 0 and "user@xn--bcher-kva.de" in out
+    code, out, _ = invoke(cli, "subscribe", "user@xn--bcher-kva.de", "-t", "llm", "--confirmed")
+    assert code == 1  # the same subscriber, already so
+    rows = json.loads(invoke(cli, "subscribers", "--json")[1])
+    assert [row["email"] for row in rows] == ["user@xn--bcher-kva.de"]
+
+
+def test_an_address_that_needs_smtputf8_is_refused_at_subscribe_and_import(
+    cli: CliRunner, config_file: Path, tmp_path: Path
+) -> None:
+    code, out, err = invoke(cli, "subscribe", "üser@example.org", "-t", "llm")
+    assert (code, out) == (2, "")
+    assert "non-ASCII characters before the @" in err and "SMTPUTF8" in err
+    path = tmp_path / "in.csv"
+    path.write_text("email,topics\nok@example.org,llm\nüser@example.org,llm\n", encoding="utf-8")
+    code, out, err = invoke(cli, "import", str(path))
+    assert (code, out) == (2, "")
+    assert "line 3" in err and "SMTPUTF8" in err
+    assert json.loads(invoke(cli, "subscribers", "--json")[1]) == []

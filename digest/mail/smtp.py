@@ -304,8 +304,15 @@ class SmtpMailer(Mailer):
 
 
 def _address(address: str) -> bytes:
-    """`<address>` for MAIL/RCPT; aiosmtplib refuses control characters (no injection)."""
-    return b"<" + address.strip().encode("ascii") + b">"
+    """`<address>` for MAIL/RCPT; aiosmtplib refuses control characters (no injection).
+
+    A domain stored in Unicode (by a release before addresses were kept in
+    ASCII) goes out in its IDNA form, which every relay takes.
+    """
+    local, at, domain = address.strip().rpartition("@")
+    if at and not domain.isascii():
+        domain = domain.encode("idna").decode("ascii")
+    return b"<" + f"{local}{at}{domain}".encode("ascii") + b">"
 
 
 _BARE_LF = re.compile(rb"\r?\n")

@@ -50,7 +50,13 @@ class SubscribeOutcome:
 
 
 def normalise_email(raw: str) -> str:
-    """The address as stored: syntax-checked (no DNS), normalised, lower-cased."""
+    """The address as stored: syntax-checked (no DNS), normalised, lower-cased, ASCII.
+
+    Every address stored must be one any relay can deliver: an international
+    domain is kept in its ASCII (punycode) form, so `user@bücher.de` and
+    `user@xn--bcher-kva.de` are one subscriber; a non-ASCII local part
+    (`üser@…`), which needs SMTPUTF8 from every relay on the way, is refused.
+    """
     candidate = raw.strip()
     if not candidate:
         raise BadInput("the email address is empty")
@@ -58,7 +64,12 @@ def normalise_email(raw: str) -> str:
         checked = validate_email(candidate, check_deliverability=False)
     except EmailNotValidError as exc:
         raise BadInput(f"not a valid email address: {raw!r}: {exc}") from None
-    return checked.normalized.lower()
+    if checked.ascii_email is None:
+        raise BadInput(
+            f"{raw.strip()!r}: an address with non-ASCII characters before the @ can only be "
+            "delivered with SMTPUTF8, which digest does not use; give an ASCII address"
+        )
+    return checked.ascii_email.lower()
 
 
 def check_timezone(name: str) -> str:

@@ -1,10 +1,14 @@
 """Signed link tokens for unsubscribe, confirm, manage and view-in-browser links.
 
-A token is `<id>.<mac>`: the row id in base 36 and a truncated HMAC-SHA256 over
-(purpose, id, email). Binding the email means a token dies with the address it
-was made for; binding the purpose means an unsubscribe token cannot confirm.
-Tokens stay short (~30 characters) so `List-Unsubscribe` fits on one header
-line. Changing the secret invalidates every link already sent.
+A token is `<id>.<day>.<mac>`: the row id and the day it was issued (days
+since 2020-01-01), both in base 36, and a truncated HMAC-SHA256 over
+(purpose, id, email, day). Binding the email means a token dies with the
+address it was made for; binding the purpose means an unsubscribe token
+cannot confirm; the day lets `web.link_max_age_days` retire old links.
+Tokens stay short (~35 characters) so `List-Unsubscribe` fits on one header
+line. Changing the secret invalidates every link already sent. Tokens made
+before the day was added (`<id>.<mac>`) still verify, undated, until the
+secret is rotated.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import hashlib
 import hmac
 import os
 import secrets
+from datetime import date, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -34,19 +39,56 @@ LINK_PATHS: dict[Purpose, str] = {
 }
 
 
+EPOCH = date(2020, 1, 1)
+MIN_SECRET_CHARACTERS = 32
+MIN_DISTINCT_CHARACTERS = 10
+HOW_TO_MAKE_ONE = "`digest web secret` prints a good one"
+
+
+def new_secret() -> str:
+    """A fresh random key: 32 bytes from the OS, URL-safe (43 characters)."""
+    return secrets.token_urlsafe(32)
+
+
+def _strong(key: str, where: str) -> bytes:
+    """The key, if it could plausibly hold 32 random bytes; else ConfigError.
+
+    A short or repetitive key can be found offline from a single link (try
+    keys until one reproduces the token's MAC), and with it a token for any
+    subscriber computed. Entropy cannot be measured from one string; length
+    and variety rule out what people type by hand ("a", "changeme", "   ").
+    """
+    stripped = key.strip()
+    if len(stripped) < MIN_SECRET_CHARACTERS or len(set(stripped)) < MIN_DISTINCT_CHARACTERS:
+        raise ConfigError(
+            f"{where} is too weak ({len(stripped)} characters, {len(set(stripped))} different): "
+            f"use at least {MIN_SECRET_CHARACTERS} random characters; {HOW_TO_MAKE_ONE}"
+        )
+    return stripped.encode()
+
+
 def load_secret(web: WebSettings) -> bytes:
-    """The HMAC key: `web.secret` if set, else a random key kept in `web.secret_file`."""
+    """The HMAC key: `web.secret` if set, else a random key kept in `web.secret_file`.
+
+    Refuses a weak key and a key file other users can read (ConfigError, exit 3).
+    """
     if web.secret:
-        return web.secret.encode()
+        return _strong(web.secret, "web.secret")
     path = Path(web.secret_file)
     try:
         if path.is_file():
+            mode = path.stat().st_mode
+            if mode & 0o007:
+                raise ConfigError(
+                    f"web.secret_file {path} can be read by other users (mode {mode & 0o777:o}): "
+                    f"run `chmod 600 {path}`"
+                )
             key = path.read_text().strip()
             if not key:
                 raise ConfigError(f"web.secret_file {path} is empty; delete it to get a new key")
-            return key.encode()
+            return _strong(key, f"web.secret_file {path}")
         path.parent.mkdir(parents=True, exist_ok=True)
-        key = secrets.token_urlsafe(32)
+        key = new_secret()
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:  # another process created it between our check and open
@@ -58,37 +100,72 @@ def load_secret(web: WebSettings) -> bytes:
         raise ConfigError(f"web.secret_file {path}: {exc.strerror}") from None
 
 
-def _mac(secret: bytes, purpose: Purpose, row_id: int, email: str) -> str:
-    message = f"{purpose}\n{row_id}\n{email}".encode()
-    digest = hmac.new(secret, message, hashlib.sha256).digest()[:MAC_BYTES]
+def _mac(secret: bytes, purpose: Purpose, row_id: int, email: str, day: int | None) -> str:
+    message = f"{purpose}\n{row_id}\n{email}"
+    if day is not None:
+        message += f"\n{day}"
+    digest = hmac.new(secret, message.encode(), hashlib.sha256).digest()[:MAC_BYTES]
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-def make_token(secret: bytes, purpose: Purpose, row_id: int, email: str) -> str:
-    return f"{_to_base36(row_id)}.{_mac(secret, purpose, row_id, email)}"
+def issue_day(when: datetime | date) -> int:
+    """Days since EPOCH: the issue time a token carries (a day is fine enough to expire by)."""
+    day = when.date() if isinstance(when, datetime) else when
+    return (day - EPOCH).days
+
+
+def make_token(
+    secret: bytes, purpose: Purpose, row_id: int, email: str, *, issued: datetime | date
+) -> str:
+    day = max(0, issue_day(issued))
+    return f"{_to_base36(row_id)}.{_to_base36(day)}.{_mac(secret, purpose, row_id, email, day)}"
 
 
 def token_row_id(token: str) -> int | None:
     """The id a token claims to be for (unverified), or None if it is malformed."""
     head, sep, _ = token.partition(".")
-    if not sep or not head or len(head) > 13 or not head.isalnum() or not head.isascii():
-        return None
-    try:
-        row_id = int(head, 36)
-    except ValueError:
-        return None
-    return row_id if row_id <= MAX_ROW_ID else None
+    return _base36(head, MAX_ROW_ID) if sep else None
 
 
-def verify_token(secret: bytes, purpose: Purpose, token: str, row_id: int, email: str) -> bool:
-    """Whether `token` was made by us for this purpose, row and email (constant time)."""
-    expected = make_token(secret, purpose, row_id, email)
-    return hmac.compare_digest(expected.encode(), token.encode("utf-8", "replace"))
+def verify_token(
+    secret: bytes,
+    purpose: Purpose,
+    token: str,
+    row_id: int,
+    email: str,
+    *,
+    now: datetime,
+    max_age_days: int,
+) -> bool:
+    """Whether `token` was made by us for this purpose, row and email (constant time),
+    and was issued at most `max_age_days` before `now`."""
+    parts = token.split(".")
+    day: int | None = None
+    if len(parts) == 3:
+        day = _base36(parts[1], 10**6)
+        if day is None:
+            return False
+        expected = f"{_to_base36(row_id)}.{parts[1]}.{_mac(secret, purpose, row_id, email, day)}"
+    else:  # a token from before tokens were dated
+        expected = f"{_to_base36(row_id)}.{_mac(secret, purpose, row_id, email, None)}"
+    valid = hmac.compare_digest(expected.encode(), token.encode("utf-8", "replace"))
+    if day is not None:
+        age = issue_day(now) - day
+        valid = valid and -1 <= age <= max_age_days
+    return valid
 
 
-def link_url(base_url: str, secret: bytes, purpose: Purpose, row_id: int, email: str) -> str:
+def link_url(
+    base_url: str,
+    secret: bytes,
+    purpose: Purpose,
+    row_id: int,
+    email: str,
+    *,
+    issued: datetime | date,
+) -> str:
     """The absolute URL of a signed link, e.g. `{base_url}/u/{token}`."""
-    token = make_token(secret, purpose, row_id, email)
+    token = make_token(secret, purpose, row_id, email, issued=issued)
     return f"{base_url.rstrip('/')}/{LINK_PATHS[purpose]}/{token}"
 
 
@@ -102,3 +179,14 @@ def _to_base36(number: int) -> str:
         out = digits[rest] + out
         if number == 0:
             return out
+
+
+def _base36(text: str, most: int) -> int | None:
+    """A short base-36 number up to `most`, or None for anything else."""
+    if not text or len(text) > 13 or not text.isalnum() or not text.isascii():
+        return None
+    try:
+        number = int(text, 36)
+    except ValueError:
+        return None
+    return number if number <= most else None

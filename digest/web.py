@@ -158,7 +158,7 @@ class WebApp:
         subscriber = session.get(Subscriber, row_id) if row_id is not None else None
         # Verify even when there is no row, so a miss costs what a hit costs.
         email = subscriber.email if subscriber is not None else ""
-        valid = verify_token(self.secret, purpose, token, row_id or 0, email)
+        valid = self.verify(purpose, token, row_id or 0, email)
         if not valid or subscriber is None:
             raise NotFound
         return subscriber
@@ -176,14 +176,23 @@ class WebApp:
             else None
         )
         email = found[1] if found is not None else ""
-        valid = verify_token(self.secret, "view", token, row_id or 0, email)
+        valid = self.verify("view", token, row_id or 0, email)
         if not valid or found is None:
             raise NotFound
         digest: Digest = found[0]
         return digest
 
+    def verify(self, purpose: Purpose, token: str, row_id: int, email: str) -> bool:
+        max_age = self.settings.web.link_max_age_days
+        now = self.clock()
+        return verify_token(
+            self.secret, purpose, token, row_id, email, now=now, max_age_days=max_age
+        )
+
     def token(self, purpose: Purpose, subscriber: Subscriber) -> str:
-        return make_token(self.secret, purpose, subscriber.id, subscriber.email)
+        return make_token(
+            self.secret, purpose, subscriber.id, subscriber.email, issued=self.clock()
+        )
 
     # --- page contexts ---
 

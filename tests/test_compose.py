@@ -69,12 +69,16 @@ def test_view_of_a_recorded_digest(store: Store, database_url: str) -> None:
 
     base = "https://digest.example.org"
     token = view.unsubscribe_url.removeprefix(f"{base}/u/")
-    assert verify_token(SECRET, "unsubscribe", token, sub, "ada@example.org")
+    assert verify_token(
+        SECRET, "unsubscribe", token, sub, "ada@example.org", now=T0, max_age_days=400
+    )
     token = view.manage_url.removeprefix(f"{base}/m/")
-    assert verify_token(SECRET, "manage", token, sub, "ada@example.org")
+    assert verify_token(SECRET, "manage", token, sub, "ada@example.org", now=T0, max_age_days=400)
     assert view.view_url is not None
     token = view.view_url.removeprefix(f"{base}/d/")
-    assert verify_token(SECRET, "view", token, planned.digest_id, "ada@example.org")
+    assert verify_token(
+        SECRET, "view", token, planned.digest_id, "ada@example.org", now=T0, max_age_days=400
+    )
     assert view.unsubscribe_mailto == "mailto:papers@example.org?subject=unsubscribe"
 
     assert preview.papers == view.papers

@@ -363,7 +363,7 @@ def test_release_on_shutdown_undoes_the_claim(store: Store) -> None:
         assert again is not None
         again.status, again.attempts, again.next_attempt_at = "retry", 1, earlier_try
         again.last_error = "451 4.3.0 Mailbox temporarily unavailable"
-    settings = Settings(web=WebSettings(secret="s"))
+    settings = Settings(web=WebSettings(secret="test-secret-0123456789abcdefghijklmnop"))
     pipeline = Pipeline.from_settings(settings, store, mailer=MemoryMailer())
     with store.transaction() as session:
         claimed = claim(

@@ -266,7 +266,7 @@ def test_send_with_workers_delivers_every_planned_digest_once(
         f'database_url = "{POSTGRES_URL}"\n'
         '[delivery]\nbackend = "maildir"\n'
         f'maildir_path = "{tmp_path / "maildir"}"\n'
-        '[web]\nsecret = "test-secret"\n'
+        '[web]\nsecret = "test-secret-0123456789abcdefghijklmnop"\n'
     )
     monkeypatch.setenv("DIGEST_CONFIG", str(config))
     readers = emails(240)

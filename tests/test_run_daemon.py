@@ -72,7 +72,7 @@ def smtp_daemon_env(
         f'[delivery]\nbackend = "smtp"\nconcurrency = 2\nworkers = {workers}\n'
         f'[smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "none"\n'
         'timeout_seconds = 5.0\n[sender]\naddress = "papers@digest.test"\n'
-        '[web]\nsecret = "test-secret"\n'
+        '[web]\nsecret = "test-secret-0123456789abcdefghijklmnop"\n'
     )
     return {**os.environ, "DIGEST_CONFIG": str(config)}
 
@@ -104,7 +104,7 @@ def test_daemon_ingests_a_dropped_dump_mails_it_and_stops_cleanly(
         '[delivery]\nbackend = "smtp"\n'
         f'[smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "none"\ntimeout_seconds = 5.0\n'
         '[sender]\naddress = "papers@digest.test"\n'
-        '[web]\nsecret = "test-secret"\n'
+        '[web]\nsecret = "test-secret-0123456789abcdefghijklmnop"\n'
     )
     env = {**os.environ, "DIGEST_CONFIG": str(config)}
     yesterday = (datetime.now(UTC) - timedelta(days=2)).isoformat()
@@ -158,7 +158,7 @@ def test_second_daemon_on_the_same_sqlite_database_refuses(tmp_path: Path) -> No
     (tmp_path / "d.db").touch()
     config.write_text(
         f'database_url = "sqlite:///{tmp_path / "d.db"}"\ndumps_dir = "{tmp_path}"\n'
-        '[web]\nsecret = "s"\n'
+        '[web]\nsecret = "test-secret-0123456789abcdefghijklmnop"\n'
     )
     env = {**os.environ, "DIGEST_CONFIG": str(config)}
     first = subprocess.Popen(

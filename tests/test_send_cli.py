@@ -37,7 +37,7 @@ def send_config(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPat
         '[delivery]\nbackend = "maildir"\n'
         f'maildir_path = "{tmp_path / "maildir"}"\n'
         '[sender]\naddress = "papers@digest.test"\n'
-        '[web]\nsecret = "test-secret"\n'
+        '[web]\nsecret = "test-secret-0123456789abcdefghijklmnop"\n'
     )
     monkeypatch.setenv("DIGEST_CONFIG", str(path))
     return path

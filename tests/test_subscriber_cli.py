@@ -389,7 +389,8 @@ def test_double_opt_in_mails_a_confirmation_link_to_new_subscribers(
     maildir = tmp_path / "maildir"
     config_file.write_text(
         config_file.read_text()
-        + f'[web]\ndouble_opt_in = true\nsecret = "s3"\nbase_url = "https://digest.example"\n'
+        + '[web]\ndouble_opt_in = true\nsecret = "test-secret-0123456789abcdefghijklmnop"\n'
+        + 'base_url = "https://digest.example"\n'
         f'[delivery]\nmaildir_path = "{maildir}"\n'
     )
     code, out, err = invoke(cli, "subscribe", "bob@example.org", "-t", "kv cache", "--now", NOW)

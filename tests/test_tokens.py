@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from digest import links
 from digest.config import WebSettings
 from digest.errors import ConfigError
-from digest.links import (
-    MAX_ROW_ID,
-    link_url,
-    load_secret,
-    make_token,
-    token_row_id,
-    verify_token,
-)
+from digest.links import MAX_ROW_ID, Purpose, load_secret, token_row_id
 
-SECRET = b"s3cret"
+SECRET = b"a-test-secret-long-enough-0123456789"
+NOW = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
+
+
+def make_token(secret: bytes, purpose: Purpose, row_id: int, email: str) -> str:
+    return links.make_token(secret, purpose, row_id, email, issued=NOW)
+
+
+def verify_token(
+    secret: bytes, purpose: Purpose, token: str, row_id: int, email: str, *, days_later: int = 0
+) -> bool:
+    later = NOW + timedelta(days=days_later)
+    return links.verify_token(secret, purpose, token, row_id, email, now=later, max_age_days=400)
 
 
 def test_a_token_verifies_only_for_its_purpose_row_and_address() -> None:
@@ -31,9 +38,11 @@ def test_a_token_verifies_only_for_its_purpose_row_and_address() -> None:
 
 def test_tokens_are_short_and_url_safe() -> None:
     token = make_token(SECRET, "unsubscribe", MAX_ROW_ID, "a" * 64 + "@example.org")
-    assert len(token) <= 30
+    assert len(token) <= 35
     assert all(ch.isalnum() or ch in "-_." for ch in token)
-    url = link_url("https://digest.example.org/", SECRET, "unsubscribe", 7, "ada@example.org")
+    url = links.link_url(
+        "https://digest.example.org/", SECRET, "unsubscribe", 7, "ada@example.org", issued=NOW
+    )
     assert (
         url
         == f"https://digest.example.org/u/{make_token(SECRET, 'unsubscribe', 7, 'ada@example.org')}"
@@ -65,12 +74,55 @@ def test_secret_file_is_created_once_and_reused(tmp_path: Path) -> None:
     assert len(first) >= 32
     assert load_secret(web) == first
     assert (tmp_path / "var" / "web-secret").stat().st_mode & 0o077 == 0
-    assert load_secret(WebSettings(secret="from-env", secret_file=web.secret_file)) == b"from-env"
+    strong = "from-env-" + "k3y" * 10
+    assert load_secret(WebSettings(secret=strong, secret_file=web.secret_file)) == strong.encode()
 
 
 def test_an_empty_or_unusable_secret_file_is_a_config_error(tmp_path: Path) -> None:
     (tmp_path / "empty").write_text("\n")
+    (tmp_path / "empty").chmod(0o600)
     with pytest.raises(ConfigError, match="is empty"):
         load_secret(WebSettings(secret_file=str(tmp_path / "empty")))
     with pytest.raises(ConfigError, match=r"web\.secret_file"):
         load_secret(WebSettings(secret_file=str(tmp_path / "empty" / "below-a-file")))
+
+
+def test_a_token_stops_working_after_link_max_age_days() -> None:
+    token = make_token(SECRET, "unsubscribe", 42, "ada@example.org")
+    assert verify_token(SECRET, "unsubscribe", token, 42, "ada@example.org", days_later=400)
+    assert not verify_token(SECRET, "unsubscribe", token, 42, "ada@example.org", days_later=401)
+    # the issue day is under the MAC: moving it forward breaks the token
+    row, day, mac = token.split(".")
+    moved = f"{row}.{links._to_base36(int(day, 36) + 300)}.{mac}"
+    assert not verify_token(SECRET, "unsubscribe", moved, 42, "ada@example.org", days_later=401)
+
+
+def test_a_token_from_before_tokens_were_dated_still_verifies_until_the_secret_changes() -> None:
+    legacy = f"{links._to_base36(42)}.{links._mac(SECRET, 'manage', 42, 'ada@example.org', None)}"
+    assert verify_token(SECRET, "manage", legacy, 42, "ada@example.org", days_later=900)
+    assert not verify_token(b"rotated-" + SECRET, "manage", legacy, 42, "ada@example.org")
+
+
+@pytest.mark.parametrize("weak", ["a", "   ", "changeme", "x" * 64, "0123456789" * 3])
+def test_a_weak_web_secret_is_refused_with_the_way_to_make_one(weak: str) -> None:
+    with pytest.raises(ConfigError, match="too weak") as error:
+        load_secret(WebSettings(secret=weak))
+    assert "digest web secret" in str(error.value)
+
+
+def test_a_secret_file_others_can_read_or_too_short_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "web-secret"
+    path.write_text(links.new_secret() + "\n")
+    path.chmod(0o644)
+    with pytest.raises(ConfigError, match=r"can be read by other users.*chmod 600"):
+        load_secret(WebSettings(secret_file=str(path)))
+    path.write_text("abc\n")
+    path.chmod(0o600)
+    with pytest.raises(ConfigError, match="too weak"):
+        load_secret(WebSettings(secret_file=str(path)))
+
+
+def test_new_secrets_pass_the_check_and_differ() -> None:
+    first, second = links.new_secret(), links.new_secret()
+    assert first != second
+    assert load_secret(WebSettings(secret=first)) == first.encode()

@@ -283,3 +283,21 @@ def test_deeply_nested_json_is_refused_in_one_line(cli: CliRunner, config_file: 
     assert code == 2
     one_error_line(err, "deep.json", "nested too deeply")
     assert invoke(cli, "dumps")[1].strip() == "no dumps ingested yet"  # nothing written
+
+
+def test_a_weak_web_secret_stops_commands_that_make_links_and_says_how_to_make_one(
+    cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "d.db").touch()
+    write_config(
+        tmp_path,
+        monkeypatch,
+        f'database_url = "sqlite:///{tmp_path}/d.db"\n[web]\nsecret = "a"\n',
+    )
+    code, out, err = invoke(cli, "send")
+    assert (code, out) == (3, "")
+    one_error_line(err, "web.secret is too weak", "digest web secret")
+    code, made, _ = invoke(cli, "web", "secret")
+    assert code == 0 and len(made.strip()) >= 43
+    monkeypatch.setenv("DIGEST_WEB__SECRET", made.strip())
+    assert invoke(cli, "send")[0] == 0

@@ -109,7 +109,7 @@ def topics_of(store: Store, subscriber_id: int) -> list[str]:
 
 
 def token(purpose: Purpose, row_id: int, email: str = "ada@example.org") -> str:
-    return make_token(SECRET, purpose, row_id, email)
+    return make_token(SECRET, purpose, row_id, email, issued=NOW)
 
 
 # --- health and the generic 404 ---
@@ -139,7 +139,9 @@ def _bad_tokens(sub_id: int) -> dict[str, str]:
     return {
         "forged mac": good[:-4] + ("AAAA" if not good.endswith("AAAA") else "BBBB"),
         "no mac": good.split(".")[0],
-        "other secret": make_token(b"rotated", "unsubscribe", sub_id, "ada@example.org"),
+        "other secret": make_token(
+            b"rotated", "unsubscribe", sub_id, "ada@example.org", issued=NOW
+        ),
         "other address": token("unsubscribe", sub_id, "eve@example.org"),
         "unknown id": token("unsubscribe", sub_id + 1000),
         "garbage": "%3Cscript%3E",

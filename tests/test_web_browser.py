@@ -37,7 +37,7 @@ from digest.store.database import Store, open_store
 from digest.store.schema import Digest, Subscriber, Topic
 from tests.browser import chrome_options, require_chromium
 
-SECRET = "browser-test-secret"
+SECRET = "browser-test-secret-0123456789abcdef"
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 PHONE = (390, 844)  # a common phone viewport, CSS pixels
 
@@ -101,7 +101,14 @@ class Server:
             time.sleep(0.1)
 
     def link(self, purpose: str, subscriber_id: int, email: str) -> str:
-        return link_url(self.base_url, SECRET.encode(), purpose, subscriber_id, email)  # type: ignore[arg-type]
+        return link_url(
+            self.base_url,
+            SECRET.encode(),
+            purpose,  # type: ignore[arg-type]
+            subscriber_id,
+            email,
+            issued=datetime.now(UTC),
+        )
 
     def stop(self) -> None:
         self.store.dispose()

@@ -41,6 +41,7 @@ COMMAND_ORDER = [
     "outbox",
     "retry",
     "serve",
+    "web",
 ]
 
 

@@ -1,4 +1,5 @@
-"""`digest serve`: the web app behind unsubscribe, confirm, manage and view links."""
+"""`digest serve` (the web app behind unsubscribe, confirm, manage and view links)
+and `digest web secret` (a key for signing those links)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,22 @@ import uvicorn
 from digest.cli.app import app
 from digest.cli.options import ConfigOption, settings_from, store_from
 from digest.errors import BadInput, ConfigError
+from digest.links import new_secret
 from digest.web import create_app
+
+web_app = typer.Typer(help="The web links' signing key.", no_args_is_help=True)
+app.add_typer(web_app, name="web")
+
+
+@web_app.command("secret")
+def web_secret() -> None:
+    """Print a new random key for web.secret (32 random bytes, URL-safe).
+
+    Put it in DIGEST_WEB__SECRET or in web.secret_file (mode 600). Changing the
+    key (rotating it) makes every link already sent stop working; do it when a
+    key may have leaked.
+    """
+    typer.echo(new_secret())
 
 
 @app.command("serve")

@@ -328,11 +328,20 @@ class WebSettings:
     port: int = setting(8080, "Port `digest serve` listens on.", minimum=1, maximum=65535)
     secret: str = setting(
         "",
-        "HMAC key for links; set it with DIGEST_WEB__SECRET. Empty: a random key is kept in "
-        "secret_file. Changing it invalidates every link already sent.",
+        "HMAC key for links (at least 32 random characters: `digest web secret` makes one); "
+        "set it with DIGEST_WEB__SECRET. Empty: a random key is kept in secret_file. "
+        "Changing it (rotating) invalidates every link already sent.",
         secret=True,
     )
-    secret_file: str = setting("var/web-secret", "Where the generated key is kept.")
+    secret_file: str = setting(
+        "var/web-secret", "Where the generated key is kept (mode 600: others may not read it)."
+    )
+    link_max_age_days: int = setting(
+        400,
+        "Links in emails (unsubscribe, manage, view) stop working this many days after "
+        "they were sent, so a leaked old link can be retired.",
+        minimum=1,
+    )
     double_opt_in: bool = setting(
         False, "`digest subscribe` without --confirmed emails a confirmation link."
     )

@@ -267,11 +267,12 @@ def _view(
     digest_id: int | None,
 ) -> DigestView:
     base = settings.web.base_url.rstrip("/")
-    unsubscribe = make_token(secret, "unsubscribe", subscriber_id, email)
-    manage = make_token(secret, "manage", subscriber_id, email)
+    # dated by the digest's issue time, so a re-sent message carries the same links
+    unsubscribe = make_token(secret, "unsubscribe", subscriber_id, email, issued=issued_at)
+    manage = make_token(secret, "manage", subscriber_id, email, issued=issued_at)
     view_url = None
     if digest_id is not None:
-        view_url = f"{base}/d/{make_token(secret, 'view', digest_id, email)}"
+        view_url = f"{base}/d/{make_token(secret, 'view', digest_id, email, issued=issued_at)}"
     mailto = settings.sender.unsubscribe_mailto or settings.sender.address
     return DigestView(
         email=email,

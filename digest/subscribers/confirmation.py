@@ -58,7 +58,9 @@ def confirmation_message(
     context = {
         "email": email,
         "topics": list(topics),
-        "confirm_url": link_url(settings.web.base_url, secret, "confirm", subscriber_id, email),
+        "confirm_url": link_url(
+            settings.web.base_url, secret, "confirm", subscriber_id, email, issued=now
+        ),
         "sender_name": sender.name,
         "postal_address": sender.postal_address,
     }

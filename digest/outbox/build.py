@@ -11,12 +11,14 @@ therefore the same message.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote_plus
 
-from sqlalchemy import select
+from sqlalchemy import Text, cast, select
 from sqlalchemy.orm import Session
 
 from digest.config import Settings
@@ -31,6 +33,7 @@ from digest.values import DigestView, MatchedTerm, PaperCard
 
 __all__ = [
     "MessageBuilder",
+    "ViewCache",
     "message_builder",
     "paper_url",
     "view_for_digest",
@@ -56,16 +59,56 @@ def view_for_digest(
     return views[digest_id]
 
 
+@dataclass
+class ViewCache:
+    """What the batches of one delivery run share: papers, their upvotes, decoded matches.
+
+    The digests of one planning pass share a few dozen papers, and the same
+    paper matched by the same topic has the same explanation: loaded and
+    decoded once per run instead of once per batch (or per item), which left
+    loading rows and parsing JSON as the largest part of building a message.
+    Papers do not change while a run sends; a new run starts a new cache.
+    """
+
+    papers: dict[int, Any] = field(default_factory=dict)
+    upvotes: dict[datetime, dict[int, int | None]] = field(default_factory=dict)
+    matched: dict[str, tuple[MatchedTerm, ...]] = field(default_factory=dict)
+
+    def matches(self, raw: str | None) -> tuple[MatchedTerm, ...]:
+        """The matched terms of an explanation, as stored (JSON text), decoded once."""
+        if not raw:
+            return ()
+        found = self.matched.get(raw)
+        if found is None:
+            decoded = json.loads(raw) or {}
+            found = tuple(MatchedTerm.from_json(m) for m in decoded.get("matched", ()))
+            if len(self.matched) >= MATCHED_CACHE_SIZE:
+                self.matched.clear()
+            self.matched[raw] = found
+        return found
+
+
+MATCHED_CACHE_SIZE = 50_000
+"""Distinct explanations kept decoded (a pass has about papers × topics of them)."""
+
+
 def views_for_digests(
-    session: Session, digest_ids: Sequence[int], settings: Settings, secret: bytes
+    session: Session,
+    digest_ids: Sequence[int],
+    settings: Settings,
+    secret: bytes,
+    *,
+    cache: ViewCache | None = None,
 ) -> dict[int, DigestView]:
     """The views of recorded digests, loaded together (ids not found are left out).
 
     A delivery batch is hundreds of digests that share a few dozen papers:
-    five queries for the batch (digests with their subscribers, topics,
-    items, papers, and upvotes once per planning time) instead of several per
-    digest, which made loading cost more than rendering and sending together.
+    a handful of queries for the batch (digests with their subscribers,
+    topics, items; papers and upvotes only where `cache` lacks them) instead
+    of several per digest, which made loading cost more than rendering and
+    sending together.
     """
+    cache = cache if cache is not None else ViewCache()
     ids = sorted(set(digest_ids))
     heads = [
         row
@@ -93,19 +136,26 @@ def views_for_digests(
                 DigestItem.paper_id,
                 DigestItem.topic_label,
                 DigestItem.score,
-                DigestItem.explanation,
+                # as text: decoded once per distinct explanation (see ViewCache)
+                cast(DigestItem.explanation, Text).label("explanation"),
             )
             .where(DigestItem.digest_id.in_(chunk))
             .order_by(DigestItem.digest_id, DigestItem.rank)
         ):
             items.setdefault(item.digest_id, []).append(item)
-    papers = _papers(session, {item.paper_id for listed in items.values() for item in listed})
-    upvotes: dict[datetime, dict[int, int | None]] = {}
+    papers = cache.papers
+    wanted = {item.paper_id for listed in items.values() for item in listed}
+    papers.update(_papers(session, wanted - papers.keys()))
+    upvotes = cache.upvotes
     for planned_at in {row[2] for row in heads}:  # a planning pass shares one time
+        known = upvotes.setdefault(planned_at, {})
         in_pass = {
             item.paper_id for row in heads if row[2] == planned_at for item in items.get(row[0], [])
         }
-        upvotes[planned_at] = latest_upvotes(session, in_pass, as_of=planned_at)
+        # a paper no dump lists by then is absent from latest_upvotes: remember it as None
+        missing = in_pass - known.keys()
+        found = latest_upvotes(session, missing, as_of=planned_at)
+        known.update({paper_id: found.get(paper_id) for paper_id in missing})
     views: dict[int, DigestView] = {}
     for digest_id, period, planned_at, message_id, subscriber_id, email in heads:
         cards = tuple(
@@ -114,9 +164,7 @@ def views_for_digests(
                 topic_label=item.topic_label,
                 score=item.score,
                 upvotes=upvotes[planned_at].get(item.paper_id),
-                matched=tuple(
-                    MatchedTerm.from_json(m) for m in (item.explanation or {}).get("matched", ())
-                ),
+                matched=cache.matches(item.explanation),
             )
             for item in items.get(digest_id, [])
         )
@@ -193,10 +241,15 @@ class MessageBuilder:
         self.secret = secret
         self.renderer = renderer
         self._views: dict[int, DigestView] = {}
+        self._cache = ViewCache()
 
     def prepare(self, session: Session, digests: Sequence[ClaimedDigest]) -> None:
         self._views = views_for_digests(
-            session, [digest.id for digest in digests], self.settings, self.secret
+            session,
+            [digest.id for digest in digests],
+            self.settings,
+            self.secret,
+            cache=self._cache,
         )
 
     def __call__(self, session: Session, digest: ClaimedDigest) -> bytes:

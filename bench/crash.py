@@ -79,6 +79,7 @@ def environment(folder: Path, port: int, concurrency: int) -> dict[str, str]:
 def set_up(folder: Path, env: dict[str, str], count: int, now: datetime) -> int:
     """Ingest, import `count` readers due at midnight UTC, plan; how many digests to send."""
     (folder / "dumps").mkdir()
+    digest(env, "db", "upgrade")
     dumps = sorted(str(p) for p in (ROOT / "examples" / "dumps").glob("*.txt"))
     digest(env, "ingest", *dumps, str(ROOT / "examples" / "hf_daily_papers.json"))
     rng = random.Random(5)

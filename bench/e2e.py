@@ -202,6 +202,7 @@ def main() -> int:
         env["DIGEST_SEMANTIC__ENABLED"] = "auto" if args.semantic else "off"
     (folder / "none.toml").write_text("")
     try:
+        run(env, "db", "upgrade")  # the only command that creates a database
         dumps = sorted(str(p) for p in (ROOT / "examples" / "dumps").glob("*.txt"))
         ingest = run(env, "ingest", *dumps, str(ROOT / "examples" / "hf_daily_papers.json"))
         subscribers_csv(folder / "subscribers.csv", args.subscribers)

@@ -92,6 +92,36 @@ def run(env: dict[str, str], *args: str) -> dict[str, float]:
     return {"seconds": round(seconds, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
 
 
+def run_together(env: dict[str, str], count: int, *args: str) -> dict[str, float]:
+    """`count` copies of one `digest` command at once (independent senders sharing the
+    outbox); wall seconds until the last ends, and the largest peak RSS (MB)."""
+    if count == 1:
+        return run(env, *args)
+    folder = Path(env["E2E_FOLDER"])
+    started = time.perf_counter()
+    processes = []
+    for n in range(count):
+        with (folder / f"{args[0]}-{n}.log").open("wb") as output:
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "digest", *args],
+                    env=env,
+                    cwd=folder,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+    peak = 0
+    for n, process in enumerate(processes):
+        _, status, usage = os.wait4(process.pid, 0)
+        peak = max(peak, usage.ru_maxrss)
+        if os.waitstatus_to_exitcode(status) != 0:
+            log = (folder / f"{args[0]}-{n}.log").read_text()[-2000:]
+            raise SystemExit(f"digest {' '.join(args)} #{n} failed:\n{log}")
+    seconds = time.perf_counter() - started
+    return {"seconds": round(seconds, 2), "peak_rss_mb": round(peak / 1024, 1)}
+
+
 def statuses(database_url: str) -> dict[str, int]:
     from sqlalchemy import func, select
 
@@ -171,6 +201,12 @@ def main() -> int:
     parser.add_argument("--semantic", action="store_true", help="ingest with the signal on")
     parser.add_argument("--keep", action="store_true", help="keep the bench folder")
     parser.add_argument(
+        "--workers", type=int, default=1, help="delivery.workers: forked senders in one process"
+    )
+    parser.add_argument(
+        "--processes", type=int, default=1, help="independent `digest send` processes at once"
+    )
+    parser.add_argument(
         "--root",
         type=Path,
         default=ROOT,
@@ -193,6 +229,7 @@ def main() -> int:
         "DIGEST_DATABASE_URL": database_url,
         "DIGEST_DELIVERY__BACKEND": "smtp",
         "DIGEST_DELIVERY__CONCURRENCY": str(args.concurrency),
+        "DIGEST_DELIVERY__WORKERS": str(args.workers),
         "DIGEST_SMTP__HOST": "127.0.0.1",
         "DIGEST_SMTP__PORT": str(port),
         "DIGEST_SMTP__SECURITY": "none",
@@ -209,7 +246,7 @@ def main() -> int:
         imported = run(env, "import", str(folder / "subscribers.csv"), "--confirmed")
         send_at = datetime.combine(datetime.now(UTC).date() + timedelta(days=1), day_time(9), UTC)
         planned = run(env, "plan", "--now", send_at.isoformat())
-        sent = run(env, "send", "--now", send_at.isoformat())
+        sent = run_together(env, args.processes, "send", "--now", send_at.isoformat())
         outcome = statuses(database_url)
         # a reader whose topics matched nothing has a `skipped` period: nothing to send
         if not outcome.get("sent") or set(outcome) - {"sent", "skipped"}:
@@ -226,6 +263,8 @@ def main() -> int:
         "subscribers": n,
         "checkout": str(args.root.resolve()),
         "database": "postgresql" if args.database_url else "sqlite",
+        "workers": args.workers,
+        "processes": args.processes,
         "ingest": ingest,
         "import": {**imported, "rows_per_s": round(n / imported["seconds"])},
         "plan": {**planned, "digests_per_s": round(n / planned["seconds"])},

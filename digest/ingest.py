@@ -23,6 +23,7 @@ from digest.sources.hf_api import (
     fetch_url,
     parse_hf_json,
 )
+from digest.sources.sniff import not_a_dump
 from digest.sources.textdump import MAX_TEXT_BYTES, parse_text_dump
 from digest.store.database import Store
 from digest.store.dumps import IngestResult, infer_issue_date, known_dump, store_dump
@@ -94,22 +95,52 @@ def ingest_folder(
     """Ingest every settled `.txt`/`.json` file in `folder`; already-seen content is a no-op.
 
     A file that fails is reported to `on_error` (logged when none is given)
-    and the others still go in.
+    and the others still go in. Files that are skipped (another extension)
+    or refused are logged once per version of the file, not at every poll.
     """
     results: list[IngestResult] = []
-    for path in scan_folder(folder, settle_seconds=settle_seconds, clock=clock).ready:
+    scan = scan_folder(folder, settle_seconds=settle_seconds, clock=clock)
+    for path, why in scan.skipped:
+        _log_once(path, f"dumps folder: skipped {path}: {why}")
+    for path in scan.ready:
         try:
             results.append(ingest_file(store, path, now=now))
         except DigestError as exc:
             if on_error is None:
-                log.warning("dump %s not ingested: %s", path, exc)
+                _log_once(path, f"dump {path} not ingested: {exc}", logging.WARNING)
             else:
                 on_error(path, exc)
     return results
 
 
+_REPORTED: set[tuple[str, int, float]] = set()
+"""(path, size, mtime) of the folder files already reported in this process."""
+
+
+def _log_once(path: Path, message: str, level: int = logging.INFO) -> None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return
+    key = (str(path), stat.st_size, stat.st_mtime)
+    if key not in _REPORTED:
+        _REPORTED.add(key)
+        log.log(level, "%s", message)
+
+
 def parse_dump(data: bytes, *, name: str) -> ParsedDump:
-    """Parse dump bytes with the parser their content calls for."""
+    """Parse dump bytes with the parser their content calls for; refuse what is neither.
+
+    BadInput (exit 2, nothing written) for a feed, an HTML page, a PDF or a
+    binary file, whatever its name: the text parser would read their lines as
+    papers.
+    """
+    kind = not_a_dump(data)
+    if kind is not None:
+        raise BadInput(
+            f"{name}: looks like {kind}, not a dump: digest reads page dumps (text) "
+            "and Hugging Face daily-papers lists (JSON)"
+        )
     head = data[:64].lstrip(b"\xef\xbb\xbf \t\r\n")
     if head[:1] in (b"[", b"{") or name.lower().endswith(".json"):
         return parse_hf_json(data.removeprefix(b"\xef\xbb\xbf"), name=name)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -147,7 +149,7 @@ def _write(tmp_path: Path, name: str, data: bytes) -> Path:
             b"new\n\nGet trending papers in your email inbox!\n\nSubscribe\n\nDaily Papers\n",
             "no papers found: only page headers and metadata (lines 1-7)",
         ),
-        ("image.txt", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "line 3: binary data"),
+        ("image.txt", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "looks like a binary file"),
         (
             "latin1.txt",
             "Daily Papers\nLight Schrödinger Bridge\nWe study bridges. They work.\n".encode(
@@ -249,3 +251,52 @@ def test_folder_that_does_not_exist(cli: CliRunner, config_file: Path, tmp_path:
     code, _, err = invoke(cli, "ingest", "--folder")
     assert code == 4
     assert "does not exist or is not a folder (set dumps_dir)" in err
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".xml", ".dump"])
+def test_an_rss_feed_is_refused_whatever_its_name_and_nothing_is_stored(
+    cli: CliRunner, config_file: Path, tmp_path: Path, suffix: str
+) -> None:
+    feed = tmp_path / f"feed{suffix}"
+    feed.write_bytes((DATA / "arxiv_rss_sample.xml").read_bytes())
+    code, out, err = invoke(cli, "ingest", str(feed))
+    assert (code, out) == (2, "")
+    assert err.count("\n") == 1 and f"{feed}: looks like an RSS feed" in err
+    assert json.loads(invoke(cli, "papers", "--json")[1]) == []
+
+
+@pytest.mark.parametrize(
+    ("content", "looks_like"),
+    [
+        (b"<!DOCTYPE html>\n<html><body><p>Trending papers</p></body></html>\n", "an HTML page"),
+        (b'<?xml version="1.0"?>\n<feed xmlns="http://www.w3.org/2005/Atom"></feed>\n', "Atom"),
+        (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n", "a PDF"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "a binary file"),
+    ],
+)
+def test_files_that_are_not_dumps_are_refused_naming_what_they_look_like(
+    cli: CliRunner, config_file: Path, tmp_path: Path, content: bytes, looks_like: str
+) -> None:
+    path = tmp_path / "saved.txt"
+    path.write_bytes(content)
+    code, _, err = invoke(cli, "ingest", str(path))
+    assert code == 2 and looks_like in err and "Traceback" not in err
+
+
+def test_folder_ingest_logs_each_file_it_skips_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from digest import ingest
+
+    folder = tmp_path / "dumps"
+    folder.mkdir()
+    (folder / "notes.csv").write_text("a,b\n")
+    (folder / "feed.txt").write_bytes((DATA / "arxiv_rss_sample.xml").read_bytes())
+    store = open_store(f"sqlite:///{tmp_path / 'f.db'}")
+    with caplog.at_level(logging.INFO, logger="digest"):
+        for _ in range(3):  # three polls
+            ingest.ingest_folder(store, folder, now=datetime.now(UTC), settle_seconds=0)
+    store.dispose()
+    lines = [r.getMessage() for r in caplog.records]
+    assert sum("skipped" in line and "notes.csv" in line for line in lines) == 1
+    assert sum("feed.txt" in line and "RSS feed" in line for line in lines) == 1

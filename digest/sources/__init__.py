@@ -3,6 +3,7 @@
     textdump.py   the plain-text page dumps ("Get trending papers ..." pages)
     hf_api.py     the Hugging Face daily_papers JSON, from a file or over HTTP
     folder.py     which files in the watched folder are ready to be read
+    sniff.py      what a file that is not a dump looks like (a feed, HTML, a PDF)
 
 Sources only turn bytes into plain values (`digest.values.ParsedDump`);
 `digest.ingest` joins them to the store. Only this package talks HTTP.

@@ -32,10 +32,11 @@ PARTIAL_SUFFIXES = (".part", ".tmp", ".crdownload", ".partial", ".download")
 
 @dataclass
 class FolderScan:
-    """Files ready to ingest, and those left for the next pass (with why)."""
+    """Files ready to ingest, those left for the next pass, and those never ingested (with why)."""
 
     ready: list[Path] = field(default_factory=list)
     waiting: list[tuple[Path, str]] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
 
 
 def scan_folder(
@@ -61,6 +62,7 @@ def scan_folder(
                 scan.waiting.append((path, "still being written (partial-file name)"))
             continue
         if not name.endswith(DUMP_SUFFIXES):
+            scan.skipped.append((path, "not a .txt or .json file"))
             continue
         try:
             stat = path.stat()

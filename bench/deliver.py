@@ -17,11 +17,10 @@ Rows (messages/s and CPU milliseconds per message, medians of --repeat runs):
 - outbox_sqlite: the whole outbox as `digest send` runs it (claim, build,
   send, record in a SQLite file) with a `build` that returns ready bytes, to
   show what the bookkeeping costs on top of sending;
-- outbox_postgresql and outbox_postgresql_workers, with --database-url
-  postgresql+psycopg://... (an empty database; its tables are replaced): the
-  same on PostgreSQL in one process, and with `delivery.workers = processes`
-  (forked workers claiming from the one outbox, `concurrency` split among
-  them). Several workers need PostgreSQL; SQLite has one writer.
+- outbox_postgresql, with --database-url postgresql+psycopg://... (an empty
+  database; its tables are replaced): the same on PostgreSQL. Several
+  senders on one outbox are measured end to end by `bench/e2e.py
+  --processes 2`.
 
 Speed-ups are given against the naive median and, more conservatively,
 against the naive row's best repeat: one new TCP connection per message makes
@@ -57,7 +56,7 @@ from sqlalchemy.orm import Session
 
 from digest.config import DeliverySettings, Settings
 from digest.mail import Outcome, OutgoingMessage, SmtpMailer
-from digest.outbox import Build, ClaimedDigest, deliver_due_in_processes
+from digest.outbox import Build, ClaimedDigest, deliver_due
 from digest.store.database import Store, open_store
 from digest.store.schema import Digest, Subscriber
 
@@ -258,27 +257,18 @@ def outbox_store(count: int, size_kb: int, url: str) -> tuple[Store, Build]:
     return store, build
 
 
-def run_outbox(
-    port: int, store: Store, build: Build, concurrency: int, workers: int = 1
-) -> tuple[int, float]:
-    """The outbox as `digest send` runs it, in `workers` processes; CPU of children included."""
+def run_outbox(port: int, store: Store, build: Build, concurrency: int) -> tuple[int, float]:
+    """The outbox as `digest send` runs it, in this process (no child CPU to add)."""
     with store.transaction() as session:  # every digest pending again
         session.execute(update(Digest).values(status="pending", sent_at=None, attempts=0))
-    settings = Settings(
-        delivery=DeliverySettings(backend="smtp", concurrency=concurrency, workers=workers)
-    )
+    settings = Settings(delivery=DeliverySettings(backend="smtp", concurrency=concurrency))
     mailer = SmtpMailer(
         host="127.0.0.1", port=port, security="none", concurrency=concurrency, timeout=30
     )
-    children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    report = deliver_due_in_processes(
-        store, settings, mailer, build, workers=workers, now=datetime.now(UTC)
-    )
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    child_cpu = children.ru_utime - children0.ru_utime + children.ru_stime - children0.ru_stime
+    report = deliver_due(store, settings, mailer, build, now=datetime.now(UTC))
     if report.sent == 0 or report.retry or report.failed:
         raise SystemExit(f"outbox run went wrong: {report}")
-    return report.sent, child_cpu
+    return report.sent, 0.0
 
 
 def measure(
@@ -347,13 +337,6 @@ def main() -> None:
             if args.database_url:
                 runs["outbox_postgresql"] = lambda: run_outbox(
                     port, pg_store, pg_build, args.concurrency
-                )
-                runs["outbox_postgresql_workers"] = lambda: run_outbox(
-                    port,
-                    pg_store,
-                    pg_build,
-                    max(1, args.concurrency // args.processes),
-                    args.processes,
                 )
             results = measure(runs, args.repeat, sink)
     finally:

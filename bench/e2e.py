@@ -201,9 +201,6 @@ def main() -> int:
     parser.add_argument("--semantic", action="store_true", help="ingest with the signal on")
     parser.add_argument("--keep", action="store_true", help="keep the bench folder")
     parser.add_argument(
-        "--workers", type=int, default=1, help="delivery.workers: forked senders in one process"
-    )
-    parser.add_argument(
         "--processes", type=int, default=1, help="independent `digest send` processes at once"
     )
     parser.add_argument(
@@ -229,7 +226,6 @@ def main() -> int:
         "DIGEST_DATABASE_URL": database_url,
         "DIGEST_DELIVERY__BACKEND": "smtp",
         "DIGEST_DELIVERY__CONCURRENCY": str(args.concurrency),
-        "DIGEST_DELIVERY__WORKERS": str(args.workers),
         "DIGEST_SMTP__HOST": "127.0.0.1",
         "DIGEST_SMTP__PORT": str(port),
         "DIGEST_SMTP__SECURITY": "none",
@@ -263,7 +259,6 @@ def main() -> int:
         "subscribers": n,
         "checkout": str(args.root.resolve()),
         "database": "postgresql" if args.database_url else "sqlite",
-        "workers": args.workers,
         "processes": args.processes,
         "ingest": ingest,
         "import": {**imported, "rows_per_s": round(n / imported["seconds"])},

@@ -25,7 +25,7 @@ from digest.outbox import (
     DeliveryReport,
     DeliveryRun,
     default_worker,
-    deliver_in_processes,
+    deliver,
     message_builder,
     release_claims,
 )
@@ -77,12 +77,8 @@ class Pipeline:
         email: str | None = None,
         limit: int | None = None,
         on_outcome: OnOutcome | None = None,
-        workers: int | None = None,
     ) -> DeliveryReport:
-        """Deliver what is due; `workers` (default `delivery.workers`) processes at most.
-
-        One subscriber's digest (`email`) is never worth a second process.
-        """
+        """Deliver what is due, in this process (more cores: more processes, see README)."""
         run = DeliveryRun(
             store=self.store,
             settings=self.settings,
@@ -96,9 +92,8 @@ class Pipeline:
             should_stop=self.stopping.is_set,
             on_feed=self._sending,
         )
-        workers = self.settings.delivery.workers if workers is None else workers
         try:
-            report = deliver_in_processes(run, workers=workers)
+            report = deliver(run)
         finally:
             self.feed = None
         if report.sent or report.retry or report.failed:

@@ -15,7 +15,7 @@ from digest.planner import plan_due
 from digest.store.database import Store
 from tests.plan_factories import T0, add_dump, add_subscriber, days, settings_for
 
-SECRET = b"test-secret"
+SECRET = b"test-secret-0123456789abcdefghijklmnop"
 ARXIV_PAPER = "Diffusion Models for Video Generation"
 TITLE_ONLY = "Latent Diffusion & Sparse Attention: 100% faster?"
 

@@ -130,3 +130,13 @@ def test_config_show_masks_secrets(cli: CliRunner) -> None:
     assert code == 0
     assert "smtp.password = '********'" in out
     assert "hunter2" not in out
+
+
+def test_the_removed_workers_setting_says_what_to_do_instead(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("[delivery]\nworkers = 2\n")
+    with pytest.raises(ConfigError, match=r"delivery\.workers' is no longer a setting.*processes"):
+        load_settings(config)
+    config.write_text("")
+    with pytest.raises(ConfigError, match=r"DIGEST_DELIVERY__WORKERS.*several `digest send`"):
+        load_settings(config, {"DIGEST_DELIVERY__WORKERS": "2"})

@@ -61,7 +61,7 @@ def digest_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[s
 
 
 def smtp_daemon_env(
-    tmp_path: Path, database_url: str, port: int, *, workers: int = 1
+    tmp_path: Path, database_url: str, port: int
 ) -> dict[str, str]:
     """The environment of a `digest run` that delivers over SMTP to 127.0.0.1:port."""
     config = tmp_path / "config.toml"
@@ -69,7 +69,7 @@ def smtp_daemon_env(
         f'database_url = "{database_url}"\n'
         f'dumps_dir = "{tmp_path / "dumps"}"\n'
         "[schedule]\ntick_seconds = 0.5\nshutdown_timeout_seconds = 20.0\n"
-        f'[delivery]\nbackend = "smtp"\nconcurrency = 2\nworkers = {workers}\n'
+        '[delivery]\nbackend = "smtp"\nconcurrency = 2\n'
         f'[smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "none"\n'
         'timeout_seconds = 5.0\n[sender]\naddress = "papers@digest.test"\n'
         '[web]\nsecret = "test-secret-0123456789abcdefghijklmnop"\n'
@@ -224,51 +224,6 @@ def test_sigterm_during_a_slow_delivery_round_exits_cleanly_and_sends_nothing_tw
     assert set(statuses) == {"sent"}
     assert sorted(address for address, _ in handler.received) == sorted(emails)
     assert len(set(handler.message_ids())) == len(emails)
-
-
-def test_sigterm_reaches_forked_delivery_workers_and_nothing_is_lost_or_doubled(
-    tmp_path: Path, database_url: str
-) -> None:
-    """With delivery.workers = 2 the round runs in forked workers, started from the
-    scheduler's thread; SIGTERM to the whole process group (as systemd sends it) must
-    still end in a clean exit, no row left `sending`, and every digest sent once."""
-    from digest.store.database import open_store
-    from tests.outbox_rows import make_digests
-    from tests.smtpd import FaultyHandler, smtp_server
-
-    if database_url.startswith("sqlite"):
-        pytest.skip("several delivery workers need PostgreSQL")
-    emails = [f"u{i}@example.org" for i in range(400)]
-    store = open_store(database_url)
-    make_digests(store, emails, now=datetime.now(UTC) - timedelta(minutes=5))
-    store.dispose()
-    handler = FaultyHandler(delay=0.05)
-    with smtp_server(handler) as port:
-        env = smtp_daemon_env(tmp_path, database_url, port, workers=2)
-        daemon = start_daemon(env, own_group=True)  # signalled as a whole
-        try:
-            assert wait_for(lambda: len(handler.received) >= 20, timeout=30), "nothing sent"
-        finally:
-            os.killpg(daemon.pid, signal.SIGTERM)
-            _out, log = daemon.communicate(timeout=30)
-        assert daemon.returncode == 0, log
-        sent_before = len(handler.received)
-        assert sent_before < len(emails), "the round finished before the signal"
-
-        engine = create_engine(database_url)
-        with engine.connect() as connection:
-            rows = connection.execute(text("SELECT status, claimed_by FROM digests")).all()
-        assert "sending" not in {status for status, _ in rows}
-        assert sum(status == "sent" for status, _ in rows) == sent_before
-        assert len({worker for status, worker in rows if status == "sent"}) == 2
-
-        again = digest_cli("send", env=env)
-        assert again.returncode == 0, again.stderr
-        with engine.connect() as connection:
-            statuses = connection.execute(text("SELECT status FROM digests")).scalars().all()
-        engine.dispose()
-    assert set(statuses) == {"sent"}
-    assert sorted(address for address, _ in handler.received) == sorted(emails)
 
 
 def test_sigterm_past_the_shutdown_timeout_leaves_messages_on_the_wire_leased(

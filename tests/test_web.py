@@ -22,7 +22,7 @@ from digest.store.schema import Digest, Subscriber, Topic
 from digest.web import create_app
 from tests.conftest import invoke
 
-SECRET = b"test-secret"
+SECRET = b"test-secret-0123456789abcdefghijklmnop"
 NOW = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
 ONE_CLICK = {"content-type": "application/x-www-form-urlencoded"}
 

@@ -27,9 +27,8 @@ from digest.cli.options import (
 )
 from digest.cli.outbox_commands import lease_json, lease_lines
 from digest.cli.progress import progress_bar
-from digest.config import workers_problem
 from digest.daemon import Daemon, Jobs, next_fire_times, single_instance
-from digest.errors import BadInput, DeliveryError
+from digest.errors import DeliveryError
 from digest.logs import configure_logging
 from digest.mail import Outcome
 from digest.outbox import due_count, leases, status_counts, view_for_plan
@@ -97,17 +96,6 @@ def send(
     limit: Annotated[
         int | None, typer.Option("--limit", min=1, help="Send at most N digests this time.")
     ] = None,
-    workers: Annotated[
-        int | None,
-        typer.Option(
-            "--workers",
-            min=1,
-            max=64,
-            help="Delivery processes (default: delivery.workers). Each uses one core; "
-            "worth it for thousands of digests through a fast relay.",
-            show_default=False,
-        ),
-    ] = None,
 ) -> None:
     """Plan the digests that are due and deliver them, once (what each `digest run` tick does).
 
@@ -117,9 +105,6 @@ def send(
     """
     settings = settings_from(config)
     moment = parse_now(now)
-    problem = workers_problem(workers or 1, settings.database_url)
-    if problem:
-        raise BadInput(f"--workers {workers}: {problem}")
     with store_from(settings) as store:
         pipeline = Pipeline.from_settings(settings, store)
         if dry_run:
@@ -140,9 +125,7 @@ def send(
                     last_reply[outcome.status] = outcome.reply
                 progress.advance(task)
 
-            delivered = pipeline.deliver(
-                moment, email=email, limit=limit, on_outcome=on_outcome, workers=workers
-            )
+            delivered = pipeline.deliver(moment, email=email, limit=limit, on_outcome=on_outcome)
         with store.sessions() as session:
             held = leases(session, now=moment)
     for who, reason in plans.skipped if email else ():

@@ -8,8 +8,7 @@ other package may import it.
 Modules:
 
 - `settings`  the declarations: `setting()`, one dataclass per section, `Settings`,
-              the rule that ties delivery.workers to the database, and the
-              introspection (`iter_settings`) the loader and the example file use
+              and the introspection (`iter_settings`) the loader and the example file use
 - `checks`    the value checks the declarations name (`check=check_timezone`, ...)
 - `loading`   `load_settings` (defaults → TOML → environment, each value checked)
               and `example_toml`
@@ -30,7 +29,6 @@ from digest.config.settings import (
     WebSettings,
     iter_settings,
     setting,
-    workers_problem,
 )
 
 __all__ = [
@@ -49,5 +47,4 @@ __all__ = [
     "iter_settings",
     "load_settings",
     "setting",
-    "workers_problem",
 ]

@@ -30,7 +30,6 @@ from digest.config.settings import (
     is_section,
     iter_settings,
     setting_fields,
-    workers_problem,
 )
 from digest.errors import ConfigError
 
@@ -62,9 +61,6 @@ def load_settings(
             raise ConfigError(f"{config_path}: invalid TOML: {exc}") from None
     settings = _build(Settings, data, prefix="", where=where)
     settings = _apply_env(settings, env)
-    problem = workers_problem(settings.delivery.workers, settings.database_url)
-    if problem:
-        raise ConfigError(f"{where}: delivery.workers = {settings.delivery.workers}: {problem}")
     return replace(settings, source_file=str(config_path) if config_path else None)
 
 
@@ -82,9 +78,20 @@ def _choose_file(path: Path | str | None, env: Mapping[str, str]) -> Path | None
     return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
 
 
+REMOVED = {
+    "delivery.workers": "to deliver with more cores or machines, run several `digest send` "
+    "or `digest run` processes against one PostgreSQL (README: Scaling out)",
+}
+"""Settings a release removed, with what to do instead (a config naming one must say so)."""
+
+
 def _build(cls: type[Any], data: Mapping[str, Any], *, prefix: str, where: str) -> Any:
     known = {f.name: f for f in setting_fields(cls)}
     for key in data:
+        if f"{prefix}{key}" in REMOVED:
+            raise ConfigError(
+                f"{where}: '{prefix}{key}' is no longer a setting: {REMOVED[prefix + key]}"
+            )
         if key not in known:
             hint = difflib.get_close_matches(key, list(known), n=1)
             suggestion = f" (did you mean '{prefix}{hint[0]}'?)" if hint else ""
@@ -126,6 +133,9 @@ def _apply_env(settings: Settings, env: Mapping[str, str]) -> Settings:
             raise ConfigError(f"${var}: unknown settings section {section_name!r}")
         section_cls = field_type(Settings, section)
         inner = {f.name: f for f in setting_fields(section_cls)}
+        if f"{section_name}.{key}" in REMOVED:
+            removed = f"{section_name}.{key}"
+            raise ConfigError(f"${var}: {removed} is no longer a setting: {REMOVED[removed]}")
         if key not in inner:
             hint = difflib.get_close_matches(key, list(inner), n=1)
             suggestion = (

@@ -16,8 +16,6 @@ from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from typing import Any, Literal
 
-from sqlalchemy.engine import make_url
-
 from digest.config.checks import (
     check_address,
     check_database_url,
@@ -235,15 +233,6 @@ class DeliverySettings:
         600.0, "How long a claimed digest stays reserved for one worker.", minimum=1
     )
     batch_size: int = setting(500, "Digests claimed per delivery round.", minimum=1)
-    workers: int = setting(
-        1,
-        "Processes that deliver at once on this machine. One process uses one core "
-        "(building, recording and sending take turns); for many thousands of digests "
-        "through a fast relay, set this to the number of cores. Used only when at "
-        "least 100 digests per process are due.",
-        minimum=1,
-        maximum=64,
-    )
 
 
 @dataclass(frozen=True)
@@ -367,24 +356,6 @@ class Settings:
     web: WebSettings = field(default_factory=WebSettings)
     # Where the settings were read from, for messages; not a setting itself.
     source_file: str | None = field(default=None, compare=False, metadata={"internal": True})
-
-
-def workers_problem(workers: int, database_url: str) -> str | None:
-    """Why `workers` delivery processes cannot share this database, or None.
-
-    SQLite has one writer at a time and its locks do not survive fork(): several
-    processes recording outcomes into one file fail or, worse, stop locking.
-    DESIGN scales delivery with several workers on PostgreSQL.
-    """
-    if workers > 1 and make_url(database_url).get_backend_name() == "sqlite":
-        return (
-            "several delivery processes need PostgreSQL (database_url); SQLite allows "
-            "one writing process, so use 1 there"
-        )
-    return None
-
-
-# --- reading the declarations ---
 
 
 def is_section(f: Any) -> bool:

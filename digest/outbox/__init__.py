@@ -3,8 +3,8 @@
 Owns a planned digest's way out: claiming due digests under a lease (so
 several workers never take the same one), building each claimed digest's
 message, handing batches to a `Mailer`, recording every outcome as it
-arrives, retrying with back-off and giving up in the end; delivery over
-several forked processes; and the operator's read model of the queue
+arrives, retrying with back-off and giving up in the end; and the
+operator's read model of the queue
 (listing, counts, requeue). It opens sessions; it never renders by itself
 (`digest.email` does) and never talks SMTP (`digest.mail` does).
 
@@ -18,7 +18,6 @@ Modules:
     build       a claimed digest (or an unsaved plan) → DigestView → message bytes
     delivery    the loop: claim → build → send → record (`deliver`, `deliver_due`)
     record      outcomes → rows: sent, retry with back-off, failed, bounced, cancelled
-    pool        `deliver` over several forked processes (PostgreSQL)
     read_model  OutboxRow, outbox, status_counts, requeue, leases, take_back_leases:
                 the queue as operators see it
 """
@@ -32,7 +31,6 @@ from digest.outbox.claims import (
     release_claims,
 )
 from digest.outbox.delivery import crash_bound, deliver, deliver_due
-from digest.outbox.pool import WorkerCrashed, deliver_due_in_processes, deliver_in_processes
 from digest.outbox.read_model import (
     Lease,
     OutboxRow,
@@ -58,14 +56,11 @@ __all__ = [
     "Lease",
     "OutboxRow",
     "RunOptions",
-    "WorkerCrashed",
     "claim",
     "crash_bound",
     "default_worker",
     "deliver",
     "deliver_due",
-    "deliver_due_in_processes",
-    "deliver_in_processes",
     "due_count",
     "leases",
     "load_claimed",

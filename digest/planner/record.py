@@ -12,14 +12,17 @@ reported; the others go on.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert
+from sqlalchemy import Table, insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from digest.planner.report import PlannedDigest, PlanReport
 from digest.store.schema import Digest, DigestItem
+from digest.values import Pick
+
+_ITEMS = cast(Table, DigestItem.__table__)
 
 __all__ = ["WRITE_BATCH", "record_plans", "write_digest", "write_digests"]
 
@@ -55,9 +58,15 @@ def write_digests(session: Session, batch: Sequence[PlannedDigest]) -> list[bool
                 .scalars()
                 .all()
             )
-            items = [row for plan, i in zip(batch, ids, strict=True) for row in _item_rows(plan, i)]
+            explained: dict[int, dict[str, Any]] = {}
+            items = [
+                row
+                for plan, i in zip(batch, ids, strict=True)
+                for row in _item_rows(plan, i, explained)
+            ]
             if items:
-                session.execute(insert(DigestItem), items)
+                # Core, not the ORM's bulk insert: plain rows need none of its bookkeeping
+                session.execute(insert(_ITEMS), items)
     except IntegrityError:
         return [write_digest(session, plan) for plan in batch]
     for plan, digest_id in zip(batch, ids, strict=True):
@@ -76,7 +85,7 @@ def write_digest(session: Session, plan: PlannedDigest) -> bool:
                 insert(Digest).values(**_digest_row(plan)).returning(Digest.id)
             ).scalar_one()
             if plan.picks:
-                session.execute(insert(DigestItem), _item_rows(plan, digest_id))
+                session.execute(insert(_ITEMS), _item_rows(plan, digest_id, {}))
     except IntegrityError:
         plan.digest_id = None
         return False
@@ -95,7 +104,11 @@ def _digest_row(plan: PlannedDigest) -> dict[str, Any]:
     }
 
 
-def _item_rows(plan: PlannedDigest, digest_id: int) -> list[dict[str, Any]]:
+def _item_rows(
+    plan: PlannedDigest, digest_id: int, explained: dict[int, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The item rows of one digest. `explained` holds each hit's explanation by the hit's
+    identity: subscribers who share a topic share its hits, so a batch builds each once."""
     return [
         {
             "digest_id": digest_id,
@@ -104,7 +117,15 @@ def _item_rows(plan: PlannedDigest, digest_id: int) -> list[dict[str, Any]]:
             "score": pick.score,
             "topic_id": pick.topic_id,
             "topic_label": plan.topic_labels.get(pick.topic_id, ""),
-            "explanation": pick.explanation(),
+            "explanation": _explanation(pick, explained),
         }
         for pick in plan.picks
     ]
+
+
+def _explanation(pick: Pick, explained: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    # the plans hold their hits for the whole batch, so an id is not reused meanwhile
+    found = explained.get(id(pick.hit))
+    if found is None:
+        found = explained[id(pick.hit)] = pick.explanation()
+    return found

@@ -153,8 +153,8 @@ def parse_dump(data: bytes, *, name: str) -> ParsedDump:
 def _read(path: Path) -> bytes:
     try:
         size = path.stat().st_size
-    except FileNotFoundError:
-        raise SourceError(f"{path}: no such file") from None
+    except FileNotFoundError:  # a mistyped path is bad input (2), not a source that failed (4)
+        raise BadInput(f"{path}: no such file") from None
     except OSError as exc:
         raise SourceError(f"{path}: {exc.strerror}") from None
     if path.is_dir():

@@ -205,7 +205,7 @@ def test_one_bad_file_among_good_ones(
 
 def test_missing_file_and_nothing_to_do(cli: CliRunner, config_file: Path) -> None:
     code, _, err = invoke(cli, "ingest", "nope.txt")
-    assert code == 4 and "error: nope.txt: no such file" in err
+    assert code == 2 and "error: nope.txt: no such file" in err
     code, _, err = invoke(cli, "ingest")
     assert code == 2 and "nothing to ingest" in err
 

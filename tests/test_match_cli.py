@@ -143,6 +143,19 @@ def test_match_bad_input(cli: CliRunner, stored: tuple[int, int]) -> None:
 
 
 def test_match_on_an_empty_store(cli: CliRunner, store: Store, config_file: Path) -> None:
-    assert run_json(cli, "kv cache") == {"query": "kv cache", "papers": []}
+    assert run_json(cli, "kv cache") == {"query": "kv cache", "matched": 0, "papers": []}
     code, out, _ = invoke(cli, "match", "kv cache")
     assert code == 0 and "No paper matches" in out
+
+
+def test_match_counts_every_paper_that_matched_not_only_those_shown(
+    cli: CliRunner, stored: tuple[int, int]
+) -> None:
+    query = "quantization OR diffusion OR cache OR decoding"
+    matched = run_json(cli, query, "--all")["matched"]
+    assert isinstance(matched, int) and matched >= 3
+    limited = run_json(cli, query, "--all", "--limit", "1")
+    assert limited["matched"] == matched and len(limited["papers"]) == 1  # type: ignore[arg-type]
+    code, out, _ = invoke(cli, "match", query, "--all", "--limit", "1")
+    assert code == 0
+    assert f"{matched} of 5 papers match, showing 1 (--limit)" in " ".join(out.split())

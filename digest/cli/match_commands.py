@@ -186,15 +186,24 @@ def match(
         why = index.explain(target.id, node, meaning)
         _print_explanation(console, query, target, why, as_json)
         return
-    hits = index.search(node, meaning)[:limit]
+    found = index.search(node, meaning)
+    hits = found[:limit]
     if as_json:
-        payload = {"query": query, "papers": [_hit_json(h, rows[h.paper_id]) for h in hits]}
+        payload = {
+            "query": query,
+            "matched": len(found),
+            "papers": [_hit_json(h, rows[h.paper_id]) for h in hits],
+        }
         typer.echo(json.dumps(payload, ensure_ascii=False, indent=2))
         return
     if not hits:
         console.print(f"No paper matches {query!r} among {len(papers)} ({where}).")
         return
-    table = Table(title=f"{query}  —  {len(hits)} of {len(papers)} papers ({where})")
+    # how many matched, not how many are shown: "20 of 323" read as "20 matched"
+    shown = f", showing {len(hits)} (--limit)" if len(hits) < len(found) else ""
+    table = Table(
+        title=f"{query}  —  {len(found)} of {len(papers)} papers match{shown} ({where})"
+    )
     table.add_column("#", justify="right")
     table.add_column("score", justify="right")
     table.add_column("title")

@@ -463,3 +463,13 @@ def test_an_address_that_needs_smtputf8_is_refused_at_subscribe_and_import(
     assert (code, out) == (2, "")
     assert "line 3" in err and "SMTPUTF8" in err
     assert json.loads(invoke(cli, "subscribers", "--json")[1]) == []
+
+
+def test_tables_piped_to_another_program_are_not_cut_at_80_columns(
+    cli: CliRunner, config_file: Path
+) -> None:
+    long = "grace.hopper.the.admiral.of.cobol@navy-research-laboratory.example.org"
+    invoke(cli, "subscribe", long, "-t", "compilers", "--timezone", "America/New_York")
+    code, out, _ = invoke(cli, "subscribers")  # CliRunner's stdout is not a terminal
+    assert code == 0
+    assert long in out and "America/New_York" in out

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select
 
@@ -29,6 +28,7 @@ from digest.cli.options import (
     parse_now,
     settings_from,
     store_from,
+    table_console,
 )
 from digest.cli.progress import progress_bar
 from digest.config import Settings
@@ -229,7 +229,7 @@ def papers_command(
             "" if row["upvotes"] is None else str(row["upvotes"]),
             row["first_seen"][:16].replace("T", " "),
         )
-    Console(width=160).print(table)
+    table_console().print(table)
 
 
 def _papers(store: Store, day: date | None, limit: int) -> list[dict[str, Any]]:
@@ -300,4 +300,4 @@ def dumps_command(json_: JsonOption = False, config: ConfigOption = None) -> Non
             row["ingested_at"][:16].replace("T", " "),
             row["source_ref"],
         )
-    Console(width=160).print(table)
+    table_console().print(table)

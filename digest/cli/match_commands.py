@@ -201,9 +201,7 @@ def match(
         return
     # how many matched, not how many are shown: "20 of 323" read as "20 matched"
     shown = f", showing {len(hits)} (--limit)" if len(hits) < len(found) else ""
-    table = Table(
-        title=f"{query}  —  {len(found)} of {len(papers)} papers match{shown} ({where})"
-    )
+    table = Table(title=f"{query}  —  {len(found)} of {len(papers)} papers match{shown} ({where})")
     table.add_column("#", justify="right")
     table.add_column("score", justify="right")
     table.add_column("title")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 
 from digest.config import Settings, load_settings
 from digest.errors import BadInput, ConfigError
@@ -74,3 +76,16 @@ def parse_now(value: str | None) -> datetime:
     if parsed.tzinfo is None:
         raise BadInput(f"--now: {value!r} has no UTC offset (add Z or +HH:MM)")
     return parsed.astimezone(UTC)
+
+
+PIPED_WIDTH = 10_000
+"""Columns a table may take when output goes to a pipe or file (nothing there wraps)."""
+
+
+def table_console(*, stderr: bool = False) -> Console:
+    """A Console for tables: the terminal's width on a terminal; when piped, wide enough
+    that no cell is cut (Rich's 80-column default turned `grace@example.org` into
+    `grace@e…` in `digest subscribers | grep`)."""
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else PIPED_WIDTH
+    return Console(stderr=stderr, width=width, soft_wrap=True, highlight=False)

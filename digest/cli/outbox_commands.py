@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from digest.cli.app import app
@@ -18,6 +17,7 @@ from digest.cli.options import (
     parse_now,
     settings_from,
     store_from,
+    table_console,
 )
 from digest.errors import BadInput
 from digest.outbox import Lease, leases, outbox, requeue, status_counts, take_back_leases
@@ -65,7 +65,7 @@ def outbox_command(
         }
         typer.echo(json.dumps(payload, indent=2))
         return
-    console = Console()
+    console = table_console()
     table = Table(
         "id", "email", "period", "status", "tries", "next try (UTC)", "sent (UTC)", "last error"
     )

@@ -12,7 +12,6 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
 
@@ -24,6 +23,7 @@ from digest.cli.options import (
     parse_now,
     settings_from,
     store_from,
+    table_console,
 )
 from digest.cli.outbox_commands import lease_json, lease_lines
 from digest.cli.progress import progress_bar
@@ -197,7 +197,7 @@ def status(config: ConfigOption = None, now: NowOption = None, as_json: JsonOpti
     if as_json:
         typer.echo(json.dumps(data, indent=2))
         return
-    console = Console()
+    console = table_console()
     if last is None:
         console.print("last ingest: never (run `digest ingest` or drop dumps into dumps_dir)")
     else:

@@ -29,6 +29,7 @@ from digest.cli.options import (
     parse_now,
     settings_from,
     store_from,
+    table_console,
 )
 from digest.config import Settings
 from digest.errors import BadInput
@@ -289,7 +290,7 @@ def subscribers_command(
                 s.email, s.status, _schedule(s), str(len(s.topics)), f"{s.subscribed_at:%Y-%m-%d}"
             )
         if found:
-            Console(soft_wrap=True).print(table)
+            table_console().print(table)
         typer.echo(f"{len(found)} subscriber{'s' * (len(found) != 1)}")
 
 

@@ -208,6 +208,35 @@ def zone_of(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
+        near = zone_suggestions(name)
+        hint = f"did you mean {' or '.join(repr(z) for z in near)}?" if near else ""
         raise BadInput(
-            f"unknown timezone {name!r}: use an IANA name such as 'Europe/Berlin' or 'UTC'"
+            f"unknown timezone {name!r}: "
+            + (hint or "use an IANA name such as 'Europe/Berlin' or 'UTC'")
         ) from None
+
+
+def zone_suggestions(name: str, most: int = 3) -> list[str]:
+    """Known zones a mistyped `name` may mean: 'berlin' → 'Europe/Berlin'.
+
+    Matched on the city part, ignoring case, spaces and underscores, then by
+    closeness of spelling over whole names.
+    """
+    import difflib
+    from zoneinfo import available_timezones
+
+    zones = sorted(available_timezones())
+
+    def fold(text: str) -> str:
+        return text.casefold().replace(" ", "_").replace("-", "_")
+
+    wanted = fold(name.strip())
+    exact = [z for z in zones if fold(z) == wanted or fold(z.rsplit("/", 1)[-1]) == wanted]
+    if exact:
+        return exact[:most]
+    folded = {fold(z): z for z in zones}
+    cities = {fold(z.rsplit("/", 1)[-1]): z for z in zones}
+    close = difflib.get_close_matches(wanted, list(cities), n=most, cutoff=0.8)
+    close += difflib.get_close_matches(wanted, list(folded), n=most, cutoff=0.8)
+    found = [cities.get(c) or folded[c] for c in close]
+    return list(dict.fromkeys(found))[:most]

@@ -269,7 +269,7 @@ BAD_COMMANDS = [
     (["subscribe", "alice(at)example.org", "-t", "llm"], "not a valid email address"),
     (
         ["subscribe", "bob@example.org", "-t", "llm", "--timezone", "Berlin"],
-        "unknown timezone 'Berlin'",
+        "unknown timezone 'Berlin': did you mean 'Europe/Berlin'?",
     ),
     (
         ["subscribe", "bob@example.org", "-t", "llm", "--hour", "25"],

@@ -558,3 +558,82 @@ def test_a_slow_reply_to_the_body_gets_its_own_timeout_so_nothing_is_sent_twice(
         mailer = smtp_mailer(port, concurrency=1, timeout=1.0)
         report = deliver_due(store, settings, mailer, build, now=T0)
     assert report.sent == 1 and [rcpt for rcpt, _ in handler.received] == ["a@example.org"]
+
+
+def _in_thread(work: Any, seconds: float) -> list[Any]:
+    """Run `work` on a thread; fail (instead of hanging the suite) if it outlasts `seconds`."""
+    result: list[Any] = []
+    thread = threading.Thread(target=lambda: result.append(work()), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), "the delivery run never ended"
+    return result
+
+
+def test_a_batch_sent_before_its_build_thread_ends_still_gets_a_next_batch(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The build thread adds its batch, the sender sends all of it, the last outcome asks
+    for the next batch: all before the thread has ended. The request must not be lost."""
+    make_digests(store, [f"r{i}@example.org" for i in range(6)])
+    settings = Settings(delivery=replace(DeliverySettings(), batch_size=2))
+    refill = deliver._Delivery.refill
+
+    def slow_to_finish(self: Any, feed: Any) -> Any:
+        failure = refill(self, feed)
+        time.sleep(0.3)  # descheduled after adding the batch, before the thread ends
+        return failure
+
+    monkeypatch.setattr(deliver._Delivery, "refill", slow_to_finish)
+    (report,) = _in_thread(
+        lambda: deliver_due(store, settings, MemoryMailer(), build, now=T0), seconds=20
+    )
+    assert report.sent == 6
+    assert set(states(store).values()) == {"sent"}
+
+
+def test_a_build_that_raises_a_base_exception_ends_the_run(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_digests(store, [f"r{i}@example.org" for i in range(6)])
+    settings = Settings(delivery=replace(DeliverySettings(), batch_size=2))
+    calls = 0
+
+    def build_then_exit(session: Session, row: Any) -> bytes:
+        nonlocal calls
+        calls += 1
+        if calls > 2:  # on the build thread, after the first batch
+            raise SystemExit("stop")
+        return build(session, row)
+
+    def run() -> BaseException | None:
+        try:
+            deliver_due(store, settings, MemoryMailer(), build_then_exit, now=T0)
+        except BaseException as exc:
+            return exc
+        return None
+
+    (raised,) = _in_thread(run, seconds=20)
+    assert isinstance(raised, SystemExit)
+    counts = Counter(states(store).values())
+    assert counts["sent"] == 2 and "sending" not in counts
+
+
+def test_sending_waits_while_outcomes_are_not_yet_recorded(store: Store) -> None:
+    """The window: with recording stalled, at most crash_bound(concurrency) messages reach
+    the server, whatever the batch size; a crash then could re-send no more than that."""
+    make_digests(store, [f"r{i}@example.org" for i in range(400)])
+    handler = FaultyHandler()
+    settings = Settings(delivery=replace(DeliverySettings(), batch_size=400, concurrency=2))
+    seen_while_stalled: list[int] = []
+
+    def stall_once(outcome: Any) -> None:
+        if not seen_while_stalled:
+            time.sleep(1.0)  # recording is stuck here; sending goes on as far as it may
+            seen_while_stalled.append(len(handler.received))
+
+    with smtp_server(handler) as port:
+        mailer = SmtpMailer(host="127.0.0.1", port=port, security="none", concurrency=2)
+        report = deliver_due(store, settings, mailer, build, now=T0, on_outcome=stall_once)
+    assert report.sent == 400
+    assert 2 < seen_while_stalled[0] <= deliver.crash_bound(2)

@@ -258,7 +258,7 @@ class _Delivery:
         """
         low_water = max(1, self.delivery.batch_size // 2)
         self.leases_renewed_at = self.clock()
-        refill = _Refill(self, feed)
+        refill = _Refill(self, feed, low_water)
         try:
             # Closed at once if recording fails, which stops sending (see iter_outcomes).
             with closing(
@@ -270,7 +270,7 @@ class _Delivery:
                     self.record(outcomes)
                     feed.settle(outcome.digest_id for outcome in outcomes)
                     if not feed.closed and feed.waiting < low_water:
-                        refill.start()
+                        refill.start()  # a no-op but for a flag while a build runs
         except DeliveryError as exc:
             refill.join()
             with self.run.store.transaction() as session:
@@ -336,22 +336,34 @@ class _Delivery:
 class _Refill:
     """The next batch, claimed and built on a thread of its own while outcomes are recorded.
 
-    At most one build runs at a time; `start` while one runs does nothing.
-    The thread adds its batch to the feed itself (or closes the feed when
-    nothing more is due), so sending never waits for the recording thread.
+    At most one build runs at a time. `start` is asked after every recorded
+    group; it only sets a flag when a build is under way, and the thread looks
+    at the flag before it ends (both under one lock), so a request that comes
+    while the thread is finishing is never lost: otherwise a batch sent in full
+    before its thread had ended would leave nobody to build the next, and the
+    run would wait forever. The thread adds its batch to the feed itself (or
+    closes the feed when nothing more is due), so sending never waits for the
+    recording thread; whatever ends it, the feed is closed if it fails.
     """
 
-    def __init__(self, delivery: _Delivery, feed: MessageFeed) -> None:
+    def __init__(self, delivery: _Delivery, feed: MessageFeed, low_water: int) -> None:
         self.delivery = delivery
         self.feed = feed
+        self.low_water = low_water
+        self.lock = threading.Lock()
+        self.wanted = False
+        self.running = False
         self.thread: threading.Thread | None = None
-        self.failure: Exception | None = None
+        self.failure: BaseException | None = None
 
     def start(self) -> None:
-        if self.thread is not None and self.thread.is_alive():
-            return
-        if self.failure is not None:
-            return
+        with self.lock:
+            if self.failure is not None:
+                return
+            self.wanted = True
+            if self.running:
+                return
+            self.running = True
         self.thread = threading.Thread(target=self._run, name="digest-build", daemon=True)
         self.thread.start()
 
@@ -360,4 +372,26 @@ class _Refill:
             self.thread.join()
 
     def _run(self) -> None:
-        self.failure = self.delivery.refill(self.feed)
+        try:
+            while self._still_wanted():  # which clears `running` when it says no
+                failure = self.delivery.refill(self.feed)
+                if failure is not None:  # the feed is closed: no more builds
+                    self._failed(failure)
+                    return
+        except BaseException as exc:  # not an Exception (refill catches those): stop the run
+            self.feed.close()
+            self._failed(exc)
+
+    def _failed(self, failure: BaseException) -> None:
+        with self.lock:
+            self.failure = failure
+            self.running = False
+
+    def _still_wanted(self) -> bool:
+        """Take the request, if there is one and the feed still wants a batch."""
+        with self.lock:
+            wanted, self.wanted = self.wanted, False
+            if wanted and not self.feed.closed and self.feed.waiting < self.low_water:
+                return True
+            self.running = False  # under the lock: a later `start` starts a new thread
+            return False

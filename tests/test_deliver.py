@@ -36,7 +36,7 @@ from digest.outbox import delivery as deliver
 from digest.store.database import Store
 from digest.store.schema import Digest, Subscriber
 from tests.outbox_rows import T0, build, make_digests, states
-from tests.smtpd import FaultyHandler, smtp_server
+from tests.smtpd import FaultyHandler, free_port, smtp_server
 
 
 def settings_for(port: int = 25, **delivery: object) -> Settings:
@@ -637,3 +637,21 @@ def test_sending_waits_while_outcomes_are_not_yet_recorded(store: Store) -> None
         report = deliver_due(store, settings, mailer, build, now=T0, on_outcome=stall_once)
     assert report.sent == 400
     assert 2 < seen_while_stalled[0] <= deliver.crash_bound(2)
+
+
+def test_a_relay_that_cannot_be_reached_leaves_every_digest_for_retry_with_why(
+    store: Store,
+) -> None:
+    """More digests are claimed than the window lets out: when every connection gives
+    up, each of them is recorded `retry` with the reason, none quietly put back."""
+    make_digests(store, [f"r{i}@example.org" for i in range(300)])
+    settings = Settings(delivery=replace(DeliverySettings(), batch_size=300, concurrency=2))
+    mailer = SmtpMailer(
+        host="127.0.0.1", port=free_port(), security="none", concurrency=2, connect_attempts=1
+    )
+    report = deliver_due(store, settings, mailer, build, now=T0)
+    assert (report.sent, report.retry) == (0, 300)
+    with store.sessions() as session:
+        rows = session.execute(select(Digest.status, Digest.last_error)).all()
+    assert {status for status, _ in rows} == {"retry"}
+    assert all(error and "127.0.0.1" in error for _, error in rows)

@@ -125,6 +125,16 @@ class MessageFeed:
             self._out.update(message.digest_id for message in batch)
         return batch
 
+    def drain(self) -> list[OutgoingMessage]:
+        """Everything waiting, window or not, and close: for a sender that gives up, which
+        reports each of them (as `retry`) instead of sending it."""
+        with self._lock:
+            batch = list(self._queue)
+            self._queue.clear()
+            self._closed = True
+        self._wake()
+        return batch
+
     def _wait_for_more(self) -> asyncio.Event | None:
         """The event to wait on while nothing can be taken but more may come, else None.
 

@@ -121,8 +121,9 @@ class SmtpMailer(Mailer):
                 worker.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
             raise exc.args[0] from None
-        # Every worker gave up connecting: what is left waits for a later run.
-        for message in feed.take_waiting():
+        # Every worker gave up connecting: what is left waits for a later run (all of
+        # it: the window limits what goes to the server, not what is reported back).
+        for message in feed.drain():
             on_outcome(Outcome(message.digest_id, "retry", f"no connection to {self.where}"))
 
     async def _worker(

@@ -75,6 +75,60 @@ def test_upgrading_a_0001_database_keeps_its_rows_and_adds_the_vector_tables(
     engine.dispose()
 
 
+def test_upgrading_stores_old_unicode_domains_in_ascii_so_they_are_found_again(
+    tmp_path: Path,
+) -> None:
+    """0003: an address stored in its Unicode form by an earlier release is rewritten
+    to the ASCII form lookups use; one whose ASCII form is taken, or that cannot be
+    written in ASCII, is left alone."""
+    from alembic import command
+    from sqlalchemy import insert, select
+
+    from digest.config import ScheduleSettings
+    from digest.store.schema import Subscriber
+    from digest.subscribers.manage import get_subscriber
+
+    engine = db.make_engine(f"sqlite:///{tmp_path}/old.db")
+    command.upgrade(db._alembic_config(engine), "0002")
+    then = datetime(2026, 11, 1, tzinfo=UTC)
+    defaults = ScheduleSettings()
+    stored = ["user@bücher.de", "both@bücher.de", "both@xn--bcher-kva.de", "üser@example.org"]
+    with engine.begin() as connection:
+        connection.execute(
+            insert(Subscriber),
+            [
+                {
+                    "email": email,
+                    "status": "active",
+                    "timezone": "UTC",
+                    "send_hour": defaults.default_send_hour,
+                    "frequency": "daily",
+                    "weekday": 0,
+                    "max_papers": 10,
+                    "created_at": then,
+                    "subscribed_at": then,
+                    "updated_at": then,
+                    "consecutive_failures": 0,
+                }
+                for email in stored
+            ],
+        )
+    assert db.upgrade(engine)[1] == db.head_revision()
+    with engine.connect() as connection:
+        emails = set(connection.execute(select(Subscriber.email)).scalars())
+    assert emails == {
+        "user@xn--bcher-kva.de",
+        "both@bücher.de",
+        "both@xn--bcher-kva.de",
+        "üser@example.org",
+    }
+    engine.dispose()
+    store = db.open_store(f"sqlite:///{tmp_path}/old.db")
+    with store.sessions() as session:
+        assert get_subscriber(session, "user@bücher.de").email == "user@xn--bcher-kva.de"
+    store.dispose()
+
+
 def test_sqlite_connections_use_wal_and_enforce_foreign_keys(tmp_path: object) -> None:
     store = db.open_store("sqlite:///var/nested/x.db")  # folder is created
     with store.engine.connect() as connection:

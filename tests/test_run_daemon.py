@@ -278,3 +278,50 @@ def test_sigterm_past_the_shutdown_timeout_leaves_messages_on_the_wire_leased(
     assert sorted(statuses) == ["sending"] * 2 + ["sent"] * 10
     received = [address for address, _ in handler.received]
     assert len(received) == len(set(received)), "a digest on the wire was sent again"
+
+
+def test_sigterm_to_digest_send_finishes_what_is_on_the_wire_and_puts_the_rest_back(
+    tmp_path: Path, database_url: str
+) -> None:
+    """systemd stops a `digest send` with SIGTERM: it claims nothing more, the messages on
+    the wire finish and are recorded, the rest goes back due at once (nothing left
+    `sending` for a lease), and the next send delivers each remaining digest once."""
+    from digest.store.database import open_store
+    from tests.outbox_rows import make_digests
+    from tests.smtpd import FaultyHandler, smtp_server
+
+    emails = [f"u{i}@example.org" for i in range(16)]
+    store = open_store(database_url)
+    make_digests(store, emails, now=datetime.now(UTC) - timedelta(minutes=5))
+    store.dispose()
+    handler = FaultyHandler(delay=0.4)
+    with smtp_server(handler) as port:
+        env = smtp_daemon_env(tmp_path, database_url, port)
+        sender = subprocess.Popen(
+            [sys.executable, "-m", "digest", "send"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert wait_for(lambda: len(handler.received) >= 2, timeout=30), "nothing sent"
+        finally:
+            sender.send_signal(signal.SIGTERM)
+            out, err = sender.communicate(timeout=30)
+        assert sender.returncode == 0, err
+        sent_before = len(handler.received)
+        assert sent_before < len(emails), "the send finished before the signal"
+        assert f"sent {sent_before}," in out
+        engine = create_engine(database_url)
+        with engine.connect() as connection:
+            statuses = connection.execute(text("SELECT status FROM digests")).scalars().all()
+        assert "sending" not in statuses
+        assert statuses.count("sent") == sent_before
+        again = digest_cli("send", env=env)
+        assert again.returncode == 0, again.stderr
+        with engine.connect() as connection:
+            statuses = connection.execute(text("SELECT status FROM digests")).scalars().all()
+        engine.dispose()
+    assert set(statuses) == {"sent"}
+    assert sorted(address for address, _ in handler.received) == sorted(emails)

@@ -110,6 +110,9 @@ def send(
         if dry_run:
             _dry_run(pipeline, moment, email)
             return
+        # SIGTERM (systemd stopping a sender, `docker stop`): claim nothing more, let
+        # the messages on the wire finish and be recorded, put the rest back, exit.
+        signal.signal(signal.SIGTERM, lambda _signum, _frame: pipeline.stop())
         plans = pipeline.plan(moment, email=email)
         with store.sessions() as session:
             due = due_count(session, now=moment, email=email)

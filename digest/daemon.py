@@ -274,13 +274,15 @@ class Daemon:
             finished = self._idle.wait_for(lambda: self._running == 0, timeout=deadline)
         released = self.jobs.release()  # all but what is on the wire
         if not finished:
+            still = sorted(name for name, busy in self._busy.items() if busy.locked())
             log_event(
                 logger,
-                "digest run stopped with messages still on the wire: their digests stay "
-                "leased to this process until the lease runs out "
-                "(`digest retry --stale` takes them back now)",
+                f"digest run stopped with {', '.join(still) or 'a job'} still running after "
+                "shutdown_timeout_seconds; digests whose messages are still on the wire stay "
+                "leased until the lease runs out (`digest retry --stale` takes them back now)",
                 logging.WARNING,
                 finished_in_flight=False,
+                still_running=still,
                 released_digests=released,
             )
             return False

@@ -64,17 +64,19 @@ def test_retry_makes_digests_due_and_send_delivers_them(
     assert report.sent == 2
 
 
-def _claimed_by_a_dead_sender(database_url: str, emails: list[str]) -> str:
-    """Rows `sending` under the name of a process of this host that has exited: a crash."""
+def _claimed_by_a_dead_sender(
+    database_url: str, emails: list[str], *, pid: int | None = None
+) -> str:
+    """Rows `sending` under the name of a process of this host that is not running (a
+    crash): a pid above the kernel's pid_max, which no process can have. `pid` names
+    another holder instead."""
     import socket
-    import subprocess
-    import sys
 
     from digest.outbox import claim
 
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    worker = f"{socket.gethostname()}:{dead.pid}"
+    if pid is None:
+        pid = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1
+    worker = f"{socket.gethostname()}:{pid}"
     store = open_store(database_url)
     make_digests(store, emails)
     with store.transaction() as session:
@@ -125,3 +127,15 @@ def test_retry_stale_leaves_leases_whose_time_has_not_come_alone_without_the_fla
     assert code == 0 and out.startswith("0 digests due again") and err == ""
     code, _, err = invoke(cli, "retry", "--stale", "--email", "a@example.org")
     assert code == 2 and "--stale" in err
+
+
+def test_retry_stale_leaves_a_sender_that_is_still_running_alone(
+    cli: CliRunner, config_file: Path, database_url: str
+) -> None:
+    import os
+
+    worker = _claimed_by_a_dead_sender(database_url, ["a@example.org"], pid=os.getpid())
+    code, out, err = invoke(cli, "retry", "--stale", "--now", T0.isoformat())
+    assert code == 0 and out.startswith("0 digests due again")
+    assert f"left alone: 1 digest leased by {worker} (running)" in err
+    assert "leased by" in invoke(cli, "outbox", "--now", T0.isoformat())[1]

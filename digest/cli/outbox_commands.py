@@ -123,8 +123,9 @@ def retry_command(
         typer.Option(
             "--stale",
             help="Also take back digests leased by a sender that died (a crash, a kill -9), "
-            "instead of waiting for the lease to run out. Only when that sender is "
-            "really gone: what a live one is sending would arrive twice.",
+            "instead of waiting for the lease to run out. A sender on this machine that "
+            "still runs keeps its digests; one elsewhere cannot be checked: use this "
+            "only when it is really gone, or what it is sending may arrive twice.",
         ),
     ] = False,
     email: EmailOption = None,
@@ -137,13 +138,18 @@ def retry_command(
         raise BadInput("--stale takes back every sender's leases; it cannot be used with --email")
     with store_from(settings_from(config)) as store, store.transaction() as session:
         held = leases(session, now=at) if stale else []
-        if stale:
-            take_back_leases(session, now=at)  # now `retry`, due at once: counted below
+        # a holder known to be running (this host, its pid alive) is left alone: taking
+        # its rows would send what it is sending a second time
+        taken = [lease for lease in held if lease.running is not True]
+        # now `retry`, due at once: counted by requeue below
+        take_back_leases(session, now=at, workers=[lease.worker for lease in taken])
         address = get_subscriber(session, email).email if email else None
         count = requeue(session, now=at, include_failed=failed, email=address)
     for lease in held:
-        alive = " (it is still running: stop it, or expect duplicates)" if lease.running else ""
-        typer.echo(f"warning: took back {lease.describe()}{alive}", err=True)
+        if lease.running:
+            typer.echo(f"left alone: {lease.describe()}: stop that sender first", err=True)
+        else:
+            typer.echo(f"warning: took back {lease.describe()}", err=True)
     noun = "digest" if count == 1 else "digests"
     typer.echo(f"{count} {noun} due again; the next `digest send` delivers them")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -178,17 +179,23 @@ def leases(session: Session, *, now: datetime) -> list[Lease]:
     return [Lease(worker or "?", count, until or now) for worker, count, until in rows]
 
 
-def take_back_leases(session: Session, *, now: datetime) -> int:
-    """Make every leased digest due now, whoever holds it (`digest retry --stale`).
+def take_back_leases(session: Session, *, now: datetime, workers: Sequence[str]) -> int:
+    """Make the digests leased to `workers` due now (`digest retry --stale`).
 
     For after a crash, when the operator knows the holder is dead: its rows
     need not wait for their lease. If it is in fact alive, what it is sending
     may be sent twice (with the same Message-ID). The claim's attempt stays
     counted: the message may have been handed to the server.
     """
+    if not workers:
+        return 0
     result = session.execute(
         update(Digest)
-        .where(Digest.status == "sending", Digest.lease_until >= now)
+        .where(
+            Digest.status == "sending",
+            Digest.lease_until >= now,
+            Digest.claimed_by.in_(list(workers)),
+        )
         .values(status="retry", next_attempt_at=now, lease_until=None, claimed_by=None)
         .execution_options(synchronize_session=False)
     )

@@ -6,7 +6,6 @@ import json
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from digest.cli.app import app
 from digest.cli.options import (
@@ -69,20 +68,24 @@ def report_json(report: PlanReport) -> dict[str, object]:
 
 
 def print_report(report: PlanReport, *, dry_run: bool) -> None:
-    """One line per subscriber (long reasons stay whole and greppable), then a summary."""
-    console = Console(highlight=False, soft_wrap=True, markup=False)
+    """One line per subscriber (long reasons stay whole and greppable), then a summary.
+
+    Plain writes, not Rich: 100,000 lines through a Rich console took a tenth of
+    `digest plan`, for text that has no markup.
+    """
+    lines = []
     for p in report.planned:
         papers = f"{len(p.picks)} paper{'s' if len(p.picks) != 1 else ''}"
         if p.status == "pending":
             result = "would be sent" if dry_run else f"planned (digest {p.digest_id})"
         else:
             result = f"empty, not sent: {p.reason}"
-        console.print(f"{p.email}  {p.period}  {papers}  {result}")
-    for email, reason in report.skipped:
-        console.print(f"{email}  skipped: {reason}")
+        lines.append(f"{p.email}  {p.period}  {papers}  {result}")
+    lines.extend(f"{email}  skipped: {reason}" for email, reason in report.skipped)
     verb = "would plan" if dry_run else "planned"
-    console.print(
+    lines.append(
         f"{verb} {len(report.pending)} digest(s), {len(report.empty)} empty, "
         f"{len(report.skipped)} subscriber(s) skipped"
         f" at {report.now:%Y-%m-%d %H:%M} UTC"
     )
+    typer.echo("\n".join(lines))

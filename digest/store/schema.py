@@ -69,6 +69,32 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+class EncodedJSON(str):
+    """JSON text already encoded, which `StoredJSON` writes as it is.
+
+    A planning pass writes the same explanation (one paper matched by one topic)
+    into thousands of digests: encoding it once instead of once per row took a
+    fifth of the time `digest plan` spent on 100,000 subscribers.
+    """
+
+
+class StoredJSON(TypeDecorator[Any]):
+    """JSON, except that an `EncodedJSON` value is written without encoding it again."""
+
+    impl = JSON
+    cache_ok = True
+
+    def bind_processor(self, dialect: Dialect) -> Any:
+        inner = self.load_dialect_impl(dialect).bind_processor(dialect)
+
+        def process(value: Any) -> Any:
+            if isinstance(value, EncodedJSON):
+                return str(value)
+            return inner(value) if inner is not None else value
+
+        return process
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map: ClassVar[dict[Any, Any]] = {
@@ -250,7 +276,7 @@ class DigestItem(Base):
     # The topic's label or query at planning time, so renders stay stable if it changes.
     topic_label: Mapped[str] = mapped_column(Text, default="")
     # Matched terms with positions, expansions used, score parts (see digest.values.Pick).
-    explanation: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    explanation: Mapped[dict[str, Any]] = mapped_column(StoredJSON(), default=dict)
 
     digest: Mapped[Digest] = relationship(back_populates="items")
     paper: Mapped[Paper] = relationship()

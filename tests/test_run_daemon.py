@@ -60,9 +60,7 @@ def digest_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[s
     )
 
 
-def smtp_daemon_env(
-    tmp_path: Path, database_url: str, port: int
-) -> dict[str, str]:
+def smtp_daemon_env(tmp_path: Path, database_url: str, port: int) -> dict[str, str]:
     """The environment of a `digest run` that delivers over SMTP to 127.0.0.1:port."""
     config = tmp_path / "config.toml"
     config.write_text(

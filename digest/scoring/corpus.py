@@ -41,13 +41,31 @@ END: Final = 3
 VIA: Final = 4
 
 
+# An occurrence as stored in the postings: (position, start, end) packed in one int.
+# A tuple per word of every paper made the postings most of the planner's memory
+# (about 150 bytes per word; a window of 38,000 papers took over a gigabyte); one
+# int is a fifth of that, and `occurrences` rebuilds the Occ tuples of just the
+# papers a leaf asks about.
+_SHIFT: Final = 21
+_MASK: Final = (1 << _SHIFT) - 1
+
+
+def _pack(position: int, start: int, end: int) -> int:
+    return (position << (2 * _SHIFT)) | (start << _SHIFT) | end
+
+
+def occurrences(name: TextField, packed: tuple[int, ...], via: str | None) -> list[Occ]:
+    """The Occ tuples of one paper's packed occurrences in field `name`."""
+    return [(name, p >> (2 * _SHIFT), (p >> _SHIFT) & _MASK, p & _MASK, via) for p in packed]
+
+
 @dataclass(slots=True)
 class FieldIndex:
     """One field's postings and lengths (what BM25F normalises by)."""
 
-    # term → paper → occurrences; tuples of plain values, which the garbage collector
-    # stops tracking (a corpus holds tens of thousands)
-    postings: dict[str, dict[int, tuple[Occ, ...]]] = field(default_factory=dict)
+    # term → paper → packed occurrences (see `_pack`); tuples of ints, which the
+    # garbage collector does not track
+    postings: dict[str, dict[int, tuple[int, ...]]] = field(default_factory=dict)
     lengths: list[int] = field(default_factory=list)
     average: float = 1.0
 
@@ -79,9 +97,7 @@ class Corpus:
         for name in FIELDS:
             index = self.fields[name]
             for doc, paper in enumerate(self.papers):
-                index.lengths.append(
-                    _add_postings(index.postings, doc, field_text(paper, name), name)
-                )
+                index.lengths.append(add_postings(index.postings, doc, field_text(paper, name)))
             index.average = max(1.0, sum(index.lengths) / max(1, len(index.lengths)))
         self.acronyms = Acronyms.learn(p.abstract for p in self.papers)
         self.builtin_acronyms = Acronyms.learn((), builtin=True)
@@ -135,12 +151,8 @@ class Corpus:
         via: str | None,
     ) -> None:
         for name in fields:
-            for doc, tokens in self.fields[name].postings.get(term, {}).items():
-                bucket = out.setdefault(doc, [])
-                if via is None:
-                    bucket.extend(tokens)
-                else:
-                    bucket.extend((name, t[POSITION], t[START], t[END], via) for t in tokens)
+            for doc, packed in self.fields[name].postings.get(term, {}).items():
+                out.setdefault(doc, []).extend(occurrences(name, packed, via))
 
     def add_prefix(
         self, out: dict[int, list[Occ]], prefix: str, fields: Iterable[TextField]
@@ -175,16 +187,16 @@ class Corpus:
             present = lists[0]
             if present is None or any(lst is None for lst in lists):
                 continue
-            for doc, first_tokens in present.items():
+            for doc, first_packed in present.items():
                 positions = []
                 for (_, _t), lst in zip(slots[1:], lists[1:], strict=True):
                     assert lst is not None
-                    tokens = lst.get(doc)
-                    if tokens is None:
+                    packed = lst.get(doc)
+                    if packed is None:
                         break
-                    positions.append({t[POSITION]: t for t in tokens})
+                    positions.append({t[POSITION]: t for t in occurrences(name, packed, None)})
                 else:
-                    for token in first_tokens:
+                    for token in occurrences(name, first_packed, None):
                         base = token[POSITION] - first_offset
                         ends = []
                         for (offset, _t), at in zip(slots[1:], positions, strict=True):
@@ -199,9 +211,7 @@ class Corpus:
                             )
 
 
-def _add_postings(
-    postings: dict[str, dict[int, tuple[Occ, ...]]], doc: int, text: str, name: TextField
-) -> int:
+def add_postings(postings: dict[str, dict[int, tuple[int, ...]]], doc: int, text: str) -> int:
     """Index one field of one paper; returns its length in words (up to the last term).
 
     The hot loop of an index build (one pass per word of every paper): each
@@ -210,7 +220,7 @@ def _add_postings(
     `digest.scoring.analysis.analyse`.
     """
     shapes = SHAPES
-    local: dict[str, list[Occ]] = {}
+    local: dict[str, list[int]] = {}
     position = 0
     length = 0
     for match in compound_matches(text):
@@ -219,7 +229,7 @@ def _add_postings(
         if tokens:
             start = match.start()
             for term, offset, begin, end in tokens:
-                occ = (name, position + offset, start + begin, start + end, None)
+                occ = _pack(position + offset, start + begin, start + end)
                 occs = local.get(term)
                 if occs is None:
                     local[term] = [occ]

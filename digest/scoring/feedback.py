@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from operator import itemgetter
 
 from digest.config import ScoringSettings
-from digest.scoring.corpus import Corpus
+from digest.scoring.corpus import Corpus, add_postings, field_text
 from digest.scoring.leaves import K1
 from digest.values import TextField
 
@@ -42,8 +43,7 @@ class Feedback:
             ("abstract", settings.abstract_weight),
         )
         self._terms_of: dict[int, list[tuple[str, float]]] = {}
-        self._counts: list[dict[str, float]] | None = None
-        self._saturated_tf: dict[str, dict[int, float]] = {}
+        self._common: dict[str, bool] = {}
         self._idf: dict[str, float] = {}
 
     def bonuses(self, scored: Mapping[int, Sequence[float]]) -> dict[int, float]:
@@ -69,7 +69,7 @@ class Feedback:
         near = similarity.get
         ranked = sorted(model.items(), key=_WEIGHT, reverse=True)  # stable: first seen first
         for term, term_weight in ranked[:FEEDBACK_TERMS]:
-            saturated = self._saturated(term)
+            saturated = self._saturated(term, scored.keys())
             for doc in saturated.keys() & scored.keys():
                 similarity[doc] = near(doc, 0.0) + term_weight * saturated[doc]
         best = max(similarity.values(), default=0.0)
@@ -89,43 +89,57 @@ class Feedback:
         """
         cached = self._terms_of.get(doc)
         if cached is None:
-            counts = self._weighted_counts()[doc]
+            counts = self._weighted_counts(doc)
             total = sum(counts.values()) or 1.0
             heaviest = []
             for term, tf in counts.items():
-                saturated = self._saturated(term)
-                if saturated:
+                if self._informative(term):
                     heaviest.append((tf / total * self._idf[term], term))
             cached = self._terms_of[doc] = [
                 (term, weight) for weight, term in heapq.nlargest(FEEDBACK_PER_DOC, heaviest)
             ]
         return cached
 
-    def _weighted_counts(self) -> list[dict[str, float]]:
-        """Per paper, each term's count in title and abstract, weighted by field (from
-        the postings, once: the text was analysed when the corpus was built)."""
-        if self._counts is None:
-            self._counts = [{} for _ in self.corpus.papers]
-            for name, weight in self._fields:
-                for term, by_doc in self.corpus.fields[name].postings.items():
-                    for doc, occs in by_doc.items():
-                        counts = self._counts[doc]
-                        counts[term] = counts.get(term, 0.0) + weight * len(occs)
-        return self._counts
+    def _weighted_counts(self, doc: int) -> dict[str, float]:
+        """One paper's count of each term in title and abstract, weighted by field.
 
-    def _saturated(self, term: str) -> dict[int, float]:
-        """paper → saturated weighted tf of a term ({} for terms too common to say anything)."""
-        cached = self._saturated_tf.get(term)
-        if cached is None:
-            tf: dict[int, float] = {}
-            for name, weight in self._fields:
-                for doc, occs in self.corpus.fields[name].postings.get(term, {}).items():
-                    tf[doc] = tf.get(doc, 0.0) + weight * len(occs)
-            df = len(tf)
+        The paper's text is analysed again, as the corpus was built: only the
+        papers that are some topic's best are asked, and counting every
+        paper's terms up front (a dict per paper) cost more memory than
+        the postings themselves on a large window.
+        """
+        counts: dict[str, float] = {}
+        paper = self.corpus.papers[doc]
+        for name, weight in self._fields:
+            postings: dict[str, dict[int, tuple[int, ...]]] = {}
+            add_postings(postings, doc, field_text(paper, name))
+            for term, by_doc in postings.items():
+                counts[term] = counts.get(term, 0.0) + weight * len(by_doc[doc])
+        return counts
+
+    def _informative(self, term: str) -> bool:
+        """Whether a term is rare enough to say something about a topic (in at most
+        FEEDBACK_MAX_DF of the papers); its idf is kept on the way."""
+        common = self._common.get(term)
+        if common is None:
+            docs: set[int] = set()
+            for name, _ in self._fields:
+                docs.update(self.corpus.fields[name].postings.get(term, {}))
+            df = len(docs)
             self._idf[term] = self.corpus.idf(df)
-            if df > FEEDBACK_MAX_DF * len(self.corpus.papers):
-                cached = {}
-            else:
-                cached = {doc: value / (value + K1) for doc, value in tf.items()}
-            self._saturated_tf[term] = cached
-        return cached
+            common = self._common[term] = df == 0 or df > FEEDBACK_MAX_DF * len(self.corpus.papers)
+        return not common
+
+    def _saturated(self, term: str, among: AbstractSet[int]) -> dict[int, float]:
+        """paper (of `among`) → saturated weighted tf of an informative term.
+
+        Computed for the papers asked about and not kept: a dict per term over every
+        paper that has it cost more memory than the postings on a large window,
+        and each topic model asks for only FEEDBACK_TERMS terms.
+        """
+        tf: dict[int, float] = {}
+        for name, weight in self._fields:
+            for doc, occs in self.corpus.fields[name].postings.get(term, {}).items():
+                if doc in among:
+                    tf[doc] = tf.get(doc, 0.0) + weight * len(occs)
+        return {doc: value / (value + K1) for doc, value in tf.items()}

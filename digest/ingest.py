@@ -31,16 +31,25 @@ from digest.values import ParsedDump
 
 log = logging.getLogger(__name__)
 
+MAX_PAPERS = SourceSettings().max_papers_per_dump
+
 
 # --- entry points ---
 
 
 def ingest_file(
-    store: Store, path: Path, *, now: datetime, issue_date: date | None = None
+    store: Store,
+    path: Path,
+    *,
+    now: datetime,
+    issue_date: date | None = None,
+    max_papers: int = MAX_PAPERS,
 ) -> IngestResult:
     """Ingest a `.txt` page dump or a `.json` daily-papers file."""
     data = _read(path)
-    return ingest_bytes(store, data, source_ref=str(path), now=now, issue_date=issue_date)
+    return ingest_bytes(
+        store, data, source_ref=str(path), now=now, issue_date=issue_date, max_papers=max_papers
+    )
 
 
 def ingest_bytes(
@@ -50,6 +59,7 @@ def ingest_bytes(
     source_ref: str,
     now: datetime,
     issue_date: date | None = None,
+    max_papers: int = MAX_PAPERS,
 ) -> IngestResult:
     """Ingest one dump given as bytes; JSON or text is told by the content."""
     sha = hashlib.sha256(data).hexdigest()
@@ -57,6 +67,7 @@ def ingest_bytes(
     if known is not None:
         return known
     parsed = parse_dump(data, name=source_ref)
+    _refuse_too_many(parsed, source_ref, max_papers)
     return store_dump(
         store, parsed, sha256=sha, source_ref=source_ref, now=now, issue_date=issue_date
     )
@@ -72,12 +83,20 @@ def ingest_url(
 ) -> IngestResult:
     """Ingest a dump (text or JSON) fetched from an http(s) URL."""
     data = fetch_url(url, sources)
-    return ingest_bytes(store, data, source_ref=url, now=now, issue_date=issue_date)
+    return ingest_bytes(
+        store,
+        data,
+        source_ref=url,
+        now=now,
+        issue_date=issue_date,
+        max_papers=sources.max_papers_per_dump,
+    )
 
 
 def ingest_hf(store: Store, sources: SourceSettings, *, day: date, now: datetime) -> IngestResult:
     """Fetch and ingest the Hugging Face daily list of `day`."""
     data, parsed, url = fetch_daily_papers(sources, day)
+    _refuse_too_many(parsed, url, sources.max_papers_per_dump)
     # The day is part of the identity: two empty days' replies are the same bytes ("[]").
     sha = hashlib.sha256(f"{url}\n".encode() + data).hexdigest()
     return store_dump(store, parsed, sha256=sha, source_ref=url, now=now, issue_date=day)
@@ -91,6 +110,7 @@ def ingest_folder(
     settle_seconds: float,
     on_error: Callable[[Path, DigestError], None] | None = None,
     clock: Callable[[], float] = time.time,
+    max_papers: int = MAX_PAPERS,
 ) -> list[IngestResult]:
     """Ingest every settled `.txt`/`.json` file in `folder`; already-seen content is a no-op.
 
@@ -104,7 +124,7 @@ def ingest_folder(
         _log_once(path, f"dumps folder: skipped {path}: {why}")
     for path in scan.ready:
         try:
-            results.append(ingest_file(store, path, now=now))
+            results.append(ingest_file(store, path, now=now, max_papers=max_papers))
         except DigestError as exc:
             if on_error is None:
                 _log_once(path, f"dump {path} not ingested: {exc}", logging.WARNING)
@@ -148,6 +168,17 @@ def parse_dump(data: bytes, *, name: str) -> ParsedDump:
 
 
 # --- helpers ---
+
+
+def _refuse_too_many(parsed: ParsedDump, name: str, most: int) -> None:
+    """BadInput, before anything is written, for a dump listing more than `most` papers."""
+    count = len(parsed.papers)
+    if count > most:
+        raise BadInput(
+            f"{name}: {count:,} papers is more than one dump may list "
+            f"(sources.max_papers_per_dump = {most:,}); planning holds every paper of a "
+            "window in memory: split the file, or raise the limit on a bigger machine"
+        )
 
 
 def _read(path: Path) -> bytes:

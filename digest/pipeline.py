@@ -114,8 +114,13 @@ class Pipeline:
     def ingest_folder(self, now: datetime) -> None:
         folder = Path(self.settings.dumps_dir)
         folder.mkdir(parents=True, exist_ok=True)
+        sources = self.settings.sources
         results = ingest.ingest_folder(
-            self.store, folder, now=now, settle_seconds=self.settings.sources.settle_seconds
+            self.store,
+            folder,
+            now=now,
+            settle_seconds=sources.settle_seconds,
+            max_papers=sources.max_papers_per_dump,
         )
         for result in results:
             if not result.already_ingested:

@@ -300,3 +300,17 @@ def test_folder_ingest_logs_each_file_it_skips_once(
     lines = [r.getMessage() for r in caplog.records]
     assert sum("skipped" in line and "notes.csv" in line for line in lines) == 1
     assert sum("feed.txt" in line and "RSS feed" in line for line in lines) == 1
+
+
+def test_a_dump_listing_more_papers_than_the_limit_is_refused_with_its_size(
+    cli: CliRunner, config_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DIGEST_SOURCES__MAX_PAPERS_PER_DUMP", "20")
+    dump = DATA / "hf_daily_papers.json"  # 30 papers
+    code, out, err = invoke(cli, "ingest", str(dump))
+    assert (code, out) == (2, "")
+    assert "30 papers is more than one dump may list" in err
+    assert "sources.max_papers_per_dump = 20" in err
+    assert json.loads(invoke(cli, "papers", "--json")[1]) == []
+    monkeypatch.setenv("DIGEST_SOURCES__MAX_PAPERS_PER_DUMP", "30")
+    assert invoke(cli, "ingest", str(dump))[0] == 0

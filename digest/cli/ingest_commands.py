@@ -124,7 +124,11 @@ def _jobs(
     jobs: list[_Job] = []
 
     def file_job(path: Path) -> _Job:
-        return _Job(str(path), lambda: ingesting.ingest_file(store, path, now=now, issue_date=day))
+        most = settings.sources.max_papers_per_dump
+        return _Job(
+            str(path),
+            lambda: ingesting.ingest_file(store, path, now=now, issue_date=day, max_papers=most),
+        )
 
     def url_job(url: str) -> _Job:
         return _Job(

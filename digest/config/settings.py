@@ -55,6 +55,13 @@ def setting(
 class SourceSettings:
     """Where dumps come from."""
 
+    max_papers_per_dump: int = setting(
+        20_000,
+        "Dumps listing more papers are refused at ingest. Planning holds every paper of a "
+        "subscriber's window in memory (about 35 KB each, measured on 38,000 papers), so "
+        "this keeps one dump from taking the machine's memory; raise it on a big machine.",
+        minimum=1,
+    )
     hf_base_url: str = setting(
         "https://huggingface.co",
         "Base URL of the Hugging Face site; the daily list is {hf_base_url}/api/daily_papers.",

@@ -473,3 +473,19 @@ def test_tables_piped_to_another_program_are_not_cut_at_80_columns(
     code, out, _ = invoke(cli, "subscribers")  # CliRunner's stdout is not a terminal
     assert code == 0
     assert long in out and "America/New_York" in out
+
+
+def test_subscribers_can_be_searched_and_limited_and_the_count_says_how_many(
+    cli: CliRunner, config_file: Path
+) -> None:
+    for name in ("ada", "grace", "alan", "adele"):
+        invoke(cli, "subscribe", f"{name}@example.org", "-t", "llm", "--confirmed")
+    code, out, _ = invoke(cli, "subscribers", "--search", "AD")
+    assert code == 0
+    assert "ada@example.org" in out and "adele@example.org" in out and "grace" not in out
+    assert out.rstrip().endswith("2 subscribers")
+    code, out, _ = invoke(cli, "subscribers", "--limit", "1")
+    assert "ada@example.org" in out and "adele" not in out
+    assert out.rstrip().endswith("4 subscribers (showing 1: --limit)")
+    rows = json.loads(invoke(cli, "subscribers", "--search", "%", "--json")[1])
+    assert rows == []  # the text is matched literally, not as a LIKE pattern

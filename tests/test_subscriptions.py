@@ -227,7 +227,7 @@ def test_csv_round_trip(store: Store) -> None:
         max_papers=3,
     )
     with store.transaction() as session:
-        exported = subscriber_csv.export_csv(subscriptions.list_subscribers(session))
+        exported = subscriber_csv.export_csv(subscriptions.list_subscribers(session)[0])
     rows = subscriber_csv.read_rows(exported)
     assert [r.email for r in rows] == ["alice@example.org", "bob@example.org"]
     assert rows[0].topics == ("diffusion models", '"kv cache" OR llm*')

@@ -275,12 +275,29 @@ def subscribers_command(
             show_default=False,
         ),
     ] = None,
+    search: Annotated[
+        str | None,
+        typer.Option(
+            "--search", help="Only addresses containing this text (any case).", show_default=False
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            "--limit",
+            min=1,
+            help="Show at most N (the count still says how many).",
+            show_default=False,
+        ),
+    ] = None,
     config: ConfigOption = None,
     json_: JsonOption = False,
 ) -> None:
     """List subscribers with their status, schedule and number of topics."""
     with _transaction(config) as (_, session):
-        found = subscriptions.list_subscribers(session, status=status)
+        found, total = subscriptions.list_subscribers(
+            session, status=status, search=search, limit=limit
+        )
         if json_:
             typer.echo(json.dumps([_subscriber_json(s) for s in found], indent=2))
             return
@@ -291,7 +308,8 @@ def subscribers_command(
             )
         if found:
             table_console().print(table)
-        typer.echo(f"{len(found)} subscriber{'s' * (len(found) != 1)}")
+        shown = f" (showing {len(found)}: --limit)" if len(found) < total else ""
+        typer.echo(f"{total} subscriber{'s' * (total != 1)}{shown}")
 
 
 @app.command("show")
@@ -416,7 +434,7 @@ def export_command(
 ) -> None:
     """Export subscribers as CSV, in the format `digest import` reads."""
     with _transaction(config) as (_, session):
-        found = subscriptions.list_subscribers(session, status=status)
+        found, _ = subscriptions.list_subscribers(session, status=status)
         if status is None:
             found = [s for s in found if s.status not in subscriptions.ENDED_STATUSES]
         text = subscriber_csv.export_csv(found)

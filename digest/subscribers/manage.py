@@ -20,7 +20,7 @@ from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from digest.config import ScheduleSettings
 from digest.errors import BadInput
@@ -155,15 +155,36 @@ def get_subscriber(session: Session, email: str) -> Subscriber:
     return subscriber
 
 
-def list_subscribers(session: Session, *, status: str | None = None) -> list[Subscriber]:
-    statement = select(Subscriber).order_by(Subscriber.email)
+def list_subscribers(
+    session: Session,
+    *,
+    status: str | None = None,
+    search: str | None = None,
+    limit: int | None = None,
+) -> tuple[list[Subscriber], int]:
+    """Subscribers by address (with their topics), and how many match in all.
+
+    `search` keeps addresses containing the text (any case); `limit` caps the
+    rows returned, not the count, so a caller can say "20 of 3,000".
+    """
+    condition: list[Any] = []
     if status is not None:
         if status not in SUBSCRIBER_STATUSES:
             raise BadInput(
                 f"unknown status {status!r}: use one of {', '.join(SUBSCRIBER_STATUSES)}"
             )
-        statement = statement.where(Subscriber.status == status)
-    return list(session.scalars(statement))
+        condition.append(Subscriber.status == status)
+    if search:
+        condition.append(Subscriber.email.contains(search.strip().lower(), autoescape=True))
+    total = session.scalar(select(func.count()).select_from(Subscriber).where(*condition)) or 0
+    statement = (
+        select(Subscriber)
+        .where(*condition)
+        .order_by(Subscriber.email)
+        .options(selectinload(Subscriber.topics))  # one query for all topics, not one each
+        .limit(limit)
+    )
+    return list(session.scalars(statement)), total
 
 
 def recent_digests(session: Session, subscriber: Subscriber, *, limit: int = 10) -> list[Digest]:

@@ -159,3 +159,15 @@ def test_match_counts_every_paper_that_matched_not_only_those_shown(
     code, out, _ = invoke(cli, "match", query, "--all", "--limit", "1")
     assert code == 0
     assert f"{matched} of 5 papers match, showing 1 (--limit)" in " ".join(out.split())
+
+
+def test_a_lower_case_not_gets_a_note_saying_how_to_exclude(
+    cli: CliRunner, stored: tuple[int, int]
+) -> None:
+    code, _, err = invoke(cli, "match", "diffusion not video", "--all", "--json")
+    assert code == 0
+    assert "note: 'not' is an ordinary word here" in err and "-word" in err
+    code, _, err = invoke(cli, "match", "diffusion -video", "--all", "--json")
+    assert code == 0 and err == ""
+    code, _, err = invoke(cli, "subscribe", "ada@example.org", "-t", "llm or vlm")
+    assert code == 0 and "operators are upper case (OR)" in err

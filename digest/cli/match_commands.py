@@ -24,7 +24,7 @@ from digest.cli.app import app
 from digest.cli.options import ConfigOption, JsonOption, settings_from, store_from
 from digest.embed import stored_vectors
 from digest.errors import BadInput
-from digest.filters import meaning_texts, parse
+from digest.filters import meaning_texts, operator_hints, parse
 from digest.keys import normalise_arxiv_id, paper_key
 from digest.scoring import Explanation, Hit, PaperIndex
 from digest.store.reads import latest_upvotes, paper_text
@@ -164,6 +164,8 @@ def match(
             raise BadInput(f"--since: not a date: {since!r} (use YYYY-MM-DD)") from None
     node = parse(query)
     meaning = meaning_texts(query)
+    for hint in operator_hints(query):
+        typer.echo(f"note: {hint}", err=True)
     settings = settings_from(config)
     with store_from(settings) as store, store.sessions() as session:
         papers, rows, where = load_candidates(

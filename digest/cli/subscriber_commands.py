@@ -33,6 +33,7 @@ from digest.cli.options import (
 )
 from digest.config import Settings
 from digest.errors import BadInput
+from digest.filters import operator_hints
 from digest.store.schema import Digest, Subscriber
 from digest.subscribers import csvfile as subscriber_csv
 from digest.subscribers import manage as subscriptions
@@ -52,6 +53,13 @@ def _transaction(config: Path | None) -> Iterator[tuple[Settings, Session]]:
 
 
 # ------------------------------------------------------------------ subscribe
+
+
+def _operator_notes(queries: list[str]) -> None:
+    """Say when a filter has a lower-case `not`/`or`/`and` (an ordinary word, not the operator)."""
+    for query in queries:
+        for hint in operator_hints(query):
+            typer.echo(f"note: in {query!r}, {hint}", err=True)
 
 
 @app.command("subscribe")
@@ -117,6 +125,7 @@ def subscribe_command(
         raise BadInput("--day sets the weekday of weekly digests; it cannot go with --daily")
     frequency = "weekly" if weekly or day is not None else "daily" if daily else None
     moment = parse_now(now)
+    _operator_notes(topic or [])
     with _transaction(config) as (settings, session):
         outcome = subscriptions.subscribe(
             session,
@@ -234,6 +243,7 @@ def topics_add(
 ) -> None:
     """Add a topic filter to a subscriber."""
     moment = parse_now(now)
+    _operator_notes([query])
     with _transaction(config) as (_, session):
         subscriber = subscriptions.get_subscriber(session, email)
         topic = subscriptions.add_topic(session, subscriber, query, now=moment, label=label)

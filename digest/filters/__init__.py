@@ -14,7 +14,7 @@ clock, no network.
 Callers outside the package import from here: `from digest.filters import parse, Node`.
 """
 
-from digest.filters.checks import check_matchable
+from digest.filters.checks import check_matchable, operator_hints
 from digest.filters.meaning import meaning_texts
 from digest.filters.nodes import FIELDS, And, Node, Not, Or, Phrase, Word, to_text
 from digest.filters.parser import MAX_QUERY_LENGTH, parse, parse_tree
@@ -32,6 +32,7 @@ __all__ = [
     "Word",
     "check_matchable",
     "meaning_texts",
+    "operator_hints",
     "parse",
     "parse_tree",
     "to_text",

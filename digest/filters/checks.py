@@ -9,11 +9,38 @@ always full. Only `parse` applies these; `parse_tree` checks the syntax alone.
 
 from __future__ import annotations
 
+import re
+
 from digest.errors import BadInput
 from digest.filters.nodes import And, Node, Not, Or, Phrase, Word, to_text
 from digest.text import is_stop_word, words
 
-__all__ = ["check_matchable"]
+__all__ = ["check_matchable", "operator_hints"]
+
+_QUOTED = re.compile(r'"[^"]*"?')
+_LOWER_OPERATOR = re.compile(r"(?<![\w:-])(not|or|and|Not|Or|And)(?![\w])")
+
+
+def operator_hints(text: str) -> list[str]:
+    """Notes for operators typed in lower case, which the grammar reads as ordinary words.
+
+    `diffusion not video` searches for "diffusion" and "video" (`not` is a common
+    word, dropped): the opposite of what was meant, and nothing says so. A filter
+    with such a word still works as the README describes; these notes say how to
+    write the operator that was probably meant.
+    """
+    found = dict.fromkeys(m.group(1) for m in _LOWER_OPERATOR.finditer(_QUOTED.sub(" ", text)))
+    notes = []
+    for word in found:
+        upper = word.upper()
+        if upper == "NOT":
+            notes.append(
+                f"{word!r} is an ordinary word here: to leave out papers with a word, "
+                "write NOT word or -word"
+            )
+        else:
+            notes.append(f"{word!r} is an ordinary word here: operators are upper case ({upper})")
+    return notes
 
 
 def check_matchable(node: Node | None, text: str) -> None:

@@ -489,3 +489,23 @@ def test_subscribers_can_be_searched_and_limited_and_the_count_says_how_many(
     assert out.rstrip().endswith("4 subscribers (showing 1: --limit)")
     rows = json.loads(invoke(cli, "subscribers", "--search", "%", "--json")[1])
     assert rows == []  # the text is matched literally, not as a LIKE pattern
+
+
+def test_an_import_with_several_bad_rows_names_every_one_and_writes_nothing(
+    cli: CliRunner, config_file: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "people.csv"
+    path.write_text(
+        "email,topics,timezone,hour\n"
+        "ok@example.org,llm,UTC,8\n"
+        "bad(at)example.org,llm,UTC,8\n"
+        "two@example.org,llm,Mars/Base,8\n"
+        "three@example.org,llm,UTC,25\n"
+        "OK@example.org,vlm,UTC,8\n"
+    )
+    code, out, err = invoke(cli, "import", str(path))
+    assert (code, out) == (2, "")
+    assert f"{path}: 4 rows are wrong; nothing was imported" in err
+    for line in ("line 3:", "line 4:", "line 5:", "line 6:"):
+        assert line in err
+    assert json.loads(invoke(cli, "subscribers", "--json")[1]) == []

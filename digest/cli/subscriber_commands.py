@@ -399,7 +399,10 @@ def import_command(
     try:
         rows = subscriber_csv.read_rows(text)
     except BadInput as exc:  # "line 3: ..." -> "people.csv line 3: ..."
-        raise BadInput(f"{file} {exc}") from None
+        message = str(exc)
+        raise BadInput(
+            f"{file} {message}" if message.startswith("line ") else f"{file}: {message}"
+        ) from None
     if not rows:
         raise BadInput(f"{file}: no subscriber rows")
     settings = settings_from(config)

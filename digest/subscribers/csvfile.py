@@ -59,30 +59,54 @@ class ImportReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (email, why)
 
 
+MAX_REPORTED_ROWS = 20
+"""Bad rows listed in one refusal; the rest are counted."""
+
+
 def read_rows(text: str) -> list[CsvRow]:
-    """Parse and check a whole CSV text; the first bad row raises BadInput naming its line."""
+    """Parse and check a whole CSV text; BadInput naming every bad row's line (up to
+    MAX_REPORTED_ROWS), so a list with several mistakes is fixed in one pass."""
     reader = csv.reader(io.StringIO(text, newline=""))
     rows: list[CsvRow] = []
+    problems: list[str] = []
     columns: Sequence[str] = COLUMNS
     first_line_of: dict[str, int] = {}
+    seen_data = False
     try:
         for cells in reader:
             line = reader.line_num
             if not any(cell.strip() for cell in cells):
                 continue
-            if not rows and cells[0].strip().lower() in COLUMNS:  # a header row
+            if not seen_data and cells[0].strip().lower() in COLUMNS:  # a header row
                 columns = _header(cells, line)
                 continue
-            row = _row(cells, columns, line)
+            seen_data = True
+            try:
+                row = _row(cells, columns, line)
+            except BadInput as exc:
+                problems.append(str(exc))
+                continue
             if row.email in first_line_of:
-                raise BadInput(
+                problems.append(
                     f"line {line}: {row.email} already appears on line {first_line_of[row.email]} "
                     "(addresses are compared without regard to case)"
                 )
+                continue
             first_line_of[row.email] = line
             rows.append(row)
     except csv.Error as exc:
-        raise BadInput(f"line {reader.line_num}: not valid CSV: {exc}") from None
+        problems.append(f"line {reader.line_num}: not valid CSV: {exc}")
+    if len(problems) == 1:
+        raise BadInput(problems[0])
+    if problems:
+        listed = problems[:MAX_REPORTED_ROWS]
+        more = len(problems) - len(listed)
+        tail = f"\n  … and {more} more" if more else ""
+        raise BadInput(
+            f"{len(problems)} rows are wrong; nothing was imported:\n  "
+            + "\n  ".join(listed)
+            + tail
+        )
     return rows
 
 

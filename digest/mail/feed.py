@@ -91,12 +91,18 @@ class MessageFeed:
             self._out.difference_update(digest_ids)
         self._wake()
 
-    def withdraw(self) -> None:
-        """Stop: drop the messages not yet taken and close. They are never reported."""
+    def withdraw(self) -> list[OutgoingMessage]:
+        """Stop: take the messages not yet taken, window or not, and close.
+
+        Returned for a sender that gives up, which reports each of them (as
+        `retry`) instead of sending it; a caller that stops never reports them.
+        """
         with self._lock:
+            dropped = list(self._queue)
             self._queue.clear()
             self._closed = True
         self._wake()
+        return dropped
 
     async def next(self) -> OutgoingMessage | None:
         """The next message, waiting for more while the feed is open; None once it is done."""
@@ -123,16 +129,6 @@ class MessageFeed:
             room = len(self._queue) if self._window is None else self._window - len(self._out)
             batch = [self._queue.popleft() for _ in range(max(0, min(room, len(self._queue))))]
             self._out.update(message.digest_id for message in batch)
-        return batch
-
-    def drain(self) -> list[OutgoingMessage]:
-        """Everything waiting, window or not, and close: for a sender that gives up, which
-        reports each of them (as `retry`) instead of sending it."""
-        with self._lock:
-            batch = list(self._queue)
-            self._queue.clear()
-            self._closed = True
-        self._wake()
         return batch
 
     def _wait_for_more(self) -> asyncio.Event | None:

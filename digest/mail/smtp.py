@@ -123,7 +123,7 @@ class SmtpMailer(Mailer):
             raise exc.args[0] from None
         # Every worker gave up connecting: what is left waits for a later run (all of
         # it: the window limits what goes to the server, not what is reported back).
-        for message in feed.drain():
+        for message in feed.withdraw():
             on_outcome(Outcome(message.digest_id, "retry", f"no connection to {self.where}"))
 
     async def _worker(

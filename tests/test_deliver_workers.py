@@ -21,7 +21,7 @@ import pytest
 from digest.config import Settings
 from digest.mail import SmtpMailer
 from digest.outbox import crash_bound, deliver_due
-from digest.store.database import open_store
+from digest.store.database import Store, open_store
 from tests.conftest import POSTGRES_URL, _reset_postgres
 from tests.outbox_rows import T0, build, make_digests, states
 from tests.smtpd import FaultyHandler, smtp_server
@@ -47,6 +47,36 @@ def _worker(
     )
 
 
+def _kill_once_received(worker: subprocess.Popen[str], handler: FaultyHandler, count: int) -> int:
+    """SIGKILL the worker once the server has `count` messages; how many it had then."""
+    deadline = time.monotonic() + 60
+    while len(handler.received) < count:
+        assert worker.poll() is None, worker.communicate()
+        assert time.monotonic() < deadline, "worker too slow to reach its kill point"
+        time.sleep(0.002)
+    worker.send_signal(signal.SIGKILL)
+    worker.communicate()  # reaps it and closes its pipes
+    return len(handler.received)
+
+
+def _rerun_and_check(store: Store, port: int, handler: FaultyHandler, emails: list[str]) -> None:
+    """The next run after the dead worker's lease: every digest sent, every reader got
+    theirs, at most `crash_bound` twice, each copy with its first copy's Message-ID."""
+    later = T0 + timedelta(seconds=Settings().delivery.lease_seconds, hours=1)
+    mailer = SmtpMailer(host="127.0.0.1", port=port, security="none", concurrency=4)
+    deliver_due(store, Settings(), mailer, build, now=later)
+    final = states(store)
+    assert set(final.values()) == {"sent"}
+    received = Counter(address for address, _ in handler.received)
+    assert set(received) == set(emails)
+    duplicates = sum(n - 1 for n in received.values())
+    assert duplicates <= crash_bound(CONCURRENCY), f"{duplicates} re-sent"
+    ids: dict[str, set[str]] = {}
+    for address, message_id in handler.received:
+        ids.setdefault(address, set()).add(message_id)
+    assert all(len(found) == 1 for found in ids.values()), "a copy with another Message-ID"
+
+
 @pytest.mark.slow
 def test_sigkill_halfway_then_rerun_loses_nothing(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'crash.db'}"
@@ -55,27 +85,10 @@ def test_sigkill_halfway_then_rerun_loses_nothing(tmp_path: Path) -> None:
     make_digests(store, emails)
     handler = FaultyHandler()
     with smtp_server(handler) as port:
-        worker = _worker(url, port)
-        deadline = time.monotonic() + 60
-        while len(handler.received) < COUNT // 2:
-            assert worker.poll() is None, worker.communicate()
-            assert time.monotonic() < deadline, "worker too slow to reach halfway"
-            time.sleep(0.005)
-        worker.send_signal(signal.SIGKILL)
-        worker.communicate()  # reaps it and closes its pipes
-        killed_at = len(handler.received)
+        killed_at = _kill_once_received(_worker(url, port), handler, COUNT // 2)
         assert killed_at < COUNT
-        # The dead worker's lease runs out; the next run takes its claims over.
-        later = T0 + timedelta(seconds=Settings().delivery.lease_seconds, hours=1)
-        mailer = SmtpMailer(host="127.0.0.1", port=port, security="none", concurrency=4)
-        deliver_due(store, Settings(), mailer, build, now=later)
-    final = states(store)
+        _rerun_and_check(store, port, handler, emails)
     store.dispose()
-    assert set(final.values()) == {"sent"}
-    received = Counter(address for address, _ in handler.received)
-    assert set(received) == set(emails)
-    duplicates = sum(n - 1 for n in received.values())
-    assert duplicates <= crash_bound(CONCURRENCY), f"{duplicates} re-sent"
 
 
 @pytest.mark.slow
@@ -95,27 +108,9 @@ def test_a_kill_while_the_next_batch_is_built_resends_no_more_than_the_window(
         # each batch takes 400 × 5 ms = 2 s to build; the second is built once half of
         # the first has been taken, and the other half is sent meanwhile
         worker = _worker(url, port, batch=batch, build_seconds=0.005)
-        deadline = time.monotonic() + 60
-        while len(handler.received) < batch - 20:
-            assert worker.poll() is None, worker.communicate()
-            assert time.monotonic() < deadline, "worker too slow to reach its kill point"
-            time.sleep(0.002)
-        worker.send_signal(signal.SIGKILL)
-        worker.communicate()
-        later = T0 + timedelta(seconds=Settings().delivery.lease_seconds, hours=1)
-        mailer = SmtpMailer(host="127.0.0.1", port=port, security="none", concurrency=4)
-        deliver_due(store, Settings(), mailer, build, now=later)
-    final = states(store)
+        _kill_once_received(worker, handler, batch - 20)
+        _rerun_and_check(store, port, handler, emails)
     store.dispose()
-    assert set(final.values()) == {"sent"}
-    received = Counter(address for address, _ in handler.received)
-    assert set(received) == set(emails)
-    duplicates = sum(n - 1 for n in received.values())
-    assert duplicates <= crash_bound(CONCURRENCY), f"{duplicates} re-sent"
-    ids: dict[str, set[str]] = {}
-    for address, message_id in handler.received:
-        ids.setdefault(address, set()).add(message_id)
-    assert all(len(found) == 1 for found in ids.values()), "a copy with another Message-ID"
 
 
 @pytest.mark.slow

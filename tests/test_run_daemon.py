@@ -75,6 +75,18 @@ def smtp_daemon_env(tmp_path: Path, database_url: str, port: int) -> dict[str, s
     return {**os.environ, "DIGEST_CONFIG": str(config)}
 
 
+def pending_digests(database_url: str, count: int) -> list[str]:
+    """`count` subscribers with a digest due since five minutes ago; their addresses."""
+    from digest.store.database import open_store
+    from tests.outbox_rows import make_digests
+
+    emails = [f"u{i}@example.org" for i in range(count)]
+    store = open_store(database_url)
+    make_digests(store, emails, now=datetime.now(UTC) - timedelta(minutes=5))
+    store.dispose()
+    return emails
+
+
 def start_daemon(env: dict[str, str], *, own_group: bool = False) -> subprocess.Popen[str]:
     """`digest run` with JSON logs; `own_group` to signal it as systemd does, group-wide."""
     return subprocess.Popen(
@@ -181,14 +193,9 @@ def test_sigterm_during_a_slow_delivery_round_exits_cleanly_and_sends_nothing_tw
     """SIGTERM while a batch is on the wire: in-flight mails finish, the rest go back
     untried, the process exits 0 well within shutdown_timeout, and the next run sends
     each remaining digest exactly once."""
-    from digest.store.database import open_store
-    from tests.outbox_rows import make_digests
     from tests.smtpd import FaultyHandler, smtp_server
 
-    emails = [f"u{i}@example.org" for i in range(16)]
-    store = open_store(database_url)
-    make_digests(store, emails, now=datetime.now(UTC) - timedelta(minutes=5))
-    store.dispose()
+    emails = pending_digests(database_url, 16)
     handler = FaultyHandler(delay=0.4)
     with smtp_server(handler) as port:
         env = smtp_daemon_env(tmp_path, database_url, port)
@@ -230,14 +237,9 @@ def test_sigterm_past_the_shutdown_timeout_leaves_messages_on_the_wire_leased(
     """A round still sending when shutdown_timeout_seconds runs out: the digests on the
     wire stay leased (they may have reached the server), the daemon exits at once, and a
     `digest send` started right after sends every other digest, none of those twice."""
-    from digest.store.database import open_store
-    from tests.outbox_rows import make_digests
     from tests.smtpd import FaultyHandler, smtp_server
 
-    emails = [f"u{i}@example.org" for i in range(12)]
-    store = open_store(database_url)
-    make_digests(store, emails, now=datetime.now(UTC) - timedelta(minutes=5))
-    store.dispose()
+    pending_digests(database_url, 12)
     handler = FaultyHandler(delay=6.0)  # every DATA reply takes 6 s: always on the wire
     with smtp_server(handler) as port:
         env = smtp_daemon_env(tmp_path, database_url, port)
@@ -284,14 +286,9 @@ def test_sigterm_to_digest_send_finishes_what_is_on_the_wire_and_puts_the_rest_b
     """systemd stops a `digest send` with SIGTERM: it claims nothing more, the messages on
     the wire finish and are recorded, the rest goes back due at once (nothing left
     `sending` for a lease), and the next send delivers each remaining digest once."""
-    from digest.store.database import open_store
-    from tests.outbox_rows import make_digests
     from tests.smtpd import FaultyHandler, smtp_server
 
-    emails = [f"u{i}@example.org" for i in range(16)]
-    store = open_store(database_url)
-    make_digests(store, emails, now=datetime.now(UTC) - timedelta(minutes=5))
-    store.dispose()
+    emails = pending_digests(database_url, 16)
     handler = FaultyHandler(delay=0.4)
     with smtp_server(handler) as port:
         env = smtp_daemon_env(tmp_path, database_url, port)

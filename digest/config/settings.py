@@ -58,8 +58,8 @@ class SourceSettings:
     max_papers_per_dump: int = setting(
         20_000,
         "Dumps listing more papers are refused at ingest. Planning holds every paper of a "
-        "subscriber's window in memory (about 35 KB each, measured on 38,000 papers), so "
-        "this keeps one dump from taking the machine's memory; raise it on a big machine.",
+        "subscriber's window in memory (tens of KB each), so this keeps one dump from "
+        "taking the machine's memory; raise it on a big machine.",
         minimum=1,
     )
     hf_base_url: str = setting(

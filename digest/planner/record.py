@@ -29,7 +29,7 @@ __all__ = ["WRITE_BATCH", "record_plans", "write_digest", "write_digests"]
 
 WRITE_BATCH = 1000
 """Digests written per transaction: each commit waits for the disk (SQLite's fsync), so
-at 200 they took a tenth of planning 100,000 subscribers; much larger and senders
+small transactions made commits a large part of a big plan; much larger and senders
 running beside the planner would wait long for the write lock."""
 
 

@@ -42,10 +42,9 @@ VIA: Final = 4
 
 
 # An occurrence as stored in the postings: (position, start, end) packed in one int.
-# A tuple per word of every paper made the postings most of the planner's memory
-# (about 150 bytes per word; a window of 38,000 papers took over a gigabyte); one
-# int is a fifth of that, and `occurrences` rebuilds the Occ tuples of just the
-# papers a leaf asks about.
+# A tuple per word of every paper made the postings most of the planner's memory on
+# a large window; one int is a fraction of a tuple and its ints, and `occurrences`
+# rebuilds the Occ tuples of just the papers a leaf asks about.
 _SHIFT: Final = 21
 _MASK: Final = (1 << _SHIFT) - 1
 

@@ -73,8 +73,8 @@ class EncodedJSON(str):
     """JSON text already encoded, which `StoredJSON` writes as it is.
 
     A planning pass writes the same explanation (one paper matched by one topic)
-    into thousands of digests: encoding it once instead of once per row took a
-    fifth of the time `digest plan` spent on 100,000 subscribers.
+    into thousands of digests: encoding it once per row made JSON encoding a
+    large part of a big plan's time.
     """
 
 

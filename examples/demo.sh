@@ -46,4 +46,4 @@ echo "Messages (Maildir, readable by any mail client): $(pwd)/var/maildir/new/"
 ls -1 var/maildir/new | sed 's/^/  /'
 echo "Rendered digest for ada: $(pwd)/var/preview-ada.html"
 echo "Next: 'source .venv/bin/activate', then 'digest status', 'digest run' for the daemon;"
-echo "README, Delivery, for the three config lines that switch to real SMTP."
+echo "README, From demo to production, for what to change before mailing real readers."

@@ -132,3 +132,20 @@ def test_production_settings_load_and_differ_from_the_demo() -> None:
     assert settings.sender.address != default.sender.address
     assert settings.sender.postal_address
     assert settings.web.base_url.startswith("https://")
+
+
+def test_readme_checklist_names_every_production_setting() -> None:
+    readme = (ROOT / "README.md").read_text()
+    checklist = readme.split("## From demo to production", 1)[1].split("\n## ", 1)[0]
+    text = (ROOT / "deploy" / "config.production.toml").read_text()
+    section = ""
+    for line in text.splitlines():
+        if match := re.fullmatch(r"\[(\w+)\]", line):
+            section = match[1] + "."
+        elif match := re.match(r"(\w+) = ", line):
+            key = section + match[1]
+            if key in ("smtp.port", "smtp.security", "smtp.username", "sender.name"):
+                continue  # defaults or relay details the checklist shows as a block
+            assert key in checklist, f"the README's checklist does not mention {key}"
+    for secret in ("DIGEST_WEB__SECRET", "DIGEST_SMTP__PASSWORD"):
+        assert secret in checklist

@@ -32,6 +32,27 @@ class PaperText:
 
 
 @dataclass(frozen=True, slots=True)
+class VotedPaper:
+    """A paper a reader voted on, as what scoring learns from: its text and stored vector."""
+
+    paper_id: int
+    title: str
+    abstract: str
+    vector: bytes | None = None  # float32 embedding, when the semantic signal stored one
+
+
+@dataclass(frozen=True, slots=True)
+class TopicVotes:
+    """One subscriber's votes on one topic: the papers they want more and less of."""
+
+    liked: tuple[VotedPaper, ...] = ()
+    disliked: tuple[VotedPaper, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.liked or self.disliked)
+
+
+@dataclass(frozen=True, slots=True)
 class TopicQuery:
     """One of a subscriber's topics, parsed: what the scorer evaluates.
 
@@ -43,6 +64,7 @@ class TopicQuery:
     label: str  # the topic's label, else its query text
     query: Any
     meaning: tuple[str, ...] = ()  # the filter's meaning texts, for the semantic signal
+    votes: TopicVotes | None = None  # the subscriber's votes on this topic, if any
 
 
 class MatchedTerm(NamedTuple):

@@ -188,6 +188,15 @@ class ScoringSettings:
         minimum=0,
         maximum=1,
     )
+    vote_weight: float = setting(
+        0.4,
+        "Reader votes (more / less like this): the most a topic's votes move a paper, as a "
+        "share of the topic's best score, up for papers like the liked ones and down for "
+        "papers like the disliked ones; the cut-off follows (0 turns votes off in ranking; "
+        "a paper voted on is never sent again either way).",
+        minimum=0,
+        maximum=1,
+    )
     relax_from_words: int = setting(
         2,
         "Topics of this many bare words or more also match papers that lack some of them, "

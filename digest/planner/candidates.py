@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -38,8 +39,12 @@ def candidate_papers(
     now: datetime,
     *,
     report: PlanReport,
+    voted: Mapping[int, AbstractSet[int]] | None = None,
 ) -> dict[int, frozenset[int]]:
     """Per due subscriber: the ids of their candidate papers.
+
+    `voted` holds, per subscriber, the papers they voted on: a reader who said
+    "more" or "less like this" has seen the paper, and is never sent it again.
 
     A subscriber with no new dump in their window is left out (and reported),
     also with `schedule.send_empty`: recording the period now would keep a
@@ -54,6 +59,8 @@ def candidate_papers(
         return {}
     listings = _listings_in_window(session, min(d.window_start for d in due) - INGEST_GRACE, now)
     given = _already_given(session, [d.subscriber_id for d in due])
+    for subscriber_id, voted_on in (voted or {}).items():
+        given[subscriber_id].update(voted_on)
     listed: dict[datetime, frozenset[int]] = {}
     candidates: dict[int, frozenset[int]] = {}
     for d in due:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from datetime import datetime
 from typing import Any
 
@@ -27,7 +28,8 @@ from digest.planner.near_misses import near_misses as explain_near_misses
 from digest.planner.report import PlannedDigest, PlanReport
 from digest.scoring import PaperIndex, Selector
 from digest.store.reads import paper_texts
-from digest.values import TopicQuery
+from digest.store.votes import SubscriberVotes, voted_texts, votes_of
+from digest.values import TopicQuery, TopicVotes, VotedPaper
 
 __all__ = ["choose_papers", "new_message_id"]
 
@@ -49,7 +51,9 @@ def choose_papers(
     near_misses: bool,
 ) -> list[PlannedDigest]:
     """The digest of every due subscriber with something to consider (see `candidate_papers`)."""
-    candidates = candidate_papers(session, due, now, report=report)
+    votes = votes_of(session, [d.subscriber_id for d in due])
+    voted = {subscriber_id: v.papers for subscriber_id, v in votes.items()}
+    candidates = candidate_papers(session, due, now, report=report, voted=voted)
     if not candidates:
         return []
     distinct = {id(c): c for c in candidates.values()}.values()
@@ -58,10 +62,19 @@ def choose_papers(
     texts = paper_texts(session, union, as_of=now)
     # what each distinct topic means, as texts to embed: for the vectors and the topics
     meanings = {text: meaning_texts(text) for d in due for _, text, _ in d.topics}
+    voted_ids = (
+        set().union(*(voted[d.subscriber_id] for d in due if d.subscriber_id in voted))
+        if settings.scoring.vote_weight > 0
+        else set()
+    )
     vectors = stored_vectors(
-        session, settings.semantic, union, {m for texts in meanings.values() for m in texts}
+        session,
+        settings.semantic,
+        union | voted_ids,
+        {m for texts in meanings.values() for m in texts},
     )
     paper_vectors, text_vectors = vectors if vectors else (None, None)
+    learned = _topic_votes(session, votes, voted_ids, paper_vectors)
     index = PaperIndex(
         texts, settings.scoring, paper_vectors=paper_vectors, text_vectors=text_vectors
     )
@@ -76,7 +89,7 @@ def choose_papers(
         for d in due:
             if d.subscriber_id not in candidates:
                 continue
-            topics = _parsed_topics(d, parsed, meanings)
+            topics = _parsed_topics(d, parsed, meanings, learned.get(d.subscriber_id, {}))
             allowed = candidates[d.subscriber_id]
             # Candidates already lack the papers given before, so `allowed` is the
             # whole window; when it is every indexed paper (the usual case: one
@@ -116,11 +129,42 @@ def choose_papers(
     return plans
 
 
+def _topic_votes(
+    session: Session,
+    votes: Mapping[int, SubscriberVotes],
+    voted_ids: AbstractSet[int],
+    vectors: Mapping[int, bytes] | None,
+) -> dict[int, dict[int, TopicVotes]]:
+    """Per subscriber and topic, their votes as ranking learns from them (none when
+    `vote_weight` is 0: `voted_ids` is then empty)."""
+    if not voted_ids:
+        return {}
+    texts = voted_texts(session, list(voted_ids))
+    vectors = vectors or {}
+    learned: dict[int, dict[int, TopicVotes]] = {}
+    for subscriber_id, theirs in votes.items():
+        for topic_id, cast in theirs.by_topic.items():
+            papers = [
+                (VotedPaper(paper_id, *texts[paper_id], vectors.get(paper_id)), vote)
+                for paper_id, vote in cast
+                if paper_id in texts
+            ]
+            learned.setdefault(subscriber_id, {})[topic_id] = TopicVotes(
+                liked=tuple(paper for paper, vote in papers if vote > 0),
+                disliked=tuple(paper for paper, vote in papers if vote < 0),
+            )
+    return learned
+
+
 def _parsed_topics(
-    d: DueSubscriber, parsed: dict[str, Any], meanings: dict[str, tuple[str, ...]]
+    d: DueSubscriber,
+    parsed: dict[str, Any],
+    meanings: dict[str, tuple[str, ...]],
+    votes: Mapping[int, TopicVotes],
 ) -> list[TopicQuery]:
-    """The subscriber's topics that parse; `parsed` memoises per query text over the pass
-    (the node and the meaning texts), so subscribers who share a topic share its objects."""
+    """The subscriber's topics that parse, with their votes; `parsed` memoises per query
+    text over the pass (the node and the meaning texts), so subscribers who share a
+    topic share its objects."""
     topics: list[TopicQuery] = []
     for topic_id, text, label in d.topics:
         if text not in parsed:
@@ -131,5 +175,5 @@ def _parsed_topics(
                 parsed[text] = None
         if parsed[text] is not None:
             node, meaning = parsed[text]
-            topics.append(TopicQuery(topic_id, label, node, meaning))
+            topics.append(TopicQuery(topic_id, label, node, meaning, votes.get(topic_id)))
     return topics

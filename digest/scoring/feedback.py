@@ -18,9 +18,9 @@ from collections.abc import Set as AbstractSet
 from operator import itemgetter
 
 from digest.config import ScoringSettings
-from digest.scoring.corpus import Corpus, add_postings, field_text
+from digest.scoring.corpus import Corpus, add_postings
 from digest.scoring.leaves import K1
-from digest.values import TextField
+from digest.values import PaperText, TextField, VotedPaper
 
 # The usual RM3 sizes.
 FEEDBACK_DOCS = 5  # best papers that model the topic
@@ -69,7 +69,7 @@ class Feedback:
         near = similarity.get
         ranked = sorted(model.items(), key=_WEIGHT, reverse=True)  # stable: first seen first
         for term, term_weight in ranked[:FEEDBACK_TERMS]:
-            saturated = self._saturated(term, scored.keys())
+            saturated = self.saturated(term, scored.keys())
             for doc in saturated.keys() & scored.keys():
                 similarity[doc] = near(doc, 0.0) + term_weight * saturated[doc]
         best = max(similarity.values(), default=0.0)
@@ -89,33 +89,32 @@ class Feedback:
         """
         cached = self._terms_of.get(doc)
         if cached is None:
-            counts = self._weighted_counts(doc)
-            total = sum(counts.values()) or 1.0
-            heaviest = []
-            for term, tf in counts.items():
-                if self._informative(term):
-                    heaviest.append((tf / total * self._idf[term], term))
-            cached = self._terms_of[doc] = [
-                (term, weight) for weight, term in heapq.nlargest(FEEDBACK_PER_DOC, heaviest)
-            ]
+            cached = self._terms_of[doc] = self.text_terms(self.corpus.papers[doc])
         return cached
 
-    def _weighted_counts(self, doc: int) -> dict[str, float]:
-        """One paper's count of each term in title and abstract, weighted by field.
+    def text_terms(self, paper: PaperText | VotedPaper) -> list[tuple[str, float]]:
+        """The most distinctive terms of any paper's title and abstract, weighted by this
+        index's idf (`_terms` without the cache; also for papers outside the index, such
+        as those a reader voted on in an earlier digest).
 
-        The paper's text is analysed again, as the corpus was built: only the
-        papers that are some topic's best are asked, and counting every
-        paper's terms up front (a dict per paper) cost more memory than
-        the postings themselves on a large window.
+        The text is analysed again, as the corpus was built: only the papers
+        that are some topic's best are asked, and counting every paper's terms
+        up front (a dict per paper) cost more memory than the postings
+        themselves on a large window.
         """
         counts: dict[str, float] = {}
-        paper = self.corpus.papers[doc]
+        texts = {"title": paper.title, "abstract": paper.abstract}
         for name, weight in self._fields:
             postings: dict[str, dict[int, tuple[int, ...]]] = {}
-            add_postings(postings, doc, field_text(paper, name))
+            add_postings(postings, 0, texts[name])
             for term, by_doc in postings.items():
-                counts[term] = counts.get(term, 0.0) + weight * len(by_doc[doc])
-        return counts
+                counts[term] = counts.get(term, 0.0) + weight * len(by_doc[0])
+        total = sum(counts.values()) or 1.0
+        heaviest = []
+        for term, tf in counts.items():
+            if self._informative(term):
+                heaviest.append((tf / total * self._idf[term], term))
+        return [(term, weight) for weight, term in heapq.nlargest(FEEDBACK_PER_DOC, heaviest)]
 
     def _informative(self, term: str) -> bool:
         """Whether a term is rare enough to say something about a topic (in at most
@@ -130,7 +129,7 @@ class Feedback:
             common = self._common[term] = df == 0 or df > FEEDBACK_MAX_DF * len(self.corpus.papers)
         return not common
 
-    def _saturated(self, term: str, among: AbstractSet[int]) -> dict[int, float]:
+    def saturated(self, term: str, among: AbstractSet[int]) -> dict[int, float]:
         """paper (of `among`) → saturated weighted tf of an informative term.
 
         Computed for the papers asked about and not kept: a dict per term over every

@@ -23,7 +23,8 @@ from digest.scoring.feedback import Feedback
 from digest.scoring.leaves import Leaves
 from digest.scoring.ranking import Ranking, Scored
 from digest.scoring.semantic import Meaning, fuse
-from digest.values import Hit, PaperText
+from digest.scoring.votes import Leaning, leaning
+from digest.values import Hit, PaperText, TopicVotes
 
 
 class PaperIndex:
@@ -59,24 +60,27 @@ class PaperIndex:
         if self.meaning is not None:
             lexical = replace(settings, min_relevance=0.0, relative_cutoff=0.0)
         leaves = Leaves(corpus, lexical)
+        self.feedback = Feedback(corpus, lexical)
         self.ranking = Ranking(
-            corpus,
-            leaves,
-            Eligibility(leaves, corpus.all, lexical),
-            Feedback(corpus, lexical),
-            lexical,
+            corpus, leaves, Eligibility(leaves, corpus.all, lexical), self.feedback, lexical
         )
         self._hits: dict[object, list[Hit]] = {}
         self._by_id: dict[tuple[int, tuple[str, ...]], tuple[Node, list[Hit]]] = {}
 
     field_text = staticmethod(field_text)  # the text a MatchedTerm's offsets refer to
 
-    def search(self, query: Node, meaning: tuple[str, ...] = ()) -> list[Hit]:
+    def search(
+        self, query: Node, meaning: tuple[str, ...] = (), votes: TopicVotes | None = None
+    ) -> list[Hit]:
         """Eligible papers above the cut-off, best first (memoised per node and meaning).
 
         `meaning` is the filter's meaning texts (`digest.filters.meaning_texts`);
         without them, or without stored vectors, ranking is by words alone.
+        `votes` are one subscriber's votes on this topic (`digest.scoring.votes`):
+        a search with votes is that subscriber's own, and is not memoised.
         """
+        if votes:
+            return self._hits_of(query, meaning, votes)
         # Subscribers sharing a topic usually share the parsed node object: look it up
         # by identity first (hashing a tree walks it). The entry keeps the node alive,
         # so its id cannot be reused by another node during this index's life.
@@ -88,7 +92,15 @@ class PaperIndex:
         if cached is not None:
             self._by_id[(id(query), meaning)] = (query, cached)
             return cached
-        scored, cutoff, shares = self.scores(query, meaning)
+        hits = self._hits_of(query, meaning, None)
+        self._hits[key] = hits
+        self._by_id[(id(query), meaning)] = (query, hits)
+        return hits
+
+    def _hits_of(
+        self, query: Node, meaning: tuple[str, ...], votes: TopicVotes | None
+    ) -> list[Hit]:
+        scored, cutoff, shares, leant = self.scores(query, meaning, votes)
         units = self.ranking.plan(query).units  # looked up once: hashing a tree walks it
         finish = self.ranking.finish
         papers = self.papers
@@ -98,38 +110,79 @@ class PaperIndex:
                 score, parts = finish(doc, scores)
                 if shares:
                     parts["meaning"] = round(shares[doc], 4)
+                if leant:
+                    _vote_parts(parts, leant, doc, scored)
                 matched = matched_terms(units, doc)
                 hits.append(Hit(papers[doc].paper_id, score, matched, parts))
         hits.sort(key=lambda h: (-h.score, h.paper_id))
-        self._hits[key] = hits
-        self._by_id[(id(query), meaning)] = (query, hits)
         return hits
 
     def scores(
-        self, query: Node, meaning: tuple[str, ...] = ()
-    ) -> tuple[dict[int, Scored], float, dict[int, float]]:
-        """(every eligible paper's score entry, the cut-off, each one's meaning share).
+        self, query: Node, meaning: tuple[str, ...] = (), votes: TopicVotes | None = None
+    ) -> tuple[dict[int, Scored], float, dict[int, float], Leaning]:
+        """(every eligible paper's score entry, the cut-off, each one's meaning share,
+        how votes moved each one).
 
         With vectors for the filter's meaning, the entries carry the fused score
         and the cut-off is `semantic_cutoff` of the best; else the word
-        relevance and the lexical cut-offs of the settings.
+        relevance and the lexical cut-offs of the settings. Votes move the
+        entries' scores (by at most `vote_weight` of the best) before the
+        cut-off is taken, so the cut-off follows them.
         """
         scored = self.ranking.score(query)
         similarity = self.meaning.similarity(meaning) if self.meaning and meaning else None
+        shares: dict[int, float] = {}
         if similarity is not None:
-            fused, shares = fuse(scored, similarity, self.settings.semantic_weight)
-            best = max((entry[0] for entry in fused.values()), default=0.0)
-            return fused, self.settings.semantic_cutoff * best, shares
+            scored, shares = fuse(scored, similarity, self.settings.semantic_weight)
+        leant: Leaning = {}
+        if votes and scored:
+            best = max(entry[0] for entry in scored.values())
+            leant = leaning(
+                votes, list(scored), self.feedback, self.meaning, self.settings.vote_weight
+            )
+            leant = {doc: (shift * best, near) for doc, (shift, near) in leant.items()}
+            scored = {doc: (entry[0] + leant[doc][0], *entry[1:]) for doc, entry in scored.items()}
         best = max((entry[0] for entry in scored.values()), default=0.0)
+        if similarity is not None:
+            return scored, self.settings.semantic_cutoff * best, shares, leant
         cutoff = max(self.settings.min_relevance, self.settings.relative_cutoff * best)
-        return scored, cutoff, {}
+        return scored, cutoff, shares, leant
 
-    def explain(self, paper_id: int, query: Node, meaning: tuple[str, ...] = ()) -> Explanation:
-        """Why `paper_id` did or did not match `query` (with `meaning`, as `search` saw it)."""
+    def explain(
+        self,
+        paper_id: int,
+        query: Node,
+        meaning: tuple[str, ...] = (),
+        votes: TopicVotes | None = None,
+    ) -> Explanation:
+        """Why `paper_id` did or did not match `query` (with `meaning` and `votes`, as
+        `search` saw it)."""
         doc = self.corpus.doc_of.get(paper_id)
         if doc is None:
             raise KeyError(paper_id)
-        scored, cutoff, shares = self.scores(query, meaning)
-        return explain(
-            paper_id, doc, query, self.search(query, meaning), self.ranking, scored, cutoff, shares
+        scored, cutoff, shares, leant = self.scores(query, meaning, votes)
+        why = explain(
+            paper_id,
+            doc,
+            query,
+            self.search(query, meaning, votes),
+            self.ranking,
+            scored,
+            cutoff,
+            shares,
         )
+        if leant and doc in leant:
+            _vote_parts(why.parts, leant, doc, scored)
+        return why
+
+
+def _vote_parts(
+    parts: dict[str, float], leant: Leaning, doc: int, scored: Mapping[int, Scored]
+) -> None:
+    """A hit's score parts name what votes did: the shift, and how many liked papers it is
+    like (when they lifted it)."""
+    shift, near = leant[doc]
+    if shift:
+        parts["votes"] = round(shift, 4)
+    if shift > 0 and near:
+        parts["liked"] = float(near)

@@ -10,7 +10,7 @@ subscriber's own topic ids, are built per subscriber.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from itertools import chain
 from typing import Any
@@ -78,6 +78,14 @@ class Selector:
         if max_papers < 0:
             max_papers = 0
         window: _Window | None = None
+        if any(topic.votes for topic in topics):
+            # a subscriber's votes make the selection theirs alone: nothing to share
+            if allowed is not None or exclude:
+                window = (None if allowed is None else frozenset(allowed), frozenset(exclude))
+            # (and its hit lists die with it: `_head`'s cache, keyed by their ids, must not
+            # see them)
+            lists = [self.index.search(t.query, t.meaning, t.votes) for t in topics]
+            return self._picks(topics, _selected(lists, max_papers, window, _entries))
         if allowed is None and not exclude:
             # (one or two topics, most subscribers: the key without a list in between)
             # (a topic's meaning texts change its hits: they are part of the key)
@@ -100,6 +108,10 @@ class Selector:
         selection = self._by_query.get(key)
         if selection is None:
             selection = self._by_query[key] = self._selection(topics, max_papers, window)
+        return self._picks(topics, selection)
+
+    @staticmethod
+    def _picks(topics: Sequence[TopicQuery], selection: _Selection) -> list[Pick]:
         # three values per pick (see _selection), taken off one shared iterator in C; each
         # Pick is made from a ready tuple, without a call to its __new__
         values = iter(selection)
@@ -129,28 +141,7 @@ class Selector:
             key = (key, window)
         selection = self._by_lists.get(key)
         if selection is None:
-            flat: list[Any] = []
-            if window is None and len(lists) == 1:
-                for rank, hit in enumerate(lists[0][:max_papers], 1):
-                    flat += (hit, rank, 0)
-            else:
-                heads: list[Sequence[_Entry]]
-                if window is None:
-                    heads = [self._head(hits, i, max_papers) for i, hits in enumerate(lists)]
-                else:
-                    allowed, exclude = window
-                    heads = [
-                        [
-                            (-hit.score, hit.paper_id, i, hit)
-                            for hit in hits
-                            if hit.paper_id not in exclude
-                            and (allowed is None or hit.paper_id in allowed)
-                        ][:max_papers]
-                        for i, hits in enumerate(lists)
-                    ]
-                for rank, (_, _, i, hit) in enumerate(_fair_share(heads, max_papers), 1):
-                    flat += (hit, rank, i)
-            selection = self._by_lists[key] = tuple(flat)
+            selection = self._by_lists[key] = _selected(lists, max_papers, window, self._head)
         return selection
 
     def _head(self, hits: list[Hit], i: int, max_papers: int) -> tuple[_Entry, ...]:
@@ -163,6 +154,42 @@ class Selector:
                 [(-hit.score, hit.paper_id, i, hit) for hit in hits[:max_papers]]
             )
         return head
+
+
+def _entries(hits: list[Hit], i: int, max_papers: int) -> tuple[_Entry, ...]:
+    """The first `max_papers` hits of one filter as entries for topic index i."""
+    return tuple([(-hit.score, hit.paper_id, i, hit) for hit in hits[:max_papers]])
+
+
+def _selected(
+    lists: Sequence[list[Hit]],
+    max_papers: int,
+    window: _Window | None,
+    head: Callable[[list[Hit], int, int], Sequence[_Entry]],
+) -> _Selection:
+    """The selection over the topics' hit lists (see `Selector._selection`); `head` gives
+    the first entries of an unwindowed list (`Selector._head`, cached)."""
+    flat: list[Any] = []
+    if window is None and len(lists) == 1:
+        for rank, hit in enumerate(lists[0][:max_papers], 1):
+            flat += (hit, rank, 0)
+        return tuple(flat)
+    heads: list[Sequence[_Entry]]
+    if window is None:
+        heads = [head(hits, i, max_papers) for i, hits in enumerate(lists)]
+    else:
+        allowed, exclude = window
+        heads = [
+            [
+                (-hit.score, hit.paper_id, i, hit)
+                for hit in hits
+                if hit.paper_id not in exclude and (allowed is None or hit.paper_id in allowed)
+            ][:max_papers]
+            for i, hits in enumerate(lists)
+        ]
+    for rank, (_, _, i, hit) in enumerate(_fair_share(heads, max_papers), 1):
+        flat += (hit, rank, i)
+    return tuple(flat)
 
 
 def _fair_share(heads: Sequence[Sequence[_Entry]], max_papers: int) -> Sequence[_Entry]:

@@ -79,6 +79,19 @@ class Meaning:
         self._memo[texts] = found
         return found
 
+    def to_papers(self, vectors: Sequence[bytes]) -> NDArray[np.float32] | None:
+        """Per paper (corpus order), its cosine to each of `vectors` (one column each; NaN
+        for a paper without a vector); None when none of them has this run's width."""
+        import numpy as np
+
+        width = self._matrix.shape[1]
+        usable = [np.frombuffer(v, dtype="<f4") for v in vectors if width and len(v) == 4 * width]
+        if not usable:
+            return None
+        found: NDArray[np.float32] = self._matrix @ np.stack(usable).T
+        found[~self._has] = np.nan
+        return found
+
 
 def fuse(
     scored: Mapping[int, Scored], similarity: NDArray[np.float32], weight: float

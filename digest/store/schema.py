@@ -282,6 +282,35 @@ class DigestItem(Base):
     paper: Mapped[Paper] = relationship()
 
 
+class Vote(Base):
+    """A reader's "more / less like this" on one paper for one of their topics.
+
+    One row per (subscriber, paper, topic): a second vote on the same paper and
+    topic replaces the first, so the table grows with what readers say, never
+    with what is sent. Votes go with their topic when it is removed, and stay
+    when the subscriber unsubscribes (a returning reader keeps what they taught).
+    `vote` is +1 (more like this) or -1 (less like this).
+    """
+
+    __tablename__ = "votes"
+    __table_args__ = (
+        CheckConstraint("vote IN (-1, 1)", name="vote"),
+        Index("ix_votes_topic_id", "topic_id"),
+    )
+
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True
+    )
+    paper_id: Mapped[int] = mapped_column(
+        ForeignKey("papers.id", ondelete="CASCADE"), primary_key=True
+    )
+    topic_id: Mapped[int] = mapped_column(
+        ForeignKey("topics.id", ondelete="CASCADE"), primary_key=True
+    )
+    vote: Mapped[int] = mapped_column(Integer)
+    voted_at: Mapped[datetime]
+
+
 class PaperVector(Base):
     """A paper's sentence embedding (`digest.semantic`), computed once after it is stored.
 

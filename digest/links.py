@@ -1,4 +1,4 @@
-"""Signed link tokens for unsubscribe, confirm, manage and view-in-browser links.
+"""Signed link tokens for unsubscribe, confirm, manage, view-in-browser and vote links.
 
 A token is `<id>.<day>.<mac>`: the row id and the day it was issued (days
 since 2020-01-01), both in base 36, and a truncated HMAC-SHA256 over
@@ -8,7 +8,8 @@ cannot confirm; the day lets `web.link_max_age_days` retire old links.
 Tokens stay short (~35 characters) so `List-Unsubscribe` fits on one header
 line. Changing the secret invalidates every link already sent. Tokens made
 before the day was added (`<id>.<mac>`) still verify, undated, until the
-secret is rotated.
+secret is rotated. A "more / less like this" link under a paper names a
+digest and a paper instead of one row: `vote_token`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from digest.config import WebSettings
 from digest.errors import ConfigError
 
 Purpose = Literal["unsubscribe", "confirm", "manage", "view"]
+# "More like this" / "Less like this" under a paper of a digest (see `vote_token`)
+VoteLink = Literal["more", "less"]
 MAC_BYTES = 16
 # Row ids are 32-bit integers in the schema; a token claiming a larger id is
 # forged, and refusing it here keeps out-of-range numbers away from the database.
@@ -37,6 +40,7 @@ LINK_PATHS: dict[Purpose, str] = {
     "manage": "m",
     "view": "d",
 }
+VOTE_PATHS: dict[VoteLink, str] = {"more": "more", "less": "less"}
 
 
 EPOCH = date(2020, 1, 1)
@@ -153,6 +157,73 @@ def verify_token(
         age = issue_day(now) - day
         valid = valid and -1 <= age <= max_age_days
     return valid
+
+
+def vote_token(
+    secret: bytes,
+    vote: VoteLink,
+    digest_id: int,
+    paper_id: int,
+    email: str,
+    *,
+    issued: datetime | date,
+) -> str:
+    """A "more / less like this" token: `<digest>.<paper>.<day>.<mac>`.
+
+    Signed per (vote, digest, paper, address): the link works only for a paper
+    of the digest it came in, only for the vote it names, and dies with the
+    address like every other link. About 40 characters, so the text part keeps
+    each link on one line.
+    """
+    day = max(0, issue_day(issued))
+    mac = _vote_mac(secret, vote, digest_id, paper_id, email, day)
+    return f"{_to_base36(digest_id)}.{_to_base36(paper_id)}.{_to_base36(day)}.{mac}"
+
+
+def vote_token_ids(token: str) -> tuple[int, int] | None:
+    """(digest id, paper id) a vote token claims (unverified), or None if it is malformed."""
+    parts = token.split(".")
+    if len(parts) != 4:
+        return None
+    digest_id, paper_id = _base36(parts[0], MAX_ROW_ID), _base36(parts[1], MAX_ROW_ID)
+    if digest_id is None or paper_id is None:
+        return None
+    return digest_id, paper_id
+
+
+def verify_vote_token(
+    secret: bytes,
+    vote: VoteLink,
+    token: str,
+    email: str,
+    *,
+    now: datetime,
+    max_age_days: int,
+) -> bool:
+    """Whether `token` is ours for this vote and address (constant time), and not too old."""
+    ids = vote_token_ids(token)
+    parts = token.split(".")
+    if ids is None:
+        return False
+    day = _base36(parts[2], 10**6)
+    if day is None:
+        return False
+    expected = (
+        f"{parts[0]}.{parts[1]}.{parts[2]}.{_vote_mac(secret, vote, ids[0], ids[1], email, day)}"
+    )
+    valid = hmac.compare_digest(expected.encode(), token.encode("utf-8", "replace"))
+    # (the ids as written must be the canonical base 36 of the numbers signed)
+    valid = valid and parts[0] == _to_base36(ids[0]) and parts[1] == _to_base36(ids[1])
+    age = issue_day(now) - day
+    return valid and -1 <= age <= max_age_days
+
+
+def _vote_mac(
+    secret: bytes, vote: VoteLink, digest_id: int, paper_id: int, email: str, day: int
+) -> str:
+    message = f"vote-{vote}\n{digest_id}\n{paper_id}\n{email}\n{day}"
+    digest = hmac.new(secret, message.encode(), hashlib.sha256).digest()[:MAC_BYTES]
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
 def link_url(

@@ -159,6 +159,11 @@ class PaperCard:
     arxiv_id: str | None = None
     upvotes: int | None = None
     matched: tuple[MatchedTerm, ...] = ()
+    # what the reader's votes had to do with it, e.g. "like 2 papers you liked"
+    why: str = ""
+    # the signed "More like this" / "Less like this" links (a recorded digest only)
+    more_url: str | None = None
+    less_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

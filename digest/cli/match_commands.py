@@ -25,8 +25,8 @@ from digest.cli.options import ConfigOption, JsonOption, settings_from, store_fr
 from digest.embed import stored_vectors
 from digest.errors import BadInput
 from digest.filters import meaning_texts, operator_hints, parse
-from digest.keys import normalise_arxiv_id, paper_key
 from digest.scoring import Explanation, Hit, PaperIndex
+from digest.store.reads import find_paper as stored_paper
 from digest.store.reads import latest_upvotes, paper_text
 from digest.store.schema import Dump, DumpPaper, Paper
 from digest.values import MatchedTerm, PaperText
@@ -68,16 +68,11 @@ def load_candidates(
 
 
 def find_paper(session: Session, key: str) -> Paper:
-    """A paper by its key, arXiv id or exact title."""
-    arxiv_id = normalise_arxiv_id(key)
-    candidates = [key, paper_key(arxiv_id, key) if arxiv_id else None, paper_key(None, key)]
-    for candidate in candidates:
-        if candidate is None:
-            continue
-        row = session.scalar(select(Paper).where(Paper.key == candidate))
-        if row is not None:
-            return row
-    raise BadInput(f"--explain: no stored paper with key, arXiv id or title {key!r}")
+    """A paper by its key, arXiv id or exact title, for --explain."""
+    row = stored_paper(session, key)
+    if row is None:
+        raise BadInput(f"--explain: no stored paper with key, arXiv id or title {key!r}")
+    return row
 
 
 def highlighted(text: str, matched: Sequence[MatchedTerm], field: str) -> Text:

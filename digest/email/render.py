@@ -80,6 +80,7 @@ class CardTexts:
     authors: str
     topic: str
     upvotes: str  # "12 upvotes", or "" when unknown
+    why: str  # "like 2 papers you liked", or ""
     snippet: tuple[Segment, ...]
     snippet_text: str
     text_meta: str
@@ -94,6 +95,10 @@ class CardModel:
     text_number: str  # " 1. " (padded so titles align in the text part)
     paper: CardTexts
     text: TextLines
+    # the signed vote links: per digest, so outside the cached card texts
+    more_url: str | None = None
+    less_url: str | None = None
+    text_votes: str = ""  # the text part's lines for them, indented
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,15 +259,19 @@ class Renderer:
             segments = tuple(snippet(card.abstract, card.matched))
             upvotes = _upvotes(card.upvotes)
             topic = " ".join(card.topic_label.split())
+            meta = f"Topic: {topic}"
+            if card.why:
+                meta += f" ({card.why})"
             texts = CardTexts(
                 title=" ".join(card.title.split()),
                 url=self.paper_url(card),
                 authors=author_line(card.authors),
                 topic=topic,
                 upvotes=upvotes,
+                why=card.why,
                 snippet=segments,
                 snippet_text="".join(part for part, _ in segments),
-                text_meta=f"Topic: {topic} · {upvotes}" if upvotes else f"Topic: {topic}",
+                text_meta=f"{meta} · {upvotes}" if upvotes else meta,
             )
             texts = replace(texts, body_html=self._paper_body(texts))
             if len(self._card_cache) >= CARD_CACHE_SIZE:
@@ -302,9 +311,23 @@ class Renderer:
                 number += 1
                 text_number = f"{number:>{width}}. "
                 texts = self._texts(card)
+                more = mime.url(card.more_url, "more_url") if card.more_url else None
+                less = mime.url(card.less_url, "less_url") if card.less_url else None
+                indent = " " * len(text_number)
+                votes = (
+                    f"{indent}More like this: {more}\n{indent}Less like this: {less}"
+                    if more and less
+                    else ""
+                )
                 group_cards.append(
                     CardModel(
-                        number, text_number, texts, self._lines(card, texts, len(text_number))
+                        number,
+                        text_number,
+                        texts,
+                        self._lines(card, texts, len(text_number)),
+                        more,
+                        less,
+                        votes,
                     )
                 )
             cards.append(GroupModel(label, group_cards))
@@ -349,6 +372,7 @@ def _card_key(card: PaperCard) -> CardKey:
         card.arxiv_id,
         card.upvotes,
         card.matched,
+        card.why,
     )
 
 

@@ -12,7 +12,7 @@ therefore the same message.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from digest.config import Settings
 from digest.email.render import Renderer
 from digest.errors import BadInput
-from digest.links import make_token
+from digest.links import VOTE_PATHS, make_token, vote_token
 from digest.outbox.types import Build, ClaimedDigest
 from digest.planner import PlannedDigest
 from digest.store.reads import chunks, latest_upvotes
@@ -72,20 +72,33 @@ class ViewCache:
 
     papers: dict[int, Any] = field(default_factory=dict)
     upvotes: dict[datetime, dict[int, int | None]] = field(default_factory=dict)
-    matched: dict[str, tuple[MatchedTerm, ...]] = field(default_factory=dict)
+    matched: dict[str, tuple[tuple[MatchedTerm, ...], str]] = field(default_factory=dict)
 
-    def matches(self, raw: str | None) -> tuple[MatchedTerm, ...]:
-        """The matched terms of an explanation, as stored (JSON text), decoded once."""
+    def matches(self, raw: str | None) -> tuple[tuple[MatchedTerm, ...], str]:
+        """(the matched terms, the "why" line) of an explanation, as stored (JSON text),
+        decoded once."""
         if not raw:
-            return ()
+            return (), ""
         found = self.matched.get(raw)
         if found is None:
             decoded = json.loads(raw) or {}
-            found = tuple(MatchedTerm.from_json(m) for m in decoded.get("matched", ()))
+            found = (
+                tuple(MatchedTerm.from_json(m) for m in decoded.get("matched", ())),
+                why_line(decoded.get("parts") or {}),
+            )
             if len(self.matched) >= MATCHED_CACHE_SIZE:
                 self.matched.clear()
             self.matched[raw] = found
         return found
+
+
+def why_line(parts: Mapping[str, float]) -> str:
+    """What a reader's votes had to do with a paper, for the email: "like 2 papers you
+    liked" when the votes lifted it ("" otherwise)."""
+    liked = int(parts.get("liked", 0))
+    if liked <= 0 or parts.get("votes", 0) <= 0:
+        return ""
+    return f"like {liked} paper{'s' if liked != 1 else ''} you liked"
 
 
 MATCHED_CACHE_SIZE = 50_000
@@ -157,6 +170,7 @@ def views_for_digests(
         found = latest_upvotes(session, missing, as_of=planned_at)
         known.update({paper_id: found.get(paper_id) for paper_id in missing})
     views: dict[int, DigestView] = {}
+    links = _VoteLinks(settings, secret)
     for digest_id, period, planned_at, message_id, subscriber_id, email in heads:
         cards = tuple(
             _card(
@@ -164,7 +178,8 @@ def views_for_digests(
                 topic_label=item.topic_label,
                 score=item.score,
                 upvotes=upvotes[planned_at].get(item.paper_id),
-                matched=cache.matches(item.explanation),
+                explained=cache.matches(item.explanation),
+                links=links.of(digest_id, item.paper_id, email, planned_at),
             )
             for item in items.get(digest_id, [])
         )
@@ -193,13 +208,20 @@ def view_for_plan(
     ids = [pick.paper_id for pick in plan.picks]
     papers = _papers(session, ids)
     upvotes = latest_upvotes(session, ids, as_of=plan.planned_at)
+    links = _VoteLinks(settings, secret)
     cards = tuple(
         _card(
             papers[pick.paper_id],
             topic_label=plan.topic_labels.get(pick.topic_id, ""),
             score=pick.score,
             upvotes=upvotes.get(pick.paper_id),
-            matched=pick.matched,
+            explained=(pick.matched, why_line(pick.parts)),
+            # a plan not recorded has no digest for the links to name
+            links=(
+                links.of(plan.digest_id, pick.paper_id, email, plan.planned_at)
+                if plan.digest_id is not None
+                else (None, None)
+            ),
         )
         for pick in sorted(plan.picks, key=lambda p: p.rank)
     )
@@ -285,14 +307,33 @@ def _papers(session: Session, paper_ids: Iterable[int]) -> dict[int, Any]:
     }
 
 
+class _VoteLinks:
+    """The "More like this" / "Less like this" URLs of papers in recorded digests."""
+
+    def __init__(self, settings: Settings, secret: bytes) -> None:
+        self.base = settings.web.base_url.rstrip("/")
+        self.secret = secret
+
+    def of(self, digest_id: int, paper_id: int, email: str, issued: datetime) -> tuple[str, str]:
+        # dated by the digest's issue time, so a re-sent message carries the same links
+        more = vote_token(self.secret, "more", digest_id, paper_id, email, issued=issued)
+        less = vote_token(self.secret, "less", digest_id, paper_id, email, issued=issued)
+        return (
+            f"{self.base}/{VOTE_PATHS['more']}/{more}",
+            f"{self.base}/{VOTE_PATHS['less']}/{less}",
+        )
+
+
 def _card(
     paper: Any,
     *,
     topic_label: str,
     score: float,
     upvotes: int | None,
-    matched: tuple[MatchedTerm, ...],
+    explained: tuple[tuple[MatchedTerm, ...], str],
+    links: tuple[str | None, str | None],
 ) -> PaperCard:
+    matched, why = explained
     return PaperCard(
         title=paper.title,
         url=paper_url(paper.arxiv_id, paper.title),
@@ -303,6 +344,9 @@ def _card(
         arxiv_id=paper.arxiv_id,
         upvotes=upvotes,
         matched=matched,
+        why=why,
+        more_url=links[0],
+        less_url=links[1],
     )
 
 

@@ -16,10 +16,11 @@ from typing import TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from digest.keys import normalise_arxiv_id, paper_key
 from digest.store.schema import Dump, DumpPaper, Paper
 from digest.values import PaperText
 
-__all__ = ["CHUNK", "chunks", "latest_upvotes", "paper_text", "paper_texts"]
+__all__ = ["CHUNK", "chunks", "find_paper", "latest_upvotes", "paper_text", "paper_texts"]
 
 CHUNK = 500
 """Ids per `IN (...)` list: well below the bound-parameter limits of SQLite and psycopg."""
@@ -74,3 +75,17 @@ def paper_texts(
         for row in session.scalars(select(Paper).where(Paper.id.in_(chunk)).order_by(Paper.id)):
             texts.append(paper_text(row, upvotes.get(row.id)))
     return texts
+
+
+def find_paper(session: Session, ref: str) -> Paper | None:
+    """A stored paper by its key, its arXiv id (any version, any spelling the keys accept)
+    or its exact title: what a person can copy from a digest or `digest match`."""
+    arxiv_id = normalise_arxiv_id(ref)
+    candidates = [ref, paper_key(arxiv_id, ref) if arxiv_id else None, paper_key(None, ref)]
+    for candidate in candidates:
+        if candidate is None:
+            continue
+        row = session.scalar(select(Paper).where(Paper.key == candidate))
+        if row is not None:
+            return row
+    return None

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from digest.config import Settings
-from digest.keys import paper_key
+from digest.keys import paper_key, title_key
 from digest.store.database import Store
 from digest.store.schema import Digest, Dump, DumpPaper, Paper, Subscriber, Topic
 
@@ -73,6 +73,7 @@ def add_paper(
         return existing.id
     paper = Paper(
         key=key,
+        title_key=title_key(title),
         arxiv_id=arxiv_id,
         title=title,
         abstract=abstract or f"We study {title.lower()} in depth.",

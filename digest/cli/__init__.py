@@ -6,6 +6,7 @@ the import list below (one line each, so merges stay easy).
 
 import digest.cli.db_commands
 import digest.cli.embed_commands
+import digest.cli.feedback_commands
 import digest.cli.ingest_commands
 import digest.cli.match_commands
 import digest.cli.outbox_commands

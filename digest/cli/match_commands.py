@@ -25,10 +25,14 @@ from digest.cli.options import ConfigOption, JsonOption, settings_from, store_fr
 from digest.embed import stored_vectors
 from digest.errors import BadInput
 from digest.filters import meaning_texts, operator_hints, parse
+from digest.outbox.build import why_line
+from digest.planner import learned_votes
 from digest.scoring import Explanation, Hit, PaperIndex
 from digest.store.reads import find_paper as stored_paper
 from digest.store.reads import latest_upvotes, paper_text
 from digest.store.schema import Dump, DumpPaper, Paper
+from digest.store.votes import SubscriberVotes, votes_of
+from digest.subscribers import manage as subscriptions
 from digest.values import MatchedTerm, PaperText
 
 HIGHLIGHT = "bold yellow"
@@ -73,6 +77,24 @@ def find_paper(session: Session, key: str) -> Paper:
     if row is None:
         raise BadInput(f"--explain: no stored paper with key, arXiv id or title {key!r}")
     return row
+
+
+def _their_votes(
+    session: Session, email: str, query: str
+) -> tuple[dict[int, SubscriberVotes], set[int]]:
+    """(the votes of `email` on their topic `query`, the papers voted on) for --email."""
+    subscriber = subscriptions.get_subscriber(session, email)
+    topic = subscriptions.find_topic(subscriber, query)
+    if topic is None:
+        listed = ", ".join(f"#{t.id} {t.query!r}" for t in subscriber.topics) or "none"
+        raise BadInput(
+            f"--email: {subscriber.email} has no topic {query!r} (their topics: {listed})"
+        )
+    theirs = votes_of(session, [subscriber.id]).get(subscriber.id)
+    cast = theirs.by_topic.get(topic.id, []) if theirs else []
+    if not cast:
+        return {}, set()
+    return {subscriber.id: SubscriberVotes({topic.id: cast})}, {paper for paper, _ in cast}
 
 
 def highlighted(text: str, matched: Sequence[MatchedTerm], field: str) -> Text:
@@ -120,7 +142,18 @@ def _explanation_json(query: str, row: Paper, ex: Explanation) -> dict[str, Any]
         "excluded_by": list(ex.excluded_by),
         "matched": [m.as_json() for m in ex.matched],
         "parts": ex.parts,
+        "votes": _votes_said(ex.parts) or None,
     }
+
+
+def _votes_said(parts: dict[str, float]) -> str:
+    """What the reader's votes did to a paper's score, in words ("" if nothing)."""
+    shift = parts.get("votes", 0.0)
+    if not shift:
+        return ""
+    why = why_line(parts)
+    direction = "raised" if shift > 0 else "lowered"
+    return f"{direction} its score by {abs(shift):.3f}" + (f" ({why})" if why else "")
 
 
 @app.command("match")
@@ -143,6 +176,15 @@ def match(
             "--explain",
             metavar="KEY",
             help="Say why this paper (key, arXiv id or title) did or did not match.",
+        ),
+    ] = None,
+    email: Annotated[
+        str | None,
+        typer.Option(
+            "--email",
+            metavar="E",
+            help="Rank as this subscriber's topic QUERY would, with their votes "
+            "(more / less like this); --explain then names what the votes did.",
         ),
     ] = None,
     as_json: JsonOption = False,
@@ -172,18 +214,21 @@ def match(
             upvotes = latest_upvotes(session, [target.id]).get(target.id)
             papers.append(paper_text(target, upvotes))
             rows[target.id] = target
+        voters, voted = _their_votes(session, email, query) if email else ({}, set())
         # the same vectors the planner would use, so match ranks as a digest would
-        vectors = stored_vectors(session, settings.semantic, rows, meaning)
-    paper_vectors, text_vectors = vectors if vectors else (None, None)
+        vectors = stored_vectors(session, settings.semantic, rows.keys() | voted, meaning)
+        paper_vectors, text_vectors = vectors if vectors else (None, None)
+        learned = learned_votes(session, voters, voted, paper_vectors)
+    votes = next((v for topics in learned.values() for v in topics.values()), None)
     index = PaperIndex(
         papers, settings.scoring, paper_vectors=paper_vectors, text_vectors=text_vectors
     )
     console = Console(highlight=False, soft_wrap=not as_json)
     if target is not None:
-        why = index.explain(target.id, node, meaning)
+        why = index.explain(target.id, node, meaning, votes)
         _print_explanation(console, query, target, why, as_json)
         return
-    found = index.search(node, meaning)
+    found = index.search(node, meaning, votes)
     hits = found[:limit]
     if as_json:
         payload = {
@@ -237,8 +282,13 @@ def _print_explanation(
         # with the semantic signal, the cut-off applies to words and meaning together
         what = "words + meaning" if "meaning" in ex.parts else "relevance"
         console.print(f"{what} {ex.relevance:.3f} (cut-off {ex.cutoff:.3f}), score {ex.score:.3f}")
-        parts = ", ".join(f"{name} {value:.3f}" for name, value in ex.parts.items())
+        parts = ", ".join(
+            f"{name} {value:.3f}" for name, value in ex.parts.items() if name != "liked"
+        )
         console.print(f"score parts: {parts}")
+        said = _votes_said(ex.parts)
+        if said:
+            console.print(f"votes: {said}")
     if ex.matched:
         console.print(f"matched: {describe_terms(ex.matched)}")
         abstract_hits = [m for m in ex.matched if m.field == "abstract"]

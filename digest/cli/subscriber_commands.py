@@ -38,6 +38,7 @@ from digest.store.schema import Digest, Subscriber
 from digest.subscribers import csvfile as subscriber_csv
 from digest.subscribers import manage as subscriptions
 from digest.subscribers.confirmation import send_confirmation
+from digest.subscribers.votes import list_votes
 
 topics_app = typer.Typer(help="List, add or remove one subscriber's topics.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
@@ -330,9 +331,11 @@ def show_command(
     with _transaction(config) as (_, session):
         subscriber = subscriptions.get_subscriber(session, email)
         digests = subscriptions.recent_digests(session, subscriber)
+        votes = list_votes(session, subscriber)
         if json_:
             data = _subscriber_json(subscriber)
             data["digests"] = [_digest_json(d) for d in digests]
+            data["votes"] = [vote.as_json() for vote in votes]
             typer.echo(json.dumps(data, indent=2))
             return
         console = Console(soft_wrap=True)
@@ -348,6 +351,11 @@ def show_command(
         typer.echo("topics:")
         for t in subscriber.topics:
             typer.echo(f"  #{t.id}  {t.query}" + (f"  [{t.label}]" if t.label else ""))
+        if votes:
+            typer.echo(f"votes ({len(votes)}; `digest feedback --undo` removes one):")
+            for vote in votes:
+                sign = "+" if vote.vote == "up" else "-"
+                typer.echo(f"  {sign} #{vote.topic_id}  {vote.arxiv_id or vote.title}")
         if not digests:
             typer.echo("no digests yet")
             return

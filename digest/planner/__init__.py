@@ -25,7 +25,7 @@ Modules, in the order a pass runs them:
 
 from __future__ import annotations
 
-from digest.planner.choose import new_message_id
+from digest.planner.choose import learned_votes, new_message_id
 from digest.planner.near_misses import NearMiss
 from digest.planner.plan import plan_due
 from digest.planner.report import PlannedDigest, PlanReport, Status
@@ -35,6 +35,7 @@ __all__ = [
     "PlanReport",
     "PlannedDigest",
     "Status",
+    "learned_votes",
     "new_message_id",
     "plan_due",
 ]

@@ -74,7 +74,7 @@ def choose_papers(
         {m for texts in meanings.values() for m in texts},
     )
     paper_vectors, text_vectors = vectors if vectors else (None, None)
-    learned = _topic_votes(session, votes, voted_ids, paper_vectors)
+    learned = learned_votes(session, votes, voted_ids, paper_vectors)
     index = PaperIndex(
         texts, settings.scoring, paper_vectors=paper_vectors, text_vectors=text_vectors
     )
@@ -129,7 +129,7 @@ def choose_papers(
     return plans
 
 
-def _topic_votes(
+def learned_votes(
     session: Session,
     votes: Mapping[int, SubscriberVotes],
     voted_ids: AbstractSet[int],

@@ -16,7 +16,7 @@ from typing import TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from digest.keys import normalise_arxiv_id, paper_key
+from digest.keys import normalise_arxiv_id, paper_key, title_key
 from digest.store.schema import Dump, DumpPaper, Paper
 from digest.values import PaperText
 
@@ -88,4 +88,7 @@ def find_paper(session: Session, ref: str) -> Paper | None:
         row = session.scalar(select(Paper).where(Paper.key == candidate))
         if row is not None:
             return row
-    return None
+    # a paper keyed by its arXiv id, named by its title
+    return session.scalar(
+        select(Paper).where(Paper.title_key == title_key(ref)).order_by(Paper.id).limit(1)
+    )

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from digest.planner import plan_due
-from digest.store.database import Store
+from digest.store.database import Store, open_store
 from digest.store.schema import Vote
 from tests.conftest import invoke
 from tests.plan_factories import T0, add_dump, add_subscriber, digests_of, settings_for
@@ -149,3 +149,30 @@ def test_match_with_email_explains_what_the_votes_did(
     assert "votes" not in json.loads(out)["parts"]  # without --email: no one's votes
     code, _, err = invoke(cli, "match", "graphs", "--email", "reader@example.org")
     assert code == 2 and "has no topic 'graphs'" in err
+
+
+def test_export_and_import_carry_votes(
+    cli: CliRunner, store: Store, reader: int, tmp_path: Path, config_file: Path
+) -> None:
+    assert invoke(cli, "feedback", "reader@example.org", "2401.00001", "up")[0] == 0
+    assert invoke(cli, "feedback", "reader@example.org", "Speech study 0", "down")[0] == 0
+    code, exported, _ = invoke(cli, "export")
+    assert code == 0
+    header, row = exported.splitlines()
+    assert header.endswith(",votes")
+    assert row.endswith(",down 1 title:speech study 0; up 1 2401.00001")  # newest first
+    listed = tmp_path / "list.csv"
+    listed.write_text(exported)
+
+    # Into a fresh database that holds only one of the two papers: that vote comes back,
+    # the other is named and left out, and the rest of the list still imports.
+    other = open_store(f"sqlite:///{tmp_path / 'other.db'}")
+    add_dump(other, T0 - timedelta(hours=2), DIFFUSION[:3])
+    other.dispose()
+    config_file.write_text(f'database_url = "sqlite:///{tmp_path / "other.db"}"\n')
+    code, out, err = invoke(cli, "import", str(listed), "--confirmed")
+    assert code == 0, err
+    assert "votes: 1 recorded, 1 left out" in out
+    assert "no stored paper 'title:speech study 0'" in out
+    code, out, _ = invoke(cli, "show", "reader@example.org", "--json")
+    assert [(v["paper"], v["vote"]) for v in json.loads(out)["votes"]] == [("2401.00001", "up")]

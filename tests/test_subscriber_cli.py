@@ -232,9 +232,9 @@ def test_export_then_import_round_trips(
     code, exported, _ = invoke(cli, "export")
     assert code == 0
     assert exported.splitlines() == [
-        "email,topics,timezone,hour,frequency,weekday,max_papers",
-        'a@example.org,"llm; ""kv cache""",UTC,8,daily,mon,10',
-        "b@example.org,robot*,America/New_York,18,weekly,wed,3",
+        "email,topics,timezone,hour,frequency,weekday,max_papers,votes",
+        'a@example.org,"llm; ""kv cache""",UTC,8,daily,mon,10,',
+        "b@example.org,robot*,America/New_York,18,weekly,wed,3,",
     ]
     out_file = tmp_path / "list.csv"
     assert invoke(cli, "export", "--out", str(out_file))[0] == 0
@@ -332,7 +332,9 @@ BAD_CSV = [
         "email,topics\nok@example.org,llm\nnew@example.org,\n",
         "line 3: new@example.org is not subscribed yet",
     ),
-    ("ok@example.org,llm,UTC,8,daily,mon,10,extra\n", "line 1: 8 cells"),
+    ("ok@example.org,llm,UTC,8,daily,mon,10,,extra\n", "line 1: 9 cells"),
+    ("ok@example.org,llm,UTC,8,daily,mon,10,up 2 x\n", "topic number 2, but the row has 1"),
+    ("ok@example.org,llm,UTC,8,daily,mon,10,sideways 1 x\n", "write it as 'up|down"),
 ]
 
 

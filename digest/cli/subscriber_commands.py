@@ -38,7 +38,7 @@ from digest.store.schema import Digest, Subscriber
 from digest.subscribers import csvfile as subscriber_csv
 from digest.subscribers import manage as subscriptions
 from digest.subscribers.confirmation import send_confirmation
-from digest.subscribers.votes import list_votes
+from digest.subscribers.votes import list_votes, votes_of_many
 
 topics_app = typer.Typer(help="List, add or remove one subscriber's topics.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
@@ -435,6 +435,10 @@ def import_command(
         typer.echo(
             f"  skipped {address}: {status} (re-subscribe with `digest subscribe` if they asked)"
         )
+    if report.votes or report.votes_left_out:
+        typer.echo(f"  votes: {report.votes} recorded, {len(report.votes_left_out)} left out")
+    for address, paper in report.votes_left_out[:20]:
+        typer.echo(f"  left out a vote of {address}: no stored paper {paper!r} (ingest it first)")
 
 
 @app.command("export")
@@ -458,7 +462,7 @@ def export_command(
         found, _ = subscriptions.list_subscribers(session, status=status)
         if status is None:
             found = [s for s in found if s.status not in subscriptions.ENDED_STATUSES]
-        text = subscriber_csv.export_csv(found)
+        text = subscriber_csv.export_csv(found, votes_of_many(session, [s.id for s in found]))
     if out is None:
         sys.stdout.write(text)
         return

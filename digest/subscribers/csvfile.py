@@ -1,9 +1,14 @@
 """Moving a subscriber list in and out as CSV, all or nothing.
 
 Columns: email, topics (separated by `;`), timezone, hour, frequency, and
-optionally weekday and max_papers. A first row naming the columns is
+optionally weekday, max_papers and votes. A first row naming the columns is
 optional; with it the columns may come in any order. Empty cells mean "the
-default" (new subscribers) or "unchanged" (existing ones).
+default" (new subscribers) or "unchanged" (existing ones). A votes cell
+carries a reader's "more / less like this", separated by `;`, each
+`up|down <topic number> <paper>`: the topic's place in the row's topics
+(from 1) and the paper's arXiv id or key. A vote for a paper this store does
+not hold is reported and left out (lists move between installations before
+their dumps do); anything else wrong refuses the file.
 
 `read_rows` checks every row without a database, so a bad row refuses the
 whole file, naming its line, before anything is written; `import_rows` then
@@ -16,7 +21,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
@@ -27,11 +32,12 @@ from sqlalchemy.orm import Session
 from digest.config import ScheduleSettings
 from digest.errors import BadInput
 from digest.filters import parse, to_text
-from digest.store.reads import chunks
+from digest.store.reads import chunks, find_paper
 from digest.store.schema import Subscriber
 from digest.subscribers import manage as subscriptions
+from digest.subscribers.votes import VoteRow, cast_vote
 
-COLUMNS = ("email", "topics", "timezone", "hour", "frequency", "weekday", "max_papers")
+COLUMNS = ("email", "topics", "timezone", "hour", "frequency", "weekday", "max_papers", "votes")
 REQUIRED_COLUMNS = ("email", "topics")
 TOPIC_SEPARATOR = ";"
 T = TypeVar("T")
@@ -49,6 +55,7 @@ class CsvRow:
     frequency: str | None = None
     weekday: int | None = None
     max_papers: int | None = None
+    votes: tuple[tuple[str, int, str], ...] = ()  # (up/down, topic number from 1, paper)
 
 
 @dataclass
@@ -57,6 +64,8 @@ class ImportReport:
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (email, why)
+    votes: int = 0  # votes recorded (new or changed)
+    votes_left_out: list[tuple[str, str]] = field(default_factory=list)  # (email, paper)
 
 
 MAX_REPORTED_ROWS = 20
@@ -175,15 +184,45 @@ def import_rows(
         else:
             report.unchanged.append(row.email)
     subscriptions.create_many(session, fresh, now=now)
+    _import_votes(session, [row for row in rows if row.votes], report, now=now)
     return report
 
 
-def export_csv(subscribers: Iterable[Subscriber]) -> str:
-    """The CSV `import_rows` reads back into the same subscribers, header first."""
+def _import_votes(
+    session: Session, rows: Sequence[CsvRow], report: ImportReport, *, now: datetime
+) -> None:
+    """Each row's votes, for the subscriber and topic the row names (after its topics
+    were added); a paper not stored here is reported, not fatal."""
+    left = {email for email, _ in report.skipped}
+    for row in rows:
+        if row.email in left:
+            continue
+        subscriber = subscriptions.get_subscriber(session, row.email)
+        for direction, number, ref in row.votes:
+            topic = subscriptions.find_topic(subscriber, row.topics[number - 1])
+            paper = find_paper(session, ref)
+            if paper is None or topic is None:
+                report.votes_left_out.append((row.email, ref))
+                continue
+            if cast_vote(session, subscriber, paper, topic, direction, now=now):
+                report.votes += 1
+
+
+def export_csv(
+    subscribers: Iterable[Subscriber], votes: Mapping[int, Sequence[VoteRow]] | None = None
+) -> str:
+    """The CSV `import_rows` reads back into the same subscribers, header first; with
+    `votes` (per subscriber id, as `list_votes` gives them) their votes too."""
     out = io.StringIO(newline="")
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(COLUMNS)
     for subscriber in subscribers:
+        place = {topic.id: i for i, topic in enumerate(subscriber.topics, 1)}
+        cast = "; ".join(
+            f"{vote.vote} {place[vote.topic_id]} {vote.arxiv_id or vote.paper_key}"
+            for vote in (votes or {}).get(subscriber.id, ())
+            if vote.topic_id in place
+        )
         cells = [
             subscriber.email,
             "; ".join(_exportable(topic.query) for topic in subscriber.topics),
@@ -192,6 +231,7 @@ def export_csv(subscribers: Iterable[Subscriber]) -> str:
             subscriber.frequency,
             subscriptions.weekday_name(subscriber.weekday),
             subscriber.max_papers,
+            cast,
         ]
         writer.writerow([_inert(cell) if isinstance(cell, str) else cell for cell in cells])
     return out.getvalue()
@@ -264,9 +304,31 @@ def _row(cells: list[str], columns: Sequence[str], line: int) -> CsvRow:
                 "max_papers",
                 lambda v: subscriptions.check_max_papers(_int(v, "max_papers")),
             ),
+            votes=_votes(value.get("votes", ""), len(topics)),
         )
     except BadInput as exc:
         raise BadInput(f"line {line}: {exc}") from None
+
+
+def _votes(cell: str, topics: int) -> tuple[tuple[str, int, str], ...]:
+    """A votes cell: `up|down <topic number> <paper>` separated by `;`."""
+    votes = []
+    for part in cell.split(TOPIC_SEPARATOR):
+        if not part.strip():
+            continue
+        words = part.split(maxsplit=2)
+        if len(words) != 3 or words[0].lower() not in ("up", "down") or not words[1].isdigit():
+            raise BadInput(
+                f"vote {part.strip()!r}: write it as 'up|down <topic number> <paper>', "
+                "e.g. 'up 1 2401.12345'"
+            )
+        number = int(words[1])
+        if not 1 <= number <= topics:
+            raise BadInput(
+                f"vote {part.strip()!r}: topic number {number}, but the row has {topics} topics"
+            )
+        votes.append((words[0].lower(), number, words[2].strip()))
+    return tuple(votes)
 
 
 def _checked_topic(text: str) -> str:

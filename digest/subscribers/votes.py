@@ -10,6 +10,7 @@ planner reads votes through `digest.store.votes`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -18,7 +19,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from digest.errors import BadInput
-from digest.store.reads import find_paper
+from digest.store.reads import chunks, find_paper
 from digest.store.schema import Digest, DigestItem, Paper, Subscriber, Topic, Vote
 from digest.subscribers.manage import find_topic
 
@@ -31,6 +32,7 @@ __all__ = [
     "reset_votes",
     "resolve_paper",
     "resolve_topic",
+    "votes_of_many",
 ]
 
 Direction = Literal["up", "down"]
@@ -158,26 +160,37 @@ def reset_votes(session: Session, subscriber: Subscriber) -> int:
 
 def list_votes(session: Session, subscriber: Subscriber) -> list[VoteRow]:
     """The subscriber's votes, newest first."""
-    rows = session.execute(
-        select(Vote, Paper, Topic)
-        .join(Paper, Paper.id == Vote.paper_id)
-        .join(Topic, Topic.id == Vote.topic_id)
-        .where(Vote.subscriber_id == subscriber.id)
-        .order_by(Vote.voted_at.desc(), Vote.paper_id)
-    )
-    return [
-        VoteRow(
-            paper_id=paper.id,
-            paper_key=paper.key,
-            arxiv_id=paper.arxiv_id,
-            title=paper.title,
-            topic_id=topic.id,
-            topic=topic.label or topic.query,
-            vote="up" if vote.vote > 0 else "down",
-            voted_at=vote.voted_at,
+    return votes_of_many(session, [subscriber.id]).get(subscriber.id, [])
+
+
+def votes_of_many(session: Session, subscriber_ids: Sequence[int]) -> dict[int, list[VoteRow]]:
+    """Per subscriber of `subscriber_ids` with votes, their votes newest first (a query per
+    few hundred subscribers, for an export of the whole list)."""
+    found: dict[int, list[VoteRow]] = {}
+    for chunk in chunks(sorted(set(subscriber_ids))):
+        rows = session.execute(
+            select(Vote, Paper, Topic)
+            .join(Paper, Paper.id == Vote.paper_id)
+            .join(Topic, Topic.id == Vote.topic_id)
+            .where(Vote.subscriber_id.in_(chunk))
+            .order_by(Vote.voted_at.desc(), Vote.paper_id)
         )
-        for vote, paper, topic in rows
-    ]
+        for vote, paper, topic in rows:
+            found.setdefault(vote.subscriber_id, []).append(_row(vote, paper, topic))
+    return found
+
+
+def _row(vote: Vote, paper: Paper, topic: Topic) -> VoteRow:
+    return VoteRow(
+        paper_id=paper.id,
+        paper_key=paper.key,
+        arxiv_id=paper.arxiv_id,
+        title=paper.title,
+        topic_id=topic.id,
+        topic=topic.label or topic.query,
+        vote="up" if vote.vote > 0 else "down",
+        voted_at=vote.voted_at,
+    )
 
 
 def _value(vote: str) -> int:

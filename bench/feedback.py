@@ -214,6 +214,10 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     if drops:
         worst, topic = max(drops)
         out["largest_ndcg_drop"] = {"topic": topic, "drop": round(worst, 4)}
+        # with a handful of relevant papers per topic and window, one of them in or
+        # out of the list moves a topic's nDCG by about a tenth or more
+        out["topics_ndcg_up_0.1"] = sum(1 for drop, _ in drops if drop < -0.1)
+        out["topics_ndcg_down_0.1"] = sum(1 for drop, _ in drops if drop > 0.1)
     # both ways must send something for a precision comparison on the same topics
     paired = [r for r in rows if r["with_votes"]["sent"] and r["without_votes"]["sent"]]
     if paired:

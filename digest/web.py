@@ -1,4 +1,4 @@
-"""The small web app behind the links in every email: unsubscribe, confirm, manage, view.
+"""The small web app behind the links in every email: unsubscribe, confirm, manage, view, vote.
 
 Routes (all under `web.base_url`):
 
@@ -10,16 +10,23 @@ Routes (all under `web.base_url`):
     GET  /m/{token}        manage page: topics, schedule, pause
     POST /m/{token}        one change from that page, then back to it (303)
     GET  /d/{token}        "view in browser": a digest as sent, re-rendered
+    GET  /more/{token}     "More like this" under a paper: its title, its topic, a button
+    POST /more/{token}     record that vote for the topic that brought the paper, and say
+                           what changes; with `undo=1`, take the vote back
+    GET  /less/{token}     the same for "Less like this"
+    POST /less/{token}
     GET  /healthz          for monitors: 200 when the database answers
 
 Why there are no logins, cookies or CSRF tokens: every URL carries an HMAC
 token (`digest.links`) that only the recipient of our email has, bound to one
-purpose, one row and one address. The token *is* the credential, and a
+purpose, one row and one address (a vote link: one vote, one digest, one paper
+of it and one address). The token *is* the credential, and a
 cross-site page cannot forge a request to a URL it does not know. RFC 8058
 forbids anything more on the one-click POST anyway (no cookies, no redirect).
 A GET never changes anything, because link scanners prefetch every link in a
 message. Any token we did not make (unknown, forged, for another purpose, or
-for a deleted subscriber) gets the same 404 page, so the app cannot be used to
+for a deleted subscriber; a vote link also for a paper that is not in its
+digest or whose topic is gone) gets the same 404 page, so the app cannot be used to
 find out which addresses are subscribed.
 
 Pages are Jinja2 templates under `templates/web/` with autoescaping on; the
@@ -52,12 +59,23 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from digest.config import Settings
 from digest.email.render import Renderer
 from digest.errors import BadInput
-from digest.links import Purpose, load_secret, make_token, token_row_id, verify_token
+from digest.links import (
+    VOTE_PATHS,
+    Purpose,
+    VoteLink,
+    load_secret,
+    make_token,
+    token_row_id,
+    verify_token,
+    verify_vote_token,
+    vote_token_ids,
+)
 from digest.outbox import view_for_digest
 from digest.resources import templates_dir
 from digest.store.database import Store
-from digest.store.schema import Digest, Subscriber
+from digest.store.schema import Digest, DigestItem, Paper, Subscriber, Topic
 from digest.subscribers import manage as subscriptions
+from digest.subscribers import votes
 from digest.values import WEEKDAYS, zone_of
 
 Clock = Callable[[], datetime]
@@ -182,6 +200,49 @@ class WebApp:
         digest: Digest = found[0]
         return digest
 
+    def vote_target_for(
+        self, session: Session, link: VoteLink, token: str
+    ) -> tuple[Subscriber, Paper, Topic]:
+        """Whose vote a "more / less like this" token is, on which paper, for which topic;
+        or NotFound.
+
+        The MAC covers the digest, the paper, the vote and the address; beyond
+        it, the paper must be an item of that digest (so a link only ever votes
+        on what was sent in it) and the topic that brought it must still exist.
+        """
+        ids = vote_token_ids(token)
+        found = (
+            session.execute(
+                select(Subscriber, DigestItem.topic_id)
+                .join(Digest, Digest.subscriber_id == Subscriber.id)
+                .outerjoin(
+                    DigestItem,
+                    (DigestItem.digest_id == Digest.id) & (DigestItem.paper_id == ids[1]),
+                )
+                .where(Digest.id == ids[0])
+            ).first()
+            if ids is not None
+            else None
+        )
+        # Verify even when there is no row, so a miss costs what a hit costs.
+        email = found[0].email if found is not None else ""
+        valid = verify_vote_token(
+            self.secret,
+            link,
+            token,
+            email,
+            now=self.clock(),
+            max_age_days=self.settings.web.link_max_age_days,
+        )
+        if not valid or ids is None or found is None or found[1] is None:
+            raise NotFound  # (found[1] is None: not an item of the digest, or its topic is gone)
+        subscriber: Subscriber = found[0]
+        topic = session.get(Topic, found[1])
+        paper = session.get(Paper, ids[1])
+        if topic is None or topic.subscriber_id != subscriber.id or paper is None:
+            raise NotFound
+        return subscriber, paper, topic
+
     def verify(self, purpose: Purpose, token: str, row_id: int, email: str) -> bool:
         max_age = self.settings.web.link_max_age_days
         now = self.clock()
@@ -289,12 +350,9 @@ class WebApp:
         token = request.path_params["token"]
         now = self.clock()
         post = request.method == "POST"
-        form: dict[str, str] = {}
-        if post:
-            if _content_length(request) > MAX_FORM_BYTES:
-                return self.page("error.html.j2", http_status=413, status_code=413)
-            async with request.form(max_files=0, max_fields=20) as parsed:
-                form = {k: v for k, v in parsed.items() if isinstance(v, str)}
+        form = await _small_form(request) if post else {}
+        if form is None:
+            return self.page("error.html.j2", http_status=413, status_code=413)
         notice = NOTICES.get(request.query_params.get("done", ""))
 
         def work() -> Response:
@@ -369,6 +427,43 @@ class WebApp:
 
         return await self.guarded(work)
 
+    async def more(self, request: Request) -> Response:
+        return await self.vote(request, "more")
+
+    async def less(self, request: Request) -> Response:
+        return await self.vote(request, "less")
+
+    async def vote(self, request: Request, link: VoteLink) -> Response:
+        """GET: the paper, its topic and one button. POST: cast the vote, or undo it."""
+        token = request.path_params["token"]
+        now = self.clock()
+        post = request.method == "POST"
+        form = await _small_form(request) if post else {}
+        if form is None:
+            return self.page("error.html.j2", http_status=413, status_code=413)
+        undo = form.get("undo") == "1"
+
+        def work() -> Response:
+            with self.store.transaction() as session:
+                subscriber, paper, topic = self.vote_target_for(session, link, token)
+                state = "ask"
+                if post and undo:
+                    votes.remove_vote(session, subscriber, paper, topic)
+                    state = "undone"
+                elif post:
+                    votes.cast_vote(session, subscriber, paper, topic, link, now=now)
+                    state = "done"
+                return self.page(
+                    "vote.html.j2",
+                    link=link,
+                    state=state,
+                    title=paper.title,
+                    topic=topic.label or topic.query,
+                    manage_token=self.token("manage", subscriber),
+                )
+
+        return await self.guarded(work)
+
     def render_digest(self, session: Session, digest: Digest) -> str:
         view = view_for_digest(session, digest.id, self.settings, self.secret)
         return self.renderer.html(view)
@@ -385,6 +480,14 @@ class WebApp:
         if status == 404:
             return self.not_found()
         return self.page("error.html.j2", http_status=status, status_code=status)
+
+
+async def _small_form(request: Request) -> dict[str, str] | None:
+    """The text fields of a POSTed form, or None when the body is too large to be ours."""
+    if _content_length(request) > MAX_FORM_BYTES:
+        return None
+    async with request.form(max_files=0, max_fields=20) as parsed:
+        return {k: v for k, v in parsed.items() if isinstance(v, str)}
 
 
 def _content_length(request: Request) -> int:
@@ -434,6 +537,8 @@ def create_app(
         Route("/confirm/{token}", web.confirm, methods=["GET", "POST"]),
         Route("/m/{token}", web.manage, methods=["GET", "POST"]),
         Route("/d/{token}", web.view, methods=["GET"]),
+        Route(f"/{VOTE_PATHS['more']}/{{token}}", web.more, methods=["GET", "POST"]),
+        Route(f"/{VOTE_PATHS['less']}/{{token}}", web.less, methods=["GET", "POST"]),
     ]
     app = Starlette(
         routes=routes,

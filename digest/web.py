@@ -7,7 +7,7 @@ Routes (all under `web.base_url`):
                            providers send (`List-Unsubscribe=One-Click`)
     GET  /confirm/{token}  confirm page with a button (double opt-in)
     POST /confirm/{token}  confirm a pending subscriber
-    GET  /m/{token}        manage page: topics, schedule, pause
+    GET  /m/{token}        manage page: topics, schedule, pause, votes
     POST /m/{token}        one change from that page, then back to it (303)
     GET  /d/{token}        "view in browser": a digest as sent, re-rendered
     GET  /more/{token}     "More like this" under a paper: its title, its topic, a button
@@ -73,7 +73,7 @@ from digest.links import (
 from digest.outbox import view_for_digest
 from digest.resources import templates_dir
 from digest.store.database import Store
-from digest.store.schema import Digest, DigestItem, Paper, Subscriber, Topic
+from digest.store.schema import Digest, DigestItem, Paper, Subscriber, Topic, Vote
 from digest.subscribers import manage as subscriptions
 from digest.subscribers import votes
 from digest.values import WEEKDAYS, zone_of
@@ -107,6 +107,8 @@ NOTICES = {
     "schedule": "Schedule saved.",
     "paused": "Digests paused.",
     "resumed": "Digests resumed.",
+    "vote-removed": "Vote removed.",
+    "votes-reset": "All votes removed.",
 }
 
 
@@ -257,7 +259,9 @@ class WebApp:
 
     # --- page contexts ---
 
-    def manage_context(self, subscriber: Subscriber, now: datetime) -> dict[str, Any]:
+    def manage_context(
+        self, session: Session, subscriber: Subscriber, now: datetime
+    ) -> dict[str, Any]:
         paused = subscriber.paused_until is not None and subscriber.paused_until > now
         return {
             "email": subscriber.email,
@@ -280,6 +284,7 @@ class WebApp:
             "timezones": timezone_names(),
             "weekdays": list(zip(WEEKDAYS, WEEKDAY_NAMES, strict=True)),
             "max_pause_days": MAX_PAUSE_DAYS,
+            "votes": votes.list_votes(session, subscriber),
             "errors": {},
             "values": {},
             "notice": None,
@@ -369,7 +374,7 @@ class WebApp:
                     errors = {exc.section: exc.message}
             with self.store.transaction() as session:
                 subscriber = self.subscriber_for(session, "manage", token)
-                context = self.manage_context(subscriber, now)
+                context = self.manage_context(session, subscriber, now)
             context.update(errors=errors, values=form, notice=None if post else notice)
             return self.page("manage.html.j2", http_status=400 if errors else 200, **context)
 
@@ -412,6 +417,19 @@ class WebApp:
             if action == "resume":
                 subscriptions.resume(session, subscriber, now=now)
                 return "resumed"
+            if action == "remove-vote":
+                paper_id = _whole_number(form.get("paper_id", ""), "paper")
+                topic_id = _whole_number(form.get("topic_id", ""), "topic")
+                # only a vote of this subscriber's, whatever ids the form carries
+                vote = session.get(Vote, (subscriber.id, paper_id, topic_id))
+                paper, topic = session.get(Paper, paper_id), session.get(Topic, topic_id)
+                if vote is None or paper is None or topic is None:
+                    raise BadInput("that vote is not on your list (any more); reload the page")
+                votes.remove_vote(session, subscriber, paper, topic)
+                return "vote-removed"
+            if action == "reset-votes":
+                votes.reset_votes(session, subscriber)
+                return "votes-reset"
         except BadInput as exc:  # QuerySyntaxError included: its text draws the caret
             raise ChangeRejected(action, str(exc)) from None
         raise ChangeRejected("form", "unknown action; reload the page and try again")

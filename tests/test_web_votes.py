@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 
+import httpx
 import pytest
 from sqlalchemy import delete, func, select
 
@@ -20,6 +21,7 @@ from digest.outbox.build import views_for_digests
 from digest.planner import plan_due
 from digest.store.database import Store
 from digest.store.schema import Digest, DigestItem, Paper, Subscriber, Topic, Vote
+from digest.subscribers.votes import cast_vote
 from tests.plan_factories import T0, add_dump, add_subscriber, days, settings_for
 from tests.test_web import NOW, SECRET, Client, token
 
@@ -381,7 +383,94 @@ def test_vote_pages_are_well_formed_html(client: Client, store: Store, sent: Sen
         client.post(sent.more[DIFFUSION], data={"undo": "1"}),
         client.get(sent.less[KV_CACHE]),
         client.post(sent.less[KV_CACHE]),
+        client.get(f"/m/{token('manage', sent.subscriber_id)}"),
     ]
     for response in pages:
         assert response.status_code == 200
         html5lib.HTMLParser(strict=True).parse(response.text)  # raises on a parse error
+
+
+# --- the manage page's votes ---
+
+
+def manage(client: Client, sub_id: int, **form: str) -> httpx.Response:
+    link = f"/m/{token('manage', sub_id)}"
+    return client.post(link, data=form) if form else client.get(link)
+
+
+def test_manage_page_lists_votes_with_remove_and_reset(
+    client: Client, store: Store, sent: Sent
+) -> None:
+    empty = manage(client, sent.subscriber_id).text
+    assert "Your votes" in empty and "No votes yet" in empty and "reset-votes" not in empty
+    client.post(sent.more[DIFFUSION])
+    client.post(sent.less[KV_CACHE])
+    page = manage(client, sent.subscriber_id).text
+    assert "No votes yet" not in page
+    assert re.search(r"More like this · diffusion</span>\s*" + re.escape(DIFFUSION), page)
+    assert re.search(rf"Less like this · {KV_LABEL}</span>\s*" + re.escape(KV_CACHE), page)
+    assert page.count('value="remove-vote"') == 2
+    assert 'value="reset-votes"' in page
+
+
+def test_remove_one_vote_then_reset_all(client: Client, store: Store, sent: Sent) -> None:
+    diffusion, kv = sent.papers[DIFFUSION], sent.papers[KV_CACHE]
+    client.post(sent.more[DIFFUSION])
+    client.post(sent.less[KV_CACHE])
+    response = manage(
+        client,
+        sent.subscriber_id,
+        action="remove-vote",
+        paper_id=str(diffusion),
+        topic_id=str(sent.topics[diffusion]),
+    )
+    assert response.status_code == 303
+    assert response.headers["location"] == "?done=vote-removed"
+    assert votes_in(store) == [(sent.subscriber_id, kv, sent.topics[kv], -1)]
+    page = client.get(f"/m/{token('manage', sent.subscriber_id)}?done=vote-removed").text
+    assert "Vote removed." in page and DIFFUSION not in page and KV_CACHE in page
+    response = manage(client, sent.subscriber_id, action="reset-votes")
+    assert response.status_code == 303
+    assert response.headers["location"] == "?done=votes-reset"
+    assert votes_in(store) == []
+    page = client.get(f"/m/{token('manage', sent.subscriber_id)}?done=votes-reset").text
+    assert "All votes removed." in page and "No votes yet" in page
+
+
+def test_reset_leaves_other_subscribers_votes(client: Client, store: Store, sent: Sent) -> None:
+    with store.transaction() as session:
+        bob = session.scalars(select(Subscriber).where(Subscriber.email == "bob@example.org")).one()
+        paper = session.get(Paper, sent.papers[KV_CACHE])
+        assert paper is not None
+        cast_vote(session, bob, paper, bob.topics[1], "down", now=NOW)
+        bob_id = bob.id
+    client.post(sent.less[KV_CACHE])
+    assert manage(client, sent.subscriber_id, action="reset-votes").status_code == 303
+    assert [row[0] for row in votes_in(store)] == [bob_id]
+
+
+@pytest.mark.parametrize(
+    "case", ["another subscriber's vote", "a paper not voted on", "not a number", "no paper"]
+)
+def test_removing_a_vote_that_is_not_yours_is_refused(
+    client: Client, store: Store, sent: Sent, case: str
+) -> None:
+    kv, diffusion = sent.papers[KV_CACHE], sent.papers[DIFFUSION]
+    with store.transaction() as session:
+        bob = session.scalars(select(Subscriber).where(Subscriber.email == "bob@example.org")).one()
+        paper = session.get(Paper, kv)
+        assert paper is not None
+        cast_vote(session, bob, paper, bob.topics[1], "down", now=NOW)
+        bobs_topic = bob.topics[1].id
+    client.post(sent.less[KV_CACHE])
+    before = votes_in(store)
+    form = {
+        "another subscriber's vote": {"paper_id": str(kv), "topic_id": str(bobs_topic)},
+        "a paper not voted on": {"paper_id": str(diffusion), "topic_id": str(sent.topics[kv])},
+        "not a number": {"paper_id": "x", "topic_id": str(sent.topics[kv])},
+        "no paper": {"topic_id": str(sent.topics[kv])},
+    }[case]
+    response = manage(client, sent.subscriber_id, action="remove-vote", **form)
+    assert response.status_code == 400
+    assert re.search(r'id="votes".*<pre class="error" role="alert">', response.text, re.S)
+    assert votes_in(store) == before

@@ -133,7 +133,6 @@ class DigestModel:
     groups: list[GroupModel]
     email: str
     topics_text: str
-    example_topic: str
     manage_url: str
     unsubscribe_url: str
     view_url: str | None
@@ -348,7 +347,6 @@ class Renderer:
             groups=cards,
             email=view.email,
             topics_text=topics_text,
-            example_topic='"new topic"',
             manage_url=manage,
             unsubscribe_url=unsubscribe,
             view_url=view_url,

@@ -1,4 +1,4 @@
-"""A real browser against `digest serve`: unsubscribe and add a topic by clicking.
+"""A real browser against `digest serve`: unsubscribe, add a topic, vote, by clicking.
 
 `digest serve` runs as a subprocess on a free loopback port against a temporary
 SQLite file; headless Chromium (Debian's `chromium` + `chromium-driver`) is
@@ -33,9 +33,11 @@ from digest.config import load_settings
 from digest.email.render import Renderer
 from digest.links import link_url
 from digest.outbox import view_for_digest
+from digest.outbox.build import views_for_digests
 from digest.store.database import Store, open_store
-from digest.store.schema import Digest, Subscriber, Topic
+from digest.store.schema import Digest, DigestItem, Subscriber, Topic, Vote
 from tests.browser import chrome_options, require_chromium
+from tests.plan_factories import add_paper
 
 SECRET = "browser-test-secret-0123456789abcdef"
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
@@ -288,3 +290,93 @@ def test_one_click_post_over_real_http(server: Server) -> None:
     assert response.status_code == 200
     assert "set-cookie" not in response.headers
     assert status_of(server.store, sub_id) == "unsubscribed"
+
+
+def emailed_vote_links(server: Server, subscriber_id: int, title: str) -> tuple[str, str, int]:
+    """("More like this" URL, "Less like this" URL, topic id) of the one paper of a recorded
+    digest, as found in its rendered email's HTML.
+
+    Issued now: `digest serve` checks the links' age against the real clock.
+    """
+    issued = datetime.now(UTC)
+    with server.store.transaction() as session:
+        topic_id = session.scalars(
+            select(Topic.id).where(Topic.subscriber_id == subscriber_id).order_by(Topic.id)
+        ).first()
+        assert topic_id is not None
+        digest = Digest(
+            subscriber_id=subscriber_id,
+            period=issued.date().isoformat(),
+            status="sent",
+            message_id=f"<votes.{subscriber_id}@example.org>",
+            planned_at=issued,
+            window_start=issued - timedelta(days=1),
+            items=[
+                DigestItem(
+                    paper_id=add_paper(session, title),
+                    rank=1,
+                    score=1.0,
+                    topic_id=topic_id,
+                    topic_label="diffusion models",
+                )
+            ],
+        )
+        session.add(digest)
+        session.flush()
+        view = views_for_digests(session, [digest.id], server.settings, SECRET.encode())[digest.id]
+    html = Renderer(server.settings).html(view)
+    links = {
+        label: re.findall(rf'href="([^"]+)"[^>]*>{label} like this</a>', html)
+        for label in ("More", "Less")
+    }
+    assert len(links["More"]) == 1 and len(links["Less"]) == 1, links
+    assert links["Less"][0].startswith(f"{server.base_url}/less/")
+    return links["More"][0], links["Less"][0], topic_id
+
+
+def votes_of(store: Store, subscriber_id: int) -> list[tuple[int, int]]:
+    """(vote, topic id) of each of a subscriber's votes."""
+    with store.transaction() as session:
+        rows = session.execute(
+            select(Vote.vote, Vote.topic_id).where(Vote.subscriber_id == subscriber_id)
+        )
+        return [(vote, topic) for vote, topic in rows]
+
+
+def test_less_like_this_from_an_email(
+    server: Server, browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    sub_id = add_subscriber(server.store, "gus@example.org", ("diffusion models",))
+    title = "Diffusion Models That Forget on Purpose"
+    _, less, topic_id = emailed_vote_links(server, sub_id, title)
+    browser.get(less)
+    main = browser.find_element(By.TAG_NAME, "main").text
+    assert title in main and "diffusion models" in main
+    browser.save_screenshot(str(tmp_path / "vote-confirm.png"))
+    assert votes_of(server.store, sub_id) == []  # looking is not voting
+    button = browser.find_element(By.ID, "vote")
+    assert button.text == "Less like this"
+    button.click()
+    WebDriverWait(browser, 10).until(
+        expected_conditions.text_to_be_present_in_element(
+            (By.CSS_SELECTOR, ".notice"), "Papers like this will rank lower in diffusion models"
+        )
+    )
+    browser.save_screenshot(str(tmp_path / "vote-recorded.png"))
+    assert browser.find_element(By.ID, "undo").text == "Undo"
+    assert votes_of(server.store, sub_id) == [(-1, topic_id)]
+
+
+def test_opening_a_vote_link_writes_nothing(
+    server: Server, browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    sub_id = add_subscriber(server.store, "hal@example.org", ("diffusion models",))
+    title = "Diffusion Models Read Twice"
+    more, less, _ = emailed_vote_links(server, sub_id, title)
+    for link in (more, less, more):  # a scanner, a preview, the reader: all only look
+        browser.get(link)
+        assert title in browser.find_element(By.TAG_NAME, "main").text
+        assert "This link is not valid" not in browser.find_element(By.TAG_NAME, "body").text
+    browser.save_screenshot(str(tmp_path / "vote-looked.png"))
+    assert browser.find_element(By.ID, "vote").text == "More like this"
+    assert votes_of(server.store, sub_id) == []

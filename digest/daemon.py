@@ -66,6 +66,11 @@ class Jobs:
     release: Callable[[], int]  # give back digests this worker still holds
     # Shutdown has begun: a running job should wind down (claim nothing more).
     stop: Callable[[], None] = lambda: None
+    # When a run starts (finished None) and ends: (job, started, finished, error or
+    # None, what it did or None), so `digest status` can tell a live daemon from a dead one.
+    record: Callable[[str, datetime, datetime | None, str | None, str | None], None] = lambda *_: (
+        None
+    )
 
 
 class AlreadyRunning(DigestError):
@@ -124,6 +129,14 @@ def job_triggers(settings: Settings, start: datetime) -> dict[str, Any]:
     }
 
 
+def _said(job: str, result: Any) -> str | None:
+    """What a successful run did, in a few words (the Hugging Face fetch says whether the
+    day's list had papers yet)."""
+    if job == "hf":
+        return "list fetched" if result else "list empty so far"
+    return None
+
+
 def next_fire_times(settings: Settings, now: datetime) -> dict[str, datetime | None]:
     """When each job runs next, as seen at `now` (interval jobs: at the latest)."""
     return {
@@ -167,10 +180,12 @@ class Daemon:
         with self._idle:
             self._running += 1
         now = self.clock()
+        self._record(name, now, None, None, finished=False)
         try:
             result = work(now)
         except Exception as exc:  # logged; the daemon and the other jobs go on
             self._failed(name, exc)
+            self._record(name, now, f"{type(exc).__name__}: {exc}", None)
             return None
         finally:
             busy.release()
@@ -179,7 +194,23 @@ class Daemon:
                 self._idle.notify_all()
         if self._failures.pop(name, None) is not None:
             log_event(logger, f"{name} works again", job=name)
+        self._record(name, now, None, _said(name, result))
         return result
+
+    def _record(
+        self,
+        name: str,
+        started: datetime,
+        error: str | None,
+        said: str | None,
+        *,
+        finished: bool = True,
+    ) -> None:
+        """Note the run for `digest status`; a failure to note it never stops the job."""
+        try:
+            self.jobs.record(name, started, self.clock() if finished else None, error, said)
+        except Exception as exc:  # the database may be what is failing
+            logger.debug("could not record the %s run: %s", name, exc)
 
     def _failed(self, name: str, exc: Exception) -> None:
         """Log a job's failure once in full; the same failure again only now and then.

@@ -31,6 +31,7 @@ from digest.outbox import (
 )
 from digest.planner import PlanReport, plan_due
 from digest.store.database import Store
+from digest.store.job_runs import record_run
 
 logger = logging.getLogger(f"{LOGGER_NAME}.pipeline")
 
@@ -110,6 +111,26 @@ class Pipeline:
     def stop(self) -> None:
         """Shutdown has begun: claim nothing more, let the messages in flight finish."""
         self.stopping.set()
+
+    def record_run(
+        self,
+        job: str,
+        started: datetime,
+        finished: datetime | None,
+        error: str | None,
+        result: str | None,
+    ) -> None:
+        """Note one daemon job's run (`digest.store.job_runs`), for `digest status`."""
+        with self.store.transaction() as session:
+            record_run(
+                session,
+                job,
+                worker=self.worker,
+                started=started,
+                finished=finished,
+                error=error,
+                result=result,
+            )
 
     def ingest_folder(self, now: datetime) -> None:
         folder = Path(self.settings.dumps_dir)

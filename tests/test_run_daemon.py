@@ -142,6 +142,9 @@ def test_daemon_ingests_a_dropped_dump_mails_it_and_stops_cleanly(
         shutil.copy(DATA / "dumps" / "000_1a70928f5047d655.txt", partial)
         partial.rename(dumps / "000.txt")
         assert wait_for(lambda: received.messages, timeout=60), "no digest arrived"
+        # while it runs, `digest status` says so, from what the daemon recorded
+        status = digest_cli("status", env=env)
+        assert "digest run: alive (" in " ".join(status.stdout.split()), status.stdout
     finally:
         daemon.send_signal(signal.SIGTERM)
         _out, log = daemon.communicate(timeout=30)

@@ -308,3 +308,34 @@ def test_a_signal_caught_by_another_thread_still_stops_the_daemon() -> None:
         fallback.cancel()
         signal.signal(signal.SIGUSR1, previous)
     assert took < 3, f"the daemon noticed the signal only after {took:.1f} s"
+
+
+def test_every_run_is_recorded_at_its_start_and_end_with_its_error() -> None:
+    recorded: list[tuple[str, datetime, datetime | None, str | None, str | None]] = []
+
+    def failing_tick(now: datetime) -> None:
+        raise RuntimeError("database is down")
+
+    recorder = Recorder()
+    jobs = replace(
+        recorder.jobs(tick=failing_tick),
+        record=lambda *run: recorded.append(run),  # type: ignore[arg-type]
+    )
+    assert run_for(Daemon(fast_settings(), jobs), 0.5) is True
+    ticks = [run for run in recorded if run[0] == "tick"]
+    starts = [run for run in ticks if run[2] is None]
+    ends = [run for run in ticks if run[2] is not None]
+    assert starts and ends
+    assert all(run[3] == "RuntimeError: database is down" for run in ends)
+    ingest = [run for run in recorded if run[0] == "ingest" and run[2] is not None]
+    assert ingest and ingest[0][3] is None  # a run that worked records no error
+
+
+def test_a_failing_record_never_stops_a_job() -> None:
+    def broken(*_: object) -> None:
+        raise OSError("disk full")
+
+    recorder = Recorder()
+    jobs = replace(recorder.jobs(), record=broken)
+    assert run_for(Daemon(fast_settings(), jobs), 0.5) is True
+    assert len(recorder.ticks) >= 2

@@ -23,7 +23,8 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from digest.store.database import open_store
+from digest.store.database import Store, open_store
+from digest.store.job_runs import record_run
 from digest.store.schema import Digest, Dump, DumpPaper, Paper
 from tests.conftest import DATA, invoke, wait_for
 
@@ -340,3 +341,44 @@ def test_status_shows_the_last_ingest_the_next_runs_and_the_outbox(
     assert data["outbox"] == {"sent": 1}
     code, out, _ = invoke(cli, "status", "--now", utc("2026-03-29T05:00"))
     assert "last ingest: 2026-03-28 20:00Z" in out and "sent" in out
+
+
+@pytest.mark.parametrize(
+    ("started", "finished", "said", "alive"),
+    [
+        (None, None, "no run recorded", False),
+        ("2026-03-29T04:59:30", "2026-03-29T04:59:31", "alive (host:1, last tick 30 s ago)", True),
+        ("2026-03-29T01:00", "2026-03-29T01:01", "not running? the last tick was 4 h ago", False),
+        ("2026-03-29T04:00", None, "a tick started 60 min ago by host:1 has not finished", None),
+    ],
+)
+def test_status_tells_a_live_daemon_from_a_dead_one(
+    cli: CliRunner,
+    send_config: Path,
+    store: Store,
+    started: str | None,
+    finished: str | None,
+    said: str,
+    alive: bool | None,
+) -> None:
+    def at(text: str | None) -> datetime | None:
+        return datetime.fromisoformat(text).replace(tzinfo=UTC) if text else None
+
+    if started is not None:
+        with store.transaction() as session:
+            record_run(
+                session, "tick", worker="host:1", started=at(started),  # type: ignore[arg-type]
+                finished=at(finished), error=None,
+            )  # fmt: skip
+            record_run(
+                session, "hf", worker="host:1", started=at(started),  # type: ignore[arg-type]
+                finished=at(started), error="SourceError: HTTP 503 from huggingface.co",
+            )  # fmt: skip
+    code, out, _ = invoke(cli, "status", "--now", utc("2026-03-29T05:00"))
+    assert code == 0
+    assert f"digest run: {said}" in " ".join(out.split())
+    data = json.loads(invoke(cli, "status", "--now", utc("2026-03-29T05:00"), "--json")[1])
+    if started is not None:
+        assert data["jobs"]["hf"]["error"] == "SourceError: HTTP 503 from huggingface.co"
+        assert "HTTP 503" in out
+    assert data["daemon"]["alive"] is alive

@@ -311,6 +311,25 @@ class Vote(Base):
     voted_at: Mapped[datetime]
 
 
+class JobRun(Base):
+    """The last run of one `digest run` job (ingest, hf, tick): what `digest status` reads.
+
+    One row per job name, overwritten by every run, so it never grows: when a
+    job last started and finished, by which process, when it last succeeded,
+    and its last error. A tick that started long ago says the daemon is gone.
+    """
+
+    __tablename__ = "job_runs"
+
+    job: Mapped[str] = mapped_column(String(32), primary_key=True)
+    worker: Mapped[str] = mapped_column(String(128))  # host:pid of the `digest run`
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]  # None while it runs (or if its process died)
+    ok_at: Mapped[datetime | None]  # the last run that succeeded
+    error: Mapped[str | None] = mapped_column(Text)  # the last run's error, if it failed
+    result: Mapped[str | None] = mapped_column(Text)  # what the last run did, in a few words
+
+
 class PaperVector(Base):
     """A paper's sentence embedding (`digest.semantic`), computed once after it is stored.
 

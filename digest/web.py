@@ -15,7 +15,8 @@ Routes (all under `web.base_url`):
                            what changes; with `undo=1`, take the vote back
     GET  /less/{token}     the same for "Less like this"
     POST /less/{token}
-    GET  /healthz          for monitors: 200 when the database answers
+    GET  /healthz          for monitors: 200 when the database answers, with the
+                           warnings `digest status` gives
 
 Why there are no logins, cookies or CSRF tokens: every URL carries an HMAC
 token (`digest.links`) that only the recipient of our email has, bound to one
@@ -59,6 +60,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from digest.config import Settings
 from digest.email.render import Renderer
 from digest.errors import BadInput
+from digest.health import read_health
 from digest.links import (
     VOTE_PATHS,
     Purpose,
@@ -293,15 +295,21 @@ class WebApp:
     # --- handlers ---
 
     async def healthz(self, request: Request) -> Response:
-        def ping() -> None:
+        now = self.clock()
+
+        def ping() -> list[str]:
             with self.store.transaction() as session:
                 session.execute(text("SELECT 1"))
+                tick = self.settings.schedule.tick_seconds
+                return read_health(session, now=now, tick_seconds=tick).warnings
 
         try:
-            await run_in_threadpool(ping)
+            warnings = await run_in_threadpool(ping)
         except Exception as exc:  # any database failure is "unhealthy", with its type
             return JSONResponse({"status": "error", "database": type(exc).__name__}, 503)
-        return JSONResponse({"status": "ok"})
+        # 200 while the app can serve its links; what else needs an operator's look is
+        # listed, as `digest status` lists it (which exits 1 for it)
+        return JSONResponse({"status": "ok", "warnings": warnings})
 
     async def unsubscribe(self, request: Request) -> Response:
         token = request.path_params["token"]

@@ -39,6 +39,7 @@ LAYERS: dict[str, int] = {
     "digest.planner": STAGES,
     "digest.outbox": STAGES,
     "digest.subscribers": STAGES,
+    "digest.health": STAGES,
     # parts: pure stages, and the one owner of each outside resource
     "digest.sources": PARTS,
     "digest.filters": PARTS,

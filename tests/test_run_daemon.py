@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import json
 import os
 import shutil
 import signal
@@ -143,12 +144,19 @@ def test_daemon_ingests_a_dropped_dump_mails_it_and_stops_cleanly(
         partial.rename(dumps / "000.txt")
         assert wait_for(lambda: received.messages, timeout=60), "no digest arrived"
         # while it runs, `digest status` says so, from what the daemon recorded
-        status = digest_cli("status", env=env)
-        assert "digest run: alive (" in " ".join(status.stdout.split()), status.stdout
+        status = digest_cli("status", "--json", env=env)
+        alive = json.loads(status.stdout)["daemon"]
+        assert alive["alive"] is True, status.stdout
     finally:
         daemon.send_signal(signal.SIGTERM)
         _out, log = daemon.communicate(timeout=30)
     assert daemon.returncode == 0, log
+    # stopped, and read a while later: not alive, and when it was last seen
+    later = (datetime.now(UTC) + timedelta(minutes=10)).isoformat()
+    status = digest_cli("status", "--json", "--now", later, env=env)
+    gone = json.loads(status.stdout)["daemon"]
+    assert gone["alive"] is False and gone["last_seen"] >= alive["last_seen"]
+    assert status.returncode == 1  # a monitor hears that the daemon stopped
     message = received.messages[0]
     assert message["To"] == "reader@example.org"
     body = "".join(

@@ -323,14 +323,16 @@ def test_status_shows_the_last_ingest_the_next_runs_and_the_outbox(
     cli: CliRunner, send_config: Path, database_url: str
 ) -> None:
     code, out, _ = invoke(cli, "status", "--now", utc("2026-03-29T05:00"))
-    assert code == 0 and "last ingest: never" in out and "outbox: empty" in out
+    assert code == 1 and "last ingest: never" in out and "outbox: empty" in out
+    assert "warning: no dump ingested yet" in out
     subscribe(cli, "berlin@example.org", "Europe/Berlin", 2, TOPIC, at=utc("2026-03-01T00:00"))
     dumps = sorted((DATA / "dumps").glob("*.txt"))
     ingest(cli, dumps[0], at=utc("2026-03-28T20:00"))
     send(cli, utc("2026-03-29T01:00"))
     code, out, _ = invoke(cli, "status", "--now", utc("2026-03-29T05:00"), "--json")
-    assert code == 0
+    assert code == 0  # nothing needs attention
     data = json.loads(out)
+    assert data["ok"] is True and data["warnings"] == []
     assert data["last_ingest"]["at"] == utc("2026-03-28T20:00")
     assert data["last_ingest"]["source"].endswith(dumps[0].name)
     assert data["next_runs"] == {
@@ -341,6 +343,9 @@ def test_status_shows_the_last_ingest_the_next_runs_and_the_outbox(
     assert data["outbox"] == {"sent": 1}
     code, out, _ = invoke(cli, "status", "--now", utc("2026-03-29T05:00"))
     assert "last ingest: 2026-03-28 20:00Z" in out and "sent" in out
+    # three days later with no new dump: a monitor running `digest status` hears of it
+    code, out, _ = invoke(cli, "status", "--now", utc("2026-04-01T05:00"))
+    assert code == 1 and "warning: no new dump for 3 days" in out
 
 
 @pytest.mark.parametrize(
@@ -375,10 +380,13 @@ def test_status_tells_a_live_daemon_from_a_dead_one(
                 finished=at(started), error="SourceError: HTTP 503 from huggingface.co",
             )  # fmt: skip
     code, out, _ = invoke(cli, "status", "--now", utc("2026-03-29T05:00"))
-    assert code == 0
-    assert f"digest run: {said}" in " ".join(out.split())
+    assert code == 1  # no dump yet, and (with runs) the HF fetch failed
+    flat = " ".join(out.split())
+    assert f"digest run: {said}" in flat
     data = json.loads(invoke(cli, "status", "--now", utc("2026-03-29T05:00"), "--json")[1])
     if started is not None:
         assert data["jobs"]["hf"]["error"] == "SourceError: HTTP 503 from huggingface.co"
-        assert "HTTP 503" in out
+        assert "warning: hf: the last run failed: SourceError: HTTP 503" in flat
     assert data["daemon"]["alive"] is alive
+    # a daemon that ran and is not ticking now is a warning; one never started is not
+    assert ("warning: digest run:" in flat) == (started is not None and alive is not True)

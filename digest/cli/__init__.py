@@ -13,6 +13,7 @@ import digest.cli.outbox_commands
 import digest.cli.plan_commands
 import digest.cli.preview_commands
 import digest.cli.run_commands
+import digest.cli.status_commands
 import digest.cli.subscriber_commands
 import digest.cli.web_commands  # noqa: F401  (each import registers commands)
 from digest.cli.app import app, main

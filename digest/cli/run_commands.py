@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -12,29 +11,23 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
-from sqlalchemy import select
 
 from digest.cli.app import app
 from digest.cli.options import (
     ConfigOption,
-    JsonOption,
     NowOption,
     parse_now,
     settings_from,
     store_from,
-    table_console,
 )
-from digest.cli.outbox_commands import lease_json, lease_lines
+from digest.cli.outbox_commands import lease_lines
 from digest.cli.progress import progress_bar
-from digest.daemon import Daemon, Jobs, next_fire_times, single_instance
+from digest.daemon import Daemon, Jobs, single_instance
 from digest.errors import DeliveryError
 from digest.logs import configure_logging
 from digest.mail import Outcome
-from digest.outbox import due_count, leases, status_counts, view_for_plan
+from digest.outbox import due_count, leases, view_for_plan
 from digest.pipeline import Pipeline
-from digest.store.job_runs import job_runs
-from digest.store.schema import Dump, JobRun
 
 
 class LogFormat(StrEnum):
@@ -83,63 +76,6 @@ def run(
             logging.shutdown()
             os._exit(0)
         store.dispose()
-
-
-def daemon_verdict(tick: JobRun | None, now: datetime, tick_seconds: float) -> dict[str, Any]:
-    """Whether `digest run` looks alive, from its last tick: one starts every
-    tick_seconds, so a last start much older than that means no daemon is ticking."""
-    if tick is None:
-        return {"alive": False, "said": "no run recorded (not started on this database yet)"}
-    age = (now - tick.started_at).total_seconds()
-    ago = _ago(age)
-    window = max(3 * tick_seconds, ALIVE_MIN_SECONDS)
-    if tick.finished_at is None and age > window:
-        said = (
-            f"a tick started {ago} ago by {tick.worker} has not finished: still sending, "
-            "or the process died (see its leases below)"
-        )
-        return {"alive": None, "said": said, "worker": tick.worker}
-    if age <= window:
-        return {"alive": True, "said": f"alive ({tick.worker}, last tick {ago} ago)",
-                "worker": tick.worker}  # fmt: skip
-    return {
-        "alive": False,
-        "said": f"not running? the last tick was {ago} ago ({tick.worker})",
-        "worker": tick.worker,
-    }
-
-
-ALIVE_MIN_SECONDS = 120
-"""A tick may wait this long behind a slow ingest before `status` calls the daemon gone."""
-
-
-def _ago(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    if seconds < 120:
-        return f"{seconds} s"
-    if seconds < 7200:
-        return f"{seconds // 60} min"
-    if seconds < 172800:
-        return f"{seconds // 3600} h"
-    return f"{seconds // 86400} days"
-
-
-def _when(moment: datetime | None) -> str:
-    return f"{moment:%Y-%m-%d %H:%M:%S}" if moment else "-"
-
-
-def _run_json(run: JobRun) -> dict[str, Any]:
-    def iso(moment: datetime | None) -> str | None:
-        return moment.isoformat() if moment else None
-
-    return {
-        "worker": run.worker,
-        "started_at": iso(run.started_at),
-        "finished_at": iso(run.finished_at),
-        "ok_at": iso(run.ok_at),
-        "error": run.error,
-        "result": run.result,
-    }
 
 
 @app.command("send")
@@ -232,63 +168,3 @@ def _dry_run(pipeline: Pipeline, now: datetime, email: str | None) -> None:
     for who, reason in report.skipped:
         typer.echo(f"{who}: not sent: {reason}")
     typer.echo("dry run: nothing was sent or recorded")
-
-
-@app.command("status")
-def status(config: ConfigOption = None, now: NowOption = None, as_json: JsonOption = False) -> None:
-    """Show whether `digest run` is alive, its jobs' last runs, the last ingest and the outbox."""
-    settings = settings_from(config)
-    moment = parse_now(now)
-    with store_from(settings) as store, store.sessions() as session:
-        last = session.execute(
-            select(Dump.ingested_at, Dump.source_ref, Dump.paper_count)
-            .order_by(Dump.ingested_at.desc())
-            .limit(1)
-        ).first()
-        counts = {name: n for name, n in status_counts(session).items() if n}
-        due = due_count(session, now=moment)
-        held = leases(session, now=moment)
-        runs = job_runs(session)
-    upcoming = next_fire_times(settings, moment)
-    verdict = daemon_verdict(runs.get("tick"), moment, settings.schedule.tick_seconds)
-    data = {
-        "daemon": verdict,
-        "jobs": {name: _run_json(run) for name, run in runs.items()},
-        "last_ingest": None
-        if last is None
-        else {"at": last[0].isoformat(), "source": last[1], "papers": last[2]},
-        "next_runs": {name: when.isoformat() if when else None for name, when in upcoming.items()},
-        "outbox": {name: int(count) for name, count in sorted(counts.items())},
-        "due_now": due,
-        "leases": [lease_json(lease) for lease in held],
-    }
-    if as_json:
-        typer.echo(json.dumps(data, indent=2))
-        return
-    console = table_console()
-    console.print(f"digest run: {verdict['said']}", highlight=False)
-    if last is None:
-        console.print("last ingest: never (run `digest ingest` or drop dumps into dumps_dir)")
-    else:
-        console.print(f"last ingest: {last[0]:%Y-%m-%d %H:%M}Z  {last[1]}  ({last[2]} papers)")
-    table = Table(
-        "job", "last started (UTC)", "last success", "last error", "next run", title="jobs"
-    )
-    for name, when in upcoming.items():
-        run = runs.get(name)
-        table.add_row(
-            name,
-            _when(run.started_at) + (" (running)" if run and not run.finished_at else "")
-            if run
-            else "never",
-            _when(run.ok_at) + (f" ({run.result})" if run.result else "") if run else "-",
-            (run.error or "") if run else "",
-            f"{when:%Y-%m-%d %H:%M:%S}" if when else "-",
-        )
-    console.print(table)
-    outbox = Table("status", "digests", title=f"outbox ({due} due now)")
-    for name, count in data["outbox"].items():  # type: ignore[union-attr]
-        outbox.add_row(name, str(count))
-    console.print(outbox if counts else "outbox: empty")
-    for line in lease_lines(held):
-        console.print(line, highlight=False)

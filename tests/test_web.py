@@ -345,6 +345,27 @@ def test_manage_page_lists_topics_and_schedule(client: Client, store: Store) -> 
     assert "<script" not in response.text
 
 
+def filter_hint(page: str) -> str:
+    """The text of the manage page's hint under "Add a topic", tags removed."""
+    found = re.search(r'<p class="muted hint" id="filter-hint">(.*?)</p>', page, re.S)
+    assert found is not None, "no filter hint on the page"
+    return html.unescape(re.sub(r"<[^>]+>", "", found[1]))
+
+
+def test_manage_hint_tells_the_real_matching_rules(client: Client, store: Store) -> None:
+    """Bare words match loosely (docs/filters.md), so the hint must not promise otherwise,
+    and must name the ways to be strict."""
+    sub_id = add_subscriber(store)
+    hint = filter_hint(manage(client, sub_id).text)
+    assert "must all appear" not in hint.lower()
+    assert "loosely" in hint
+    for syntax in ('"exact phrase"', "+word", "AND", "-word", "OR", "title:", "author:"):
+        assert syntax in hint, syntax
+    # what the hint shows can be typed as it is
+    for typed in ('"exact phrase" +word', "word AND other -video", "title:word OR author:word"):
+        assert manage(client, sub_id, action="add", query=typed).status_code == 303, typed
+
+
 def test_add_a_topic_then_see_it(client: Client, store: Store) -> None:
     sub_id = add_subscriber(store)
     response = manage(client, sub_id, action="add", query="  kv cache  ")

@@ -176,3 +176,19 @@ def test_export_and_import_carry_votes(
     assert "no stored paper 'title:speech study 0'" in out
     code, out, _ = invoke(cli, "show", "reader@example.org", "--json")
     assert [(v["paper"], v["vote"]) for v in json.loads(out)["votes"]] == [("2401.00001", "up")]
+
+
+def test_a_paper_may_be_named_by_the_start_of_its_title(
+    cli: CliRunner, store: Store, reader: int
+) -> None:
+    code, out, err = invoke(
+        cli, "match", "diffusion", "--all", "--explain", "diffusion TRANSFORMERS", "--json"
+    )
+    assert code == 0, err
+    assert json.loads(out)["title"] == "Diffusion transformers for images"
+    code, _, err = invoke(cli, "match", "diffusion", "--all", "--explain", "Diffusion models")
+    assert code == 2
+    assert "--explain: 'Diffusion models' begins several titles" in err
+    assert "'Diffusion models for graph nodes'" in err
+    code, out, _ = invoke(cli, "feedback", "reader@example.org", "Diffusion models for gr", "up")
+    assert code == 0 and "'Diffusion models for graph nodes'" in out

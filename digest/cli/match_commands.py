@@ -28,8 +28,7 @@ from digest.filters import meaning_texts, operator_hints, parse
 from digest.outbox.build import why_line
 from digest.planner import learned_votes
 from digest.scoring import Explanation, Hit, PaperIndex
-from digest.store.reads import find_paper as stored_paper
-from digest.store.reads import latest_upvotes, paper_text
+from digest.store.reads import latest_upvotes, paper_text, resolve_paper
 from digest.store.schema import Dump, DumpPaper, Paper
 from digest.store.votes import SubscriberVotes, votes_of
 from digest.subscribers import manage as subscriptions
@@ -72,11 +71,8 @@ def load_candidates(
 
 
 def find_paper(session: Session, key: str) -> Paper:
-    """A paper by its key, arXiv id or exact title, for --explain."""
-    row = stored_paper(session, key)
-    if row is None:
-        raise BadInput(f"--explain: no stored paper with key, arXiv id or title {key!r}")
-    return row
+    """A paper by its key, arXiv id, title or the start of one title, for --explain."""
+    return resolve_paper(session, key, option="--explain")
 
 
 def _their_votes(

@@ -16,6 +16,7 @@ from digest.cli.options import (
     settings_from,
     store_from,
 )
+from digest.cli.progress import working
 from digest.planner import PlanReport, plan_due
 
 EmailOption = Annotated[
@@ -38,7 +39,7 @@ def plan(
     """Plan the digests that are due now: choose their papers and record them for delivery."""
     settings = settings_from(config)
     moment = parse_now(now)
-    with store_from(settings) as store, store.sessions() as session:
+    with store_from(settings) as store, store.sessions() as session, working("planning"):
         report = plan_due(session, settings, now=moment, email=email, dry_run=dry_run)
     if as_json:
         typer.echo(json.dumps(report_json(report), indent=2))

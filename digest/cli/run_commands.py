@@ -21,7 +21,7 @@ from digest.cli.options import (
     store_from,
 )
 from digest.cli.outbox_commands import lease_lines
-from digest.cli.progress import progress_bar
+from digest.cli.progress import progress_bar, working
 from digest.daemon import Daemon, Jobs, single_instance
 from digest.errors import DeliveryError
 from digest.logs import configure_logging
@@ -108,7 +108,8 @@ def send(
         # SIGTERM (systemd stopping a sender, `docker stop`): claim nothing more, let
         # the messages on the wire finish and be recorded, put the rest back, exit.
         signal.signal(signal.SIGTERM, lambda _signum, _frame: pipeline.stop())
-        plans = pipeline.plan(moment, email=email)
+        with working("planning"):
+            plans = pipeline.plan(moment, email=email)
         with store.sessions() as session:
             due = due_count(session, now=moment, email=email)
         total = due if limit is None else min(due, limit)

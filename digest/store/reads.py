@@ -16,11 +16,21 @@ from typing import TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from digest.errors import BadInput
 from digest.keys import normalise_arxiv_id, paper_key, title_key
 from digest.store.schema import Dump, DumpPaper, Paper
 from digest.values import PaperText
 
-__all__ = ["CHUNK", "chunks", "find_paper", "latest_upvotes", "paper_text", "paper_texts"]
+__all__ = [
+    "CHUNK",
+    "chunks",
+    "find_paper",
+    "latest_upvotes",
+    "paper_text",
+    "paper_texts",
+    "papers_titled",
+    "resolve_paper",
+]
 
 CHUNK = 500
 """Ids per `IN (...)` list: well below the bound-parameter limits of SQLite and psycopg."""
@@ -92,3 +102,43 @@ def find_paper(session: Session, ref: str) -> Paper | None:
     return session.scalar(
         select(Paper).where(Paper.title_key == title_key(ref)).order_by(Paper.id).limit(1)
     )
+
+
+def papers_titled(session: Session, start: str, *, limit: int) -> list[Paper]:
+    """Papers whose title begins with `start` (as titles are compared: case, accents and
+    punctuation aside), at most `limit`: so "GEAR" finds "GEAR: An Efficient KV Cache…"."""
+    key = title_key(start)
+    if not key:
+        return []
+    return list(
+        session.scalars(
+            select(Paper)
+            .where(Paper.title_key.startswith(key, autoescape=True))
+            .order_by(Paper.first_seen.desc(), Paper.id)
+            .limit(limit)
+        )
+    )
+
+
+def resolve_paper(session: Session, ref: str, *, option: str = "") -> Paper:
+    """A stored paper by key, arXiv id, title, or the start of one title (BadInput naming
+    `ref` if none, and listing the candidates if the start fits several)."""
+    prefix = f"{option}: " if option else ""
+    paper = find_paper(session, ref)
+    if paper is not None:
+        return paper
+    found = papers_titled(session, ref, limit=MAX_LISTED + 1)
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise BadInput(f"{prefix}no stored paper with key, arXiv id or title {ref!r}")
+    listed = "; ".join(repr(p.title) for p in found[:MAX_LISTED])
+    more = " …" if len(found) > MAX_LISTED else ""
+    raise BadInput(
+        f"{prefix}{ref!r} begins several titles: {listed}{more} (give more of the title, "
+        "or the arXiv id)"
+    )
+
+
+MAX_LISTED = 5
+"""Titles listed when a title start fits several papers."""

@@ -19,7 +19,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from digest.errors import BadInput
-from digest.store.reads import chunks, find_paper
+from digest.store.reads import chunks, resolve_paper
 from digest.store.schema import Digest, DigestItem, Paper, Subscriber, Topic, Vote
 from digest.subscribers.manage import find_topic
 
@@ -61,14 +61,6 @@ class VoteRow:
             "vote": self.vote,
             "voted_at": self.voted_at.isoformat(),
         }
-
-
-def resolve_paper(session: Session, ref: str) -> Paper:
-    """A stored paper by key, arXiv id or exact title (BadInput naming `ref` if none)."""
-    paper = find_paper(session, ref)
-    if paper is None:
-        raise BadInput(f"no stored paper with key, arXiv id or title {ref!r}")
-    return paper
 
 
 def resolve_topic(

@@ -62,7 +62,7 @@ class Jobs:
 
     ingest_folder: Callable[[datetime], None]
     fetch_hf: Callable[[datetime], bool]  # True once the day's list had papers
-    tick: Callable[[datetime], None]  # plan due digests and deliver them
+    tick: Callable[[datetime], str | None]  # plan due digests and deliver them; what it did
     release: Callable[[], int]  # give back digests this worker still holds
     # Shutdown has begun: a running job should wind down (claim nothing more).
     stop: Callable[[], None] = lambda: None
@@ -130,11 +130,11 @@ def job_triggers(settings: Settings, start: datetime) -> dict[str, Any]:
 
 
 def _said(job: str, result: Any) -> str | None:
-    """What a successful run did, in a few words (the Hugging Face fetch says whether the
-    day's list had papers yet)."""
+    """What a successful run did, in a few words (the Hugging Face fetch: whether the
+    day's list had papers yet; a tick: what it planned and sent, or why nothing)."""
     if job == "hf":
         return "list fetched" if result else "list empty so far"
-    return None
+    return result if isinstance(result, str) else None
 
 
 def next_fire_times(settings: Settings, now: datetime) -> dict[str, datetime | None]:
@@ -168,6 +168,7 @@ class Daemon:
         self._idle = threading.Condition()
         self._hf_done_for: str | None = None
         self._failures: dict[str, tuple[str, int]] = {}  # job -> (last error, times in a row)
+        self._last_said: str | None = None  # what the last tick did (logged on change)
 
     # --- job wrappers -------------------------------------------------
 
@@ -194,7 +195,13 @@ class Daemon:
                 self._idle.notify_all()
         if self._failures.pop(name, None) is not None:
             log_event(logger, f"{name} works again", job=name)
-        self._record(name, now, None, _said(name, result))
+        said = _said(name, result)
+        self._record(name, now, None, said)
+        if said and name == "tick" and said != self._last_said:
+            # what a tick did, when it differs from the last: an empty day is explained
+            # once ("planned 0, sent 0: 40 not due"), not every tick_seconds
+            log_event(logger, f"tick: {said}", job=name)
+            self._last_said = said
         return result
 
     def _record(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -103,10 +104,14 @@ class Pipeline:
             )
         return report
 
-    def run_tick(self, now: datetime) -> None:
-        if not self.stopping.is_set():
-            self.plan(now)
-            self.deliver(now)
+    def run_tick(self, now: datetime) -> str | None:
+        """Plan and deliver; what it did in a few words (for `digest status` and the log),
+        including why nothing was planned when nothing was."""
+        if self.stopping.is_set():
+            return None
+        plans = self.plan(now)
+        sent = self.deliver(now)
+        return tick_summary(plans, sent)
 
     def stop(self) -> None:
         """Shutdown has begun: claim nothing more, let the messages in flight finish."""
@@ -197,6 +202,29 @@ class Pipeline:
             on_the_wire = feed.out
         with self.store.transaction() as session:
             return release_claims(session, worker=self.worker, keep=on_the_wire)
+
+
+def tick_summary(plans: PlanReport, sent: DeliveryReport) -> str:
+    """ "planned 3 (1 empty), sent 3" and, on a day with nothing planned, the commonest
+    reasons why ("12 not due, 3 paused"): an empty day explained."""
+    said = f"planned {len(plans.pending)}"
+    if plans.empty:
+        said += f" ({len(plans.empty)} with nothing matched)"
+    said += f", sent {sent.sent}"
+    if sent.retry or sent.failed:
+        said += f", retry {sent.retry}, failed {sent.failed}"
+    if not plans.planned and plans.skipped:
+        why = Counter(_reason_kind(reason) for _, reason in plans.skipped)
+        said += ": " + ", ".join(f"{n} {kind}" for kind, n in why.most_common(3))
+    return said
+
+
+def _reason_kind(reason: str) -> str:
+    """A skip reason without its particulars: "not due: next digest at …" → "not due"."""
+    for kind in ("no new dumps", "not due", "paused", "no topics", "bad schedule"):
+        if reason.startswith(kind):
+            return kind
+    return reason
 
 
 def _log_ingested(result: ingest.IngestResult) -> None:

@@ -166,6 +166,9 @@ def test_daemon_ingests_a_dropped_dump_mails_it_and_stops_cleanly(
     )
     assert "GEAR" in body  # the KV cache compression paper of that dump
     assert '"message": "ingested dump"' in log
+    # the empty ticks before the dump said why, once; then what the tick did
+    assert log.count('"message": "tick: planned 0, sent 0: 1 no new dumps"') == 1, log
+    assert '"message": "tick: planned 1, sent 1"' in log
     assert '"message": "digest run stopped"' in log
     engine = create_engine(database_url)
     with engine.connect() as connection:

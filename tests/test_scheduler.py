@@ -339,3 +339,29 @@ def test_a_failing_record_never_stops_a_job() -> None:
     jobs = replace(recorder.jobs(), record=broken)
     assert run_for(Daemon(fast_settings(), jobs), 0.5) is True
     assert len(recorder.ticks) >= 2
+
+
+def test_what_a_tick_did_is_logged_when_it_changes_not_every_tick(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    said = iter(["planned 0, sent 0: 3 not due"] * 4 + ["planned 2, sent 2"] * 100)
+    recorder = Recorder()
+    jobs = recorder.jobs(tick=lambda now: next(said))
+    with caplog.at_level(logging.INFO, logger="digest.run"):
+        assert run_for(Daemon(fast_settings(), jobs), 1.0) is True
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("tick: ")]
+    assert lines == ["tick: planned 0, sent 0: 3 not due", "tick: planned 2, sent 2"]
+
+
+def test_tick_summary_explains_an_empty_day() -> None:
+    from digest.outbox import DeliveryReport
+    from digest.pipeline import tick_summary
+    from digest.planner import PlanReport
+
+    plans = PlanReport(now=datetime(2026, 11, 22, tzinfo=UTC))
+    plans.skipped += [
+        ("a@x.org", "not due: next digest at 2026-11-23 08:00 (Europe/Berlin)"),
+        ("b@x.org", "not due: next digest at 2026-11-23 09:00 (UTC)"),
+        ("c@x.org", "paused until 2026-12-01"),
+    ]
+    assert tick_summary(plans, DeliveryReport()) == "planned 0, sent 0: 2 not due, 1 paused"

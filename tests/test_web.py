@@ -268,7 +268,8 @@ def test_unsubscribing_twice_is_harmless(client: Client, store: Store) -> None:
     assert subscriber(store, sub_id).unsubscribed_at == NOW
     page = client.get(link)
     assert "You are unsubscribed" in page.text
-    assert "<button" not in page.text
+    # no second Unsubscribe button: the one button left is "Subscribe again"
+    assert re.findall(r"<button[^>]*>([^<]*)</button>", page.text) == ["Subscribe again"]
 
 
 def test_unsubscribe_button_form_posts_the_one_click_body(client: Client, store: Store) -> None:
@@ -290,6 +291,88 @@ def test_an_odd_or_empty_post_body_still_unsubscribes(client: Client, store: Sto
         headers={"content-type": "multipart/form-data; boundary=x"},
     )
     assert response.status_code == 200
+    assert subscriber(store, sub_id).status == "unsubscribed"
+
+
+# --- subscribe again ---
+
+
+def resubscribe_form(page: str) -> str:
+    """The action URL of the page's "Subscribe again" form (which must post action=resubscribe)."""
+    found = re.search(
+        r'<form method="post" action="([^"]+)">\s*'
+        r'<input type="hidden" name="action" value="resubscribe">\s*'
+        r'<button type="submit" id="resubscribe">Subscribe again</button>',
+        page,
+    )
+    assert found is not None, "no Subscribe again form on the page"
+    return found[1]
+
+
+def test_unsubscribed_page_offers_subscribe_again_which_keeps_topics_and_schedule(
+    client: Client, store: Store
+) -> None:
+    sub_id = add_subscriber(store, topics=("diffusion models", "kv cache"))
+    with store.transaction() as session:
+        row = session.get_one(Subscriber, sub_id)
+        row.send_hour, row.frequency, row.timezone = 18, "weekly", "Europe/Berlin"
+    done = client.post(f"/u/{token('unsubscribe', sub_id)}", data={"List-Unsubscribe": "One-Click"})
+    action = resubscribe_form(done.text)
+    assert action == f"../m/{token('manage', sub_id)}"
+    # Looking at every page that shows the button changes nothing.
+    for page in (f"/u/{token('unsubscribe', sub_id)}", f"/m/{token('manage', sub_id)}"):
+        assert resubscribe_form(client.get(page).text) == action
+    assert subscriber(store, sub_id).status == "unsubscribed"
+
+    response = client.post(f"/m/{token('manage', sub_id)}", data={"action": "resubscribe"})
+    assert response.status_code == 303
+    assert response.headers["location"] == "?done=resubscribed"
+    found = subscriber(store, sub_id)
+    assert (found.status, found.subscribed_at, found.unsubscribed_at) == ("active", NOW, None)
+    assert (found.send_hour, found.frequency, found.timezone) == (18, "weekly", "Europe/Berlin")
+    assert topics_of(store, sub_id) == ["diffusion models", "kv cache"]
+    page = client.get(f"/m/{token('manage', sub_id)}?done=resubscribed").text
+    assert "You are subscribed again" in page
+    assert 'id="resubscribe"' not in page  # active: nothing to come back to
+    # Pressing twice (or a reload that re-posts) is harmless.
+    again = client.post(f"/m/{token('manage', sub_id)}", data={"action": "resubscribe"})
+    assert again.status_code == 303
+    assert subscriber(store, sub_id).subscribed_at == NOW
+
+
+def test_subscribe_again_needs_no_new_confirmation_under_double_opt_in(store: Store) -> None:
+    client = Client(
+        store, Settings(web=WebSettings(base_url="https://digest.example.org", double_opt_in=True))
+    )
+    sub_id = add_subscriber(store, status="unsubscribed")
+    response = client.post(f"/m/{token('manage', sub_id)}", data={"action": "resubscribe"})
+    assert response.status_code == 303
+    found = subscriber(store, sub_id)
+    assert (found.status, found.confirmed_at) == ("active", NOW)
+
+
+def test_a_bounced_address_can_come_back_from_its_manage_page(client: Client, store: Store) -> None:
+    sub_id = add_subscriber(store, status="bounced")
+    with store.transaction() as session:
+        session.get_one(Subscriber, sub_id).consecutive_failures = 3
+    page = client.get(f"/m/{token('manage', sub_id)}").text
+    assert resubscribe_form(page) == f"../m/{token('manage', sub_id)}"
+    assert (
+        client.post(f"/m/{token('manage', sub_id)}", data={"action": "resubscribe"}).status_code
+        == 303
+    )
+    found = subscriber(store, sub_id)
+    assert (found.status, found.consecutive_failures) == ("active", 0)
+
+
+def test_subscribe_again_with_a_bad_token_is_the_generic_404(client: Client, store: Store) -> None:
+    sub_id = add_subscriber(store, status="unsubscribed")
+    for bad in _bad_tokens(sub_id).values():
+        response = client.post(f"/m/{bad}", data={"action": "resubscribe"})
+        assert response.status_code == 404
+    # nor does the unsubscribe token of the address work on the manage route
+    wrong = client.post(f"/m/{token('unsubscribe', sub_id)}", data={"action": "resubscribe"})
+    assert wrong.status_code == 404
     assert subscriber(store, sub_id).status == "unsubscribed"
 
 
@@ -321,6 +404,8 @@ def test_confirming_an_unsubscribed_address_does_not_resubscribe(
     assert response.status_code == 200
     assert "unsubscribed" in response.text
     assert subscriber(store, sub_id).status == "unsubscribed"
+    # it offers the explicit way back instead (a button, not the confirm link itself)
+    assert resubscribe_form(response.text) == f"../m/{token('manage', sub_id)}"
 
 
 # --- manage ---

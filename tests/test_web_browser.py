@@ -213,6 +213,55 @@ def test_unsubscribe_by_clicking_the_button(
     assert status_of(server.store, sub_id) == "unsubscribed"
 
 
+def test_subscribe_again_after_unsubscribing(
+    server: Server, browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    sub_id = add_subscriber(server.store, "ida@example.org", ("diffusion models", "kv cache"))
+    browser.get(server.link("unsubscribe", sub_id, "ida@example.org"))
+    browser.find_element(By.ID, "unsubscribe").click()
+    WebDriverWait(browser, 10).until(
+        expected_conditions.text_to_be_present_in_element((By.TAG_NAME, "h1"), "unsubscribed")
+    )
+    assert status_of(server.store, sub_id) == "unsubscribed"
+    button = browser.find_element(By.ID, "resubscribe")
+    assert button.text == "Subscribe again"
+    browser.save_screenshot(str(tmp_path / "unsubscribed-subscribe-again.png"))
+    button.click()
+    WebDriverWait(browser, 10).until(
+        expected_conditions.text_to_be_present_in_element(
+            (By.CSS_SELECTOR, ".notice"), "You are subscribed again"
+        )
+    )
+    browser.save_screenshot(str(tmp_path / "subscribed-again.png"))
+    assert status_of(server.store, sub_id) == "active"
+    # landed on the manage page, topics kept
+    assert "diffusion models" in browser.find_element(By.CSS_SELECTOR, "ul.topics").text
+    assert "kv cache" in browser.find_element(By.CSS_SELECTOR, "ul.topics").text
+
+
+def test_the_manage_page_hint_tells_how_topics_match(
+    server: Server, browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    sub_id = add_subscriber(server.store, "jo@example.org", ("diffusion models",))
+    browser.get(server.link("manage", sub_id, "jo@example.org"))
+    field = browser.find_element(By.ID, "query")
+    hint = browser.find_element(By.ID, field.get_attribute("aria-describedby") or "missing")
+    assert hint.is_displayed()
+    browser.save_screenshot(str(tmp_path / "manage-hint.png"))
+    assert "must all appear" not in hint.text.lower()
+    assert "loosely" in hint.text
+    assert '"exact phrase"' in hint.text and "+word" in hint.text
+    # the strict forms it names are accepted as typed
+    field.send_keys('+benchmark "kv cache"')
+    browser.find_element(By.ID, "add-topic").click()
+    WebDriverWait(browser, 10).until(
+        expected_conditions.text_to_be_present_in_element(
+            (By.CSS_SELECTOR, ".notice"), "Topic added"
+        )
+    )
+    assert '+benchmark "kv cache"' in browser.find_element(By.CSS_SELECTOR, "ul.topics").text
+
+
 def test_add_a_topic_on_the_manage_page(
     server: Server, browser: webdriver.Chrome, tmp_path: Path
 ) -> None:

@@ -8,7 +8,10 @@ Routes (all under `web.base_url`):
     GET  /confirm/{token}  confirm page with a button (double opt-in)
     POST /confirm/{token}  confirm a pending subscriber
     GET  /m/{token}        manage page: topics, schedule, pause, votes
-    POST /m/{token}        one change from that page, then back to it (303)
+    POST /m/{token}        one change from that page, then back to it (303); also
+                           `action=resubscribe`, the "Subscribe again" button that the
+                           unsubscribed pages post here (active again, topics and
+                           schedule kept, no re-confirmation: the token proves the address)
     GET  /d/{token}        "view in browser": a digest as sent, re-rendered
     GET  /more/{token}     "More like this" under a paper: its title, its topic, a button
     POST /more/{token}     record that vote for the topic that brought the paper, and say

@@ -79,6 +79,7 @@ NOTICES = {
     "resumed": "Digests resumed.",
     "vote-removed": "Vote removed.",
     "votes-reset": "All votes removed.",
+    "resubscribed": "You are subscribed again: digests start with the next one due.",
 }
 
 
@@ -251,6 +252,7 @@ class WebApp:
             if paused
             else None,
             "unsubscribe_token": self.token("unsubscribe", subscriber),
+            "manage_token": self.token("manage", subscriber),
             "timezones": timezone_names(),
             "weekdays": list(zip(WEEKDAYS, WEEKDAY_NAMES, strict=True)),
             "max_pause_days": MAX_PAUSE_DAYS,
@@ -406,6 +408,20 @@ class WebApp:
             if action == "reset-votes":
                 votes.reset_votes(session, subscriber)
                 return "votes-reset"
+            if action == "resubscribe":
+                # The "Subscribe again" button of the unsubscribed pages. `subscribe` with no
+                # topics keeps topics and schedule and resets `subscribed_at` (nothing is owed
+                # for the time away); confirmed, because this token already proves the address,
+                # so double opt-in has nothing left to check. Active already: no change.
+                subscriptions.subscribe(
+                    session,
+                    subscriber.email,
+                    [],
+                    now=now,
+                    defaults=self.settings.schedule,
+                    confirmed=True,
+                )
+                return "resubscribed"
         except BadInput as exc:  # QuerySyntaxError included: its text draws the caret
             raise ChangeRejected(action, str(exc)) from None
         raise ChangeRejected("form", "unknown action; reload the page and try again")

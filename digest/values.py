@@ -161,6 +161,8 @@ class PaperCard:
     matched: tuple[MatchedTerm, ...] = ()
     # what the reader's votes had to do with it, e.g. "like 2 papers you liked"
     why: str = ""
+    code_url: str | None = None  # the code repository, when the source named one
+    on_hf: bool = False  # listed on Hugging Face's daily papers (it has a page there)
     # the signed "More like this" / "Less like this" links (a recorded digest only)
     more_url: str | None = None
     less_url: str | None = None

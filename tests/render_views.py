@@ -65,6 +65,8 @@ def sample_view(
                 upvotes=int(paper["upvotes"]),  # type: ignore[call-overload]
                 matched=_matches(pattern, abstract, "abstract") + _matches(pattern, title, "title"),
                 why="like 2 papers you liked" if i == 1 else "",
+                code_url=str(paper["githubRepo"]) if paper.get("githubRepo") else None,
+                on_hf=True,
                 more_url=f"https://digest.example.org/more/{digest_id:x}.{i}.1r4.sig{i}",
                 less_url=f"https://digest.example.org/less/{digest_id:x}.{i}.1r4.sig{i}",
             )

@@ -179,3 +179,19 @@ def test_a_batch_loads_in_a_few_queries_and_renders_what_one_by_one_would(
         for digest_id in ids:
             alone = renderer.message_bytes(view_for_digest(session, digest_id, settings, SECRET))
             assert batched[digest_id] == alone
+
+
+def test_a_hugging_face_paper_carries_its_page_and_code_into_the_card(
+    store: Store, database_url: str
+) -> None:
+    from digest.ingest import ingest_file
+    from tests.conftest import DATA
+
+    settings = settings_for(database_url)
+    add_subscriber(store, "ada@example.org", ["psychometric"])
+    ingest_file(store, DATA / "hf_daily_papers.json", now=T0 - days(1))
+    with store.sessions() as session:
+        planned = plan_due(session, settings, now=T0, dry_run=True).planned[0]
+        [card] = view_for_plan(session, planned, settings, SECRET).papers
+    assert card.on_hf is True
+    assert card.code_url == "https://github.com/psychology-of-AI/Rethinking-Pyschometric-Eval-LLMs"

@@ -441,3 +441,21 @@ def test_cached_paper_cards_render_like_fresh_ones(renderer: Renderer) -> None:
     fresh = Renderer(SETTINGS)
     assert renderer.message_bytes(second) == fresh.message_bytes(second)
     assert renderer.text(second) == fresh.text(second)
+
+
+def test_cards_link_the_pdf_the_hugging_face_page_and_the_code_where_known(
+    renderer: Renderer,
+) -> None:
+    view = sample_view(2)
+    first, second = view.papers
+    known = replace(first, arxiv_id="2606.12730", on_hf=True, code_url="https://github.com/a/b")
+    hostile = replace(second, arxiv_id=None, on_hf=True, code_url="javascript:alert(1)")
+    html = renderer.html(replace(view, papers=(known, hostile)))
+    text = renderer.text(replace(view, papers=(known, hostile)))
+    for part in (html, text):
+        assert "https://arxiv.org/pdf/2606.12730" in part
+        assert "https://huggingface.co/papers/2606.12730" in part
+        assert "https://github.com/a/b" in part
+        assert "javascript:" not in part  # a link we cannot send safely is left out
+    # a paper without an arXiv id has no PDF or Hugging Face page to link
+    assert text.count("PDF: ") == 1 and text.count("Hugging Face: ") == 1

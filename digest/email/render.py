@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
@@ -81,6 +82,7 @@ class CardTexts:
     topic: str
     upvotes: str  # "12 upvotes", or "" when unknown
     why: str  # "like 2 papers you liked", or ""
+    links: tuple[tuple[str, str], ...]  # (label, URL) next to "Read more": PDF, HF, code
     snippet: tuple[Segment, ...]
     snippet_text: str
     text_meta: str
@@ -114,6 +116,7 @@ class TextLines:
     meta: str
     snippet: str
     url: str
+    links: str = ""  # "PDF: …" and the other links, one per line, indented
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +249,22 @@ class Renderer:
                 pass
         return f"{self.hf_base_url}/papers?q={quote_plus(' '.join(card.title.split()))}"
 
+    def paper_links(self, card: PaperCard) -> tuple[tuple[str, str], ...]:
+        """The other links a card offers, where known: the PDF (an arXiv id), the paper's
+        Hugging Face page (listed there), its code (the source named a repository)."""
+        links: list[tuple[str, str]] = []
+        arxiv = card.arxiv_id if card.arxiv_id and _ARXIV_ID.fullmatch(card.arxiv_id) else None
+        if arxiv:
+            links.append(("PDF", f"https://arxiv.org/pdf/{arxiv}"))
+            if card.on_hf:
+                links.append(("Hugging Face", f"{self.hf_base_url}/papers/{arxiv}"))
+        if card.code_url:
+            # an http(s) URL only: a repository link we cannot put in an email safely
+            # (another scheme, spaces, quotes) is left out, not rendered
+            with suppress(BadInput):
+                links.append(("Code", mime.url(card.code_url, "code url")))
+        return tuple(links)
+
     def _texts(self, card: PaperCard) -> CardTexts:
         """The card's texts, from the cache when this paper (with these matches) was seen.
 
@@ -268,6 +287,7 @@ class Renderer:
                 topic=topic,
                 upvotes=upvotes,
                 why=card.why,
+                links=self.paper_links(card),
                 snippet=segments,
                 snippet_text="".join(part for part, _ in segments),
                 text_meta=f"{meta} · {upvotes}" if upvotes else meta,
@@ -289,6 +309,7 @@ class Renderer:
                 meta=wrap(texts.text_meta, indent=indent),
                 snippet=wrap(texts.snippet_text, indent=indent),
                 url=indent + texts.url,
+                links="\n".join(f"{indent}{label}: {href}" for label, href in texts.links),
             )
             if len(self._lines_cache) >= CARD_CACHE_SIZE:
                 self._lines_cache.clear()
@@ -371,6 +392,8 @@ def _card_key(card: PaperCard) -> CardKey:
         card.upvotes,
         card.matched,
         card.why,
+        card.code_url,
+        card.on_hf,
     )
 
 

@@ -300,9 +300,16 @@ def _papers(session: Session, paper_ids: Iterable[int]) -> dict[int, Any]:
         paper.id: paper
         for chunk in chunks(sorted(set(paper_ids)))
         for paper in session.execute(
-            select(Paper.id, Paper.title, Paper.abstract, Paper.authors, Paper.arxiv_id).where(
-                Paper.id.in_(chunk)
-            )
+            select(
+                Paper.id,
+                Paper.title,
+                Paper.abstract,
+                Paper.authors,
+                Paper.arxiv_id,
+                # only what the card links to, not the whole stored source object
+                Paper.extra[("hf", "paper", "githubRepo")].as_string().label("code_url"),
+                Paper.extra[("hf", "paper", "id")].as_string().label("hf_id"),
+            ).where(Paper.id.in_(chunk))
         )
     }
 
@@ -347,6 +354,8 @@ def _card(
         why=why,
         more_url=links[0],
         less_url=links[1],
+        code_url=paper.code_url or None,
+        on_hf=bool(paper.hf_id),
     )
 
 

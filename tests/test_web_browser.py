@@ -67,9 +67,12 @@ class Server:
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.database_url = f"sqlite:///{tmp / 'browser.db'}"
         self.config = tmp / "config.toml"
+        self.maildir = tmp / "maildir"  # where confirmation emails land
         self.config.write_text(  # also read by the tests, to render emails like `digest run`
             f'database_url = "{self.database_url}"\n'
             f'[web]\nbase_url = "{self.base_url}"\nsecret = "{SECRET}"\n'
+            "public_subscribe = true\n"
+            f'[delivery]\nmaildir_path = "{self.maildir}"\n'
         )
         self.settings = load_settings(self.config)
         self.log = (tmp / "serve.log").open("w")
@@ -260,6 +263,43 @@ def test_the_manage_page_hint_tells_how_topics_match(
         )
     )
     assert '+benchmark "kv cache"' in browser.find_element(By.CSS_SELECTOR, "ul.topics").text
+
+
+def test_subscribe_on_the_front_page(
+    server: Server, browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    browser.get(f"{server.base_url}/")
+    browser.find_element(By.ID, "email").send_keys("kim@example.org")
+    browser.find_element(By.ID, "topic").send_keys('"kv cache" +quantiz*')
+    zone = browser.find_element(By.ID, "timezone")
+    assert zone.get_attribute("value") == "UTC"
+    zone.send_keys("Europe/Paris")
+    # the honeypot is there for bots, out of a person's sight and tab order
+    trap = browser.find_element(By.NAME, "website")
+    assert trap.rect["x"] + trap.rect["width"] <= 0 and trap.get_attribute("tabindex") == "-1"
+    widths = browser.execute_script(
+        "return [document.documentElement.scrollWidth, window.innerWidth]"
+    )
+    assert widths == [PHONE[0], PHONE[0]]  # fits a phone, hidden field included
+    browser.save_screenshot(str(tmp_path / "subscribe.png"))
+    browser.find_element(By.ID, "subscribe-button").click()
+    WebDriverWait(browser, 10).until(
+        expected_conditions.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Check your inbox")
+    )
+    browser.save_screenshot(str(tmp_path / "subscribe-sent.png"))
+    with server.store.transaction() as session:
+        found = session.scalars(
+            select(Subscriber).where(Subscriber.email == "kim@example.org")
+        ).one()
+        assert (found.status, found.timezone) == ("pending", "Europe/Paris")
+        assert [t.query for t in found.topics] == ['"kv cache" +quantiz*']
+    # the confirmation email is sent after the page: wait for it to land
+    new = server.maildir / "new"
+    deadline = time.monotonic() + 10
+    while not (new.is_dir() and any(new.iterdir())) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    (mail,) = new.iterdir()
+    assert "To: kim@example.org" in mail.read_text()
 
 
 def test_add_a_topic_on_the_manage_page(

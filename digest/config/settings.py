@@ -350,6 +350,25 @@ class WebSettings:
     double_opt_in: bool = setting(
         False, "`digest subscribe` without --confirmed emails a confirmation link."
     )
+    public_subscribe: bool = setting(
+        False,
+        "Serve a subscribe form on the web app's front page (POST /subscribe): address, one "
+        "topic, time zone. Anyone can type any address there, so those subscribers always "
+        "confirm by email first, whatever double_opt_in says. Off: the front page says "
+        "subscriptions are managed by the operator.",
+    )
+    subscribe_client_limit: int = setting(
+        10,
+        "Public subscribe requests one client (an IP address; an IPv6 /64) may make per hour; "
+        "more get a 429 page. Counted in memory by each `digest serve` process.",
+        minimum=1,
+    )
+    subscribe_resend_minutes: float = setting(
+        10.0,
+        "The public form emails one address a confirmation link at most once per this many "
+        "minutes; asking again sooner shows the same page and sends nothing.",
+        minimum=0,
+    )
 
 
 @dataclass(frozen=True)

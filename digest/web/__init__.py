@@ -1,7 +1,16 @@
-"""The small web app behind the links in every email: unsubscribe, confirm, manage, view, vote.
+"""The small web app behind the links in every email: unsubscribe, confirm, manage, view,
+vote; and, when the operator turns it on, a public subscribe form.
 
 Routes (all under `web.base_url`):
 
+    GET  /                 what this service is; with `web.public_subscribe`, the subscribe
+                           form (address, one topic, time zone), else "subscriptions are
+                           managed by the operator". Never a 404
+    GET  /subscribe        the same form; 404 while `web.public_subscribe` is off
+    POST /subscribe        ask for a subscription: checked like `digest subscribe`, always
+                           pending plus a confirmation email, rate-limited per address and
+                           per client, a honeypot field, and the same "check your inbox"
+                           page whether the address was known or not (`web.subscribe`)
     GET  /u/{token}        which address would be unsubscribed, and a button
     POST /u/{token}        unsubscribe; also the RFC 8058 one-click POST that mail
                            providers send (`List-Unsubscribe=One-Click`)
@@ -37,8 +46,13 @@ Pages are Jinja2 templates under `templates/web/` with autoescaping on; the
 database work of each request runs in a worker thread (`run_in_threadpool`),
 the one place where this async app meets the synchronous store.
 
+Every route but the public form's takes a token; that one takes none, so it
+has protections of its own, explained in `digest.web.subscribe`.
+
 Modules:
-    app         create_app, the routes' handlers and the security headers
+    app         create_app, the handlers of the token routes, the security headers
+    subscribe   the front page and the public subscribe form, its rate limits
+    forms       reading small POSTed forms; the time zone list of the pickers
 
 May import the stages (subscribers, outbox, health) and everything below them;
 nothing imports it but the CLI's `digest serve`.

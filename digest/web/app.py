@@ -5,11 +5,9 @@ What the routes are and why they work as they do: the package docstring (`digest
 
 from __future__ import annotations
 
-import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cache
 from typing import Any
 
 import jinja2
@@ -40,6 +38,7 @@ from digest.links import (
     verify_vote_token,
     vote_token_ids,
 )
+from digest.mail import Mailer
 from digest.outbox import view_for_digest
 from digest.resources import templates_dir
 from digest.store.database import Store
@@ -47,13 +46,13 @@ from digest.store.schema import Digest, DigestItem, Paper, Subscriber, Topic, Vo
 from digest.subscribers import manage as subscriptions
 from digest.subscribers import votes
 from digest.values import WEEKDAYS, zone_of
+from digest.web.forms import small_form, timezone_names
+from digest.web.subscribe import SubscribePages
 
 Clock = Callable[[], datetime]
 
 WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 MAX_PAUSE_DAYS = 365
-# A manage-page form is a few short fields; anything much larger is not ours.
-MAX_FORM_BYTES = 16_384
 
 # Headers on every response (SecurityHeaders): tokens are in our URLs, so never leak them through
 # Referer to the paper links of a digest, never let a cache or a search engine
@@ -85,12 +84,6 @@ NOTICES = {
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-@cache
-def timezone_names() -> tuple[str, ...]:
-    """Every IANA zone name this machine knows, for the timezone picker."""
-    return tuple(sorted(zoneinfo.available_timezones()))
 
 
 def page_environment() -> jinja2.Environment:
@@ -127,6 +120,8 @@ class WebApp:
     clock: Clock
     pages: jinja2.Environment
     renderer: Renderer
+    # how confirmation emails go out; None: the configured delivery backend
+    mailer: Mailer | None = None
 
     # --- responses ---
 
@@ -333,7 +328,7 @@ class WebApp:
         token = request.path_params["token"]
         now = self.clock()
         post = request.method == "POST"
-        form = await _small_form(request) if post else {}
+        form = await small_form(request) if post else {}
         if form is None:
             return self.page("error.html.j2", http_status=413, status_code=413)
         notice = NOTICES.get(request.query_params.get("done", ""))
@@ -448,7 +443,7 @@ class WebApp:
         token = request.path_params["token"]
         now = self.clock()
         post = request.method == "POST"
-        form = await _small_form(request) if post else {}
+        form = await small_form(request) if post else {}
         if form is None:
             return self.page("error.html.j2", http_status=413, status_code=413)
         undo = form.get("undo") == "1"
@@ -492,21 +487,6 @@ class WebApp:
         return self.page("error.html.j2", http_status=status, status_code=status)
 
 
-async def _small_form(request: Request) -> dict[str, str] | None:
-    """The text fields of a POSTed form, or None when the body is too large to be ours."""
-    if _content_length(request) > MAX_FORM_BYTES:
-        return None
-    async with request.form(max_files=0, max_fields=20) as parsed:
-        return {k: v for k, v in parsed.items() if isinstance(v, str)}
-
-
-def _content_length(request: Request) -> int:
-    try:
-        return int(request.headers.get("content-length") or 0)
-    except ValueError:
-        return 0
-
-
 def _whole_number(value: str, what: str) -> int:
     try:
         return int(value.strip())
@@ -530,8 +510,10 @@ def create_app(
     *,
     secret: bytes | None = None,
     clock: Clock = utc_now,
+    mailer: Mailer | None = None,
 ) -> Starlette:
-    """The ASGI app; `secret` defaults to `load_secret(settings.web)`, `clock` to UTC now."""
+    """The ASGI app; `secret` defaults to `load_secret(settings.web)`, `clock` to UTC now,
+    `mailer` (for confirmation emails) to the configured delivery backend."""
     web = WebApp(
         settings=settings,
         store=store,
@@ -540,8 +522,12 @@ def create_app(
         pages=page_environment(),
         # Built now so broken templates or sender settings stop `digest serve` at startup.
         renderer=Renderer(settings),
+        mailer=mailer,
     )
+    public = SubscribePages(web)
     routes = [
+        Route("/", public.home, methods=["GET"]),
+        Route("/subscribe", public.subscribe, methods=["GET", "POST"]),
         Route("/healthz", web.healthz, methods=["GET"]),
         Route("/u/{token}", web.unsubscribe, methods=["GET", "POST"]),
         Route("/confirm/{token}", web.confirm, methods=["GET", "POST"]),

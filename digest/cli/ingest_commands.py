@@ -78,8 +78,8 @@ def ingest_command(
         list[str] | None,
         typer.Argument(
             metavar="PATH|URL",
-            help="Dump files (.txt page dumps, .json daily-papers lists), folders of them, "
-            "or http(s) URLs.",
+            help="Dump files (.txt page dumps, .json daily-papers lists, .xml saved arXiv "
+            "feeds), folders of them, or http(s) URLs.",
             show_default=False,
         ),
     ] = None,

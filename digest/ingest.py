@@ -1,4 +1,4 @@
-"""Ingest: read a dump (a file, a URL, a Hugging Face day, a watched folder), parse it, store it.
+"""Ingest: read a dump (a file, a URL, a Hugging Face day, arXiv, a watched folder), store it.
 
 The one place that joins `digest.sources` (bytes → plain values) to
 `digest.store.dumps` (plain values → rows, once and whole). Which parser a
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from digest.config import SourceSettings
 from digest.errors import BadInput, DigestError, SourceError
-from digest.sources.arxiv import MAX_FEED_BYTES, parse_arxiv_feed
+from digest.sources.arxiv import MAX_FEED_BYTES, fetch_arxiv_day, fetch_arxiv_rss, parse_arxiv_feed
 from digest.sources.folder import scan_folder
 from digest.sources.hf_api import (
     MAX_JSON_BYTES,
@@ -102,6 +102,34 @@ def ingest_hf(store: Store, sources: SourceSettings, *, day: date, now: datetime
     # The day is part of the identity: two empty days' replies are the same bytes ("[]").
     sha = hashlib.sha256(f"{url}\n".encode() + data).hexdigest()
     return store_dump(store, parsed, sha256=sha, source_ref=url, now=now, issue_date=day)
+
+
+def ingest_arxiv(
+    store: Store,
+    sources: SourceSettings,
+    categories: tuple[str, ...],
+    *,
+    now: datetime,
+    day: date | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> IngestResult:
+    """Fetch and ingest arXiv's announcements in `categories`: today's RSS feed, or with
+    `day` the API's listing of that day's submissions."""
+    if day is None:
+        fetched = fetch_arxiv_rss(sources, categories, sleep=sleep)
+    else:
+        fetched = fetch_arxiv_day(sources, categories, day, sleep=sleep)
+    _refuse_too_many(fetched.parsed, fetched.source_ref, sources.max_papers_per_dump)
+    # The URL is part of the identity, as for the HF list: empty replies can be equal bytes.
+    sha = hashlib.sha256(f"{fetched.source_ref}\n".encode() + fetched.data).hexdigest()
+    return store_dump(
+        store,
+        fetched.parsed,
+        sha256=sha,
+        source_ref=fetched.source_ref,
+        now=now,
+        issue_date=day,
+    )
 
 
 def ingest_folder(
@@ -215,6 +243,7 @@ def _read(path: Path) -> bytes:
 __all__ = [
     "IngestResult",
     "infer_issue_date",
+    "ingest_arxiv",
     "ingest_bytes",
     "ingest_file",
     "ingest_folder",

@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
+from typer.testing import CliRunner
 
-from digest.errors import BadInput
+from digest.config import SourceSettings
+from digest.errors import BadInput, SourceError
 from digest.planner.candidates import _listings_in_window
-from digest.sources.arxiv import MAX_FEED_BYTES, parse_arxiv_feed
+from digest.sources.arxiv import (
+    MAX_FEED_BYTES,
+    fetch_arxiv_day,
+    fetch_arxiv_rss,
+    parse_arxiv_feed,
+)
 from digest.store.database import Store
 from digest.store.dumps import store_dump
 from digest.store.schema import Dump, DumpPaper, Paper
-from tests.conftest import DATA
+from tests.conftest import DATA, invoke
+from tests.http_server import LoopbackServer, Reply, http_server
+
+__all__ = ["http_server"]
 
 RSS = (DATA / "arxiv_rss_sample.xml").read_bytes()
 API = (DATA / "arxiv_api_sample.xml").read_bytes()
@@ -203,3 +216,193 @@ def test_a_replacement_does_not_make_a_stored_paper_new_again(store: Store) -> N
         assert set(window.paper_last_seen) == {new_id}
         listed = session.scalars(select(DumpPaper.paper_id)).all()
         assert sorted(listed).count(old_id) == 1  # listed by the first dump only
+
+
+# --- fetching over HTTP (a real server on 127.0.0.1) ---
+
+FEED_PATH = "/rss/cs.CL+cs.LG"
+API_PATH = "/api/query"
+XML = "application/xml"
+
+
+def sources(server: LoopbackServer, **overrides: Any) -> SourceSettings:
+    values: dict[str, Any] = {
+        "arxiv_rss_url": f"{server.url}/rss",
+        "arxiv_api_url": f"{server.url}{API_PATH}",
+        "arxiv_timeout_seconds": 2.0,
+    }
+    return SourceSettings(**(values | overrides))
+
+
+def atom(ids: list[str]) -> bytes:
+    entries = "".join(
+        f"<entry><id>http://arxiv.org/abs/{i}v1</id><title>Paper {i}</title>"
+        f"<summary>About {i}.</summary><author><name>A. Author</name></author>"
+        '<category term="cs.CL"/><published>2026-09-23T10:00:00Z</published></entry>'
+        for i in ids
+    )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?><feed xmlns="http://www.w3.org/2005/Atom">'
+        f"<title>ArXiv Query</title><id>http://arxiv.org/api/x</id>{entries}</feed>"
+    ).encode()
+
+
+def test_the_feed_of_the_categories_is_fetched_with_a_user_agent(
+    http_server: LoopbackServer,
+) -> None:
+    http_server.serve(FEED_PATH, Reply(body=RSS, content_type=XML))
+    fetched = fetch_arxiv_rss(sources(http_server), ("cs.CL", "cs.LG"))
+    assert fetched.source_ref == f"{http_server.url}{FEED_PATH}"
+    assert len(fetched.parsed.papers) == 3 and fetched.data == RSS
+    assert http_server.requests == [(FEED_PATH, {})]
+    assert http_server.headers[0]["user-agent"].startswith("digest/")
+
+
+def test_a_day_from_the_api_is_paged_politely(http_server: LoopbackServer) -> None:
+    ids = [f"2609.{n:05d}" for n in range(1, 6)]
+
+    def route(query: dict[str, str]) -> Reply:
+        start, size = int(query["start"]), int(query["max_results"])
+        return Reply(body=atom(ids[start : start + size]), content_type=XML)
+
+    http_server.serve(API_PATH, route)
+    sleeps: list[float] = []
+    fetched = fetch_arxiv_day(
+        sources(http_server, arxiv_request_seconds=3.0),
+        ("cs.CL", "cs.LG"),
+        date(2026, 9, 23),
+        sleep=sleeps.append,
+        clock=lambda: 100.0,  # no time passes between requests: each waits the full 3 s
+        page_size=2,
+    )
+    assert [p.arxiv_id for p in fetched.parsed.papers] == ids
+    assert fetched.parsed.issue_date == date(2026, 9, 23)
+    assert [q["start"] for _, q in http_server.requests] == ["0", "2", "4"]
+    assert sleeps == [3.0, 3.0]
+    query = http_server.requests[0][1]
+    assert query["search_query"] == (
+        "(cat:cs.CL OR cat:cs.LG) AND submittedDate:[202609230000 TO 202609232359]"
+    )
+    assert (query["sortBy"], query["sortOrder"]) == ("submittedDate", "ascending")
+
+
+def test_an_api_that_ignores_start_is_not_read_forever(http_server: LoopbackServer) -> None:
+    http_server.serve(API_PATH, Reply(body=atom(["2609.00001", "2609.00002"]), content_type=XML))
+    fetched = fetch_arxiv_day(
+        sources(http_server, arxiv_request_seconds=0),
+        ("cs.CL",),
+        date(2026, 9, 23),
+        page_size=2,
+    )
+    assert len(fetched.parsed.papers) == 2 and len(http_server.requests) == 2
+
+
+def test_a_429_is_retried_after_what_retry_after_asks(http_server: LoopbackServer) -> None:
+    replies = iter([Reply(429, b"", "text/plain", headers={"Retry-After": "2"})])
+    http_server.serve(FEED_PATH, lambda _q: next(replies, Reply(body=RSS, content_type=XML)))
+    sleeps: list[float] = []
+    fetched = fetch_arxiv_rss(sources(http_server), ("cs.CL", "cs.LG"), sleep=sleeps.append)
+    assert len(fetched.parsed.papers) == 3
+    assert sleeps == [2.0]
+
+
+def test_a_503_past_the_retries_gives_up_naming_the_url(http_server: LoopbackServer) -> None:
+    http_server.serve(FEED_PATH, Reply(503, b"", "text/plain", headers={"Retry-After": "1"}))
+    sleeps: list[float] = []
+    with pytest.raises(SourceError, match=r"/rss/cs\.CL\+cs\.LG: HTTP 503 .*after 3 attempts"):
+        fetch_arxiv_rss(
+            sources(http_server, arxiv_retries=2), ("cs.CL", "cs.LG"), sleep=sleeps.append
+        )
+    assert sleeps == [1.0, 1.0]
+
+
+def test_a_timeout_is_a_source_error(http_server: LoopbackServer) -> None:
+    http_server.serve(FEED_PATH, Reply(body=RSS, content_type=XML, delay=3.0))
+    with pytest.raises(SourceError, match=r"timed out after 0\.2s"):
+        fetch_arxiv_rss(
+            sources(http_server, arxiv_timeout_seconds=0.2, arxiv_retries=0), ("cs.CL", "cs.LG")
+        )
+
+
+def test_a_reply_past_the_size_bound_is_abandoned(http_server: LoopbackServer) -> None:
+    http_server.serve(FEED_PATH, Reply(body=b"<rss>" + b" " * MAX_FEED_BYTES, content_type=XML))
+    with pytest.raises(SourceError, match=r"larger than 20 MiB; refused"):
+        fetch_arxiv_rss(sources(http_server, arxiv_retries=0), ("cs.CL", "cs.LG"))
+
+
+# --- the CLI: digest ingest --arxiv ---
+
+
+@pytest.fixture
+def arxiv_env(
+    http_server: LoopbackServer, config_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> LoopbackServer:
+    monkeypatch.setenv("DIGEST_SOURCES__ARXIV_RSS_URL", f"{http_server.url}/rss")
+    monkeypatch.setenv("DIGEST_SOURCES__ARXIV_API_URL", f"{http_server.url}{API_PATH}")
+    monkeypatch.setenv("DIGEST_SOURCES__ARXIV_RETRIES", "0")
+    return http_server
+
+
+def test_ingest_arxiv_fetches_the_feed_once(cli: CliRunner, arxiv_env: LoopbackServer) -> None:
+    arxiv_env.serve(FEED_PATH, Reply(body=RSS, content_type=XML))
+    code, out, err = invoke(cli, "ingest", "--arxiv", "cs.CL,cs.LG", "--now", "2026-09-24T09:00Z")
+    assert (code, err) == (0, "")
+    assert out == (
+        "arXiv cs.CL+cs.LG today's feed: 3 new papers / 0 already known / 1 skipped "
+        "(dump #1, issue date 2026-09-24)\n"
+    )
+    code, out, _ = invoke(cli, "ingest", "--arxiv", "cs.CL,cs.LG", "--now", "2026-09-24T10:00Z")
+    assert code == 0 and "already ingested" in out
+    papers = json.loads(invoke(cli, "papers", "--json")[1])
+    assert len(papers) == 3
+
+
+def test_ingest_arxiv_with_a_date_asks_the_api(cli: CliRunner, arxiv_env: LoopbackServer) -> None:
+    arxiv_env.serve(API_PATH, Reply(body=API, content_type=XML))
+    code, out, err = invoke(cli, "ingest", "--arxiv", "cs.CL", "--date", "2026-09-23")
+    assert (code, err) == (0, "")
+    assert out.startswith("arXiv cs.CL submitted 2026-09-23: 3 new papers / 0 already known")
+    assert "issue date 2026-09-23" in out
+    ((path, query),) = arxiv_env.requests
+    assert (
+        path == API_PATH and "submittedDate:[202609230000 TO 202609232359]" in query["search_query"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("cs.CL,cs_LG", "--arxiv: not an arXiv category: 'cs_LG'"),
+        ("cs.CL/../x", "not an arXiv category: 'cs.CL/../x'"),
+        (",", "--arxiv: give one or more categories"),
+    ],
+)
+def test_ingest_arxiv_refuses_what_is_not_a_category(
+    cli: CliRunner, arxiv_env: LoopbackServer, value: str, message: str
+) -> None:
+    code, out, err = invoke(cli, "ingest", "--arxiv", value)
+    assert (code, out) == (2, "")
+    assert message in err and err.count("\n") == 1
+    assert arxiv_env.requests == []
+
+
+def test_ingest_arxiv_when_arxiv_is_unreachable(
+    cli: CliRunner, config_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DIGEST_SOURCES__ARXIV_RSS_URL", "http://127.0.0.1:9/rss")
+    monkeypatch.setenv("DIGEST_SOURCES__ARXIV_RETRIES", "0")
+    code, out, err = invoke(cli, "ingest", "--arxiv", "cs.CL")
+    assert (code, out) == (4, "")
+    assert err.startswith("error: http://127.0.0.1:9/rss/cs.CL: cannot connect")
+    assert err.count("\n") == 1
+
+
+def test_ingest_arxiv_refuses_a_reply_that_is_not_a_feed(
+    cli: CliRunner, arxiv_env: LoopbackServer, database_url: str
+) -> None:
+    arxiv_env.serve(
+        "/rss/cs.CL", Reply(body=b"<html><body>Sign in</body></html>", content_type="text/html")
+    )
+    code, _, err = invoke(cli, "ingest", "--arxiv", "cs.CL")
+    assert code == 4 and "looks like an HTML page" in err and err.count("\n") == 1
+    assert json.loads(invoke(cli, "dumps", "--json")[1]) == []

@@ -270,6 +270,7 @@ def fetch_arxiv_day(
     *,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    page_size: int = API_PAGE,
 ) -> ArxivFetch:
     """Every paper submitted on `day` (UTC) in `categories`, from the API, page by page.
 
@@ -294,8 +295,8 @@ def fetch_arxiv_day(
                     sleep(wait)
             params = {
                 "search_query": query,
-                "start": str(page * API_PAGE),
-                "max_results": str(API_PAGE),
+                "start": str(page * page_size),
+                "max_results": str(page_size),
                 "sortBy": "submittedDate",
                 "sortOrder": "ascending",
             }
@@ -307,7 +308,7 @@ def fetch_arxiv_day(
             papers.extend(fresh)
             seen.update(p.arxiv_id for p in fresh if p.arxiv_id)
             # a short page is the last; a page of nothing new means the server ignores `start`
-            if len(batch.papers) < API_PAGE or not fresh:
+            if len(batch.papers) < page_size or not fresh:
                 break
     shown_ref = str(httpx.URL(url, params={"search_query": query}))
     return ArxivFetch(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,10 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from digest.config import SourceSettings
+from digest.config import Settings, SourceSettings, WebSettings
 from digest.errors import BadInput, SourceError
+from digest.mail import MemoryMailer
+from digest.pipeline import Pipeline
 from digest.planner.candidates import _listings_in_window
 from digest.sources.arxiv import (
     MAX_FEED_BYTES,
@@ -406,3 +409,32 @@ def test_ingest_arxiv_refuses_a_reply_that_is_not_a_feed(
     code, _, err = invoke(cli, "ingest", "--arxiv", "cs.CL")
     assert code == 4 and "looks like an HTML page" in err and err.count("\n") == 1
     assert json.loads(invoke(cli, "dumps", "--json")[1]) == []
+
+
+# --- the daemon's daily job (digest run) ---
+
+
+def test_the_daily_job_is_done_when_the_days_feed_is_in(
+    store: Store, http_server: LoopbackServer
+) -> None:
+    settings = Settings(
+        web=WebSettings(secret="test-secret-0123456789abcdefghijklmnop"),
+        sources=sources(http_server, arxiv_categories="cs.CL,cs.LG", arxiv_retries=0),
+    )
+    pipeline = Pipeline.from_settings(settings, store, mailer=MemoryMailer())
+    at_0130 = datetime(2026, 9, 24, 1, 30, tzinfo=UTC)
+    yesterday = RSS.replace(b"Thu, 24 Sep 2026", b"Wed, 23 Sep 2026")
+    replies = iter([Reply(body=yesterday, content_type=XML), Reply(body=RSS, content_type=XML)])
+    http_server.serve(FEED_PATH, lambda _q: next(replies))
+    assert pipeline.fetch_arxiv(at_0130) is False  # still yesterday's: today's is late
+    assert pipeline.fetch_arxiv(at_0130 + timedelta(hours=1)) is True
+    with store.sessions() as session:
+        assert session.scalars(select(Dump.issue_date).order_by(Dump.id)).all() == [
+            date(2026, 9, 23),
+            date(2026, 9, 24),
+        ]
+    http_server.serve(FEED_PATH, Reply(body=rss(), content_type=XML))  # a weekend: nothing
+    assert pipeline.fetch_arxiv(datetime(2026, 9, 26, 1, 30, tzinfo=UTC)) is True
+    down = replace(settings, sources=replace(settings.sources, arxiv_rss_url="http://127.0.0.1:9"))
+    with pytest.raises(SourceError, match="cannot connect"):  # the daemon logs it and retries
+        Pipeline.from_settings(down, store, mailer=MemoryMailer()).fetch_arxiv(at_0130)

@@ -51,7 +51,9 @@ def run(
     """Run the mailer until SIGTERM/SIGINT: ingest new dumps, plan and send due digests.
 
     Jobs: the dumps folder every sources.poll_minutes, the Hugging Face list daily at
-    sources.hf_fetch_time (UTC), and a plan+deliver tick every schedule.tick_seconds.
+    sources.hf_fetch_time (UTC), the arXiv feed of sources.arxiv_categories (if any)
+    daily at sources.arxiv_fetch_time (UTC), and a plan+deliver tick every
+    schedule.tick_seconds.
     On SIGTERM it stops claiming work, lets in-flight sends finish within
     schedule.shutdown_timeout_seconds, releases the rest and exits 0.
     """
@@ -66,6 +68,7 @@ def run(
             tick=pipeline.run_tick,
             release=pipeline.release,
             stop=pipeline.stop,
+            fetch_arxiv=pipeline.fetch_arxiv,
         )
         stop = threading.Event()
 

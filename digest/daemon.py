@@ -11,6 +11,9 @@ are tested with plain functions and the real pipeline is wired in one place
 - the Hugging Face fetch runs daily at `hf_fetch_time` UTC and, if it fails
   or the list is still empty, tries again every `hf_retry_minutes` until the
   UTC day ends;
+- the arXiv fetch (only when `arxiv_categories` names some) runs daily at
+  `arxiv_fetch_time` UTC and, if it fails or the feed is not yet that day's,
+  tries again every `arxiv_retry_minutes` until the UTC day ends;
 - `stop()` stops scheduling at once, tells running jobs to wind down (a
   delivery round claims nothing more and stops after the messages in
   flight), waits for them within `shutdown_timeout_seconds`, then releases
@@ -71,6 +74,8 @@ class Jobs:
     record: Callable[[str, datetime, datetime | None, str | None, str | None], None] = lambda *_: (
         None
     )
+    # True once the day's arXiv feed is in (None: no arXiv job)
+    fetch_arxiv: Callable[[datetime], bool] | None = None
 
 
 class AlreadyRunning(DigestError):
@@ -119,14 +124,21 @@ def job_triggers(settings: Settings, start: datetime) -> dict[str, Any]:
     (APScheduler's loop runs on it, so a trigger counted from `--now` would
     walk every fire time in between); `digest status` passes its `--now`.
     """
-    hour, minute = (int(part) for part in settings.sources.hf_fetch_time.split(":"))
     poll = timedelta(minutes=settings.sources.poll_minutes)
     tick = timedelta(seconds=settings.schedule.tick_seconds)
-    return {
+    triggers: dict[str, Any] = {
         "ingest": IntervalTrigger(minutes=poll.total_seconds() / 60, start_date=start + poll),
-        "hf": CronTrigger(hour=hour, minute=minute, timezone=UTC),
+        "hf": _daily(settings.sources.hf_fetch_time),
         "tick": IntervalTrigger(seconds=tick.total_seconds(), start_date=start + tick),
     }
+    if settings.sources.arxiv_categories.strip():
+        triggers["arxiv"] = _daily(settings.sources.arxiv_fetch_time)
+    return triggers
+
+
+def _daily(hh_mm: str) -> CronTrigger:
+    hour, minute = (int(part) for part in hh_mm.split(":"))
+    return CronTrigger(hour=hour, minute=minute, timezone=UTC)
 
 
 def _said(job: str, result: Any) -> str | None:
@@ -134,6 +146,8 @@ def _said(job: str, result: Any) -> str | None:
     day's list had papers yet; a tick: what it planned and sent, or why nothing)."""
     if job == "hf":
         return "list fetched" if result else "list empty so far"
+    if job == "arxiv":
+        return "today's feed in" if result else "today's feed not in yet"
     return result if isinstance(result, str) else None
 
 
@@ -166,7 +180,7 @@ class Daemon:
         self._busy: dict[str, threading.Lock] = {}
         self._running = 0
         self._idle = threading.Condition()
-        self._hf_done_for: str | None = None
+        self._done_for: dict[str, str] = {}  # daily fetch job -> the UTC day it is done for
         self._failures: dict[str, tuple[str, int]] = {}  # job -> (last error, times in a row)
         self._last_said: str | None = None  # what the last tick did (logged on change)
 
@@ -252,20 +266,37 @@ class Daemon:
         self._guarded("tick", self.jobs.tick)
 
     def _fetch_hf(self) -> None:
+        retry = self.settings.sources.hf_retry_minutes
+        self._fetch_daily("hf", self.jobs.fetch_hf, retry, self._fetch_hf, "hf list")
+
+    def _fetch_arxiv(self) -> None:
+        if self.jobs.fetch_arxiv is None:
+            return
+        retry = self.settings.sources.arxiv_retry_minutes
+        self._fetch_daily("arxiv", self.jobs.fetch_arxiv, retry, self._fetch_arxiv, "arXiv feed")
+
+    def _fetch_daily(
+        self,
+        name: str,
+        job: Callable[[datetime], bool],
+        retry_minutes: float,
+        again: Callable[[], None],
+        what: str,
+    ) -> None:
+        """Run a daily fetch until it says it is done (True), retrying within the UTC day."""
         day = self.clock().date().isoformat()
-        if self._hf_done_for == day:
+        if self._done_for.get(name) == day:
             return
-        got_list = self._guarded("hf", self.jobs.fetch_hf)
-        if got_list:
-            self._hf_done_for = day
+        if self._guarded(name, job):
+            self._done_for[name] = day
             return
-        delay = timedelta(minutes=self.settings.sources.hf_retry_minutes)
+        delay = timedelta(minutes=retry_minutes)
         retry_at = self.clock() + delay
         if retry_at.date().isoformat() == day:
-            log_event(logger, "hf list not available yet; will retry", at=retry_at.isoformat())
+            log_event(logger, f"{what} not available yet; will retry", at=retry_at.isoformat())
             # scheduled on the system clock APScheduler runs on (see `start`)
             trigger = DateTrigger(run_date=system_clock() + delay)
-            self.scheduler.add_job(self._fetch_hf, trigger, id="hf-retry", replace_existing=True)
+            self.scheduler.add_job(again, trigger, id=f"{name}-retry", replace_existing=True)
 
     # --- lifecycle ----------------------------------------------------
 
@@ -278,6 +309,8 @@ class Daemon:
         triggers = job_triggers(self.settings, first)
         self.scheduler.add_job(self._ingest, triggers["ingest"], id="ingest", next_run_time=first)
         self.scheduler.add_job(self._fetch_hf, triggers["hf"], id="hf")
+        if "arxiv" in triggers and self.jobs.fetch_arxiv is not None:
+            self.scheduler.add_job(self._fetch_arxiv, triggers["arxiv"], id="arxiv")
         self.scheduler.add_job(
             self._tick,
             triggers["tick"],
@@ -291,6 +324,7 @@ class Daemon:
             poll_minutes=sources.poll_minutes,
             tick_seconds=schedule.tick_seconds,
             hf_fetch_time=f"{sources.hf_fetch_time}Z",
+            arxiv_fetch_time=f"{sources.arxiv_fetch_time}Z" if "arxiv" in triggers else None,
         )
 
     def next_runs(self) -> dict[str, datetime | None]:

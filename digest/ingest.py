@@ -1,4 +1,4 @@
-"""Ingest: read a dump (a file, a URL, a Hugging Face day, a watched folder), parse it, store it.
+"""Ingest: read a dump (a file, a URL, a Hugging Face day, arXiv, a watched folder), store it.
 
 The one place that joins `digest.sources` (bytes → plain values) to
 `digest.store.dumps` (plain values → rows, once and whole). Which parser a
@@ -16,6 +16,7 @@ from pathlib import Path
 
 from digest.config import SourceSettings
 from digest.errors import BadInput, DigestError, SourceError
+from digest.sources.arxiv import MAX_FEED_BYTES, fetch_arxiv_day, fetch_arxiv_rss, parse_arxiv_feed
 from digest.sources.folder import scan_folder
 from digest.sources.hf_api import (
     MAX_JSON_BYTES,
@@ -23,7 +24,7 @@ from digest.sources.hf_api import (
     fetch_url,
     parse_hf_json,
 )
-from digest.sources.sniff import not_a_dump
+from digest.sources.sniff import FEEDS, not_a_dump
 from digest.sources.textdump import MAX_TEXT_BYTES, parse_text_dump
 from digest.store.database import Store
 from digest.store.dumps import IngestResult, infer_issue_date, known_dump, store_dump
@@ -45,7 +46,7 @@ def ingest_file(
     issue_date: date | None = None,
     max_papers: int = MAX_PAPERS,
 ) -> IngestResult:
-    """Ingest a `.txt` page dump or a `.json` daily-papers file."""
+    """Ingest a `.txt` page dump, a `.json` daily-papers file or a saved `.xml` arXiv feed."""
     data = _read(path)
     return ingest_bytes(
         store, data, source_ref=str(path), now=now, issue_date=issue_date, max_papers=max_papers
@@ -61,7 +62,8 @@ def ingest_bytes(
     issue_date: date | None = None,
     max_papers: int = MAX_PAPERS,
 ) -> IngestResult:
-    """Ingest one dump given as bytes; JSON or text is told by the content."""
+    """Ingest one dump given as bytes; a `.xml` name is an arXiv feed, JSON or text is told
+    by the content."""
     sha = hashlib.sha256(data).hexdigest()
     known = known_dump(store, sha, source_ref)
     if known is not None:
@@ -102,6 +104,34 @@ def ingest_hf(store: Store, sources: SourceSettings, *, day: date, now: datetime
     return store_dump(store, parsed, sha256=sha, source_ref=url, now=now, issue_date=day)
 
 
+def ingest_arxiv(
+    store: Store,
+    sources: SourceSettings,
+    categories: tuple[str, ...],
+    *,
+    now: datetime,
+    day: date | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> IngestResult:
+    """Fetch and ingest arXiv's announcements in `categories`: today's RSS feed, or with
+    `day` the API's listing of that day's submissions."""
+    if day is None:
+        fetched = fetch_arxiv_rss(sources, categories, sleep=sleep)
+    else:
+        fetched = fetch_arxiv_day(sources, categories, day, sleep=sleep)
+    _refuse_too_many(fetched.parsed, fetched.source_ref, sources.max_papers_per_dump)
+    # The URL is part of the identity, as for the HF list: empty replies can be equal bytes.
+    sha = hashlib.sha256(f"{fetched.source_ref}\n".encode() + fetched.data).hexdigest()
+    return store_dump(
+        store,
+        fetched.parsed,
+        sha256=sha,
+        source_ref=fetched.source_ref,
+        now=now,
+        issue_date=day,
+    )
+
+
 def ingest_folder(
     store: Store,
     folder: Path,
@@ -112,7 +142,7 @@ def ingest_folder(
     clock: Callable[[], float] = time.time,
     max_papers: int = MAX_PAPERS,
 ) -> list[IngestResult]:
-    """Ingest every settled `.txt`/`.json` file in `folder`; already-seen content is a no-op.
+    """Ingest every settled `.txt`/`.json`/`.xml` file in `folder`; seen content is a no-op.
 
     A file that fails is reported to `on_error` (logged when none is given)
     and the others still go in. Files that are skipped (another extension)
@@ -151,11 +181,18 @@ def _log_once(path: Path, message: str, level: int = logging.INFO) -> None:
 def parse_dump(data: bytes, *, name: str) -> ParsedDump:
     """Parse dump bytes with the parser their content calls for; refuse what is neither.
 
-    BadInput (exit 2, nothing written) for a feed, an HTML page, a PDF or a
-    binary file, whatever its name: the text parser would read their lines as
-    papers.
+    A `.xml` file is an arXiv RSS/Atom feed (or API listing). Otherwise BadInput
+    (exit 2, nothing written) for a feed, an HTML page, a PDF or a binary file,
+    whatever its name: the text parser would read their lines as papers.
     """
+    if name.lower().endswith(".xml"):
+        return parse_arxiv_feed(data, name=name)
     kind = not_a_dump(data)
+    if kind in FEEDS:
+        raise BadInput(
+            f"{name}: looks like {kind}: name a saved arXiv feed .xml to ingest it, "
+            "or fetch one with `digest ingest --arxiv cs.CL,cs.LG`"
+        )
     if kind is not None:
         raise BadInput(
             f"{name}: looks like {kind}, not a dump: digest reads page dumps (text) "
@@ -190,7 +227,8 @@ def _read(path: Path) -> bytes:
         raise SourceError(f"{path}: {exc.strerror}") from None
     if path.is_dir():
         raise SourceError(f"{path}: is a folder, not a dump file (try --folder)")
-    limit = MAX_JSON_BYTES if path.suffix.lower() == ".json" else MAX_TEXT_BYTES
+    suffix = path.suffix.lower()
+    limit = {".json": MAX_JSON_BYTES, ".xml": MAX_FEED_BYTES}.get(suffix, MAX_TEXT_BYTES)
     if size > limit:
         raise BadInput(
             f"{path}: {size / 1e6:.1f} MB is too big for a dump (at most "
@@ -205,6 +243,7 @@ def _read(path: Path) -> bytes:
 __all__ = [
     "IngestResult",
     "infer_issue_date",
+    "ingest_arxiv",
     "ingest_bytes",
     "ingest_file",
     "ingest_folder",

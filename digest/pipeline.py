@@ -33,6 +33,7 @@ from digest.outbox import (
 from digest.planner import PlanReport, plan_due
 from digest.store.database import Store
 from digest.store.job_runs import record_run
+from digest.values import arxiv_categories
 
 logger = logging.getLogger(f"{LOGGER_NAME}.pipeline")
 
@@ -162,6 +163,24 @@ class Pipeline:
         if result.new_papers:
             self.embed()
         return listed > 0
+
+    def fetch_arxiv(self, now: datetime) -> bool:
+        """Fetch today's arXiv feed of `sources.arxiv_categories`; True once it is in.
+
+        In, for the daemon's retries, means the feed is the announcement of `now`'s
+        UTC day (arXiv dates it by its own midnight, before this job runs), or lists
+        nothing at all (no announcement: a weekend or holiday). Yesterday's feed
+        still being served means today's is late: False, and the daemon tries again.
+        """
+        categories = arxiv_categories(self.settings.sources.arxiv_categories)
+        result = ingest.ingest_arxiv(self.store, self.settings.sources, categories, now=now)
+        listed = result.new_papers + result.known_papers + result.skipped
+        if listed and not result.already_ingested:
+            _log_ingested(result)
+        if result.new_papers:
+            self.embed()
+        today = result.issue_date is not None and result.issue_date >= now.date()
+        return today or listed == 0
 
     def embed(self) -> None:
         """Give papers and topics without a vector theirs (when the semantic signal is on).

@@ -9,6 +9,7 @@ pages and the schedule math all read them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -216,11 +217,40 @@ class ParsedDump:
     into the dump's issue date.
     """
 
-    source: str  # "text" or "hf"
+    source: str  # "text", "hf" or "arxiv"
     papers: tuple[ParsedPaper, ...]
     month_day: tuple[int, int] | None = None
     issue_date: date | None = None
     warnings: tuple[str, ...] = ()
+    # listings the source read and left out on purpose (arXiv `replace` announcements:
+    # new versions of old papers); reported as skipped
+    unlisted: int = 0
+
+
+# --- arXiv categories (settings, the arXiv source, the CLI) ---
+
+ARXIV_CATEGORY = re.compile(r"[a-z]+(?:-[a-z]+)?(?:\.[A-Za-z]+(?:-[a-z]+)?)?")
+"""`cs.CL`, `stat.ML`, `hep-th`, `astro-ph.GA`, `cond-mat.str-el`: archive, then subject class."""
+
+
+def arxiv_categories(text: str) -> tuple[str, ...]:
+    """`"cs.CL, cs.LG"` → `("cs.CL", "cs.LG")`; BadInput naming the first that is not one.
+
+    Case is kept as written: arXiv's names are case-sensitive (`cs.CL`, `math.AP`),
+    and a wrong case would fetch an empty feed rather than fail.
+    """
+    found: list[str] = []
+    for part in text.replace("+", ",").split(","):
+        name = part.strip()
+        if not name:
+            continue
+        if not ARXIV_CATEGORY.fullmatch(name):
+            raise BadInput(
+                f"not an arXiv category: {name!r} (categories look like cs.CL, stat.ML, hep-th)"
+            )
+        if name not in found:
+            found.append(name)
+    return tuple(found)
 
 
 # --- the words of a schedule (settings, subscribers, web, schedule math) ---

@@ -19,6 +19,7 @@ class Reply:
     body: bytes = b""
     content_type: str = "application/json"
     delay: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 Route = Callable[[dict[str, str]], Reply]
@@ -31,6 +32,7 @@ class LoopbackServer:
     url: str = ""
     routes: dict[str, Route] = field(default_factory=dict)
     requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)  # of each request
 
     def serve(self, path: str, route: Route | Reply) -> None:
         self.routes[path] = route if callable(route) else (lambda _q, r=route: r)
@@ -42,6 +44,7 @@ def _handler(server: LoopbackServer) -> type[BaseHTTPRequestHandler]:
             parts = urlsplit(self.path)
             query = {k: v[0] for k, v in parse_qs(parts.query).items()}
             server.requests.append((parts.path, query))
+            server.headers.append({k.lower(): v for k, v in self.headers.items()})
             route = server.routes.get(parts.path)
             reply = route(query) if route else Reply(404, b"not found", "text/plain")
             if reply.delay:
@@ -50,6 +53,8 @@ def _handler(server: LoopbackServer) -> type[BaseHTTPRequestHandler]:
                 self.send_response(reply.status)
                 self.send_header("Content-Type", reply.content_type)
                 self.send_header("Content-Length", str(len(reply.body)))
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(reply.body)
             except OSError:

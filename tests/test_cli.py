@@ -53,7 +53,10 @@ def test_help_does_not_make_flags_look_like_they_take_a_value(cli: CliRunner) ->
 
 def test_help_paragraphs_wrap_as_prose(cli: CliRunner) -> None:
     result = cli.invoke(app, ["run", "--help"], env={"COLUMNS": "200"})
-    assert "the Hugging Face list daily at sources.hf_fetch_time (UTC), and" in result.stdout
+    assert (
+        "the Hugging Face list daily at sources.hf_fetch_time (UTC), the arXiv feed of "
+        "sources.arxiv_categories (if any) daily at"
+    ) in result.stdout
 
 
 def test_help_lists_commands_in_pipeline_order(cli: CliRunner) -> None:

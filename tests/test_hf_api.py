@@ -175,3 +175,21 @@ def test_empty_days_are_separate_dumps(store: Store, http_server: LoopbackServer
     assert (first.new_papers, second.already_ingested) == (0, False)
     assert second.issue_date == date(2026, 6, 13)
     assert ingest_hf(store, settings(http_server), day=DAY, now=NOW).already_ingested
+
+
+def test_a_429_waits_as_long_as_retry_after_asks(http_server: LoopbackServer) -> None:
+    replies = iter([Reply(429, b"slow down", "text/plain", headers={"Retry-After": "7"})])
+    http_server.serve(PATH, lambda _q: next(replies, Reply(body=SAMPLE)))
+    sleeps: list[float] = []
+    _, parsed, _ = fetch_daily_papers(settings(http_server), DAY, sleep=sleeps.append)
+    assert len(parsed.papers) == 30
+    assert sleeps == [7.0]  # not the 0.5 s back-off
+    assert http_server.headers[0]["user-agent"].startswith("digest/")
+
+
+def test_a_retry_after_beyond_the_bound_is_not_waited_for(http_server: LoopbackServer) -> None:
+    http_server.serve(PATH, Reply(503, b"", "text/plain", headers={"Retry-After": "86400"}))
+    sleeps: list[float] = []
+    with pytest.raises(SourceError, match=r"HTTP 503.*asks to wait 86400s"):
+        fetch_daily_papers(settings(http_server), DAY, sleep=sleeps.append)
+    assert sleeps == [] and len(http_server.requests) == 1

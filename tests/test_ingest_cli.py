@@ -253,8 +253,8 @@ def test_folder_that_does_not_exist(cli: CliRunner, config_file: Path, tmp_path:
     assert "does not exist or is not a folder (set dumps_dir)" in err
 
 
-@pytest.mark.parametrize("suffix", [".txt", ".xml", ".dump"])
-def test_an_rss_feed_is_refused_whatever_its_name_and_nothing_is_stored(
+@pytest.mark.parametrize("suffix", [".txt", ".dump"])
+def test_an_rss_feed_not_named_xml_is_refused_and_nothing_is_stored(
     cli: CliRunner, config_file: Path, tmp_path: Path, suffix: str
 ) -> None:
     feed = tmp_path / f"feed{suffix}"
@@ -262,7 +262,38 @@ def test_an_rss_feed_is_refused_whatever_its_name_and_nothing_is_stored(
     code, out, err = invoke(cli, "ingest", str(feed))
     assert (code, out) == (2, "")
     assert err.count("\n") == 1 and f"{feed}: looks like an RSS feed" in err
+    assert "name a saved arXiv feed .xml" in err and "--arxiv" in err
     assert json.loads(invoke(cli, "papers", "--json")[1]) == []
+
+
+def test_a_saved_arxiv_feed_named_xml_is_ingested_once(
+    cli: CliRunner, config_file: Path, database_url: str, tmp_path: Path
+) -> None:
+    feed = tmp_path / "cs.LG-2026-09-24.xml"
+    feed.write_bytes((DATA / "arxiv_rss_sample.xml").read_bytes())
+    code, out, err = invoke(cli, "ingest", str(feed), "--now", NOW)
+    assert (code, err) == (0, "")
+    # the fourth item is a `replace` announcement: a new version, not a new paper
+    assert out == (
+        f"{feed}: 3 new papers / 0 already known / 1 skipped (dump #1, issue date 2026-09-24)\n"
+    )
+    papers = json.loads(invoke(cli, "papers", "--json")[1])
+    assert {p["arxiv_id"] for p in papers} == {"2609.26811", "2609.26820", "2205.06398"}
+    assert all(p["authors"] and not p["title"].startswith("<") for p in papers)
+    code, out, _ = invoke(cli, "ingest", str(feed), "--now", NOW)
+    assert code == 0 and "already ingested" in out
+    assert stored(database_url) == (1, 3)
+
+
+def test_an_xml_file_that_is_not_an_arxiv_feed_is_refused(
+    cli: CliRunner, config_file: Path, database_url: str, tmp_path: Path
+) -> None:
+    page = tmp_path / "page.xml"
+    page.write_bytes(b"<!DOCTYPE html>\n<html><body>arXiv listing</body></html>\n")
+    code, out, err = invoke(cli, "ingest", str(page))
+    assert (code, out) == (2, "")
+    assert err == f"error: {page}: looks like an HTML page, not an RSS or Atom feed\n"
+    assert stored(database_url) == (0, 0)
 
 
 @pytest.mark.parametrize(
@@ -292,14 +323,20 @@ def test_folder_ingest_logs_each_file_it_skips_once(
     folder.mkdir()
     (folder / "notes.csv").write_text("a,b\n")
     (folder / "feed.txt").write_bytes((DATA / "arxiv_rss_sample.xml").read_bytes())
+    # not the same bytes as feed.txt, which would then count as already ingested
+    (folder / "feed.xml").write_bytes((DATA / "arxiv_rss_sample.xml").read_bytes() + b"\n")
     store = open_store(f"sqlite:///{tmp_path / 'f.db'}")
     with caplog.at_level(logging.INFO, logger="digest"):
-        for _ in range(3):  # three polls
+        polls = [
             ingest.ingest_folder(store, folder, now=datetime.now(UTC), settle_seconds=0)
+            for _ in range(3)
+        ]
     store.dispose()
+    assert [[r.new_papers for r in results] for results in polls] == [[3], [0], [0]]
     lines = [r.getMessage() for r in caplog.records]
     assert sum("skipped" in line and "notes.csv" in line for line in lines) == 1
     assert sum("feed.txt" in line and "RSS feed" in line for line in lines) == 1
+    assert not any("feed.xml" in line for line in lines)  # a saved arXiv feed: ingested
 
 
 def test_a_dump_listing_more_papers_than_the_limit_is_refused_with_its_size(

@@ -365,3 +365,43 @@ def test_tick_summary_explains_an_empty_day() -> None:
         ("c@x.org", "paused until 2026-12-01"),
     ]
     assert tick_summary(plans, DeliveryReport()) == "planned 0, sent 0: 2 not due, 1 paused"
+
+
+def test_the_arxiv_fetch_retries_until_the_days_feed_is_in() -> None:
+    recorder = Recorder()
+    answers = [False, True, True]
+    arxiv_calls: list[datetime] = []
+
+    def fetch(now: datetime) -> bool:
+        arxiv_calls.append(now)
+        return answers.pop(0)
+
+    settings = replace(
+        fast_settings(),
+        sources=replace(
+            SourceSettings(), arxiv_categories="cs.CL,cs.LG", arxiv_retry_minutes=0.002
+        ),
+    )
+    daemon = Daemon(settings, replace(recorder.jobs(), fetch_arxiv=fetch))
+    daemon.start()
+    assert "arxiv" in daemon.next_runs()
+    daemon._fetch_arxiv()  # as the daily cron trigger would
+    time.sleep(0.8)
+    daemon._fetch_arxiv()  # the next trigger the same day: done already
+    daemon.stop()
+    assert len(arxiv_calls) == 2  # one retry, then done for the day
+    assert recorder.hf_calls == 0  # the HF job keeps its own schedule and state
+
+
+def test_no_arxiv_job_without_categories() -> None:
+    from digest.daemon import next_fire_times
+
+    called: list[datetime] = []
+    daemon = Daemon(fast_settings(), replace(Recorder().jobs(), fetch_arxiv=called.append))
+    daemon.start()
+    assert "arxiv" not in daemon.next_runs()
+    daemon.stop()
+    now = datetime(2026, 3, 1, 0, 0, tzinfo=UTC)
+    assert "arxiv" not in next_fire_times(Settings(), now)
+    on = replace(Settings(), sources=replace(SourceSettings(), arxiv_categories="cs.CL"))
+    assert next_fire_times(on, now)["arxiv"] == datetime(2026, 3, 1, 1, 30, tzinfo=UTC)

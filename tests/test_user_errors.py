@@ -131,7 +131,7 @@ def test_ingest_an_empty_folder_says_so(cli: CliRunner, config_file: Path) -> No
     (Path.cwd() / "nothing").mkdir()
     code, out, _ = invoke(cli, "ingest", "nothing")
     assert code == 0
-    assert out == "nothing: no dump files (.json, .txt)\n"
+    assert out == "nothing: no dump files (.json, .txt, .xml)\n"
 
 
 # ------------------------------------------------------------------- subscribers

@@ -36,6 +36,7 @@ from digest.errors import BadInput, DigestError
 from digest.sources.folder import DUMP_SUFFIXES, scan_folder
 from digest.store.database import Store
 from digest.store.schema import Dump, DumpPaper, Paper
+from digest.values import arxiv_categories
 
 PROGRESS_FROM = 4  # show a progress bar from this many dumps on
 
@@ -44,7 +45,8 @@ IngestDateOption = Annotated[
     typer.Option(
         "--date",
         help="Issue date (YYYY-MM-DD) to record instead of the one found in the dump; "
-        "with --hf, the day to fetch (default: today, UTC).",
+        "with --hf, the day to fetch (default: today, UTC); with --arxiv, the day whose "
+        "submissions to fetch from the arXiv API.",
         show_default=False,
     ),
 ]
@@ -78,8 +80,8 @@ def ingest_command(
         list[str] | None,
         typer.Argument(
             metavar="PATH|URL",
-            help="Dump files (.txt page dumps, .json daily-papers lists), folders of them, "
-            "or http(s) URLs.",
+            help="Dump files (.txt page dumps, .json daily-papers lists, .xml saved arXiv "
+            "feeds), folders of them, or http(s) URLs.",
             show_default=False,
         ),
     ] = None,
@@ -89,6 +91,16 @@ def ingest_command(
     folder: Annotated[
         bool, typer.Option("--folder", help="Ingest new files in dumps_dir (see config).")
     ] = False,
+    arxiv: Annotated[
+        str | None,
+        typer.Option(
+            "--arxiv",
+            metavar="CATEGORIES",
+            help="Fetch arXiv's announcements in these categories (e.g. cs.CL,cs.LG): "
+            "today's RSS feed, or with --date the API's listing of that day's submissions.",
+            show_default=False,
+        ),
+    ] = None,
     date_: IngestDateOption = None,
     config: ConfigOption = None,
     now: NowOption = None,
@@ -97,10 +109,13 @@ def ingest_command(
     settings = settings_from(config)
     when = parse_now(now)
     day = parse_date(date_)
-    if not sources and not hf and not folder:
-        raise BadInput("nothing to ingest: give dump files or URLs, --hf or --folder")
+    categories = _arxiv_option(arxiv)
+    if not sources and not hf and not folder and not categories:
+        raise BadInput("nothing to ingest: give dump files or URLs, --hf, --arxiv or --folder")
     with store_from(settings) as store:
         jobs = _jobs(store, settings, sources or [], hf=hf, folder=folder, now=when, day=day)
+        if categories:
+            jobs.append(_arxiv_job(store, settings, categories, now=when, day=day))
         failures = _run(jobs)
         embedded, model = embed_stored(store, settings)
     if embedded:
@@ -164,6 +179,33 @@ def _jobs(
         if not scan.ready and not scan.waiting:
             typer.echo(f"{settings.dumps_dir}: no dump files")
     return jobs
+
+
+def _arxiv_option(value: str | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    try:
+        categories = arxiv_categories(value)
+    except BadInput as exc:
+        raise BadInput(f"--arxiv: {exc}") from None
+    if not categories:
+        raise BadInput("--arxiv: give one or more categories, e.g. --arxiv cs.CL,cs.LG")
+    return categories
+
+
+def _arxiv_job(
+    store: Store,
+    settings: Settings,
+    categories: tuple[str, ...],
+    *,
+    now: datetime,
+    day: date | None,
+) -> _Job:
+    label = f"arXiv {'+'.join(categories)} " + (f"submitted {day}" if day else "today's feed")
+    return _Job(
+        label,
+        lambda: ingesting.ingest_arxiv(store, settings.sources, categories, now=now, day=day),
+    )
 
 
 def _refuse(message: str) -> Callable[[], ingesting.IngestResult]:

@@ -45,7 +45,9 @@ def run(
     """Run the mailer until SIGTERM/SIGINT: ingest new dumps, plan and send due digests.
 
     Jobs: the dumps folder every sources.poll_minutes, the Hugging Face list daily at
-    sources.hf_fetch_time (UTC), and a plan+deliver tick every schedule.tick_seconds.
+    sources.hf_fetch_time (UTC), the arXiv feed of sources.arxiv_categories (if any)
+    daily at sources.arxiv_fetch_time (UTC), and a plan+deliver tick every
+    schedule.tick_seconds.
     On SIGTERM it stops claiming work, lets in-flight sends finish within
     schedule.shutdown_timeout_seconds, releases the rest and exits 0.
     """
@@ -61,6 +63,7 @@ def run(
             release=pipeline.release,
             stop=pipeline.stop,
             record=pipeline.record_run,
+            fetch_arxiv=pipeline.fetch_arxiv,
         )
         stop = threading.Event()
 

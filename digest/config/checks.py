@@ -12,10 +12,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from digest.errors import BadInput
-from digest.values import zone_of
+from digest.values import arxiv_categories, zone_of
 
 __all__ = [
     "check_address",
+    "check_arxiv_categories",
     "check_database_url",
     "check_hh_mm",
     "check_http_url",
@@ -64,4 +65,12 @@ def check_address(value: str) -> str | None:
 def check_no_newlines(value: str) -> str | None:
     if any(ord(ch) < 32 and ch != "\t" for ch in value):
         return "must not contain line breaks or control characters"
+    return None
+
+
+def check_arxiv_categories(value: str) -> str | None:
+    try:
+        arxiv_categories(value)
+    except BadInput as exc:
+        return str(exc)
     return None

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from digest.config.checks import (
     check_address,
+    check_arxiv_categories,
     check_database_url,
     check_hh_mm,
     check_http_url,
@@ -80,6 +81,49 @@ class SourceSettings:
         30.0,
         "When the daily fetch fails or the list is still empty, try again after this many "
         "minutes, until the UTC day ends.",
+        minimum=0.01,
+    )
+    arxiv_categories: str = setting(
+        "",
+        "arXiv categories `digest run` fetches once a day, comma-separated (e.g. "
+        '"cs.CL,cs.LG"); empty turns the arXiv fetch off.',
+        check=check_arxiv_categories,
+    )
+    arxiv_rss_url: str = setting(
+        "https://rss.arxiv.org/rss",
+        "Base URL of arXiv's RSS feeds; a day's announcements are {arxiv_rss_url}/cs.CL+cs.LG.",
+        check=check_http_url,
+    )
+    arxiv_api_url: str = setting(
+        "https://export.arxiv.org/api/query",
+        "The arXiv API's query URL, for `digest ingest --arxiv ... --date D` (a past day).",
+        check=check_http_url,
+    )
+    arxiv_fetch_time: str = setting(
+        "01:30",
+        "UTC time of day at which `digest run` fetches the arXiv feed: after arXiv's nightly "
+        "announcement (20:00 US Eastern), with margin.",
+        check=check_hh_mm,
+    )
+    arxiv_request_seconds: float = setting(
+        3.0,
+        "Least time between two requests to the arXiv API (arXiv asks for one every 3 s).",
+        minimum=0,
+    )
+    arxiv_timeout_seconds: float = setting(
+        30.0, "Timeout for one HTTP request to arXiv.", minimum=0.1
+    )
+    arxiv_retries: int = setting(
+        3,
+        "Extra attempts after a failed request to arXiv; a 429 or 503 waits as its "
+        "Retry-After asks (up to 5 minutes), else the back-off doubles from 0.5 s.",
+        minimum=0,
+        maximum=10,
+    )
+    arxiv_retry_minutes: float = setting(
+        60.0,
+        "When the daily arXiv fetch fails, try again after this many minutes, until the "
+        "UTC day ends.",
         minimum=0.01,
     )
     poll_minutes: float = setting(

@@ -1,7 +1,7 @@
 """The watched folder: which dump files are ready to be read on this pass.
 
 Files are recognised by content (ingest skips a SHA-256 it has seen), not by
-name, so this module only decides what to *look at*: `.txt` and `.json` files
+name, so this module only decides what to *look at*: `.txt`, `.json` and `.xml` files
 that are not still being written. A file counts as still being written when
 its name says so (`.part`, `.tmp`, `.crdownload`, a leading `.` or `~`) or when
 it was modified within `settle_seconds` (its size or mtime is still changing);
@@ -26,7 +26,7 @@ from pathlib import Path
 
 from digest.errors import SourceError
 
-DUMP_SUFFIXES = (".txt", ".json")
+DUMP_SUFFIXES = (".txt", ".json", ".xml")
 PARTIAL_SUFFIXES = (".part", ".tmp", ".crdownload", ".partial", ".download")
 
 
@@ -62,7 +62,7 @@ def scan_folder(
                 scan.waiting.append((path, "still being written (partial-file name)"))
             continue
         if not name.endswith(DUMP_SUFFIXES):
-            scan.skipped.append((path, "not a .txt or .json file"))
+            scan.skipped.append((path, "not a .txt, .json or .xml file"))
             continue
         try:
             stat = path.stat()

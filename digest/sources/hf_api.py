@@ -9,7 +9,7 @@ in `extra`) and never fatal; missing or mistyped keys we need are a `BadInput`
 naming the item. Over HTTP, every failure becomes a `SourceError` naming the
 URL and what was wrong.
 
-This is the only module that talks HTTP.
+HTTP itself (User-Agent, retries, Retry-After, size bounds) is `fetching`.
 """
 
 from __future__ import annotations
@@ -23,17 +23,15 @@ from typing import Any
 
 import httpx
 
-from digest import __version__
 from digest.config import SourceSettings
 from digest.errors import BadInput, SourceError
 from digest.keys import normalise_arxiv_id
+from digest.sources import fetching
 from digest.values import ParsedDump, ParsedPaper
 
 MAX_JSON_BYTES = 64 * 1024 * 1024
 PAGE_LIMIT = 100  # the API's largest page
 MAX_PAGES = 50
-BACKOFF_SECONDS = 0.5  # first retry delay; doubles each attempt
-USER_AGENT = f"digest/{__version__} (self-hosted paper digest)"
 
 
 def parse_hf_json(data: bytes | Any, *, name: str) -> ParsedDump:
@@ -158,11 +156,7 @@ def fetch_daily_papers(
     """
     url = daily_papers_url(sources)
     owned = client is None
-    http = client or httpx.Client(
-        timeout=sources.hf_timeout_seconds,
-        headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
-        follow_redirects=True,
-    )
+    http = client or fetching.client(sources.hf_timeout_seconds, accept="application/json")
     try:
         bodies: list[bytes] = []
         items: list[Any] = []
@@ -200,17 +194,11 @@ def fetch_url(
     url: str, sources: SourceSettings, *, sleep: Callable[[float], None] = time.sleep
 ) -> bytes:
     """The body of any http(s) URL (a dump to ingest), with the same timeouts and retries."""
-    with httpx.Client(
-        timeout=sources.hf_timeout_seconds,
-        headers={"User-Agent": USER_AGENT},
-        follow_redirects=True,
-    ) as http:
-        body, _ = _get(http, url, {}, sources, sleep, want_json=False)
+    with fetching.client(sources.hf_timeout_seconds) as http:
+        body, _ = fetching.get(
+            http, url, {}, retries=sources.hf_retries, sleep=sleep, max_bytes=MAX_JSON_BYTES
+        )
         return body
-
-
-class _Retry(Exception):
-    """A failure worth another attempt (time-out, connection trouble, 5xx, 429)."""
 
 
 def _get(
@@ -219,44 +207,22 @@ def _get(
     params: dict[str, str],
     sources: SourceSettings,
     sleep: Callable[[float], None],
-    *,
-    want_json: bool = True,
 ) -> tuple[bytes, str]:
-    shown = str(httpx.URL(url, params=params)) if params else url
-    problem = ""
-    for attempt in range(sources.hf_retries + 1):
-        if attempt:
-            sleep(BACKOFF_SECONDS * 2 ** (attempt - 1))
-        try:
-            return _get_once(http, url, params, shown, want_json), shown
-        except _Retry as exc:
-            problem = str(exc)
-    tries = sources.hf_retries + 1
-    raise SourceError(f"{shown}: {problem} (gave up after {tries} attempt{'s' * (tries > 1)})")
+    return fetching.get(
+        http,
+        url,
+        params,
+        retries=sources.hf_retries,
+        sleep=sleep,
+        max_bytes=MAX_JSON_BYTES,
+        check=_json_reply,
+    )
 
 
-def _get_once(
-    http: httpx.Client, url: str, params: dict[str, str], shown: str, want_json: bool
-) -> bytes:
-    try:
-        response = http.get(url, params=params)
-    except httpx.TimeoutException:
-        raise _Retry(f"timed out after {http.timeout.read}s") from None
-    except httpx.TransportError as exc:
-        raise _Retry(f"cannot connect: {exc or type(exc).__name__}") from None
-    except httpx.InvalidURL as exc:
-        raise SourceError(f"{shown}: not a valid URL: {exc}") from None
-    if response.status_code == 429 or response.status_code >= 500:
-        raise _Retry(f"HTTP {response.status_code} {response.reason_phrase}")
-    if response.status_code != 200:
-        raise SourceError(f"{shown}: HTTP {response.status_code} {response.reason_phrase}")
-    body = response.content
-    if want_json:
+def _json_reply(response: httpx.Response, body: bytes, shown: str) -> None:
+    if body.lstrip()[:1] not in (b"[", b"{"):
         kind = response.headers.get("content-type", "")
-        start = body.lstrip()[:1]
-        if start not in (b"[", b"{"):
-            raise SourceError(
-                f"{shown}: the reply is not JSON (content-type {kind or 'none'!r}, "
-                f"starts {body[:40]!r})"
-            )
-    return body
+        raise SourceError(
+            f"{shown}: the reply is not JSON (content-type {kind or 'none'!r}, "
+            f"starts {body[:40]!r})"
+        )

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["not_a_dump"]
+__all__ = ["FEEDS", "not_a_dump", "xml_root"]
 
 _HEAD_BYTES = 4096
+RSS, ATOM = "an RSS feed", "an Atom feed"
+FEEDS = (RSS, ATOM)
+"""What `not_a_dump` says of a feed: ingest reads a saved arXiv feed when it is named .xml."""
 _XML_ROOT = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?([A-Za-z_][\w.-]*)[\s>/]")
 
 
@@ -28,18 +31,18 @@ def not_a_dump(data: bytes) -> str | None:
     if lower.startswith((b"<!doctype html", b"<html")):
         return "an HTML page (save the page's text, not its source)"
     if lower.startswith((b"<?xml", b"<rss", b"<feed", b"<rdf")):
-        root = _root_element(head)
+        root = xml_root(head)
         if root == "rss":
-            return "an RSS feed, which digest does not read yet"
+            return RSS
         if root == "feed":
-            return "an Atom feed, which digest does not read yet"
+            return ATOM
         if root == "html":
             return "an HTML page (save the page's text, not its source)"
         return "an XML document"
     return None
 
 
-def _root_element(head: bytes) -> str | None:
+def xml_root(head: bytes) -> str | None:
     """The name of the first element after the XML declaration, comments and doctype."""
     for match in _XML_ROOT.finditer(head):
         start = match.start()

@@ -220,7 +220,7 @@ def _listings(parsed: ParsedDump) -> tuple[list[tuple[str, str, ParsedPaper]], i
     """The dump's listings as (key, title key, paper), without repeats or withdrawn papers."""
     listings: list[tuple[str, str, ParsedPaper]] = []
     seen: set[str] = set()
-    skipped = 0
+    skipped = parsed.unlisted
     for paper in parsed.papers:
         tkey = title_key(paper.title)
         # paper_key() without normalising the title a second time

@@ -74,3 +74,8 @@ def test_a_bad_option_value_is_one_error_line(cli: CliRunner) -> None:
     ]
     code, _, err = invoke(cli, "no-such-command")
     assert code == 2 and err.startswith("error: digest: No such command") and err.count("\n") == 1
+
+
+def test_the_readme_stays_a_short_manual() -> None:
+    """Study notes and run tables belong in docs/ and bench/README.md (15 KB at most)."""
+    assert len((ROOT / "README.md").read_bytes()) <= 15 * 1024

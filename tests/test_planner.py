@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import threading
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -458,3 +459,24 @@ def test_a_dump_committed_just_after_a_planning_pass_is_not_lost(
         [DIFFUSION_A],
         [DIFFUSION_B, DIFFUSION_C],
     ]
+
+
+def test_a_paper_withdrawn_after_it_was_stored_is_never_sent(
+    store: Store, database_url: str, tmp_path: Path
+) -> None:
+    import json
+
+    from digest.ingest import ingest_bytes
+    from tests.conftest import DATA
+
+    listing = json.loads((DATA / "hf_daily_papers.json").read_text())
+    ingest_bytes(store, json.dumps(listing).encode(), source_ref="day1.json", now=T0 - days(1))
+    sub = add_subscriber(store, "reader@example.org", ["psychometric"])
+    # the next list says the paper was withdrawn
+    for item in listing:
+        if "Psychometric" in item["paper"]["title"]:
+            item["paper"]["withdrawnAt"] = "2026-11-22T05:00:00.000Z"
+    ingest_bytes(store, json.dumps(listing).encode(), source_ref="day2.json", now=T0 - days(0.5))
+    with store.sessions() as session:
+        plan_due(session, settings_for(database_url), now=T0)
+    assert digests_of(store, sub) == [("2026-11-22", "skipped", [])]

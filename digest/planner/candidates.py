@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from digest.planner.due import DELIVERED_OR_ON_ITS_WAY, DueSubscriber
 from digest.planner.report import PlanReport
 from digest.store.reads import chunks
-from digest.store.schema import Digest, DigestItem, Dump, DumpPaper
+from digest.store.schema import Digest, DigestItem, Dump, DumpPaper, Paper
 
 __all__ = ["INGEST_GRACE", "candidate_papers"]
 
@@ -61,6 +61,7 @@ def candidate_papers(
     given = _already_given(session, [d.subscriber_id for d in due])
     for subscriber_id, voted_on in (voted or {}).items():
         given[subscriber_id].update(voted_on)
+    listings.drop(_withdrawn(session, listings.paper_last_seen.keys()))
     listed: dict[datetime, frozenset[int]] = {}
     candidates: dict[int, frozenset[int]] = {}
     for d in due:
@@ -92,6 +93,10 @@ class _WindowListings:
     def has_dumps_after(self, start: datetime) -> bool:
         return bisect.bisect_right(self.dump_times, start) < len(self.dump_times)
 
+    def drop(self, papers: AbstractSet[int]) -> None:
+        for paper in papers:
+            self.paper_last_seen.pop(paper, None)
+
     def papers_after(self, start: datetime) -> set[int]:
         return {pid for pid, seen in self.paper_last_seen.items() if seen > start}
 
@@ -113,6 +118,20 @@ def _listings_in_window(session: Session, since: datetime, now: datetime) -> _Wi
         )
     )
     return _WindowListings(times, seen)
+
+
+def _withdrawn(session: Session, paper_ids: Iterable[int]) -> set[int]:
+    """Those of `paper_ids` their source has since said were withdrawn: never sent."""
+    found: set[int] = set()
+    for chunk in chunks(sorted(paper_ids)):
+        found.update(
+            session.scalars(
+                select(Paper.id).where(
+                    Paper.id.in_(chunk), Paper.extra["withdrawn_at"].as_string().is_not(None)
+                )
+            )
+        )
+    return found
 
 
 def _already_given(session: Session, subscriber_ids: Sequence[int]) -> dict[int, set[int]]:

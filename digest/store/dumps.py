@@ -149,6 +149,7 @@ def _store(
 
     listings, skipped = _listings(parsed)
     by_key, by_title = _existing(session, listings)
+    _mark_withdrawn(session, parsed, now)
 
     dump = Dump(
         sha256=sha256,
@@ -214,6 +215,23 @@ def _store(
     dump.new_paper_count = len(new_rows)
     known = len(listings) - len(new_rows)
     return IngestResult(dump.id, sha256, source_ref, len(new_rows), known, skipped, False, day)
+
+
+def _mark_withdrawn(session: Session, parsed: ParsedDump, now: datetime) -> None:
+    """Stored papers the source now says were withdrawn get `extra["withdrawn_at"]`: the
+    planner never offers them again (a withdrawn paper is not stored in the first place,
+    but one stored earlier must not go out from an older dump either)."""
+    gone = [paper for paper in parsed.papers if paper.withdrawn]
+    if not gone:
+        return
+    keys = {paper_key(p.arxiv_id, p.title) for p in gone if p.arxiv_id}
+    titles = {title_key(p.title) for p in gone}
+    rows = session.scalars(
+        select(Paper).where(Paper.key.in_(sorted(keys)) | Paper.title_key.in_(sorted(titles)))
+    )
+    for row in rows:
+        if "withdrawn_at" not in (row.extra or {}):
+            row.extra = {**(row.extra or {}), "withdrawn_at": now.isoformat()}
 
 
 def _listings(parsed: ParsedDump) -> tuple[list[tuple[str, str, ParsedPaper]], int]:

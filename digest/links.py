@@ -212,8 +212,14 @@ def verify_vote_token(
         f"{parts[0]}.{parts[1]}.{parts[2]}.{_vote_mac(secret, vote, ids[0], ids[1], email, day)}"
     )
     valid = hmac.compare_digest(expected.encode(), token.encode("utf-8", "replace"))
-    # (the ids as written must be the canonical base 36 of the numbers signed)
-    valid = valid and parts[0] == _to_base36(ids[0]) and parts[1] == _to_base36(ids[1])
+    # (the numbers as written must be the canonical base 36 of those signed: one link,
+    # one spelling)
+    valid = (
+        valid
+        and parts[0] == _to_base36(ids[0])
+        and parts[1] == _to_base36(ids[1])
+        and parts[2] == _to_base36(day)
+    )
     age = issue_day(now) - day
     return valid and -1 <= age <= max_age_days
 

@@ -192,3 +192,26 @@ def test_a_paper_may_be_named_by_the_start_of_its_title(
     assert "'Diffusion models for graph nodes'" in err
     code, out, _ = invoke(cli, "feedback", "reader@example.org", "Diffusion models for gr", "up")
     assert code == 0 and "'Diffusion models for graph nodes'" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["feedback", "reader@example.org", "2401.00001", "up", "--topic", "#²"], "no topic"),
+        (["match", "#²", "--email", "reader@example.org"], "has no topic"),
+    ],
+)
+def test_a_digit_that_is_not_0_9_is_an_error_not_a_crash(
+    cli: CliRunner, store: Store, reader: int, args: list[str], message: str
+) -> None:
+    code, _, err = invoke(cli, *args)
+    assert code == 2 and message in err
+
+
+def test_an_import_with_an_odd_digit_in_a_vote_is_refused_with_its_line(
+    cli: CliRunner, store: Store, reader: int, tmp_path: Path
+) -> None:
+    listed = tmp_path / "list.csv"
+    listed.write_text("new@example.org,diffusion,UTC,8,daily,mon,10,up ² 2401.00001\n")
+    code, _, err = invoke(cli, "import", str(listed))
+    assert code == 2 and "line 1: vote 'up ² 2401.00001'" in err

@@ -156,3 +156,19 @@ def test_meaning_counts_where_vectors_are_stored() -> None:
     liked = VotedPaper(50, "Something", "Unrelated words entirely.", axis[1].tobytes())
     hits = index.search(parse("diffusion"), ("diffusion",), TopicVotes(liked=(liked,)))
     assert {h.paper_id for h in hits[:4]} == {4, 5, 6, 7}
+
+
+def test_near_misses_are_explained_with_the_readers_votes() -> None:
+    """An empty day's preview shows the scores that decided, votes included."""
+    from digest.planner.near_misses import near_misses
+
+    settings = ScoringSettings(vote_weight=1.0, relative_cutoff=0.99, min_relevance=0.0)
+    index = PaperIndex(PAPERS, settings)
+    node = parse("diffusion")
+    votes = TopicVotes(disliked=(DISLIKED_GRAPH,), liked=(LIKED_IMAGE,))
+    titles = {p.paper_id: p.title for p in PAPERS}
+    plain = near_misses(index, [TopicQuery(1, "diffusion", node)], GRAPH_IDS, titles)
+    voted = near_misses(index, [TopicQuery(1, "diffusion", node, votes=votes)], GRAPH_IDS, titles)
+    assert plain and voted
+    # the graph papers sink under the votes: their near-miss scores say so
+    assert max(m.score for m in voted) < max(m.score for m in plain)

@@ -275,6 +275,8 @@ def bad_links(sent: Sent, bobs_digest: int) -> dict[str, str]:
         + vote_token(SECRET, "less", sent.digest_id + 1000, kv, "ada@example.org", issued=T0),
         "a manage token": f"/less/{token('manage', sent.subscriber_id)}",
         "non-canonical id": _with_part(good, 0, "0" + tok.split(".")[0]),
+        "non-canonical day": _with_part(good, 2, "0" + tok.split(".")[2]),
+        "upper-case day": _with_part(good, 2, tok.split(".")[2].upper()),
         "huge id": _with_part(good, 0, "zzzzzzzzzzzz"),
         "garbage": "/less/%3Cscript%3E",
         "too many parts": good + ".x",
@@ -295,6 +297,8 @@ BAD_LINKS = (
     "unknown digest",
     "a manage token",
     "non-canonical id",
+    "non-canonical day",
+    "upper-case day",
     "huge id",
     "garbage",
     "too many parts",
@@ -450,7 +454,15 @@ def test_reset_leaves_other_subscribers_votes(client: Client, store: Store, sent
 
 
 @pytest.mark.parametrize(
-    "case", ["another subscriber's vote", "a paper not voted on", "not a number", "no paper"]
+    "case",
+    [
+        "another subscriber's vote",
+        "a paper not voted on",
+        "not a number",
+        "a number too large for an id",
+        "a digit that is not 0-9",
+        "no paper",
+    ],
 )
 def test_removing_a_vote_that_is_not_yours_is_refused(
     client: Client, store: Store, sent: Sent, case: str
@@ -468,6 +480,11 @@ def test_removing_a_vote_that_is_not_yours_is_refused(
         "another subscriber's vote": {"paper_id": str(kv), "topic_id": str(bobs_topic)},
         "a paper not voted on": {"paper_id": str(diffusion), "topic_id": str(sent.topics[kv])},
         "not a number": {"paper_id": "x", "topic_id": str(sent.topics[kv])},
+        "a number too large for an id": {
+            "paper_id": "99999999999999999999",
+            "topic_id": str(sent.topics[kv]),
+        },
+        "a digit that is not 0-9": {"paper_id": "²", "topic_id": str(sent.topics[kv])},
         "no paper": {"topic_id": str(sent.topics[kv])},
     }[case]
     response = manage(client, sent.subscriber_id, action="remove-vote", **form)

@@ -41,7 +41,7 @@ def near_misses(
     best: dict[int, tuple[tuple[float, int], NearMiss]] = {}
     for topic in topics:
         for paper_id in allowed:
-            why = index.explain(paper_id, topic.query, topic.meaning)
+            why = index.explain(paper_id, topic.query, topic.meaning, topic.votes)
             key = (-why.score, len(why.missing))
             if paper_id not in best or key < best[paper_id][0]:
                 miss = NearMiss(

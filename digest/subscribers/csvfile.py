@@ -317,7 +317,11 @@ def _votes(cell: str, topics: int) -> tuple[tuple[str, int, str], ...]:
         if not part.strip():
             continue
         words = part.split(maxsplit=2)
-        if len(words) != 3 or words[0].lower() not in ("up", "down") or not words[1].isdigit():
+        if (
+            len(words) != 3
+            or words[0].lower() not in ("up", "down")
+            or not (words[1].isascii() and words[1].isdigit())
+        ):
             raise BadInput(
                 f"vote {part.strip()!r}: write it as 'up|down <topic number> <paper>', "
                 "e.g. 'up 1 2401.12345'"

@@ -422,7 +422,7 @@ def find_topic(subscriber: Subscriber, query_or_id: str | int) -> Topic | None:
         if topic.query == text:
             return topic
     number = text.removeprefix("#")
-    if number.isdigit():
+    if number.isascii() and number.isdigit():  # not "²", which int() refuses
         return find_topic(subscriber, int(number))
     for topic in subscriber.topics:
         if topic.label is not None and topic.label.casefold() == text.casefold():

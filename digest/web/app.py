@@ -28,6 +28,7 @@ from digest.email.render import Renderer
 from digest.errors import BadInput
 from digest.health import read_health
 from digest.links import (
+    MAX_ROW_ID,
     VOTE_PATHS,
     Purpose,
     VoteLink,
@@ -488,10 +489,12 @@ class WebApp:
 
 
 def _whole_number(value: str, what: str) -> int:
-    try:
-        return int(value.strip())
-    except ValueError:
-        raise BadInput(f"the {what} must be a whole number, got {value!r}") from None
+    """A row id from a form: a plain number within the schema's 32-bit ids (a larger one
+    overflows SQLite's driver and PostgreSQL's integer, which is a 500, not a 400)."""
+    text = value.strip()
+    if not (text.isascii() and text.isdigit()) or int(text) > MAX_ROW_ID:
+        raise BadInput(f"the {what} must be a whole number, got {value!r}")
+    return int(text)
 
 
 def _local_text(moment: datetime | None, timezone: str) -> str:

@@ -215,3 +215,40 @@ def test_an_import_with_an_odd_digit_in_a_vote_is_refused_with_its_line(
     listed.write_text("new@example.org,diffusion,UTC,8,daily,mon,10,up ² 2401.00001\n")
     code, _, err = invoke(cli, "import", str(listed))
     assert code == 2 and "line 1: vote 'up ² 2401.00001'" in err
+
+
+def test_two_clicks_at_once_record_one_vote(store: Store, reader: int) -> None:
+    """A double-click, or the same link on two devices: both requests may find no vote
+    yet; the second must not fail on the first's row (PostgreSQL: SQLite's write
+    transactions begin IMMEDIATE, so there the second waits for the first)."""
+    import threading
+
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite serialises write transactions")
+
+    from digest.store.schema import Paper, Subscriber
+    from digest.subscribers.votes import cast_vote
+
+    errors: list[BaseException] = []
+    for attempt in range(10):
+        start = threading.Barrier(2)
+        vote = "up" if attempt % 2 else "down"
+
+        def click(vote: str = vote, start: threading.Barrier = start) -> None:
+            try:
+                with store.transaction() as session:
+                    subscriber = session.get(Subscriber, reader)
+                    paper = session.scalars(select(Paper).order_by(Paper.id)).first()
+                    assert subscriber is not None and paper is not None
+                    start.wait(timeout=10)
+                    cast_vote(session, subscriber, paper, subscriber.topics[0], vote, now=T0)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=click) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+    assert errors == []
+    assert len(votes(store)) == 1

@@ -16,6 +16,8 @@ from datetime import datetime
 from typing import Literal
 
 from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from digest.errors import BadInput
@@ -112,21 +114,29 @@ def cast_vote(
     value = _value(vote)
     if topic.subscriber_id != subscriber.id:
         raise BadInput(f"topic #{topic.id} is not one of {subscriber.email}'s topics")
-    row = session.get(Vote, (subscriber.id, paper.id, topic.id))
+    key = (subscriber.id, paper.id, topic.id)
+    row = session.get(Vote, key)
     if row is not None and row.vote == value:
         return False
-    if row is None:
-        session.add(
-            Vote(
-                subscriber_id=subscriber.id,
-                paper_id=paper.id,
-                topic_id=topic.id,
-                vote=value,
-                voted_at=now,
-            )
+    # One statement that inserts or replaces: two clicks at once (a double-click, two
+    # devices) both find no row, and a plain INSERT then fails on the second.
+    values = {
+        "subscriber_id": subscriber.id,
+        "paper_id": paper.id,
+        "topic_id": topic.id,
+        "vote": value,
+        "voted_at": now,
+    }
+    upsert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = upsert(Vote).values(**values)
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["subscriber_id", "paper_id", "topic_id"],
+            set_={"vote": statement.excluded.vote, "voted_at": statement.excluded.voted_at},
         )
-    else:
-        row.vote, row.voted_at = value, now
+    )
+    if row is not None:
+        session.expire(row)  # the ORM's copy is stale now
     session.flush()
     return True
 

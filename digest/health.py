@@ -34,6 +34,9 @@ class Health:
     last_ingest: dict[str, Any] | None
     sources: dict[str, dict[str, Any]]  # per source: its last dump
     warnings: list[str] = field(default_factory=list)
+    # one short code per warning ("stale-dumps", "daemon", "job-failed:hf", "retrying"):
+    # what /healthz shows the internet, without the details (errors name hosts and users)
+    codes: list[str] = field(default_factory=list)
 
 
 def read_health(session: Session, *, now: datetime, tick_seconds: float) -> Health:
@@ -59,7 +62,9 @@ def read_health(session: Session, *, now: datetime, tick_seconds: float) -> Heal
         last_ingest=last,
         sources=sources,
     )
-    health.warnings = _warnings(health, now, retrying or 0)
+    found = _warnings(health, now, retrying or 0)
+    health.codes = [code for code, _ in found]
+    health.warnings = [text for _, text in found]
     return health
 
 
@@ -89,20 +94,22 @@ def daemon_verdict(tick: JobRun | None, now: datetime, tick_seconds: float) -> d
     }
 
 
-def _warnings(health: Health, now: datetime, retrying: int) -> list[str]:
-    found: list[str] = []
+def _warnings(health: Health, now: datetime, retrying: int) -> list[tuple[str, str]]:
+    """(code, what to tell the operator) for each thing that needs a look."""
+    found: list[tuple[str, str]] = []
     last = health.last_ingest
     if last is None:
-        found.append("no dump ingested yet")
+        found.append(("no-dumps", "no dump ingested yet"))
     elif now - last["at"] > STALE_AFTER:
-        found.append(f"no new dump for {_ago((now - last['at']).total_seconds())}")
+        found.append(("stale-dumps", f"no new dump for {_ago((now - last['at']).total_seconds())}"))
     if "tick" in health.runs and health.daemon["alive"] is not True:
-        found.append(f"digest run: {health.daemon['said']}")
+        found.append(("daemon", f"digest run: {health.daemon['said']}"))
     for name, run in sorted(health.runs.items()):
         if run.error:
-            found.append(f"{name}: the last run failed: {run.error}")
+            found.append((f"job-failed:{name}", f"{name}: the last run failed: {run.error}"))
     if retrying:
-        found.append(f"{retrying} digest{'s' if retrying != 1 else ''} waiting to be retried")
+        said = f"{retrying} digest{'s' if retrying != 1 else ''} waiting to be retried"
+        found.append(("retrying", said))
     return found
 
 
@@ -129,6 +136,7 @@ def as_json(health: Health) -> dict[str, Any]:
     return {
         "ok": not health.warnings,
         "warnings": health.warnings,
+        "codes": health.codes,
         "daemon": health.daemon,
         "jobs": {
             name: {

@@ -74,6 +74,8 @@ class Jobs:
     record: Callable[[str, datetime, datetime | None, str | None, str | None], None] = lambda *_: (
         None
     )
+    # A run found the last one still running: (job, now), a sign of life for status.
+    seen: Callable[[str, datetime], None] = lambda *_: None
     # True once the day's arXiv feed is in (None: no arXiv job)
     fetch_arxiv: Callable[[datetime], bool] | None = None
 
@@ -191,6 +193,10 @@ class Daemon:
         busy = self._busy.setdefault(name, threading.Lock())
         if not busy.acquire(blocking=False):
             logger.debug("%s still running; this run skipped", name)
+            try:
+                self.jobs.seen(name, self.clock())
+            except Exception as exc:  # the database may be what is slow or failing
+                logger.debug("could not note the %s heartbeat: %s", name, exc)
             return None
         with self._idle:
             self._running += 1

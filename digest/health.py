@@ -69,29 +69,35 @@ def read_health(session: Session, *, now: datetime, tick_seconds: float) -> Heal
 
 
 def daemon_verdict(tick: JobRun | None, now: datetime, tick_seconds: float) -> dict[str, Any]:
-    """Whether `digest run` looks alive, from its last tick: one starts every
-    tick_seconds, so a last start much older than that means no daemon is ticking.
-    `alive` is None for a tick that started long ago and never finished (still
-    sending, or its process died mid-round)."""
+    """Whether `digest run` looks alive, from its last sign of life: a tick starts every
+    tick_seconds, and one that finds the last still running says so (`seen_at`), so a
+    last sign much older than that means no daemon is ticking. `alive` is None for a
+    tick that started long ago, never finished and gave no sign since (its process died
+    mid-round, or is stuck)."""
     if tick is None:
         return {"alive": False, "said": "no run recorded (not started on this database yet)"}
-    age = (now - tick.started_at).total_seconds()
-    ago = _ago(age)
+    last = max(t for t in (tick.started_at, tick.finished_at, tick.seen_at) if t is not None)
+    ago = _ago((now - last).total_seconds())
     window = max(3 * tick_seconds, ALIVE_MIN_SECONDS)
-    seen = {"worker": tick.worker, "last_seen": tick.started_at.isoformat()}
-    if tick.finished_at is None and age > window:
+    seen = {"worker": tick.worker, "last_seen": last.isoformat()}
+    if (now - last).total_seconds() <= window:
+        running = ""
+        if tick.finished_at is None and now - tick.started_at > timedelta(seconds=window):
+            running = f", a tick running for {_ago((now - tick.started_at).total_seconds())}"
+        return {
+            "alive": True,
+            "said": f"alive ({tick.worker}, last seen {ago} ago{running})",
+            **seen,
+        }
+    if tick.finished_at is None:
         said = (
-            f"a tick started {ago} ago by {tick.worker} has not finished: still sending, "
-            "or the process died (see its leases below)"
+            f"a tick started {_ago((now - tick.started_at).total_seconds())} ago by "
+            f"{tick.worker} has not finished and gave no sign for {ago}: the process died "
+            "or is stuck (see its leases below)"
         )
         return {"alive": None, "said": said, **seen}
-    if age <= window:
-        return {"alive": True, "said": f"alive ({tick.worker}, last tick {ago} ago)", **seen}
-    return {
-        "alive": False,
-        "said": f"not running? the last tick was {ago} ago ({tick.worker})",
-        **seen,
-    }
+    said = f"not running? last seen {ago} ago ({tick.worker})"
+    return {"alive": False, "said": said, **seen}
 
 
 def _warnings(health: Health, now: datetime, retrying: int) -> list[tuple[str, str]]:

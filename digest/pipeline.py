@@ -32,7 +32,7 @@ from digest.outbox import (
 )
 from digest.planner import PlanReport, plan_due
 from digest.store.database import Store
-from digest.store.job_runs import record_run
+from digest.store.job_runs import record_run, record_seen
 from digest.values import arxiv_categories
 
 logger = logging.getLogger(f"{LOGGER_NAME}.pipeline")
@@ -137,6 +137,11 @@ class Pipeline:
                 error=error,
                 result=result,
             )
+
+    def record_seen(self, job: str, now: datetime) -> None:
+        """A sign of life while a long job runs (`digest.store.job_runs.record_seen`)."""
+        with self.store.transaction() as session:
+            record_seen(session, job, worker=self.worker, at=now)
 
     def ingest_folder(self, now: datetime) -> None:
         folder = Path(self.settings.dumps_dir)

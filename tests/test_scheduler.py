@@ -405,3 +405,15 @@ def test_no_arxiv_job_without_categories() -> None:
     assert "arxiv" not in next_fire_times(Settings(), now)
     on = replace(Settings(), sources=replace(SourceSettings(), arxiv_categories="cs.CL"))
     assert next_fire_times(on, now)["arxiv"] == datetime(2026, 3, 1, 1, 30, tzinfo=UTC)
+
+
+def test_ticks_that_find_a_long_round_running_are_its_heartbeat() -> None:
+    seen: list[str] = []
+
+    def long_round(now: datetime) -> None:
+        time.sleep(0.6)
+
+    recorder = Recorder()
+    jobs = replace(recorder.jobs(tick=long_round), seen=lambda job, now: seen.append(job))
+    assert run_for(Daemon(fast_settings(), jobs), 0.8) is True
+    assert seen.count("tick") >= 2  # tick_seconds is 0.1: the busy ticks said so

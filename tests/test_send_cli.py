@@ -24,7 +24,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from digest.store.database import Store, open_store
-from digest.store.job_runs import record_run
+from digest.store.job_runs import record_run, record_seen
 from digest.store.schema import Digest, Dump, DumpPaper, Paper
 from tests.conftest import DATA, invoke, wait_for
 
@@ -349,12 +349,16 @@ def test_status_shows_the_last_ingest_the_next_runs_and_the_outbox(
 
 
 @pytest.mark.parametrize(
-    ("started", "finished", "said", "alive"),
+    ("started", "finished", "seen", "said", "alive"),
     [
-        (None, None, "no run recorded", False),
-        ("2026-03-29T04:59:30", "2026-03-29T04:59:31", "alive (host:1, last tick 30 s ago)", True),
-        ("2026-03-29T01:00", "2026-03-29T01:01", "not running? the last tick was 4 h ago", False),
-        ("2026-03-29T04:00", None, "a tick started 60 min ago by host:1 has not finished", None),
+        (None, None, None, "no run recorded", False),
+        ("04:59:30", "04:59:31", None, "alive (host:1, last seen 29 s ago)", True),
+        # a ten-minute delivery round that ended a moment ago
+        ("04:50:00", "04:59:55", None, "alive (host:1, last seen 5 s ago)", True),
+        # a round still running: the ticks that find it busy are its heartbeat
+        ("04:00:00", None, "04:59:50", "alive (host:1, last seen 10 s ago, a tick running", True),
+        ("01:00:00", "01:01:00", None, "not running? last seen 3 h ago", False),
+        ("04:00:00", None, None, "a tick started 60 min ago by host:1 has not finished", None),
     ],
 )
 def test_status_tells_a_live_daemon_from_a_dead_one(
@@ -363,11 +367,12 @@ def test_status_tells_a_live_daemon_from_a_dead_one(
     store: Store,
     started: str | None,
     finished: str | None,
+    seen: str | None,
     said: str,
     alive: bool | None,
 ) -> None:
-    def at(text: str | None) -> datetime | None:
-        return datetime.fromisoformat(text).replace(tzinfo=UTC) if text else None
+    def at(clock: str | None) -> datetime | None:
+        return datetime.fromisoformat(f"2026-03-29T{clock}+00:00") if clock else None
 
     if started is not None:
         with store.transaction() as session:
@@ -375,6 +380,8 @@ def test_status_tells_a_live_daemon_from_a_dead_one(
                 session, "tick", worker="host:1", started=at(started),  # type: ignore[arg-type]
                 finished=at(finished), error=None,
             )  # fmt: skip
+            if seen is not None:
+                record_seen(session, "tick", worker="host:1", at=at(seen))  # type: ignore[arg-type]
             record_run(
                 session, "hf", worker="host:1", started=at(started),  # type: ignore[arg-type]
                 finished=at(started), error="SourceError: HTTP 503 from huggingface.co",

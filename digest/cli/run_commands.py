@@ -63,6 +63,7 @@ def run(
             release=pipeline.release,
             stop=pipeline.stop,
             record=pipeline.record_run,
+            seen=pipeline.record_seen,
             fetch_arxiv=pipeline.fetch_arxiv,
         )
         stop = threading.Event()

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from digest.store.schema import JobRun
 
-__all__ = ["job_runs", "record_run"]
+__all__ = ["job_runs", "record_run", "record_seen"]
 
 MAX_ERROR_CHARS = 500
 
@@ -36,12 +36,20 @@ def record_run(
         row = JobRun(job=job)
         session.add(row)
     row.worker, row.started_at, row.finished_at = worker, started, finished
+    row.seen_at = finished or started
     if finished is None:
         return
     row.error = error[:MAX_ERROR_CHARS] if error else None
     row.result = result
     if error is None:
         row.ok_at = finished
+
+
+def record_seen(session: Session, job: str, *, worker: str, at: datetime) -> None:
+    """A sign of life from a job that is still running (its next run found it busy)."""
+    row = session.get(JobRun, job)
+    if row is not None and row.worker == worker:
+        row.seen_at = at
 
 
 def job_runs(session: Session) -> dict[str, JobRun]:

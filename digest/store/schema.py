@@ -325,6 +325,9 @@ class JobRun(Base):
     worker: Mapped[str] = mapped_column(String(128))  # host:pid of the `digest run`
     started_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]  # None while it runs (or if its process died)
+    # The last sign of life: a start, an end, or a tick skipped because the last one is
+    # still running (a long delivery round must not look like a dead daemon)
+    seen_at: Mapped[datetime | None]
     ok_at: Mapped[datetime | None]  # the last run that succeeded
     error: Mapped[str | None] = mapped_column(Text)  # the last run's error, if it failed
     result: Mapped[str | None] = mapped_column(Text)  # what the last run did, in a few words

@@ -27,6 +27,7 @@ FEEDBACK_DOCS = 5  # best papers that model the topic
 FEEDBACK_TERMS = 10  # their most distinctive terms
 FEEDBACK_MAX_DF = 0.3  # terms in more of the papers than this say nothing about a topic
 FEEDBACK_PER_DOC = 40  # a paper's heaviest terms kept for topic models
+VOTE_MEMO = 2048  # voted papers' terms and terms' saturations kept for the next voter
 _WEIGHT = itemgetter(1)
 
 
@@ -45,6 +46,11 @@ class Feedback:
         self._terms_of: dict[int, list[tuple[str, float]]] = {}
         self._common: dict[str, bool] = {}
         self._idf: dict[str, float] = {}
+        # for readers' votes (digest.scoring.votes): each voted paper's terms, and each
+        # term's saturated tf over every paper, kept a bounded while (one pass plans many
+        # voters, who share terms and often papers)
+        self._voted_terms: dict[int, list[tuple[str, float]]] = {}
+        self._term_saturation: dict[str, dict[int, float]] = {}
 
     def bonuses(self, scored: Mapping[int, Sequence[float]]) -> dict[int, float]:
         """Per eligible paper (`scored`: paper → relevance first), its feedback bonus.
@@ -128,6 +134,25 @@ class Feedback:
             self._idf[term] = self.corpus.idf(df)
             common = self._common[term] = df == 0 or df > FEEDBACK_MAX_DF * len(self.corpus.papers)
         return not common
+
+    def voted_terms(self, paper: VotedPaper) -> list[tuple[str, float]]:
+        """`text_terms` of a voted paper, memoised by paper id (bounded)."""
+        found = self._voted_terms.get(paper.paper_id)
+        if found is None:
+            if len(self._voted_terms) >= VOTE_MEMO:
+                self._voted_terms.clear()
+            found = self._voted_terms[paper.paper_id] = self.text_terms(paper)
+        return found
+
+    def saturation(self, term: str) -> dict[int, float]:
+        """Every paper's saturated weighted tf of an informative term, memoised (bounded:
+        `saturated` keeps nothing, for the many filters of a pass; voters reuse terms)."""
+        found = self._term_saturation.get(term)
+        if found is None:
+            if len(self._term_saturation) >= VOTE_MEMO:
+                self._term_saturation.clear()
+            found = self._term_saturation[term] = self.saturated(term, self.corpus.all)
+        return found
 
     def saturated(self, term: str, among: AbstractSet[int]) -> dict[int, float]:
         """paper (of `among`) → saturated weighted tf of an informative term.

@@ -11,7 +11,9 @@ eligible papers (`eligibility.py`), their scores and cut-offs (`ranking.py`,
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import replace
 
 from digest.config import ScoringSettings
@@ -98,24 +100,57 @@ class PaperIndex:
         return hits
 
     def _hits_of(
-        self, query: Node, meaning: tuple[str, ...], votes: TopicVotes | None
+        self,
+        query: Node,
+        meaning: tuple[str, ...],
+        votes: TopicVotes | None,
+        *,
+        limit: int | None = None,
+        allowed: AbstractSet[int] | None = None,
+        exclude: AbstractSet[int] = frozenset(),
     ) -> list[Hit]:
+        """The hits above the cut-off, best first; with `limit`, only the best `limit` of
+        the papers `allowed` and not in `exclude` (a voter's own search needs no more,
+        and building each hit's highlight spans is most of its cost)."""
         scored, cutoff, shares, leant = self.scores(query, meaning, votes)
         units = self.ranking.plan(query).units  # looked up once: hashing a tree walks it
         finish = self.ranking.finish
         papers = self.papers
-        hits = []
+        ranked = []
         for doc, scores in scored.items():
             if scores[0] >= cutoff:
+                paper_id = papers[doc].paper_id
+                if limit is not None and (
+                    paper_id in exclude or (allowed is not None and paper_id not in allowed)
+                ):
+                    continue
                 score, parts = finish(doc, scores)
-                if shares:
-                    parts["meaning"] = round(shares[doc], 4)
-                if leant:
-                    _vote_parts(parts, leant, doc, scored)
-                matched = matched_terms(units, doc)
-                hits.append(Hit(papers[doc].paper_id, score, matched, parts))
+                ranked.append((-score, paper_id, doc, parts))
+        if limit is not None:
+            ranked = heapq.nsmallest(limit, ranked, key=lambda entry: entry[:2])
+        hits = []
+        for negative, paper_id, doc, parts in ranked:
+            if shares:
+                parts["meaning"] = round(shares[doc], 4)
+            if leant:
+                _vote_parts(parts, leant, doc, scored)
+            hits.append(Hit(paper_id, -negative, matched_terms(units, doc), parts))
         hits.sort(key=lambda h: (-h.score, h.paper_id))
         return hits
+
+    def best_for(
+        self,
+        query: Node,
+        meaning: tuple[str, ...],
+        votes: TopicVotes | None,
+        *,
+        limit: int,
+        allowed: AbstractSet[int] | None,
+        exclude: AbstractSet[int],
+    ) -> list[Hit]:
+        """The best `limit` hits among `allowed` papers (None: all) not in `exclude`: what
+        one subscriber's selection of a topic with votes needs (not memoised)."""
+        return self._hits_of(query, meaning, votes, limit=limit, allowed=allowed, exclude=exclude)
 
     def scores(
         self, query: Node, meaning: tuple[str, ...] = (), votes: TopicVotes | None = None

@@ -84,7 +84,17 @@ class Selector:
                 window = (None if allowed is None else frozenset(allowed), frozenset(exclude))
             # (and its hit lists die with it: `_head`'s cache, keyed by their ids, must not
             # see them)
-            lists = [self.index.search(t.query, t.meaning, t.votes) for t in topics]
+            lists = [
+                self.index.best_for(
+                    t.query,
+                    t.meaning,
+                    t.votes,
+                    limit=max_papers,
+                    allowed=allowed,
+                    exclude=exclude,
+                )
+                for t in topics
+            ]
             return self._picks(topics, _selected(lists, max_papers, window, _entries))
         if allowed is None and not exclude:
             # (one or two topics, most subscribers: the key without a list in between)

@@ -99,18 +99,19 @@ def _word_similarity(
     """Per eligible paper, how much of the side's most distinctive vocabulary it uses."""
     model: dict[str, float] = {}
     for paper in side:
-        for term, weight in feedback.text_terms(_cleaned(paper)):
+        for term, weight in feedback.voted_terms(_cleaned(paper)):
             model[term] = model.get(term, 0.0) + weight / len(side)
     return _uses(model, eligible, feedback)
 
 
 def _uses(model: dict[str, float], eligible: Sequence[int], feedback: Feedback) -> list[float]:
-    among = frozenset(eligible)
-    found: dict[int, float] = {}
-    for term, weight in sorted(model.items(), key=lambda kv: (-kv[1], kv[0]))[:VOTE_TERMS]:
-        for doc, saturated in feedback.saturated(term, among).items():
-            found[doc] = found.get(doc, 0.0) + weight * saturated
-    return [found.get(doc, 0.0) for doc in eligible]
+    heaviest = sorted(model.items(), key=lambda kv: (-kv[1], kv[0]))[:VOTE_TERMS]
+    found = dict.fromkeys(eligible, 0.0)
+    for term, weight in heaviest:
+        for doc, saturated in feedback.saturation(term).items():
+            if doc in found:
+                found[doc] += weight * saturated
+    return list(found.values())
 
 
 def _cosines(
@@ -146,7 +147,7 @@ def _liked_near(
         columns = [list(column) for column in zip(*cosines, strict=True)]
     else:
         for paper in liked:
-            model = dict(feedback.text_terms(_cleaned(paper)))
+            model = dict(feedback.voted_terms(_cleaned(paper)))
             columns.append(_uses(model, eligible, feedback))
     for column in columns:
         bar = sorted(column)[min(len(column) - 1, int(LIKE_SHARE * len(column)))]

@@ -126,3 +126,35 @@ def test_new_secrets_pass_the_check_and_differ() -> None:
     first, second = links.new_secret(), links.new_secret()
     assert first != second
     assert load_secret(WebSettings(secret=first)) == first.encode()
+
+
+def test_a_digests_vote_signer_makes_exactly_the_vote_tokens() -> None:
+    """The signer a delivery run uses per digest must agree with `vote_token` (which the
+    web app's checks mirror) for every paper, vote and address."""
+    import random
+
+    rng = random.Random(7)
+    secret = b"s" * 43
+    for _ in range(200):
+        digest_id, email = rng.randrange(1, 10**9), f"r{rng.randrange(10**6)}@example.org"
+        issued = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(days=rng.randrange(2000))
+        signer = links.VoteSigner(secret, digest_id, email, issued=issued)
+        paper_id = rng.randrange(1, 10**9)
+        for vote in ("more", "less"):
+            token = signer.token(vote, paper_id)  # type: ignore[arg-type]
+            assert token == links.vote_token(
+                secret,
+                vote,
+                digest_id,
+                paper_id,
+                email,
+                issued=issued,  # type: ignore[arg-type]
+            )
+            assert links.verify_vote_token(
+                secret,
+                vote,
+                token,
+                email,
+                now=issued,
+                max_age_days=1,  # type: ignore[arg-type]
+            )

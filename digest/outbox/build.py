@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from digest.config import Settings
 from digest.email.render import Renderer
 from digest.errors import BadInput
-from digest.links import VOTE_PATHS, make_token, vote_token
+from digest.links import VOTE_PATHS, VoteSigner, make_token
 from digest.outbox.types import Build, ClaimedDigest
 from digest.planner import PlannedDigest
 from digest.store.reads import chunks, latest_upvotes
@@ -321,13 +321,18 @@ class _VoteLinks:
         self.base = settings.web.base_url.rstrip("/")
         self.secret = secret
 
+        self.more = f"{self.base}/{VOTE_PATHS['more']}/"
+        self.less = f"{self.base}/{VOTE_PATHS['less']}/"
+        self._signer: VoteSigner | None = None
+
     def of(self, digest_id: int, paper_id: int, email: str, issued: datetime) -> tuple[str, str]:
-        # dated by the digest's issue time, so a re-sent message carries the same links
-        more = vote_token(self.secret, "more", digest_id, paper_id, email, issued=issued)
-        less = vote_token(self.secret, "less", digest_id, paper_id, email, issued=issued)
-        return (
-            f"{self.base}/{VOTE_PATHS['more']}/{more}",
-            f"{self.base}/{VOTE_PATHS['less']}/{less}",
+        # dated by the digest's issue time, so a re-sent message carries the same links;
+        # a digest's papers come one after another, so one signer serves them all
+        signer = self._signer
+        if signer is None or signer.digest_id != digest_id:
+            signer = self._signer = VoteSigner(self.secret, digest_id, email, issued=issued)
+        return self.more + signer.token("more", paper_id), self.less + signer.token(
+            "less", paper_id
         )
 
 

@@ -146,6 +146,13 @@ BILLION_LAUGHS = (
             b'<?xml version="1.0"?><!DOCTYPE rss SYSTEM "file:///etc/passwd"><rss/>',
             "declares a DTD",
         ),
+        # a DTD written in UTF-7 is invisible to a byte search; the parser would read it
+        (
+            b'<?xml version="1.0" encoding="utf-7"?>+ADw-+ACE-DOCTYPE rss +AFs-'
+            b'+ADw-+ACE-ENTITY a +ACI-aaaa+ACI-+AD4-+AF0-+AD4-<rss version="2.0"/>',
+            "declares the encoding 'utf-7'; arXiv feeds are UTF-8",
+        ),
+        ("\ufeff<rss/>".encode("utf-16"), "not UTF-8"),
         (b"<!DOCTYPE html>\n<html><body>arXiv</body></html>", "looks like an HTML page"),
         (b"<html><head><title>rss</title></head></html>", "looks like an HTML page"),
         (b"Get trending papers in your inbox\nA title\nAn abstract.\n", "not an RSS or Atom"),

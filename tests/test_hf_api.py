@@ -187,6 +187,18 @@ def test_a_429_waits_as_long_as_retry_after_asks(http_server: LoopbackServer) ->
     assert http_server.headers[0]["user-agent"].startswith("digest/")
 
 
+def test_a_retry_after_that_is_not_a_plain_number_is_ignored_not_a_crash(
+    http_server: LoopbackServer,
+) -> None:
+    # "²" is a digit to str.isdigit() but not to float(); httpx reads header bytes as latin-1
+    replies = iter([Reply(503, b"", "text/plain", headers={"Retry-After": "\u00b2"})])
+    http_server.serve(PATH, lambda _q: next(replies, Reply(body=SAMPLE)))
+    sleeps: list[float] = []
+    _, parsed, _ = fetch_daily_papers(settings(http_server), DAY, sleep=sleeps.append)
+    assert len(parsed.papers) == 30
+    assert len(sleeps) == 1  # the usual back-off, not a crash
+
+
 def test_a_retry_after_beyond_the_bound_is_not_waited_for(http_server: LoopbackServer) -> None:
     http_server.serve(PATH, Reply(503, b"", "text/plain", headers={"Retry-After": "86400"}))
     sleeps: list[float] = []

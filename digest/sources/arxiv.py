@@ -20,8 +20,9 @@ category) is a new paper here.
 Each paper keeps its categories in `extra["categories"]` (primary first) and
 what else arXiv said in `extra["arxiv"]`.
 
-Safety: a feed is at most `MAX_FEED_BYTES`; a document with a DTD is refused
-before parsing (arXiv sends none, and internal entities are how a
+Safety: a feed is at most `MAX_FEED_BYTES` and UTF-8 (declared or not: the
+DTD check reads bytes, which another encoding could hide it from); a document
+with a DTD is refused before parsing (arXiv sends none, and internal entities are how a
 billion-laughs bomb expands); feedparser then parses strictly, and a feed it
 had to read leniently (not well-formed) is refused, as is one whose items are
 not arXiv papers.
@@ -50,6 +51,8 @@ from digest.sources.sniff import xml_root
 from digest.values import ParsedDump, ParsedPaper, arxiv_categories
 
 MAX_FEED_BYTES = 20 * 2**20
+_ENCODING = re.compile(rb"""<\?xml[^>]*?encoding\s*=\s*["']([^"']*)["']""", re.IGNORECASE)
+_UTF8_NAMES = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
 API_PAGE = 200  # entries per API request: several polite requests rather than one huge one
 MAX_API_PAGES = 100
 REPLACEMENTS = frozenset({"replace", "replace-cross"})
@@ -109,6 +112,19 @@ def _refuse_unsafe(data: bytes, name: str) -> None:
             f"{name}: {len(data) / 1e6:.1f} MB is too big for an arXiv feed "
             f"(at most {MAX_FEED_BYTES // 2**20} MiB)"
         )
+    # The DTD check below reads bytes, so it holds only for UTF-8 (which arXiv sends):
+    # a feed declared UTF-7 or UTF-16 could spell <!ENTITY so that only the parser
+    # sees it. Anything else is refused before anything decodes it.
+    declared = _ENCODING.search(data[:512])
+    if declared and declared[1].decode("ascii", "replace").lower() not in _UTF8_NAMES:
+        raise BadInput(
+            f"{name}: declares the encoding {declared[1].decode('ascii', 'replace')!r}; "
+            "arXiv feeds are UTF-8"
+        )
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"{name}: not UTF-8 (byte {exc.start}); arXiv feeds are UTF-8") from None
     head = data[:4096].removeprefix(b"\xef\xbb\xbf").lstrip()
     root = xml_root(head)
     if root == "html" or head[:14].lower() == b"<!doctype html":

@@ -264,12 +264,33 @@ def test_one_confirmation_per_address_per_interval_and_the_page_stays_the_same(
     assert {r.status_code for r in again} == {200}  # a 429 would say the address was just asked
     assert {r.text for r in again} == {first.text}
     assert len(mails_to(handler, "ada@example.org")) == 1
-    web.now = NOW + timedelta(minutes=10)
+    web.now = NOW + timedelta(hours=23)  # the interval is a day by default
+    assert web.subscribe("ada@example.org").status_code == 200
+    assert len(mails_to(handler, "ada@example.org")) == 1
+    web.now = NOW + timedelta(days=1)
     assert web.subscribe("ada@example.org").status_code == 200
     assert len(mails_to(handler, "ada@example.org")) == 2
     found = row(store, "ada@example.org")
     assert found is not None and found.subscribed_at == web.now  # the last ask, for the next
     assert [t.query for t in found.topics] == ["diffusion models"]
+
+
+def test_an_address_nobody_confirms_gets_a_handful_of_confirmations_in_all(
+    web: Web, store: Store, smtp: tuple[FaultyHandler, int]
+) -> None:
+    """Mail bombing: asking for a stranger every hour for weeks sends one a day for the
+    first `web.subscribe_pending_days` (3) days, then nothing, and every page is the same."""
+    handler, _ = smtp
+    pages = set()
+    for hour in range(24 * 21):
+        web.now = NOW + timedelta(hours=hour)
+        response = web.subscribe("victim@example.org", client=f"198.51.{hour // 250}.{hour % 250}")
+        assert response.status_code == 200
+        pages.add(response.text)
+    assert len(pages) == 1
+    assert len(mails_to(handler, "victim@example.org")) == 3  # days 0, 1 and 2
+    found = row(store, "victim@example.org")
+    assert found is not None and found.status == "pending"
 
 
 def test_too_many_requests_from_one_client_get_a_429_page(

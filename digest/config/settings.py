@@ -408,9 +408,16 @@ class WebSettings:
         minimum=1,
     )
     subscribe_resend_minutes: float = setting(
-        10.0,
+        1440.0,
         "The public form emails one address a confirmation link at most once per this many "
         "minutes; asking again sooner shows the same page and sends nothing.",
+        minimum=0,
+    )
+    subscribe_pending_days: float = setting(
+        3.0,
+        "The public form mails a pending address only while its row is younger than this "
+        "many days: an address nobody confirms gets a handful of confirmations in all, "
+        "however often it is typed in.",
         minimum=0,
     )
 

@@ -18,11 +18,14 @@ Hence:
   its owner again: a pending row gets another confirmation mail; one that had
   left (unsubscribed, bounced) goes back to pending with its kept topics and
   schedule, plus the typed topic, and gets one. An active one gets nothing.
-- Two rate limits keep the form from being used to mail-bomb a stranger:
-  one confirmation per address per `web.subscribe_resend_minutes`, derived
-  from the row (for a pending row, `subscribed_at` is when its confirmation
-  was last asked for) so it holds across processes and restarts, and enforced
-  silently (a 429 would say the address was just asked for); and
+- Rate limits keep the form from being used to mail-bomb a stranger:
+  one confirmation per address per `web.subscribe_resend_minutes` (a day), and
+  none once the pending row is `web.subscribe_pending_days` old, so an address
+  nobody confirms gets a handful in all. Both are derived from the row (for a
+  pending row, `subscribed_at` is when its confirmation was last asked for,
+  `created_at` when it was first), so they hold across processes and restarts,
+  and are enforced silently (a 429 would say the address was just asked for);
+  and
   `web.subscribe_client_limit` requests per client per hour, a sliding window
   kept in memory by each process (`ClientWindow`), answered with a 429 page.
 - A hidden honeypot field (`HONEYPOT`) that people never see but form-filling
@@ -181,7 +184,8 @@ def record_request(
     """Write what a public subscribe request may write; say whom to mail, if anyone.
 
     New address: a pending subscriber. Pending: asked again, if the last ask is
-    older than `web.subscribe_resend_minutes`. Left (unsubscribed, bounced):
+    older than `web.subscribe_resend_minutes` and the row younger than
+    `web.subscribe_pending_days`. Left (unsubscribed, bounced):
     pending again, topics and schedule kept, the typed topic added. Active:
     nothing. Never raises for a reason that depends on the row, so the page
     cannot tell one case from another.
@@ -195,6 +199,10 @@ def record_request(
         )
         if now < resend_after:
             return None  # mailed a moment ago: quietly once, not once per request
+        # An address nobody confirms is not mailed forever: past this age of the row
+        # (created_at is when it was first asked for), the form sends it nothing more.
+        if now >= subscriber.created_at + timedelta(days=settings.web.subscribe_pending_days):
+            return None
         # For a pending row, subscribed_at is when its confirmation was last asked for.
         subscriber.subscribed_at = subscriber.updated_at = now
         session.flush()

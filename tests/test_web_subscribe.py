@@ -182,13 +182,34 @@ def test_a_good_request_makes_a_pending_subscriber_and_mails_one_confirmation(
     (message,) = mails_to(handler, "ada@example.org")
     assert message["Subject"].startswith("Confirm your subscription")
     text = message.get_body(("plain",))
-    assert text is not None and "diffusion models -video" in text.get_content()
+    assert text is not None and "on 1 topic (the link" in text.get_content()
     link = re.search(r"https://digest\.example\.org(/confirm/\S+)", text.get_content())
     assert link is not None
+    # the topic is on the confirm page, not in the email; looking writes nothing
+    page = web.get(link[1])
+    assert "<code>diffusion models -video</code>" in page.text
+    pending = row(store, "ada@example.org")
+    assert pending is not None and pending.status == "pending"
     # the link in that email confirms it
     assert web.request("POST", link[1]).status_code == 200
     confirmed = row(store, "ada@example.org")
     assert confirmed is not None and confirmed.status == "active"
+
+
+def test_the_email_never_carries_what_a_stranger_typed(
+    web: Web, store: Store, smtp: tuple[FaultyHandler, int]
+) -> None:
+    """The form must not relay typed text to an inbox that never asked (spam, phishing)."""
+    handler, _ = smtp
+    lure = '"your account is locked call 555 0100 or visit evil example"'
+    assert web.subscribe("victim@example.org", lure + " papers").status_code == 200
+    (message,) = mails_to(handler, "victim@example.org")
+    for part in ("plain", "html"):
+        body = message.get_body((part,))
+        assert body is not None
+        content = body.get_content()
+        assert "locked" not in content and "evil" not in content
+        assert "1 topic" in content
 
 
 def test_pending_whatever_double_opt_in_says(store: Store, smtp: tuple[FaultyHandler, int]) -> None:

@@ -51,13 +51,20 @@ def confirmation_message(
     topics: Sequence[str],
     secret: bytes,
     now: datetime,
+    show_topics: bool = True,
 ) -> EmailMessage:
-    """The confirmation email (text + HTML) for a pending subscriber."""
+    """The confirmation email (text + HTML) for a pending subscriber.
+
+    `show_topics=False` names only how many topics there are: for a request anyone
+    could make (the public form), so typed text is never relayed to a stranger's
+    inbox under the operator's name. The confirm page shows them instead.
+    """
     sender = settings.sender
     domain = sender.message_domain()
     context = {
         "email": email,
-        "topics": list(topics),
+        "topics": list(topics) if show_topics else [],
+        "topic_count": len(topics),
         "confirm_url": link_url(
             settings.web.base_url, secret, "confirm", subscriber_id, email, issued=now
         ),
@@ -88,6 +95,7 @@ def send_confirmation(
     now: datetime,
     secret: bytes | None = None,
     mailer: Mailer | None = None,
+    show_topics: bool = True,
 ) -> str:
     """Send the confirmation email now; returns the backend's reply, or raises DeliveryError.
 
@@ -102,6 +110,7 @@ def send_confirmation(
         topics=topics,
         secret=load_secret(settings.web) if secret is None else secret,
         now=now,
+        show_topics=show_topics,
     )
     outgoing = OutgoingMessage(
         digest_id=NO_DIGEST,

@@ -323,7 +323,10 @@ class WebApp:
                     return self.page("confirmed.html.j2", status_now=subscriber.status, **context)
                 if post or subscriber.status != "pending":
                     return self.page("confirmed.html.j2", status_now=subscriber.status, **context)
-                return self.page("confirm.html.j2", **context)
+                # The topics are shown here, not in the email, which the public form
+                # sends without them (see digest.web.subscribe). A GET writes nothing.
+                topics = [topic.query for topic in subscriber.topics]
+                return self.page("confirm.html.j2", topics=topics, **context)
 
         return await self.guarded(work)
 

@@ -307,6 +307,9 @@ class SubscribePages:
                 now=now,
                 secret=self.web.secret,
                 mailer=self.web.mailer,
+                # Anyone can type any address and any topic: no typed text goes to the
+                # inbox (a relay for spam or phishing); the confirm page lists the topics.
+                show_topics=False,
             )
         except DeliveryError as exc:
             log.warning("public subscribe: %s", exc)

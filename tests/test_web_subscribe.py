@@ -352,8 +352,9 @@ def test_known_addresses_get_the_same_page_and_no_more_than_a_confirmation(
     add_subscriber(store, "active@example.org", "active")
     add_subscriber(store, "pending@example.org", "pending")
     add_subscriber(store, "left@example.org", "unsubscribed")
+    add_subscriber(store, "bounced@example.org", "bounced")
     pages = {}
-    for name in ("new", "active", "pending", "left"):
+    for name in ("new", "active", "pending", "left", "bounced"):
         response = web.subscribe(f"{name}@example.org", "llm agents")
         assert response.status_code == 200
         pages[name] = response.text.replace(f"{name}@example.org", "ADDRESS")
@@ -369,12 +370,17 @@ def test_known_addresses_get_the_same_page_and_no_more_than_a_confirmation(
     assert pending is not None and [t.query for t in pending.topics] == ["kv cache"]
     assert len(mails_to(handler, "pending@example.org")) == 1  # asked again, a day later
 
+    # one that left is not brought back by a stranger, nor mailed: only by its owner's link
+    for name, status in (("left", "unsubscribed"), ("bounced", "bounced")):
+        ended = row(store, f"{name}@example.org")
+        assert ended is not None
+        assert (ended.status, ended.updated_at) == (status, NOW - timedelta(days=1))
+        assert ended.subscribed_at == NOW - timedelta(days=1)
+        assert [t.query for t in ended.topics] == ["kv cache"]
+        assert mails_to(handler, f"{name}@example.org") == []
     left = row(store, "left@example.org")
-    assert left is not None
-    assert (left.status, left.timezone) == ("pending", "Asia/Tokyo")  # schedule kept
-    assert [t.query for t in left.topics] == ["kv cache", "llm agents"]
-    assert len(mails_to(handler, "left@example.org")) == 1
-    assert count_rows(store)[0] == 4
+    assert left is not None and left.unsubscribed_at == NOW - timedelta(days=1)
+    assert count_rows(store)[0] == 5
 
 
 def test_a_pending_address_asked_a_moment_ago_gets_no_second_mail(

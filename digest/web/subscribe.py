@@ -10,14 +10,15 @@ Hence:
 - The answer never tells whether an address is known. A new address, a
   pending one, an active one and one that left all get the same "check your
   inbox" page; what differs is only what happens behind it (a pending row
-  and a mail, a mail again, nothing, back to pending and a mail). The mail is
+  and a mail, a mail again, nothing, nothing). The mail is
   sent after the answer (a background task), so neither the page nor how
   long it takes depends on it. Bad input is refused with the same checks as
   `digest subscribe`, and those checks never look at the database.
 - A row that exists is never changed by an anonymous request, beyond asking
-  its owner again: a pending row gets another confirmation mail; one that had
-  left (unsubscribed, bounced) goes back to pending with its kept topics and
-  schedule, plus the typed topic, and gets one. An active one gets nothing.
+  its owner again: a pending row gets another confirmation mail. An active
+  one, and one that had left (unsubscribed, bounced), is left as it is and
+  gets nothing: leaving is the owner's choice, and comes undone only through
+  "Subscribe again" behind their own link; a bounced address is not mailed.
 - Rate limits keep the form from being used to mail-bomb a stranger:
   one confirmation per address per `web.subscribe_resend_minutes` (a day), and
   none once the pending row is `web.subscribe_pending_days` old, so an address
@@ -185,13 +186,15 @@ def record_request(
 
     New address: a pending subscriber. Pending: asked again, if the last ask is
     older than `web.subscribe_resend_minutes` and the row younger than
-    `web.subscribe_pending_days`. Left (unsubscribed, bounced):
-    pending again, topics and schedule kept, the typed topic added. Active:
+    `web.subscribe_pending_days`. Active or left (unsubscribed, bounced):
     nothing. Never raises for a reason that depends on the row, so the page
     cannot tell one case from another.
     """
     subscriber = session.scalar(select(Subscriber).where(Subscriber.email == wanted.email))
-    if subscriber is not None and subscriber.status == "active":
+    if subscriber is not None and subscriber.status != "pending":
+        # Active, or ended (unsubscribed, bounced): not a stranger's to change. One who
+        # left comes back by "Subscribe again" behind their own link; a bounced address
+        # is not mailed at all.
         return None
     if subscriber is not None and subscriber.status == "pending":
         resend_after = subscriber.subscribed_at + timedelta(
@@ -207,15 +210,13 @@ def record_request(
         subscriber.subscribed_at = subscriber.updated_at = now
         session.flush()
     else:
-        room = subscriber is None or len(subscriber.topics) < subscriptions.MAX_TOPICS
         outcome = subscriptions.subscribe(
             session,
             wanted.email,
-            [wanted.topic] if room else [],
+            [wanted.topic],
             now=now,
             defaults=settings.schedule,
-            # a returning address keeps the schedule it had
-            timezone=wanted.timezone if subscriber is None else None,
+            timezone=wanted.timezone,
             confirmed=False,
         )
         subscriber = session.get_one(Subscriber, outcome.subscriber_id)

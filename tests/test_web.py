@@ -17,6 +17,8 @@ from typer.testing import CliRunner
 
 from digest.config import Settings, WebSettings
 from digest.links import Purpose, make_token
+from digest.mail import Mailer
+from digest.mail.memory import MemoryMailer
 from digest.store.database import Store
 from digest.store.schema import Digest, Subscriber, Topic
 from digest.web import create_app
@@ -30,9 +32,11 @@ ONE_CLICK = {"content-type": "application/x-www-form-urlencoded"}
 class Client:
     """A tiny synchronous front for httpx's async client over the ASGI app."""
 
-    def __init__(self, store: Store, settings: Settings | None = None) -> None:
+    def __init__(
+        self, store: Store, settings: Settings | None = None, mailer: Mailer | None = None
+    ) -> None:
         settings = settings or Settings(web=WebSettings(base_url="https://digest.example.org"))
-        self.app = create_app(settings, store, secret=SECRET, clock=lambda: NOW)
+        self.app = create_app(settings, store, secret=SECRET, clock=lambda: NOW, mailer=mailer)
 
     def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         async def go() -> httpx.Response:
@@ -358,18 +362,81 @@ def test_subscribe_again_needs_no_new_confirmation_under_double_opt_in(store: St
     assert (found.status, found.confirmed_at) == ("active", NOW)
 
 
-def test_a_bounced_address_can_come_back_from_its_manage_page(client: Client, store: Store) -> None:
+def test_a_bounced_address_comes_back_only_by_confirming_again(store: Store) -> None:
+    """The mailbox that bounced may be gone, or someone else's now: a manage link from an
+    old digest makes it pending and mails a confirmation, never active by itself."""
+    mailer = MemoryMailer()
+    settings = Settings(web=WebSettings(base_url="https://digest.example.org"))
+    client = Client(store, settings, mailer=mailer)
     sub_id = add_subscriber(store, status="bounced")
     with store.transaction() as session:
         session.get_one(Subscriber, sub_id).consecutive_failures = 3
     page = client.get(f"/m/{token('manage', sub_id)}").text
     assert resubscribe_form(page) == f"../m/{token('manage', sub_id)}"
-    assert (
-        client.post(f"/m/{token('manage', sub_id)}", data={"action": "resubscribe"}).status_code
-        == 303
-    )
+    response = client.post(f"/m/{token('manage', sub_id)}", data={"action": "resubscribe"})
+    assert response.status_code == 303
+    assert response.headers["location"] == "?done=confirm-sent"
     found = subscriber(store, sub_id)
-    assert (found.status, found.consecutive_failures) == ("active", 0)
+    assert (found.status, found.consecutive_failures) == ("pending", 0)
+    (sent,) = mailer.sent
+    assert sent.recipient == "ada@example.org"
+    confirm = re.search(rb"/confirm/([\w.-]+)", sent.data)
+    assert confirm is not None
+    notice = client.get(f"/m/{token('manage', sub_id)}?done=confirm-sent").text
+    assert "We sent a confirmation link" in notice
+    # pressing again (or another old link) neither confirms nor mails again
+    again = client.post(f"/m/{token('manage', sub_id)}", data={"action": "resubscribe"})
+    assert again.headers["location"] == "?done=confirm-pending"
+    assert subscriber(store, sub_id).status == "pending" and len(mailer.sent) == 1
+    # the emailed link does
+    assert client.post(f"/confirm/{confirm[1].decode()}").status_code == 200
+    assert subscriber(store, sub_id).status == "active"
+
+
+def test_a_link_from_before_the_unsubscribe_cannot_subscribe_again(
+    client: Client, store: Store
+) -> None:
+    """A forwarded digest's manage or unsubscribe link must not undo its owner's opt-out,
+    nor lead to a page with a newer link that would."""
+    sub_id = add_subscriber(store)
+    old_manage = make_token(
+        SECRET, "manage", sub_id, "ada@example.org", issued=NOW - timedelta(days=5)
+    )
+    old_unsub = make_token(
+        SECRET, "unsubscribe", sub_id, "ada@example.org", issued=NOW - timedelta(days=5)
+    )
+    with store.transaction() as session:
+        left = session.get_one(Subscriber, sub_id)
+        left.status, left.unsubscribed_at = "unsubscribed", NOW - timedelta(days=1)
+    refused = client.post(f"/m/{old_manage}", data={"action": "resubscribe"})
+    assert refused.status_code == 400
+    assert "older than your unsubscribe" in refused.text
+    assert subscriber(store, sub_id).status == "unsubscribed"
+    # every page an old link opens carries links no newer than it
+    for page in (
+        client.get(f"/m/{old_manage}").text,
+        client.get(f"/u/{old_unsub}").text,
+        client.post(f"/u/{old_unsub}").text,  # already unsubscribed: nothing changes
+    ):
+        action = resubscribe_form(page)
+        assert action == f"../m/{old_manage}"
+        assert client.post(action[2:], data={"action": "resubscribe"}).status_code == 400
+    assert subscriber(store, sub_id).status == "unsubscribed"
+
+
+def test_the_page_right_after_unsubscribing_with_an_old_link_can_undo_it(
+    client: Client, store: Store
+) -> None:
+    sub_id = add_subscriber(store)
+    old_unsub = make_token(
+        SECRET, "unsubscribe", sub_id, "ada@example.org", issued=NOW - timedelta(days=30)
+    )
+    done = client.post(f"/u/{old_unsub}")
+    assert subscriber(store, sub_id).status == "unsubscribed"
+    action = resubscribe_form(done.text)
+    assert action == f"../m/{token('manage', sub_id)}"  # issued today
+    assert client.post(action[2:], data={"action": "resubscribe"}).status_code == 303
+    assert subscriber(store, sub_id).status == "active"
 
 
 def test_subscribe_again_with_a_bad_token_is_the_generic_404(client: Client, store: Store) -> None:

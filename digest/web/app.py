@@ -5,15 +5,17 @@ What the routes are and why they work as they do: the package docstring (`digest
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import jinja2
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
@@ -25,9 +27,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from digest.config import Settings
 from digest.email.render import Renderer
-from digest.errors import BadInput
+from digest.errors import BadInput, DeliveryError
 from digest.health import read_health
 from digest.links import (
+    EPOCH,
     MAX_ROW_ID,
     VOTE_PATHS,
     Purpose,
@@ -46,11 +49,13 @@ from digest.store.database import Store
 from digest.store.schema import Digest, DigestItem, Paper, Subscriber, Topic, Vote
 from digest.subscribers import manage as subscriptions
 from digest.subscribers import votes
+from digest.subscribers.confirmation import send_confirmation
 from digest.values import WEEKDAYS, zone_of
 from digest.web.forms import small_form, timezone_names
 from digest.web.subscribe import SubscribePages
 
 Clock = Callable[[], datetime]
+log = logging.getLogger(__name__)
 
 WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 MAX_PAUSE_DAYS = 365
@@ -80,6 +85,13 @@ NOTICES = {
     "vote-removed": "Vote removed.",
     "votes-reset": "All votes removed.",
     "resubscribed": "You are subscribed again: digests start with the next one due.",
+    "confirm-sent": (
+        "We sent a confirmation link to this address: digests start again once you "
+        "press the button behind it."
+    ),
+    "confirm-pending": (
+        "This subscription is not confirmed yet: use the link in the confirmation email."
+    ),
 }
 
 
@@ -219,15 +231,18 @@ class WebApp:
             self.secret, purpose, token, row_id, email, now=now, max_age_days=max_age
         )
 
-    def token(self, purpose: Purpose, subscriber: Subscriber) -> str:
-        return make_token(
-            self.secret, purpose, subscriber.id, subscriber.email, issued=self.clock()
-        )
+    def token(self, purpose: Purpose, subscriber: Subscriber, *, opened_with: str = "") -> str:
+        """A token for a link on a page. `opened_with`: the token that opened the page; the
+        new one is dated no later than it, so an old link never yields a newer one (which
+        would get past the "Subscribe again" check, `check_resubscribe`)."""
+        now = self.clock()
+        issued = min(now.date(), issued_on(opened_with)) if opened_with else now
+        return make_token(self.secret, purpose, subscriber.id, subscriber.email, issued=issued)
 
     # --- page contexts ---
 
     def manage_context(
-        self, session: Session, subscriber: Subscriber, now: datetime
+        self, session: Session, subscriber: Subscriber, now: datetime, opened_with: str
     ) -> dict[str, Any]:
         paused = subscriber.paused_until is not None and subscriber.paused_until > now
         return {
@@ -247,8 +262,8 @@ class WebApp:
             "paused_until": _local_text(subscriber.paused_until, subscriber.timezone)
             if paused
             else None,
-            "unsubscribe_token": self.token("unsubscribe", subscriber),
-            "manage_token": self.token("manage", subscriber),
+            "unsubscribe_token": self.token("unsubscribe", subscriber, opened_with=opened_with),
+            "manage_token": self.token("manage", subscriber, opened_with=opened_with),
             "timezones": timezone_names(),
             "weekdays": list(zip(WEEKDAYS, WEEKDAY_NAMES, strict=True)),
             "max_pause_days": MAX_PAUSE_DAYS,
@@ -289,17 +304,21 @@ class WebApp:
                 subscriber = self.subscriber_for(session, "unsubscribe", token)
                 if post:
                     changed = subscriptions.unsubscribe(session, subscriber, now=now)
+                    # Right after unsubscribing: a token of today, so "Subscribe again"
+                    # works; already unsubscribed: one no newer than the link used.
                     return self.page(
                         "unsubscribed.html.j2",
                         email=subscriber.email,
                         already=not changed,
-                        manage_token=self.token("manage", subscriber),
+                        manage_token=self.token(
+                            "manage", subscriber, opened_with="" if changed else token
+                        ),
                     )
                 return self.page(
                     "unsubscribe.html.j2",
                     email=subscriber.email,
                     already=subscriber.status == "unsubscribed",
-                    manage_token=self.token("manage", subscriber),
+                    manage_token=self.token("manage", subscriber, opened_with=token),
                 )
 
         # The body of the one-click POST (`List-Unsubscribe=One-Click`) carries
@@ -316,7 +335,7 @@ class WebApp:
                 subscriber = self.subscriber_for(session, "confirm", token)
                 context: dict[str, Any] = {
                     "email": subscriber.email,
-                    "manage_token": self.token("manage", subscriber),
+                    "manage_token": self.token("manage", subscriber, opened_with=token),
                 }
                 if post and subscriber.status == "pending":
                     subscriptions.confirm(session, subscriber, now=now)
@@ -345,22 +364,66 @@ class WebApp:
                 try:
                     with self.store.transaction() as session:
                         subscriber = self.subscriber_for(session, "manage", token)
-                        done = self.apply_change(session, subscriber, form, now)
+                        done = self.apply_change(session, subscriber, form, now, token)
+                        mail_to = (subscriber.id, subscriber.email)
                     # Post/redirect/get: a reload does not repeat the change. A
                     # query-only Location keeps any path prefix of a proxy.
-                    return RedirectResponse(f"?done={done}", status_code=303)
+                    redirect = RedirectResponse(f"?done={done}", status_code=303)
+                    if done == "confirm-sent":  # after the commit: the link's row is pending
+                        redirect.background = BackgroundTask(self.send_confirmation, *mail_to, now)
+                    return redirect
                 except ChangeRejected as exc:  # rolled back; show the page with the error
                     errors = {exc.section: exc.message}
             with self.store.transaction() as session:
                 subscriber = self.subscriber_for(session, "manage", token)
-                context = self.manage_context(session, subscriber, now)
+                context = self.manage_context(session, subscriber, now, token)
             context.update(errors=errors, values=form, notice=None if post else notice)
             return self.page("manage.html.j2", http_status=400 if errors else 200, **context)
 
         return await self.guarded(work)
 
+    def send_confirmation(self, subscriber_id: int, email: str, now: datetime) -> None:
+        """Mail a confirmation link (a worker thread, after the response); a failure is
+        logged: the subscriber stays pending."""
+        with self.store.transaction() as session:
+            topics = list(
+                session.scalars(
+                    select(Topic.query)
+                    .where(Topic.subscriber_id == subscriber_id)
+                    .order_by(Topic.id)
+                )
+            )
+        try:
+            send_confirmation(
+                self.settings,
+                subscriber_id=subscriber_id,
+                email=email,
+                topics=topics,
+                now=now,
+                secret=self.secret,
+                mailer=self.mailer,
+            )
+        except DeliveryError as exc:
+            log.warning("subscribe again: %s", exc)
+
+    def check_resubscribe(self, subscriber: Subscriber, token: str) -> None:
+        """Refuse "Subscribe again" for an unsubscribed address with a link from before it
+        left: an old link (a forwarded digest, say) must not undo an opt-out."""
+        left = subscriber.unsubscribed_at or subscriber.updated_at
+        if subscriber.status == "unsubscribed" and issued_on(token) < left.date():
+            raise BadInput(
+                "this link is older than your unsubscribe, so it cannot subscribe you "
+                "again: use the button on the page you saw right after unsubscribing, "
+                "or ask the operator"
+            )
+
     def apply_change(
-        self, session: Session, subscriber: Subscriber, form: Mapping[str, str], now: datetime
+        self,
+        session: Session,
+        subscriber: Subscriber,
+        form: Mapping[str, str],
+        now: datetime,
+        token: str,
     ) -> str:
         """Make one change from the manage page; returns its notice key or raises ChangeRejected."""
         action = form.get("action", "")
@@ -412,8 +475,23 @@ class WebApp:
             if action == "resubscribe":
                 # The "Subscribe again" button of the unsubscribed pages. `subscribe` with no
                 # topics keeps topics and schedule and resets `subscribed_at` (nothing is owed
-                # for the time away); confirmed, because this token already proves the address,
-                # so double opt-in has nothing left to check. Active already: no change.
+                # for the time away). Unsubscribed: confirmed, with a link from on or after
+                # the day they left (`check_resubscribe`). Bounced: the mailbox may be gone or
+                # someone else's now, so pending, and a confirmation is mailed. Pending: not
+                # confirmed by this (only the emailed link does that). Active: no change.
+                if subscriber.status == "pending":
+                    return "confirm-pending"
+                if subscriber.status == "bounced":
+                    subscriptions.subscribe(
+                        session,
+                        subscriber.email,
+                        [],
+                        now=now,
+                        defaults=self.settings.schedule,
+                        confirmed=False,
+                    )
+                    return "confirm-sent"
+                self.check_resubscribe(subscriber, token)
                 subscriptions.subscribe(
                     session,
                     subscriber.email,
@@ -470,7 +548,9 @@ class WebApp:
                     state=state,
                     title=paper.title,
                     topic=topic.label or topic.query,
-                    manage_token=self.token("manage", subscriber),
+                    manage_token=self.token(
+                        "manage", subscriber, opened_with=vote_token_day(token)
+                    ),
                 )
 
         return await self.guarded(work)
@@ -491,6 +571,25 @@ class WebApp:
         if status == 404:
             return self.not_found()
         return self.page("error.html.j2", http_status=status, status_code=status)
+
+
+def issued_on(token: str) -> date:
+    """The day a (verified) subscriber token was issued; the oldest day for an undated one."""
+    parts = token.split(".")
+    return _day(parts[1]) if len(parts) == 3 else EPOCH
+
+
+def vote_token_day(token: str) -> str:
+    """A (verified) vote token's issue day, as a stand-in token `issued_on` reads."""
+    parts = token.split(".")
+    return f"0.{parts[2]}.x" if len(parts) == 4 else ""
+
+
+def _day(text: str) -> date:
+    try:
+        return EPOCH + timedelta(days=int(text, 36))
+    except (ValueError, OverflowError):
+        return EPOCH
 
 
 def _whole_number(value: str, what: str) -> int:

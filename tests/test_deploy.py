@@ -62,6 +62,9 @@ def test_compose_file_has_postgres_run_and_serve() -> None:
         assert services[name]["depends_on"]["migrate"] == {
             "condition": "service_completed_successfully"
         }
+    # The proxy's X-Forwarded-For is believed from Docker's private networks.
+    trusted = services["serve"]["environment"]["DIGEST_WEB__TRUSTED_PROXIES"]
+    assert "172.16.0.0/12" in trusted.split(",")
     # Published on the host's loopback only: TLS is the proxy's job.
     assert all(port.startswith("127.0.0.1:") for port in services["serve"]["ports"])
 

@@ -672,6 +672,31 @@ def test_serve_stops_at_startup_when_the_secret_file_is_unusable(
     assert "web.secret_file" in err
 
 
+def test_serve_trusts_forwarded_headers_from_web_trusted_proxies(
+    cli: CliRunner, config_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uvicorn
+
+    seen: list[uvicorn.Config] = []
+
+    def fake_run(server: uvicorn.Server, sockets: list[Any] | None = None) -> None:
+        seen.append(server.config)
+        for sock in sockets or []:
+            sock.close()
+
+    monkeypatch.setattr(uvicorn.Server, "run", fake_run)
+    monkeypatch.setenv("DIGEST_WEB__TRUSTED_PROXIES", "172.16.0.0/12")
+    import socket
+
+    with socket.socket() as probe:  # a port free on loopback for the moment
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    code, _, err = invoke(cli, "serve", "--port", str(port))
+    assert code == 0, err
+    (config,) = seen
+    assert config.forwarded_allow_ips == "172.16.0.0/12"
+
+
 def test_other_methods_and_oversized_forms_are_refused(client: Client, store: Store) -> None:
     sub_id = add_subscriber(store)
     put = client.request("PUT", f"/u/{token('unsubscribe', sub_id)}")

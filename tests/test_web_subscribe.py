@@ -336,12 +336,35 @@ def test_too_many_requests_from_one_client_get_a_429_page(
     assert len(smtp[0].received) == 7
 
 
-def test_an_ipv6_client_is_counted_by_its_64(web: Web) -> None:
-    for n in range(5):
-        response = web.subscribe(f"v6-{n}@example.org", client=f"2001:db8:1:2::{n + 1:x}")
+def test_an_ipv6_client_is_counted_by_its_56(web: Web) -> None:
+    """A site is commonly given a /56: 256 /64s, which must not be 256 clients."""
+    for n in range(5):  # five different /64s of one /56
+        response = web.subscribe(f"v6-{n}@example.org", client=f"2001:db8:1:{n:x}::1")
         assert response.status_code == 200
-    assert web.subscribe("v6-5@example.org", client="2001:db8:1:2:ffff::9").status_code == 429
-    assert web.subscribe("v6-5@example.org", client="2001:db8:1:3::1").status_code == 200
+    assert web.subscribe("v6-5@example.org", client="2001:db8:1:ff:ffff::9").status_code == 429
+    assert web.subscribe("v6-5@example.org", client="2001:db8:1:100::1").status_code == 200
+
+
+def test_all_clients_together_get_a_bounded_number_of_confirmations(
+    store: Store, smtp: tuple[FaultyHandler, int]
+) -> None:
+    handler, port = smtp
+    web = Web(store, settings_for(port, subscribe_global_limit=3))
+    for n in range(3):
+        assert web.subscribe(f"u{n}@example.org", client=f"198.51.100.{n}").status_code == 200
+    # a bad request is refused as bad, not counted
+    assert web.subscribe("bad", client="198.51.100.8").status_code == 400
+    refused = web.subscribe("u3@example.org", client="198.51.100.9")
+    assert refused.status_code == 429
+    assert "came to this site in the last hour" in refused.text
+    assert refused.headers["retry-after"] == str(60 * 60)
+    assert row(store, "u3@example.org") is None
+    # the same 429 whatever the address: known addresses are not told apart
+    assert web.subscribe("u0@example.org", client="198.51.100.10").text == refused.text
+    assert len(handler.received) == 3
+    web.now = NOW + timedelta(hours=1, seconds=1)
+    assert web.subscribe("u3@example.org", client="198.51.100.9").status_code == 200
+    assert len(handler.received) == 4
 
 
 def test_known_addresses_get_the_same_page_and_no_more_than_a_confirmation(
@@ -445,7 +468,9 @@ def test_client_window_slides_and_forgets_idle_clients() -> None:
     ("host", "key"),
     [
         ("203.0.113.7", "203.0.113.7"),
-        ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:3:4:5:6", "2001:db8:1::/56"),
+        ("2001:db8:1:ff:3:4:5:6", "2001:db8:1::/56"),
+        ("2001:db8:1:100::1", "2001:db8:1:100::/56"),
         ("::ffff:203.0.113.7", "203.0.113.7"),
         (None, "unknown"),
         ("testclient", "testclient"),

@@ -67,6 +67,7 @@ def serve(
             log_level="info",
             access_log=access_log,
             proxy_headers=True,
+            forwarded_allow_ips=settings.web.trusted_proxies,
             server_header=False,
         )
         uvicorn.Server(server_config).run(sockets=[sock])

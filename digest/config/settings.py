@@ -401,10 +401,23 @@ class WebSettings:
         "confirm by email first, whatever double_opt_in says. Off: the front page says "
         "subscriptions are managed by the operator.",
     )
+    trusted_proxies: str = setting(
+        "127.0.0.1",
+        "Addresses or networks (comma-separated, e.g. 172.16.0.0/12; * for any) whose "
+        "X-Forwarded-For and X-Forwarded-Proto `digest serve` believes: the reverse proxy. "
+        "The public form counts requests per client by that address.",
+    )
     subscribe_client_limit: int = setting(
         10,
-        "Public subscribe requests one client (an IP address; an IPv6 /64) may make per hour; "
+        "Public subscribe requests one client (an IP address; an IPv6 /56) may make per hour; "
         "more get a 429 page. Counted in memory by each `digest serve` process.",
+        minimum=1,
+    )
+    subscribe_global_limit: int = setting(
+        100,
+        "Public subscribe requests (and so confirmation emails) accepted per hour from all "
+        "clients together; more get a 429 page. Counted in memory by each `digest serve` "
+        "process.",
         minimum=1,
     )
     subscribe_resend_minutes: float = setting(

@@ -28,7 +28,11 @@ Hence:
   and are enforced silently (a 429 would say the address was just asked for);
   and
   `web.subscribe_client_limit` requests per client per hour, a sliding window
-  kept in memory by each process (`ClientWindow`), answered with a 429 page.
+  kept in memory by each process (`ClientWindow`), answered with a 429 page;
+  and `web.subscribe_global_limit` well-formed requests per hour from all
+  clients together (each process), so many clients together send a bounded
+  number of confirmations; counted before the database is read, so its 429
+  does not depend on the address either.
 - A hidden honeypot field (`HONEYPOT`) that people never see but form-filling
   bots do: filled in, the request gets the usual page and nothing is written.
 """
@@ -69,6 +73,8 @@ CLIENT_WINDOW = timedelta(hours=1)
 # Clients remembered at most; past it the least recently seen is forgotten, so a flood
 # from many addresses costs bounded memory (a forgotten client starts a fresh window).
 MAX_CLIENTS = 10_000
+# The key of the window shared by all clients (`web.subscribe_global_limit`).
+EVERYONE = "*"
 
 
 class ClientWindow:
@@ -121,11 +127,12 @@ class ClientWindow:
 
 
 def client_key(host: str | None) -> str:
-    """Whom to count a request against: the IP address, or the /64 of an IPv6 one.
+    """Whom to count a request against: the IP address, or the /56 of an IPv6 one.
 
-    One IPv6 host usually has a whole /64 to pick addresses from. `digest
-    serve` takes the address from X-Forwarded-For only when the proxy is on
-    127.0.0.1 (uvicorn's default), so a client cannot pick its own.
+    One IPv6 host usually has a whole /64 to pick addresses from, and a home or
+    small site is commonly given a /56 (256 of them). `digest serve` takes the
+    address from X-Forwarded-For only when the connection comes from one of
+    `web.trusted_proxies`, so a client cannot pick its own.
     """
     if not host:
         return "unknown"
@@ -136,7 +143,7 @@ def client_key(host: str | None) -> str:
     if isinstance(address, ipaddress.IPv6Address):
         if address.ipv4_mapped is not None:
             return str(address.ipv4_mapped)
-        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+        return str(ipaddress.ip_network(f"{address}/56", strict=False))
     return str(address)
 
 
@@ -229,6 +236,8 @@ class SubscribePages:
     def __init__(self, web: WebApp) -> None:
         self.web = web
         self.clients = ClientWindow(web.settings.web.subscribe_client_limit, CLIENT_WINDOW)
+        # Everyone together: a cap on confirmation mails that many clients cannot get past.
+        self.everyone = ClientWindow(web.settings.web.subscribe_global_limit, CLIENT_WINDOW, 1)
 
     @property
     def public(self) -> bool:
@@ -265,11 +274,7 @@ class SubscribePages:
         now = self.web.clock()
         client = client_key(request.client.host if request.client else None)
         if not self.clients.allow(client, now):
-            wait = self.clients.retry_after(client, now)
-            minutes = max(1, -(-int(wait.total_seconds()) // 60))
-            refused = self.web.page("rate_limited.html.j2", http_status=429, minutes=minutes)
-            refused.headers["Retry-After"] = str(minutes * 60)
-            return refused
+            return self.refused(self.clients.retry_after(client, now))
         form = await small_form(request)
         if form is None:
             return self.web.page("error.html.j2", http_status=413, status_code=413)
@@ -278,6 +283,9 @@ class SubscribePages:
         checked = check_form(form, self.web.settings)
         if isinstance(checked, dict):
             return self.form_page(400, values=form, errors=checked)
+        # Counted before the database is read, so a 429 says nothing about the address.
+        if not self.everyone.allow(EVERYONE, now):
+            return self.refused(self.everyone.retry_after(EVERYONE, now), everyone=True)
 
         def work() -> ConfirmationDue | None:
             try:
@@ -292,6 +300,15 @@ class SubscribePages:
         response = self.sent_page(checked.email)
         response.background = background
         return response
+
+    def refused(self, wait: timedelta, *, everyone: bool = False) -> Response:
+        """The 429 page, with when to try again (whole minutes, at least one)."""
+        minutes = max(1, -(-int(wait.total_seconds()) // 60))
+        refused = self.web.page(
+            "rate_limited.html.j2", http_status=429, minutes=minutes, everyone=everyone
+        )
+        refused.headers["Retry-After"] = str(minutes * 60)
+        return refused
 
     def sent_page(self, email: str) -> Response:
         return self.web.page("subscribe_sent.html.j2", email=email)

@@ -402,7 +402,7 @@ class WebSettings:
         "subscriptions are managed by the operator.",
     )
     trusted_proxies: str = setting(
-        "127.0.0.1",
+        "127.0.0.1,::1",
         "Addresses or networks (comma-separated, e.g. 172.16.0.0/12; * for any) whose "
         "X-Forwarded-For and X-Forwarded-Proto `digest serve` believes: the reverse proxy. "
         "The public form counts requests per client by that address.",

@@ -244,7 +244,13 @@ def sources(server: LoopbackServer, **overrides: Any) -> SourceSettings:
     return SourceSettings(**(values | overrides))
 
 
-def atom(ids: list[str]) -> bytes:
+def atom(ids: list[str], total: int | None = None) -> bytes:
+    count = (
+        f'<opensearch:totalResults xmlns:opensearch="http://a9.com/-/spec/opensearch/1.1/">'
+        f"{total}</opensearch:totalResults>"
+        if total is not None
+        else ""
+    )
     entries = "".join(
         f"<entry><id>http://arxiv.org/abs/{i}v1</id><title>Paper {i}</title>"
         f"<summary>About {i}.</summary><author><name>A. Author</name></author>"
@@ -253,7 +259,7 @@ def atom(ids: list[str]) -> bytes:
     )
     return (
         '<?xml version="1.0" encoding="UTF-8"?><feed xmlns="http://www.w3.org/2005/Atom">'
-        f"<title>ArXiv Query</title><id>http://arxiv.org/api/x</id>{entries}</feed>"
+        f"<title>ArXiv Query</title><id>http://arxiv.org/api/x</id>{count}{entries}</feed>"
     ).encode()
 
 
@@ -294,6 +300,30 @@ def test_a_day_from_the_api_is_paged_politely(http_server: LoopbackServer) -> No
         "(cat:cs.CL OR cat:cs.LG) AND submittedDate:[202609230000 TO 202609232359]"
     )
     assert (query["sortBy"], query["sortOrder"]) == ("submittedDate", "ascending")
+
+
+def test_a_page_that_comes_back_short_before_the_end_stores_nothing(
+    http_server: LoopbackServer,
+) -> None:
+    """The API reports 5 papers but its second page stops short: a part of a day stored as
+    the whole day would never be fetched again."""
+    ids = [f"2609.{n:05d}" for n in range(1, 6)]
+    pages = {"0": ids[0:2], "2": ids[2:3]}  # the second page should have held two
+
+    def route(query: dict[str, str]) -> Reply:
+        return Reply(body=atom(pages.get(query["start"], []), total=5), content_type=XML)
+
+    http_server.serve(API_PATH, route)
+    with pytest.raises(SourceError, match=r"listed 3 of the 5 papers it reports for 2026-09-23"):
+        fetch_arxiv_day(
+            sources(http_server), ("cs.CL",), date(2026, 9, 23), sleep=lambda _: None, page_size=2
+        )
+    # the whole day, as reported, is fine
+    pages = {"0": ids[0:2], "2": ids[2:4], "4": ids[4:5]}
+    fetched = fetch_arxiv_day(
+        sources(http_server), ("cs.CL",), date(2026, 9, 23), sleep=lambda _: None, page_size=2
+    )
+    assert [p.arxiv_id for p in fetched.parsed.papers] == ids
 
 
 def test_an_api_that_ignores_start_is_not_read_forever(http_server: LoopbackServer) -> None:

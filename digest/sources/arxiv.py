@@ -303,6 +303,8 @@ def fetch_arxiv_day(
     papers: list[ParsedPaper] = []
     seen: set[str] = set()
     last: float | None = None
+    total: int | None = None  # what the API says the query matches
+    listed = 0  # entries read, repeats included
     with fetching.client(sources.arxiv_timeout_seconds, accept=_XML) as http:
         for page in range(MAX_API_PAGES):
             if last is not None:
@@ -319,6 +321,9 @@ def fetch_arxiv_day(
             body, shown = _get(http, url, params, sources, sleep)
             last = clock()
             batch = _parse_reply(body, shown)
+            if total is None:
+                total = _total_results(body)
+            listed += len(batch.papers) + batch.unlisted
             fresh = [p for p in batch.papers if p.arxiv_id not in seen]
             bodies.append(body)
             papers.extend(fresh)
@@ -327,6 +332,13 @@ def fetch_arxiv_day(
             if len(batch.papers) < page_size or not fresh:
                 break
     shown_ref = str(httpx.URL(url, params={"search_query": query}))
+    if total is not None and listed < total and len(papers) < total:
+        # a page that came back short before the end (the API does so under load), or
+        # a day beyond MAX_API_PAGES: storing part of a day would look like all of it
+        raise SourceError(
+            f"{shown_ref}: the arXiv API listed {listed} of the {total} papers it reports "
+            f"for {day.isoformat()}; nothing stored, try again later"
+        )
     return ArxivFetch(
         b"\n".join(bodies), ParsedDump("arxiv", tuple(papers), issue_date=day), shown_ref
     )
@@ -352,6 +364,15 @@ def _get(
     return fetching.get(
         http, url, params, retries=sources.arxiv_retries, sleep=sleep, max_bytes=MAX_FEED_BYTES
     )
+
+
+_TOTAL = re.compile(rb"<opensearch:totalResults[^>]*>\s*(\d{1,9})\s*<")
+
+
+def _total_results(body: bytes) -> int | None:
+    """The API's count of the query's matches (`opensearch:totalResults`), if it gave one."""
+    found = _TOTAL.search(body[:8192])
+    return int(found[1]) if found else None
 
 
 def _parse_reply(body: bytes, shown: str) -> ParsedDump:

@@ -66,9 +66,13 @@ def leaning(
     """How the votes move each of the topic's `eligible` papers (docs of the index)."""
     if not votes or not eligible or weight <= 0:
         return {}
-    liked = _closeness(votes.liked, eligible, feedback, meaning)
-    disliked = _closeness(votes.disliked, eligible, feedback, meaning)
-    near = _liked_near(votes.liked, eligible, feedback, meaning)
+    # each side's cosines once: the liked side's serve its closeness and the "why" count
+    liked_cosines = _cosines(votes.liked, eligible, meaning)
+    liked = _closeness(votes.liked, liked_cosines, eligible, feedback)
+    disliked = _closeness(
+        votes.disliked, _cosines(votes.disliked, eligible, meaning), eligible, feedback
+    )
+    near = _liked_near(votes.liked, liked_cosines, eligible, feedback)
     out: Leaning = {}
     for i, doc in enumerate(eligible):
         shift = weight * (liked[i] - DISLIKED_SHARE * disliked[i])
@@ -78,18 +82,17 @@ def leaning(
 
 def _closeness(
     side: Sequence[VotedPaper],
+    cosines: list[list[float]] | None,
     eligible: Sequence[int],
     feedback: Feedback,
-    meaning: Meaning | None,
 ) -> list[float]:
-    """Per eligible paper, its closeness to one side's papers, in [-1, 1] (0 without votes)."""
+    """Per eligible paper, its closeness to one side's papers, in [-1, 1] (0 without votes);
+    `cosines` are the side's (`_cosines`), None without vectors."""
     if not side:
         return [0.0] * len(eligible)
     signals = [_scaled(_word_similarity(side, eligible, feedback))]
-    if meaning is not None:
-        cosines = _cosines(side, eligible, meaning)
-        if cosines is not None:
-            signals.append(_scaled([max(row) for row in cosines]))
+    if cosines is not None:
+        signals.append(_scaled([max(row) for row in cosines]))
     return [sum(values) / len(signals) for values in zip(*signals, strict=True)]
 
 
@@ -115,10 +118,13 @@ def _uses(model: dict[str, float], eligible: Sequence[int], feedback: Feedback) 
 
 
 def _cosines(
-    side: Sequence[VotedPaper], eligible: Sequence[int], meaning: Meaning
+    side: Sequence[VotedPaper], eligible: Sequence[int], meaning: Meaning | None
 ) -> list[list[float]] | None:
     """Per eligible paper, its cosine to each of the side's papers that has a vector
-    (a paper without one takes the median of the others'); None without any vector."""
+    (a paper without one takes the median of the others'); None without any vector
+    (or without the semantic signal)."""
+    if meaning is None or not side:
+        return None
     matrix = meaning.to_papers([p.vector for p in side if p.vector is not None])
     if matrix is None:
         return None
@@ -132,17 +138,17 @@ def _cosines(
 
 def _liked_near(
     liked: Sequence[VotedPaper],
+    cosines: list[list[float]] | None,
     eligible: Sequence[int],
     feedback: Feedback,
-    meaning: Meaning | None,
 ) -> list[int]:
     """Per eligible paper, how many liked papers it is nearer to than LIKE_SHARE of the
-    eligible papers are: what the "why" line counts ("like 2 papers you liked")."""
+    eligible papers are: what the "why" line counts ("like 2 papers you liked");
+    by their vectors (`cosines`) where there are some, else by their words."""
     counts = [0] * len(eligible)
     if not liked:
         return counts
     columns: list[list[float]] = []
-    cosines = _cosines(liked, eligible, meaning) if meaning is not None else None
     if cosines is not None:
         columns = [list(column) for column in zip(*cosines, strict=True)]
     else:

@@ -481,26 +481,18 @@ class WebApp:
                 # confirmed by this (only the emailed link does that). Active: no change.
                 if subscriber.status == "pending":
                     return "confirm-pending"
-                if subscriber.status == "bounced":
-                    subscriptions.subscribe(
-                        session,
-                        subscriber.email,
-                        [],
-                        now=now,
-                        defaults=self.settings.schedule,
-                        confirmed=False,
-                    )
-                    return "confirm-sent"
-                self.check_resubscribe(subscriber, token)
+                bounced = subscriber.status == "bounced"
+                if not bounced:
+                    self.check_resubscribe(subscriber, token)
                 subscriptions.subscribe(
                     session,
                     subscriber.email,
                     [],
                     now=now,
                     defaults=self.settings.schedule,
-                    confirmed=True,
+                    confirmed=not bounced,
                 )
-                return "resubscribed"
+                return "confirm-sent" if bounced else "resubscribed"
         except BadInput as exc:  # QuerySyntaxError included: its text draws the caret
             raise ChangeRejected(action, str(exc)) from None
         raise ChangeRejected("form", "unknown action; reload the page and try again")

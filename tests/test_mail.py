@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -180,3 +181,38 @@ def test_a_unicode_domain_stored_by_an_older_release_goes_out_in_its_ascii_form(
         outcomes = send_all(mailer, [unicode_domain])
     assert [o.status for o in outcomes] == ["sent"]
     assert [address for address, _ in handler.received] == ["user@xn--bcher-kva.de"]
+
+
+def test_a_quit_cancelled_midway_still_closes_the_socket() -> None:
+    """A worker cancelled while waiting for the reply to QUIT (another worker found the
+    server unusable) must close its connection, not leave it to the garbage collector."""
+    import aiosmtplib
+
+    from digest.mail.smtp import _quit
+
+    async def scenario() -> bool:
+        async def greet_then_hang(
+            reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        ) -> None:
+            writer.write(b"220 test ESMTP\r\n")
+            await writer.drain()
+            await reader.read()  # never answers QUIT; returns when the client drops
+            writer.close()
+
+        server = await asyncio.start_server(greet_then_hang, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        connection = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=5, start_tls=False)
+        await connection.connect()
+        transport = connection.transport
+        quitting = asyncio.create_task(_quit(connection))
+        await asyncio.sleep(0.1)
+        quitting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await quitting
+        closed = transport is not None and transport.is_closing()
+        await asyncio.sleep(0.1)  # the server's side sees the drop (or the end of the test)
+        server.close()
+        await server.wait_closed()
+        return closed
+
+    assert asyncio.run(scenario())

@@ -367,8 +367,12 @@ async def _quit(connection: aiosmtplib.SMTP) -> None:
     collector; after QUIT there is nothing left to protect.
     """
     transport = connection.transport
-    with contextlib.suppress(aiosmtplib.SMTPException, OSError):
-        await connection.execute_command(b"QUIT")
-    if isinstance(transport, asyncio.Transport):
-        transport.abort()
-    connection.close()
+    try:
+        with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+            await connection.execute_command(b"QUIT")
+    finally:
+        # also when cancelled while waiting for the reply to QUIT (another worker found
+        # the server unusable): the socket must not be left to the garbage collector
+        if isinstance(transport, asyncio.Transport):
+            transport.abort()
+        connection.close()

@@ -30,6 +30,7 @@ class PaperText:
     abstract: str
     authors: tuple[str, ...] = ()
     upvotes: int | None = None
+    categories: tuple[str, ...] = ()  # arXiv's, primary first; none from other sources
 
 
 @dataclass(frozen=True, slots=True)

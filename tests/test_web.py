@@ -518,10 +518,15 @@ def test_manage_hint_tells_the_real_matching_rules(client: Client, store: Store)
     hint = filter_hint(manage(client, sub_id).text)
     assert "must all appear" not in hint.lower()
     assert "loosely" in hint
-    for syntax in ('"exact phrase"', "+word", "AND", "-word", "OR", "title:", "author:"):
+    for syntax in ('"exact phrase"', "+word", "AND", "-word", "OR", "title:", "author:", "cat:"):
         assert syntax in hint, syntax
     # what the hint shows can be typed as it is
-    for typed in ('"exact phrase" +word', "word AND other -video", "title:word OR author:word"):
+    for typed in (
+        '"exact phrase" +word',
+        "word AND other -video",
+        "title:word OR author:word",
+        "cat:cs.CL word",
+    ):
         assert manage(client, sub_id, action="add", query=typed).status_code == 303, typed
 
 
@@ -545,6 +550,16 @@ def test_a_bad_topic_is_refused_inline_and_escaped(client: Client, store: Store)
     assert re.search(r'<pre class="error" role="alert">[^<]+</pre>', response.text)
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in response.text  # kept in the field
     assert 'value="&#34;&lt;script&gt;' in response.text
+
+
+def test_a_category_alternative_without_words_is_refused_with_the_way_out(
+    client: Client, store: Store
+) -> None:
+    sub_id = add_subscriber(store)
+    response = manage(client, sub_id, action="add", query="cat:cs.CL OR retrieval")
+    assert response.status_code == 400
+    assert "a topic of its own" in html.unescape(response.text)
+    assert topics_of(store, sub_id) == ["diffusion models"]
 
 
 def test_user_supplied_topics_are_escaped_on_the_manage_page(client: Client, store: Store) -> None:

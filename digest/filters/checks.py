@@ -2,7 +2,10 @@
 
 A filter that parses can still never match: empty or only stop words (nothing
 left to search for), only exclusions (it would match nearly every paper,
-which is not a topic), or a word both asked for and excluded. Saying so when
+which is not a topic), or a word both asked for and excluded. One that mixes,
+as alternatives of one OR, categories alone and words is refused too: the
+words rank, so papers that only the category let in would have nothing to
+rank by and never be sent. Saying so when
 the topic is saved, with the reason, beats a digest that is always empty or
 always full. Only `parse` applies these; `parse_tree` checks the syntax alone.
 """
@@ -12,7 +15,7 @@ from __future__ import annotations
 import re
 
 from digest.errors import BadInput
-from digest.filters.nodes import And, Node, Not, Or, Phrase, Word, to_text
+from digest.filters.nodes import And, Category, Node, Not, Or, Phrase, Word, to_text
 from digest.text import is_stop_word, words
 
 __all__ = ["check_matchable", "operator_hints"]
@@ -59,11 +62,18 @@ def check_matchable(node: Node | None, text: str) -> None:
     problem = _never_matches(node)
     if problem:
         raise BadInput(f"the topic filter {text!r} can never match a paper: {problem}")
+    mixed = _mixed_or(node)
+    if mixed:
+        raise BadInput(
+            f"in the topic filter {text!r}, {mixed!r} is an OR alternative with no words: "
+            "its papers would have nothing to rank by next to the others'. Make it a topic "
+            "of its own, or give it words, as in (cat:cs.CL retrieval) OR rerank*"
+        )
 
 
 def _positive(node: Node) -> bool:
     """Whether the node asks for something to be present (not only absent)."""
-    if isinstance(node, Word | Phrase):
+    if isinstance(node, Word | Phrase | Category):
         return True
     if isinstance(node, Not):
         return False
@@ -84,8 +94,31 @@ def _never_matches(node: Node) -> str | None:
     return _contradiction(node)
 
 
-def _contradiction(node: Node) -> str | None:
+def _has_words(node: Node) -> bool:
+    """Whether a word or phrase (not excluded) is part of the node: something to rank by."""
     if isinstance(node, Word | Phrase):
+        return True
+    if isinstance(node, Category | Not):
+        return False
+    return any(_has_words(op) for op in node.operands)
+
+
+def _mixed_or(node: Node) -> str | None:
+    if isinstance(node, Word | Phrase | Category | Not):
+        return None
+    if isinstance(node, Or):
+        bare = [op for op in node.operands if not _has_words(op)]
+        if bare and len(bare) < len(node.operands):
+            return to_text(bare[0])
+    for op in node.operands:
+        found = _mixed_or(op)
+        if found:
+            return found
+    return None
+
+
+def _contradiction(node: Node) -> str | None:
+    if isinstance(node, Word | Phrase | Category):
         return None
     if isinstance(node, Not):
         return _contradiction(node.operand)

@@ -10,7 +10,8 @@ benchmarked"), so the texts come from the filter's tokens instead:
   `(llm OR vlm) agents` means "llm agents" or "vlm agents": a paper close to
   either is close to the filter (the best alternative counts);
 - `title:`/`abstract:` scopes, `+` and quotes are syntax, not meaning; an
-  `author:` term is a name, not a subject, and adds nothing;
+  `author:` term is a name, not a subject, and adds nothing; nor does a
+  `cat:` category, which is a label, not prose;
 - the lead-in of an interest written as a sentence ("papers on", "anything
   about") is dropped: every candidate is a paper;
 - a filter with more alternatives than MAX_ALTERNATIVES gets none: some of
@@ -103,6 +104,8 @@ class _Reader:
         if token.kind == "field" and token.text == "author":
             self.one()  # a name, not a subject
             return [[]]
+        if token.kind == "category":
+            return [[]]  # a label, not prose: the encoder would read "cs.CL" as noise
         if token.kind in ("+", "field"):
             return self.one()
         if token.kind == "(":

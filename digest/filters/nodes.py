@@ -13,7 +13,7 @@ printer and the builders live together: each relies on the other's rules.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from digest.values import TextField
@@ -38,6 +38,26 @@ class Phrase:
 
 
 @dataclass(frozen=True, slots=True)
+class Category:
+    """`cat:cs.CL` (one arXiv category) or `cat:cs.*` (every category of an archive).
+
+    A hard rule, like a field scope: it decides which papers may match and adds
+    nothing to their score; the words rank. Papers whose source names no
+    categories (page dumps, Hugging Face) are in none. `name` is kept as typed
+    and compared case-insensitively: `cat:cs.cl` is what `cat:cs.CL` means.
+    """
+
+    name: str
+
+    def matches(self, categories: Iterable[str]) -> bool:
+        wanted = self.name.casefold()
+        if wanted.endswith(".*"):
+            archive = wanted[:-1]  # "cs." : cs.CL, cs.LG, ... but not "csx.AB"
+            return any(c.casefold().startswith(archive) for c in categories)
+        return any(c.casefold() == wanted for c in categories)
+
+
+@dataclass(frozen=True, slots=True)
 class Not:
     operand: Node
 
@@ -59,7 +79,7 @@ class Or:
     operands: tuple[Node, ...]
 
 
-Node = Word | Phrase | Not | And | Or
+Node = Word | Phrase | Category | Not | And | Or
 
 
 FIELDS: tuple[TextField, ...] = ("title", "abstract", "author")
@@ -76,6 +96,8 @@ def to_text(node: Node) -> str:
         )
     if isinstance(node, Phrase):
         return (f"{node.field}:" if node.field else "") + '"' + " ".join(node.words) + '"'
+    if isinstance(node, Category):
+        return f"cat:{node.name}"
     if isinstance(node, Not):
         inner = node.operand
         if isinstance(inner, And | Or):

@@ -11,6 +11,8 @@ Grammar (user-facing; the README's "Topic filters" section is the manual):
     NOT word, -word         exclusion
     ( ... )                 grouping
     title: abstract: author:   field scopes, on a word, phrase or group
+    cat:cs.CL  cat:cs.*     an arXiv category (or every category of an archive):
+                            a hard rule, like a field; the words rank
 
 Precedence: NOT/- binds tightest, then AND and juxtaposition (one level: a run
 `a b AND c` is a single explicit And of three operands), then OR.
@@ -34,9 +36,18 @@ from dataclasses import dataclass
 
 from digest.errors import BadInput, QuerySyntaxError
 from digest.filters.checks import check_matchable
-from digest.filters.nodes import FIELDS, Node, Phrase, Word, make_and, make_not, make_or
+from digest.filters.nodes import (
+    FIELDS,
+    Category,
+    Node,
+    Phrase,
+    Word,
+    make_and,
+    make_not,
+    make_or,
+)
 from digest.text import is_stop_word, words
-from digest.values import TextField
+from digest.values import ARXIV_CATEGORY, TextField
 
 __all__ = ["MAX_QUERY_LENGTH", "parse", "parse_tree"]
 
@@ -46,6 +57,9 @@ MIN_PREFIX_LENGTH = 3  # `a*` would match half the vocabulary
 MAX_DEPTH = 24  # nested groups / negations; keeps recursion far from Python's limit
 _OPERATORS = frozenset(["OR", "AND", "NOT"])
 _FIELD_PREFIX = re.compile(r"([^\W\d_]+):")
+_CATEGORY = "cat"
+_ARCHIVE = re.compile(r"[a-z]+(?:-[a-z]+)?\.\*", re.IGNORECASE)  # `cs.*`, `astro-ph.*`
+_CATEGORY_NAME = re.compile(ARXIV_CATEGORY.pattern, re.IGNORECASE)
 # Control characters, invisible format characters (bidi overrides, zero-width
 # joiners) and lone surrogates (undecodable argv bytes) have no place in a filter.
 _FORBIDDEN_CATEGORIES = frozenset(["Cc", "Cf", "Cs"])
@@ -99,7 +113,7 @@ def _check_characters(text: str) -> None:
 
 @dataclass(frozen=True, slots=True)
 class _Token:
-    kind: str  # ( ) phrase term field OR AND NOT - + end
+    kind: str  # ( ) phrase term field category OR AND NOT - + end
     pos: int
     text: str = ""
 
@@ -135,12 +149,15 @@ def _lex(query: str) -> list[_Token]:
             if run in _OPERATORS:
                 tokens.append(_Token(run, i))
                 i = j
+            elif field and field[1].casefold() == _CATEGORY:
+                tokens.append(_category(query, i, run[len(field[0]) :]))
+                i = j
             elif field:
                 name = field[1].casefold()
                 if name not in FIELDS:
                     raise QuerySyntaxError(
-                        f"unknown field {field[1]}: (fields are title:, abstract:, author:; "
-                        "put text with a colon in quotes)",
+                        f"unknown field {field[1]}: (fields are title:, abstract:, author:, "
+                        "and cat: for arXiv categories; put text with a colon in quotes)",
                         query,
                         i,
                     )
@@ -151,6 +168,22 @@ def _lex(query: str) -> list[_Token]:
                 i = j
     tokens.append(_Token("end", n))
     return tokens
+
+
+def _category(query: str, at: int, name: str) -> _Token:
+    """The token of `cat:NAME`: one arXiv category, or `archive.*` for all of an archive."""
+    if not name:
+        raise QuerySyntaxError(
+            "cat: must be followed by an arXiv category, as in cat:cs.CL or cat:cs.*", query, at
+        )
+    if not (_CATEGORY_NAME.fullmatch(name) or _ARCHIVE.fullmatch(name)):
+        raise QuerySyntaxError(
+            f"not an arXiv category: {name!r} (categories look like cs.CL, stat.ML, hep-th; "
+            "cs.* is every cs category)",
+            query,
+            at + len(_CATEGORY) + 1,
+        )
+    return _Token("category", at, name)
 
 
 # ------------------------------------------------------------------------ parser
@@ -287,6 +320,10 @@ class _Parser:
             return Phrase(phrase_words, field)
         if token.kind == "term":
             return self.term(token, field, required=plus is not None, keep_stop_word=keep_stop_word)
+        if token.kind == "category":
+            if field is not None:
+                raise self.error(f"cat: inside {field}:( ... ): a category is not text", token.pos)
+            return Category(token.text)  # required or not, a category is a hard rule
         if plus is not None:
             raise self.error("+ must be followed by a word or a phrase", plus.pos)
         found = _DESCRIBE[token.kind]

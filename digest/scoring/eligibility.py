@@ -1,6 +1,6 @@
 """Which papers a filter accepts at all: the filter tree's hard rules, before any ranking.
 
-Words, phrases, NOT, AND, OR and field scopes decide eligibility; ranking
+Words, phrases, categories, NOT, AND, OR and field scopes decide eligibility; ranking
 only orders what is eligible and never admits a paper. Bare words must all
 occur, except in long topics (`relax_from_words` words or more, implicit AND
 only) where a paper needs `relax_share` of the topic's idf weight, so rare
@@ -15,10 +15,12 @@ from __future__ import annotations
 from collections.abc import Set as AbstractSet
 
 from digest.config import ScoringSettings
-from digest.filters import And, Node, Not, Or, Phrase, Word
+from digest.filters import And, Category, Node, Not, Or, Phrase, Word
 from digest.scoring.leaves import Leaves
 
-_BARE = (Word, Phrase, Not)  # a tuple: `Word | Phrase | Not` builds a union at every call
+# a tuple: `Word | Phrase | Not` builds a union at every call. A category is bare too:
+# `cat:cs.CL` narrows a long topic's papers without making its words strict.
+_BARE = (Word, Phrase, Category, Not)
 
 
 class Eligibility:
@@ -38,6 +40,9 @@ class Eligibility:
         if isinstance(node, Word | Phrase):
             unit = self.leaves.unit(node, None)
             result = self._all if unit.ignorable else unit.docs
+        elif isinstance(node, Category):
+            papers = self.leaves.corpus.papers
+            result = frozenset(d for d in self._all if node.matches(papers[d].categories))
         elif isinstance(node, Not):
             result = self._all - self.eligible(node.operand)
         elif isinstance(node, Or):
@@ -53,6 +58,9 @@ class Eligibility:
         for operand, unit in self.leaves.operands(node):
             if isinstance(operand, Not):
                 result = result - self.eligible(operand.operand)
+                continue
+            if isinstance(operand, Category):  # a hard rule that adds no weight
+                result = result & self.eligible(operand)
                 continue
             if unit is not None and unit.ignorable:
                 continue
@@ -88,7 +96,7 @@ class Eligibility:
 
     def attainable(self, node: Node) -> float:
         """The idf weight a perfectly matching paper carries (normalises relevance to 0-1)."""
-        if isinstance(node, Not):
+        if isinstance(node, Not | Category):
             return 0.0
         if isinstance(node, Word | Phrase):
             unit = self.leaves.unit(node, None)

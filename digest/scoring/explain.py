@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from digest.filters import Node, Not, Or, Phrase, Word
+from digest.filters import Category, Node, Not, Or, Phrase, Word
 from digest.scoring.corpus import END, FIELD, FIELD_ORDER, START, VIA
 from digest.scoring.leaves import Leaves, Unit
 from digest.scoring.ranking import Ranking, Scored
@@ -141,6 +141,12 @@ def trace(leaves: Leaves, node: Node, doc: int) -> tuple[tuple[str, ...], tuple[
                 excluded.append(u.label)
             elif not negated and not present:
                 missing.append(u.label)
+        elif isinstance(n, Category):
+            inside = n.matches(leaves.corpus.papers[doc].categories)
+            if negated and inside:
+                excluded.append(f"cat:{n.name}")
+            elif not negated and not inside:
+                missing.append(f"cat:{n.name}")
         elif isinstance(n, Not):
             stack.append((n.operand, not negated, None))
         elif isinstance(n, Or):

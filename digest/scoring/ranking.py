@@ -7,6 +7,11 @@ the topic's neighbouring words occur close together, plus the feedback bonus
 (`feedback.py`). Papers below an absolute and a relative cut-off are dropped:
 fewer papers rather than noise. Upvotes add a small tie-breaker afterwards
 and never make a paper eligible.
+
+A filter of categories alone (`cat:cs.CL`) has no words to rank by: every
+paper in it is a perfect match (relevance 1), so popularity orders them and
+`max_papers` bounds how many are sent, as arXiv's own category alerts send
+the whole listing.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 from digest.config import ScoringSettings
-from digest.filters import And, Node, Not, Or, Phrase, Word
+from digest.filters import And, Category, Node, Not, Or, Phrase, Word
 from digest.scoring.analysis import term_of
 from digest.scoring.corpus import Corpus
 from digest.scoring.eligibility import Eligibility
@@ -87,6 +92,10 @@ class Ranking:
         s = self.settings
         out: dict[int, Scored] = {}
         self._scored[node] = out
+        if not plan.units and _categories_alone(node):
+            for doc in plan.eligible:
+                out[doc] = (1.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+            return out
         if not plan.units or plan.attainable <= 0:
             return out  # nothing to rank by (only stop words / only NOT): select nothing
         gains = [unit.gain for unit in plan.units]
@@ -163,7 +172,7 @@ class Ranking:
         leaves = self.leaves
 
         def walk(n: Node, unit: Unit | None = None) -> None:
-            if isinstance(n, Not):
+            if isinstance(n, Not | Category):
                 return
             if isinstance(n, Word | Phrase):
                 u = unit or leaves.unit(n, None)
@@ -246,6 +255,16 @@ class Ranking:
                         break
             cached = self._pair_docs[key] = tuple(close)
         return cached
+
+
+def _categories_alone(node: Node) -> bool:
+    """Whether a filter asks for categories and no words (what it excludes aside)."""
+    if isinstance(node, Category):
+        return True
+    if isinstance(node, Word | Phrase | Not):
+        return False
+    positive = [op for op in node.operands if not isinstance(op, Not)]
+    return bool(positive) and all(_categories_alone(op) for op in positive)
 
 
 def _positions(unit: Unit, doc: int) -> dict[str, int]:

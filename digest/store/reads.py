@@ -71,7 +71,10 @@ def latest_upvotes(
 def paper_text(row: Paper, upvotes: int | None) -> PaperText:
     """What the scorer sees of a stored paper."""
     authors = tuple(str(a) for a in row.authors or ())
-    return PaperText(row.id, row.title, row.abstract or "", authors, upvotes)
+    categories = (row.extra or {}).get("categories") or ()
+    return PaperText(
+        row.id, row.title, row.abstract or "", authors, upvotes, tuple(map(str, categories))
+    )
 
 
 def paper_texts(

@@ -15,7 +15,16 @@ from sqlalchemy import func, insert, select
 from digest.errors import BadInput
 from digest.ingest import IngestResult, infer_issue_date, ingest_bytes, ingest_file
 from digest.store.database import Store
-from digest.store.schema import Digest, DigestItem, Dump, DumpPaper, Paper, Subscriber
+from digest.store.schema import (
+    Digest,
+    DigestItem,
+    Dump,
+    DumpPaper,
+    Paper,
+    Subscriber,
+    Topic,
+    Vote,
+)
 from tests.conftest import DATA
 
 NOW = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
@@ -182,6 +191,77 @@ def test_title_only_row_is_merged_into_an_existing_arxiv_row(store: Store) -> No
         assert len(paper.listings) == 2
         item = session.scalars(select(DigestItem)).one()
         assert item.paper_id == paper.id
+
+
+def test_a_readers_vote_on_a_title_only_row_survives_its_merge(store: Store) -> None:
+    """A vote cast on a page-dump paper is the reader's word about that paper: folding
+    the row into its arXiv row must carry the vote along, not drop it."""
+    ingest_file(store, DUMPS[3], now=NOW)
+    with store.transaction() as session:
+        session.execute(
+            insert(Paper).values(
+                key="arxiv:2106.05784",
+                arxiv_id="2106.05784",
+                title="Programming Puzzles",
+                abstract="",
+                authors=[],
+                extra={},
+                first_seen=datetime(2026, 12, 1, tzinfo=UTC),
+            )
+        )
+        old_id = session.scalar(select(Paper.id).where(Paper.key == "title:programming puzzles"))
+        subscriber = Subscriber(
+            email="a@example.org",
+            status="active",
+            created_at=NOW,
+            subscribed_at=NOW,
+            updated_at=NOW,
+        )
+        session.add(subscriber)
+        session.flush()
+        topics = [
+            Topic(subscriber_id=subscriber.id, query=q, created_at=NOW) for q in ("code", "llm")
+        ]
+        session.add_all(topics)
+        session.flush()
+        new_id = session.scalar(select(Paper.id).where(Paper.key == "arxiv:2106.05784"))
+        session.add(
+            Vote(
+                subscriber_id=subscriber.id,
+                paper_id=old_id,
+                topic_id=topics[0].id,
+                vote=-1,
+                voted_at=NOW,
+            )
+        )
+        # on the other topic the reader voted on both rows: the arXiv row's vote stays
+        session.add(
+            Vote(
+                subscriber_id=subscriber.id,
+                paper_id=old_id,
+                topic_id=topics[1].id,
+                vote=-1,
+                voted_at=NOW,
+            )
+        )
+        session.add(
+            Vote(
+                subscriber_id=subscriber.id,
+                paper_id=new_id,
+                topic_id=topics[1].id,
+                vote=1,
+                voted_at=NOW,
+            )
+        )
+    ingest_bytes(
+        store,
+        json_bytes([hf_item("2106.05784", "Programming Puzzles")]),
+        source_ref="hf.json",
+        now=NOW,
+    )
+    with store.sessions() as session:
+        votes = session.execute(select(Vote.paper_id, Vote.topic_id, Vote.vote)).all()
+        assert sorted(votes) == sorted([(new_id, topics[0].id, -1), (new_id, topics[1].id, 1)])
 
 
 def test_repeats_and_withdrawn_papers_in_one_dump_are_skipped(store: Store) -> None:

@@ -28,15 +28,15 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, insert, select, update
+from sqlalchemy import Table, delete, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from digest.errors import BadInput
 from digest.keys import paper_key, title_key
 from digest.store.database import Store
 from digest.store.reads import chunks
-from digest.store.schema import DigestItem, Dump, DumpPaper, Paper, PaperVector
+from digest.store.schema import DigestItem, Dump, DumpPaper, Paper, PaperVector, Vote
 from digest.values import ParsedDump, ParsedPaper
 
 # Core tables: executemany without the ORM's per-row bookkeeping
@@ -336,6 +336,22 @@ def _merge(session: Session, loser: _Row, winner: _Row) -> None:
             update(table).where(column == loser.id, owner.not_in(taken)).values(paper_id=winner.id)
         )
         session.execute(delete(table).where(column == loser.id))
+    # A reader's votes are about the paper, whichever row they were cast on (deleting the
+    # loser would cascade them away); where the reader voted on both rows for one topic,
+    # the vote on the row that stays is kept.
+    kept = aliased(Vote)
+    session.execute(
+        update(Vote)
+        .where(
+            Vote.paper_id == loser.id,
+            ~exists().where(
+                kept.paper_id == winner.id,
+                kept.subscriber_id == Vote.subscriber_id,
+                kept.topic_id == Vote.topic_id,
+            ),
+        )
+        .values(paper_id=winner.id)
+    )
     values: dict[str, Any] = {}
     if not winner.abstract and loser.abstract:
         values["abstract"] = winner.abstract = loser.abstract

@@ -14,6 +14,9 @@ are tested with plain functions and the real pipeline is wired in one place
 - the arXiv fetch (only when `arxiv_categories` names some) runs daily at
   `arxiv_fetch_time` UTC and, if it fails or the feed is not yet that day's,
   tries again every `arxiv_retry_minutes` until the UTC day ends;
+- title lookups (only when `title_lookup` is on) run every `poll_minutes`,
+  on their own thread like every job, so a slow Hugging Face never holds a
+  delivery;
 - `stop()` stops scheduling at once, tells running jobs to wind down (a
   delivery round claims nothing more and stops after the messages in
   flight), waits for them within `shutdown_timeout_seconds`, then releases
@@ -78,6 +81,8 @@ class Jobs:
     seen: Callable[[str, datetime], None] = lambda *_: None
     # True once the day's arXiv feed is in (None: no arXiv job)
     fetch_arxiv: Callable[[datetime], bool] | None = None
+    # look up title-only papers by exact title; what it did (None: no lookup job)
+    look_up_titles: Callable[[datetime], str | None] | None = None
 
 
 class AlreadyRunning(DigestError):
@@ -135,6 +140,11 @@ def job_triggers(settings: Settings, start: datetime) -> dict[str, Any]:
     }
     if settings.sources.arxiv_categories.strip():
         triggers["arxiv"] = _daily(settings.sources.arxiv_fetch_time)
+    if settings.sources.title_lookup:
+        # half a poll after the folder ingest, so a new page dump is in when it runs
+        triggers["lookup"] = IntervalTrigger(
+            minutes=poll.total_seconds() / 60, start_date=start + poll * 1.5
+        )
     return triggers
 
 
@@ -271,6 +281,10 @@ class Daemon:
     def _tick(self) -> None:
         self._guarded("tick", self.jobs.tick)
 
+    def _look_up_titles(self) -> None:
+        if self.jobs.look_up_titles is not None:
+            self._guarded("lookup", self.jobs.look_up_titles)
+
     def _fetch_hf(self) -> None:
         retry = self.settings.sources.hf_retry_minutes
         self._fetch_daily("hf", self.jobs.fetch_hf, retry, self._fetch_hf, "hf list")
@@ -317,6 +331,8 @@ class Daemon:
         self.scheduler.add_job(self._fetch_hf, triggers["hf"], id="hf")
         if "arxiv" in triggers and self.jobs.fetch_arxiv is not None:
             self.scheduler.add_job(self._fetch_arxiv, triggers["arxiv"], id="arxiv")
+        if "lookup" in triggers and self.jobs.look_up_titles is not None:
+            self.scheduler.add_job(self._look_up_titles, triggers["lookup"], id="lookup")
         self.scheduler.add_job(
             self._tick,
             triggers["tick"],

@@ -11,6 +11,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
@@ -24,10 +25,18 @@ from digest.sources.hf_api import (
     fetch_url,
     parse_hf_json,
 )
+from digest.sources.lookup import TitleLookup
 from digest.sources.sniff import FEEDS, not_a_dump
 from digest.sources.textdump import MAX_TEXT_BYTES, parse_text_dump
 from digest.store.database import Store
-from digest.store.dumps import IngestResult, infer_issue_date, known_dump, store_dump
+from digest.store.dumps import (
+    IngestResult,
+    infer_issue_date,
+    known_dump,
+    learn_identity,
+    store_dump,
+    titles_to_look_up,
+)
 from digest.values import ParsedDump
 
 log = logging.getLogger(__name__)
@@ -130,6 +139,55 @@ def ingest_arxiv(
         now=now,
         issue_date=day,
     )
+
+
+@dataclass(frozen=True)
+class LookupReport:
+    """What one run of title lookups did; `error` is why it stopped early, if it did."""
+
+    asked: int
+    found: int
+    waiting: int  # titles left for a later run
+    error: str | None = None
+
+    def summary(self) -> str:
+        said = f"looked up {self.asked} title{'s' * (self.asked != 1)}: {self.found} found"
+        if self.waiting:
+            said += f", {self.waiting} left for the next run"
+        return said + (f"; stopped: {self.error}" if self.error else "")
+
+
+def look_up_titles(
+    store: Store,
+    sources: SourceSettings,
+    *,
+    now: datetime,
+    limit: int,
+    again: bool = False,
+    sleep: Callable[[float], None] = time.sleep,
+    progress: Callable[[int, int], None] = lambda done, total: None,
+) -> LookupReport:
+    """Ask Hugging Face, by exact title, who the papers without an arXiv id are.
+
+    Each answer is stored as it comes (a found paper takes its id, authors and
+    links at once), so a run stopped by a failing source keeps what it learned;
+    the titles it did not reach stay untried for the next run.
+    """
+    todo = titles_to_look_up(store, limit=limit + 1, again=again)
+    waiting = max(0, len(todo) - limit)
+    todo = todo[:limit]
+    asked = found = 0
+    with TitleLookup(sources, sleep=sleep) as lookup:
+        for paper_id, title in todo:
+            try:
+                paper = lookup.find(title)
+            except SourceError as exc:
+                return LookupReport(asked, found, waiting + len(todo) - asked, str(exc))
+            asked += 1
+            if learn_identity(store, paper_id, paper, now) and paper is not None:
+                found += 1
+            progress(asked, len(todo))
+    return LookupReport(asked, found, waiting)
 
 
 def ingest_folder(

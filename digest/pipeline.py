@@ -19,6 +19,7 @@ from digest import ingest
 from digest.config import Settings
 from digest.email.render import Renderer
 from digest.embed import PAPERS_PER_PASS, embed_papers, embed_topics, encoder_for
+from digest.errors import SourceError
 from digest.links import load_secret
 from digest.logs import LOGGER_NAME, log_event
 from digest.mail import Mailer, MessageFeed, OnOutcome, mailer_from_settings
@@ -186,6 +187,25 @@ class Pipeline:
             self.embed()
         today = result.issue_date is not None and result.issue_date >= now.date()
         return today or listed == 0
+
+    def look_up_titles(self, now: datetime) -> str | None:
+        """Look up title-only papers by exact title (`sources.title_lookup`); what it did.
+
+        A failing Hugging Face fails the job (logged, tried again next poll); what was
+        found before the failure is kept.
+        """
+        sources = self.settings.sources
+        report = ingest.look_up_titles(
+            self.store, sources, now=now, limit=sources.title_lookup_per_run
+        )
+        if report.error is not None:
+            raise SourceError(report.summary())
+        if not report.asked:
+            return None
+        log_event(logger, report.summary(), asked=report.asked, found=report.found)
+        if report.found:
+            self.embed()  # a merged row may have taken a longer abstract
+        return report.summary()
 
     def embed(self) -> None:
         """Give papers and topics without a vector theirs (when the semantic signal is on).

@@ -1,4 +1,5 @@
-"""`digest ingest`, `digest papers`, `digest dumps`: getting dumps in, seeing what is stored.
+"""`digest ingest`, `digest lookup-titles`, `digest papers`, `digest dumps`: getting dumps
+in, learning who title-only papers are, seeing what is stored.
 
 `digest ingest` keeps going when one dump fails, prints one line per dump and
 exits non-zero if any failed, so cron can tell (exit 0 also when everything
@@ -32,7 +33,7 @@ from digest.cli.options import (
 )
 from digest.cli.progress import progress_bar
 from digest.config import Settings
-from digest.errors import BadInput, DigestError
+from digest.errors import BadInput, DigestError, SourceError
 from digest.sources.folder import DUMP_SUFFIXES, scan_folder
 from digest.store.database import Store
 from digest.store.schema import Dump, DumpPaper, Paper
@@ -244,6 +245,47 @@ def _describe(label: str, result: ingesting.IngestResult) -> str:
         f"{label}: {result.new_papers} new papers / {result.known_papers} already known / "
         f"{result.skipped} skipped ({where})"
     )
+
+
+@app.command("lookup-titles")
+def lookup_titles_command(
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, help="Look up at most this many titles.")
+    ] = 100,
+    again: Annotated[
+        bool,
+        typer.Option("--again", help="Also ask again for titles an earlier lookup did not find."),
+    ] = False,
+    config: ConfigOption = None,
+    now: NowOption = None,
+) -> None:
+    """Find the arXiv id, authors and links of papers that came without an id (page
+    dumps), by exact title on Hugging Face's paper search (sources.hf_base_url).
+
+    Only a result with the same title (case and punctuation aside) is taken. Each title
+    is asked once (see --again), at most one request per sources.title_lookup_seconds.
+    `digest run` does the same every poll_minutes when sources.title_lookup is on.
+    Exit 4 if Hugging Face fails; what was found before that is kept.
+    """
+    settings = settings_from(config)
+    when = parse_now(now)
+    with store_from(settings) as store:
+        progress = progress_bar("looking up titles")
+        with progress:
+            task = progress.add_task("looking up", total=None)
+
+            def advance(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            report = ingesting.look_up_titles(
+                store, settings.sources, now=when, limit=limit, again=again, progress=advance
+            )
+    if report.asked == 0 and report.error is None:
+        typer.echo("no paper without an arXiv id is waiting for a lookup")
+        return
+    typer.echo(report.summary().split("; stopped")[0])
+    if report.error is not None:
+        raise SourceError(report.error)
 
 
 @app.command("papers")

@@ -65,6 +65,7 @@ def run(
             record=pipeline.record_run,
             seen=pipeline.record_seen,
             fetch_arxiv=pipeline.fetch_arxiv,
+            look_up_titles=pipeline.look_up_titles,
         )
         stop = threading.Event()
 

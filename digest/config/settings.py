@@ -126,6 +126,18 @@ class SourceSettings:
         "UTC day ends.",
         minimum=0.01,
     )
+    title_lookup: bool = setting(
+        False,
+        "Have `digest run` look up, by exact title on Hugging Face's paper search, the papers "
+        "that arrived without an arXiv id (page dumps), to give them their id, authors and "
+        "PDF link. Off by default: it sends those titles to {hf_base_url}.",
+    )
+    title_lookup_per_run: int = setting(
+        100,
+        "Most titles one lookup run asks (each poll_minutes); the rest wait for the next run.",
+        minimum=1,
+    )
+    title_lookup_seconds: float = setting(1.0, "Least time between two title lookups.", minimum=0)
     poll_minutes: float = setting(
         10.0, "How often `digest run` looks for new files in dumps_dir.", minimum=0.01
     )

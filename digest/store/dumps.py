@@ -382,4 +382,61 @@ def known_dump(store: Store, sha256: str, source_ref: str) -> IngestResult | Non
     return IngestResult(found[0], sha256, source_ref, 0, 0, 0, True, found[1])
 
 
-__all__ = ["IngestResult", "infer_issue_date", "known_dump", "store_dump"]
+# --- title lookups: a title-only paper learns who it is, outside any dump ---
+
+LOOKUP = "title_lookup"  # extra[LOOKUP] = {"at": ISO time, "found": arXiv id or None}
+
+
+def titles_to_look_up(store: Store, *, limit: int, again: bool = False) -> list[tuple[int, str]]:
+    """(paper id, title) of papers without an arXiv id, newest first, at most `limit`:
+    those never looked up (with `again`, also those looked up and not found)."""
+    found: list[tuple[int, str]] = []
+    query = (
+        select(Paper.id, Paper.title, Paper.extra)
+        .where(Paper.arxiv_id.is_(None))
+        .order_by(Paper.first_seen.desc(), Paper.id.desc())
+    )
+    with store.sessions() as session:
+        for paper_id, title, extra in session.execute(query):
+            if LOOKUP in (extra or {}) and not again:
+                continue
+            found.append((paper_id, title))
+            if len(found) >= limit:
+                break
+    return found
+
+
+def learn_identity(store: Store, paper_id: int, paper: ParsedPaper | None, now: datetime) -> bool:
+    """Record a title lookup of a title-only paper; with `paper` (the same title, with an
+    arXiv id), the row takes its id and fills what it lacks, or folds into the row
+    already stored under that id. False when the row is gone or has an id by now."""
+    with store.transaction() as session:
+        values = session.execute(select(*_ROW_COLUMNS).where(Paper.id == paper_id)).first()
+        if values is None or values.arxiv_id is not None:
+            return False
+        row = _Row(*values)
+        mark = {"at": now.isoformat(), "found": paper.arxiv_id if paper else None}
+        row.extra = {**row.extra, LOOKUP: mark}
+        session.execute(update(Paper).where(Paper.id == row.id).values(extra=row.extra))
+        if paper is None or paper.arxiv_id is None:
+            return True
+        key = paper_key(paper.arxiv_id, paper.title)
+        stored = session.execute(select(*_ROW_COLUMNS).where(Paper.key == key)).first()
+        if stored is None:
+            target = _upgrade(session, row, key, paper)
+        else:
+            target = _Row(*stored)
+            _merge(session, row, target)
+        _fill(session, target, paper)
+    return True
+
+
+__all__ = [
+    "LOOKUP",
+    "IngestResult",
+    "infer_issue_date",
+    "known_dump",
+    "learn_identity",
+    "store_dump",
+    "titles_to_look_up",
+]

@@ -433,7 +433,7 @@ def test_remove_one_vote_then_reset_all(client: Client, store: Store, sent: Sent
     assert votes_in(store) == [(sent.subscriber_id, kv, sent.topics[kv], -1)]
     page = client.get(f"/m/{token('manage', sent.subscriber_id)}?done=vote-removed").text
     assert "Vote removed." in page and DIFFUSION not in page and KV_CACHE in page
-    response = manage(client, sent.subscriber_id, action="reset-votes")
+    response = manage(client, sent.subscriber_id, action="reset-votes", confirm="yes")
     assert response.status_code == 303
     assert response.headers["location"] == "?done=votes-reset"
     assert votes_in(store) == []
@@ -449,8 +449,39 @@ def test_reset_leaves_other_subscribers_votes(client: Client, store: Store, sent
         cast_vote(session, bob, paper, bob.topics[1], "down", now=NOW)
         bob_id = bob.id
     client.post(sent.less[KV_CACHE])
-    assert manage(client, sent.subscriber_id, action="reset-votes").status_code == 303
+    reset = manage(client, sent.subscriber_id, action="reset-votes", confirm="yes")
+    assert reset.status_code == 303
     assert [row[0] for row in votes_in(store)] == [bob_id]
+
+
+def test_reset_without_the_box_ticked_removes_nothing(
+    client: Client, store: Store, sent: Sent
+) -> None:
+    """Reset takes every vote at once; a press without the confirming tick is refused."""
+    client.post(sent.more[DIFFUSION])
+    client.post(sent.less[KV_CACHE])
+    page = manage(client, sent.subscriber_id).text
+    assert re.search(r'<input type="checkbox" name="confirm" value="yes" required', page)
+    assert "remove all 2 votes" in page
+    response = manage(client, sent.subscriber_id, action="reset-votes")
+    assert response.status_code == 400
+    assert "tick the box to confirm; no vote was removed" in response.text
+    assert len(votes_in(store)) == 2
+
+
+def test_a_vote_link_opened_again_says_the_vote_is_in_and_offers_undo(
+    client: Client, store: Store, sent: Sent
+) -> None:
+    client.post(sent.less[KV_CACHE])
+    again = client.get(sent.less[KV_CACHE])  # days later, from the same email
+    assert again.status_code == 200
+    assert "Already noted" in again.text
+    assert re.search(r'name="undo" value="1">\s*<button[^>]*>Undo</button>', again.text)
+    assert "Less like this</button>" not in again.text
+    other = client.get(sent.more[KV_CACHE])  # the opposite link: asks, and says what it replaces
+    assert "More papers like this?" in other.text
+    assert 'You said "Less like this" about it before; this replaces it.' in other.text
+    assert len(votes_in(store)) == 1
 
 
 @pytest.mark.parametrize(

@@ -470,6 +470,10 @@ class WebApp:
                 votes.remove_vote(session, subscriber, paper, topic)
                 return "vote-removed"
             if action == "reset-votes":
+                # a whole list of what the reader taught their topics goes at once: the
+                # box must be ticked (a stray press removes nothing)
+                if form.get("confirm") != "yes":
+                    raise BadInput("tick the box to confirm; no vote was removed")
                 votes.reset_votes(session, subscriber)
                 return "votes-reset"
             if action == "resubscribe":
@@ -527,7 +531,11 @@ class WebApp:
         def work() -> Response:
             with self.store.transaction() as session:
                 subscriber, paper, topic = self.vote_target_for(session, link, token)
-                state = "ask"
+                cast = session.get(Vote, (subscriber.id, paper.id, topic.id))
+                # the vote already cast on this paper for this topic, if any: a second
+                # click (or a click days later) should say so, not ask as if it were new
+                earlier = None if cast is None else ("more" if cast.vote > 0 else "less")
+                state = "already" if earlier == link else "ask"
                 if post and undo:
                     votes.remove_vote(session, subscriber, paper, topic)
                     state = "undone"
@@ -538,6 +546,7 @@ class WebApp:
                     "vote.html.j2",
                     link=link,
                     state=state,
+                    earlier=earlier,
                     title=paper.title,
                     topic=topic.label or topic.query,
                     manage_token=self.token(

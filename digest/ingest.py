@@ -221,18 +221,21 @@ def ingest_folder(
     return results
 
 
-_REPORTED: set[tuple[str, int, float]] = set()
-"""(path, size, mtime) of the folder files already reported in this process."""
+_REPORTED: dict[str, tuple[int, float]] = {}
+"""Per folder file reported in this process, the (size, mtime) it had: one entry per
+path, so a daemon watching a file rewritten for months keeps one entry, not one per
+version."""
 
 
 def _log_once(path: Path, message: str, level: int = logging.INFO) -> None:
+    """Log `message` about a folder file once per version of it (size and mtime)."""
     try:
         stat = path.stat()
     except OSError:
         return
-    key = (str(path), stat.st_size, stat.st_mtime)
-    if key not in _REPORTED:
-        _REPORTED.add(key)
+    version = (stat.st_size, stat.st_mtime)
+    if _REPORTED.get(str(path)) != version:
+        _REPORTED[str(path)] = version
         log.log(level, "%s", message)
 
 

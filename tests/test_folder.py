@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from datetime import UTC, datetime
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from digest import ingest
 from digest.errors import DigestError, SourceError
 from digest.ingest import ingest_folder
 from digest.sources.folder import scan_folder
@@ -102,3 +104,26 @@ def test_a_process_clock_behind_the_file_system_still_sees_settled_files(tmp_pat
     assert scan.ready == [settled]
     assert [p for p, _ in scan.waiting] == [fresh]  # still judged by how long ago it changed
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh.txt", "settled.txt"]
+
+
+def test_a_skipped_file_is_logged_once_per_version_and_remembered_once(
+    store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A daemon polls the folder every few minutes for months: a file it cannot read is
+    logged when it appears and again each time it changes, never at every pass, and what
+    the process remembers about it does not grow with its versions."""
+    folder = tmp_path / "dumps"
+    folder.mkdir()
+    odd = folder / "notes.md"
+
+    def poll(version: int) -> None:
+        odd.write_text(f"version {version}\n")
+        os.utime(odd, (1_000_000 + version, 1_000_000 + version))
+        ingest_folder(store, folder, now=NOW, settle_seconds=0, clock=lambda: later())
+
+    with caplog.at_level("INFO", logger="digest.ingest"):
+        for version in (1, 1, 2, 3, 3):
+            poll(version)
+    skipped = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert len(skipped) == 3 and all(str(odd) in line for line in skipped)
+    assert sum(1 for key in ingest._REPORTED if str(odd) in key) == 1

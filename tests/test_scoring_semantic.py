@@ -121,3 +121,77 @@ def test_meaning_texts_follow_the_filter() -> None:
     assert meaning_texts(" ".join(f"(a{i} OR b{i})" for i in range(4))) == ()  # 16: none
     assert meaning_texts('robots author:"yann lecun"') == ("robots",)
     assert meaning_texts("author:hinton") == ()
+
+
+# --- meaning admits a paper with some of a long topic's words (semantic.admit) ---
+
+LONG_TOPIC = "compressing prompts into fewer tokens for language models"
+SAID_OTHERWISE = 100  # says the topic in other words: only "tokens" of the topic's words
+
+
+def _admission_corpus() -> tuple[list[PaperText], dict[int, bytes], dict[str, bytes]]:
+    """Two papers with every word of LONG_TOPIC, one that says it otherwise, and sixty
+    unrelated papers (their meanings far from the topic's, so the one standing out
+    stands out from a distribution, as in a real run)."""
+    rng = np.random.default_rng(7)
+    papers = [
+        PaperText(1, "Compressing prompts for language models", "Fewer tokens, same answers."),
+        PaperText(2, "Language models with compressed prompts", "Compressing into fewer tokens."),
+        PaperText(SAID_OTHERWISE, "Shorter inputs for chatbots", "We cut the tokens a bot reads."),
+    ]
+    vectors = {1: unit(1, 0.2, 0, 0, 0, 0), 2: unit(1, 0, 0.2, 0, 0, 0)}
+    vectors[SAID_OTHERWISE] = unit(1, 0.1, 0.1, 0, 0, 0)
+    for i in range(60):
+        papers.append(PaperText(200 + i, f"Unrelated study {i}", f"About topic{i} and tokens."))
+        vectors[200 + i] = unit(0.1, *rng.normal(size=5))
+    texts = {text: unit(1, 0, 0, 0, 0, 0) for text in meaning_texts(LONG_TOPIC)}
+    return papers, vectors, texts
+
+
+def _admission_search(topic: str, **settings: float) -> list[int]:
+    papers, vectors, texts = _admission_corpus()
+    texts.update({text: unit(1, 0, 0, 0, 0, 0) for text in meaning_texts(topic)})
+    index = PaperIndex(
+        papers,
+        ScoringSettings(**settings),  # type: ignore[arg-type]
+        paper_vectors=vectors,
+        text_vectors=texts,
+    )
+    return ids(index.search(parse(topic), meaning_texts(topic)))
+
+
+def test_a_paper_saying_a_long_topic_in_other_words_is_sent() -> None:
+    found = _admission_search(LONG_TOPIC)
+    assert found[:2] == [1, 2] or found[:2] == [2, 1]
+    assert SAID_OTHERWISE in found
+    assert not any(paper_id >= 200 for paper_id in found)  # "tokens" alone is not enough
+    assert SAID_OTHERWISE not in _admission_search(LONG_TOPIC, semantic_admit_z=0.0)
+
+
+def test_an_admitted_paper_is_explained_with_its_meaning() -> None:
+    papers, vectors, texts = _admission_corpus()
+    index = PaperIndex(papers, ScoringSettings(), paper_vectors=vectors, text_vectors=texts)
+    why = index.explain(SAID_OTHERWISE, parse(LONG_TOPIC), meaning_texts(LONG_TOPIC))
+    assert why.selected and "meaning" in why.parts
+
+
+@pytest.mark.parametrize(
+    "topic",
+    [
+        LONG_TOPIC + " -chatbots",  # excluded word
+        LONG_TOPIC + " NOT bot",
+        '"fewer tokens" OR "compressing prompts"',  # quoted phrases it lacks
+        "compressing prompts into fewer +tokens for +language models",  # required word
+        "compressing prompts into fewer title:tokens for language models",  # field scope
+        "compressing AND prompts AND tokens",  # explicit AND: every operand is required
+    ],
+)
+def test_the_filters_hard_rules_still_keep_an_admitted_paper_out(topic: str) -> None:
+    assert SAID_OTHERWISE not in _admission_search(topic)
+
+
+def test_a_paper_with_none_of_the_topics_words_is_never_admitted() -> None:
+    papers, vectors, texts = _admission_corpus()
+    papers[2] = PaperText(SAID_OTHERWISE, "Shorter inputs for chatbots", "We cut what a bot reads.")
+    index = PaperIndex(papers, ScoringSettings(), paper_vectors=vectors, text_vectors=texts)
+    assert SAID_OTHERWISE not in ids(index.search(parse(LONG_TOPIC), meaning_texts(LONG_TOPIC)))

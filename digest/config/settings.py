@@ -244,6 +244,15 @@ class ScoringSettings:
         minimum=0,
         maximum=1,
     )
+    semantic_admit_z: float = setting(
+        2.5,
+        "With the semantic signal: a paper that has some of a long topic's words, but too few "
+        "to be eligible by words, is scored anyway when its cosine to the topic stands this "
+        "many standard deviations above the other papers' (NOT, +, quotes and fields still "
+        "apply; 0 turns this route off).",
+        minimum=0,
+        maximum=10,
+    )
     vote_weight: float = setting(
         0.4,
         "Reader votes (more / less like this): the most a topic's votes move a paper, as a "

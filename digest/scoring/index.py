@@ -24,7 +24,7 @@ from digest.scoring.explain import Explanation, explain, matched_terms
 from digest.scoring.feedback import Feedback
 from digest.scoring.leaves import Leaves
 from digest.scoring.ranking import Ranking, Scored
-from digest.scoring.semantic import Meaning, fuse
+from digest.scoring.semantic import Meaning, admit, fuse
 from digest.scoring.votes import Leaning, leaning
 from digest.values import Hit, PaperText, TopicVotes
 
@@ -66,6 +66,9 @@ class PaperIndex:
         self.ranking = Ranking(
             corpus, leaves, Eligibility(leaves, corpus.all, lexical), self.feedback, lexical
         )
+        # the papers a filter accepts when its relaxed groups need any share of their
+        # weight: those the meaning may admit (`semantic.admit`)
+        self._loose = Eligibility(leaves, corpus.all, replace(lexical, relax_share=0.0))
         self._hits: dict[object, list[Hit]] = {}
         self._by_id: dict[tuple[int, tuple[str, ...]], tuple[Node, list[Hit]]] = {}
 
@@ -159,6 +162,7 @@ class PaperIndex:
         how votes moved each one).
 
         With vectors for the filter's meaning, the entries carry the fused score
+        (of the eligible papers and of those the meaning admits, `semantic.admit`)
         and the cut-off is `semantic_cutoff` of the best; else the word
         relevance and the lexical cut-offs of the settings. Votes move the
         entries' scores (by at most `vote_weight` of the best) before the
@@ -168,6 +172,15 @@ class PaperIndex:
         similarity = self.meaning.similarity(meaning) if self.meaning and meaning else None
         shares: dict[int, float] = {}
         if similarity is not None:
+            plan = self.ranking.plan(query)
+            scored = admit(
+                scored,
+                similarity,
+                self.settings.semantic_admit_z,
+                lambda: self._loose.eligible(query),
+                plan.units,
+                plan.attainable,
+            )
             scored, shares = fuse(scored, similarity, self.settings.semantic_weight)
         leant: Leaning = {}
         if votes and scored:

@@ -12,9 +12,21 @@ and a paper is kept when its fused score reaches `semantic_cutoff` × the
 best fused score. The lexical relevance is divided by the filter's best so
 both terms are on one scale whatever the filter; a paper that says the same
 thing in other words climbs, one that uses the words for something else
-falls. The words still decide eligibility: meaning reorders and cuts, it never
-lets in a paper the filter does not match (a route for papers with none of the
-topic's words admitted nothing at any safe threshold on the training topics).
+falls.
+
+Meaning widens eligibility in one place only (`admit`): a long topic of bare
+words lets in papers with enough of its word weight (`relax_share`), and a
+paper with some of its words but less than that is scored too when its cosine
+to the topic stands out from the other papers' (`semantic_admit_z` standard
+deviations above their mean). Cosines are not comparable across topics, but
+how far one stands above a topic's own distribution is. It then competes on
+its word relevance, which is low, and its cosine: only a paper whose meaning is
+close enough to make up for the missing words passes the cut. Every hard rule
+still holds (NOT, `+word`, quotes outside a relaxed group, fields, explicit
+AND): an admitted paper is one the filter's relaxed group would accept at any
+share. A paper with none of the topic's words is never admitted: on the
+training topics such a route admitted mostly noise at every threshold, above
+all for short topics and acronyms, whose embeddings say little.
 
 Pure: vectors come in as bytes (float32, as stored) and numpy does the
 arithmetic. A paper without a stored vector (embedding not caught up yet)
@@ -23,9 +35,11 @@ takes the median meaning of the topic's other papers.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING
 
+from digest.scoring.leaves import Unit
 from digest.scoring.ranking import Scored
 from digest.values import PaperText
 
@@ -116,3 +130,57 @@ def fuse(
         fused[doc] = (entry[0] / best + share, *entry[1:])
         meaning[doc] = share
     return fused, meaning
+
+
+def admit(
+    scored: dict[int, Scored],
+    similarity: NDArray[np.float32],
+    z: float,
+    loose: Callable[[], AbstractSet[int]],
+    units: Sequence[Unit],
+    attainable: float,
+) -> dict[int, Scored]:
+    """The scored papers, plus those the meaning admits (see the module docstring).
+
+    A paper is admitted when its similarity is at least `z` standard deviations
+    above the mean of the papers with a vector, it is not scored already, and the
+    filter with any share of its relaxed groups' weight accepts it (`loose`, asked
+    only when some paper stands out). Its relevance is its words' share of what a
+    perfect paper attains, as for any paper, without proximity or feedback: those
+    reward the words it lacks. Nothing is admitted for a filter no paper matches:
+    the words anchor the topic. `scored` itself is returned when nobody is admitted.
+    """
+    import numpy as np
+
+    if z <= 0 or not scored or attainable <= 0:
+        return scored
+    known = similarity[~np.isnan(similarity)]
+    if known.size < 2:
+        return scored
+    spread = float(known.std())
+    if spread <= 0:
+        return scored
+    floor = float(known.mean()) + z * spread
+    with np.errstate(invalid="ignore"):
+        standing = [int(doc) for doc in np.flatnonzero(similarity >= floor)]
+    standing = [doc for doc in standing if doc not in scored]
+    if not standing:
+        return scored
+    accepted = loose()
+    inverse = 1.0 / attainable
+    out = dict(scored)
+    for doc in standing:
+        if doc not in accepted:
+            continue
+        title = abstract = author = 0.0
+        for unit in units:
+            gain = unit.gain.get(doc)
+            if gain is not None:
+                title += gain[0]
+                abstract += gain[1]
+                author += gain[2]
+        title, abstract, author = title * inverse, abstract * inverse, author * inverse
+        relevance = min(1.0, title + abstract + author)
+        if relevance > 0:
+            out[doc] = (relevance, title, abstract, author, 0.0, 0.0)
+    return out

@@ -39,7 +39,7 @@ def w(text: str, **kwargs: object) -> Word:
         ("quantiz*", w("quantiz", prefix=True)),
         ('"kv cache"', Phrase(("kv", "cache"))),
         ('"state of the art"', Phrase(("state", "of", "the", "art"))),
-        ("gpt-4 vision", And((Phrase(("gpt", "4")), w("vision")))),
+        ("gpt-4 vision", And((Phrase(("gpt", "4"), quoted=False), w("vision")))),
         ("llm OR vlm", Or((w("llm"), w("vlm")))),
         ("llm AND vlm", And((w("llm"), w("vlm")), explicit=True)),
         # One level for AND and juxtaposition: a typed AND makes the whole run explicit.

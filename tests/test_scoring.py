@@ -153,6 +153,15 @@ def test_bare_words_are_relaxed_by_weight_but_strict_when_asked(index: PaperInde
     assert not index.explain(9, common).eligible
 
 
+def test_a_quoted_phrase_is_required_in_a_long_topic_a_hyphenated_word_is_not(
+    index: PaperIndex,
+) -> None:
+    """The manual: quotes are strict, as `+word` is; `key-value` typed bare is a word."""
+    assert ids(index, parse('efficient cache compression "video pruning"')) == []
+    assert ids(index, parse("efficient cache compression video-pruning")) == [2]
+    assert ids(index, parse('efficient compression recipe "key value"')) == [2]
+
+
 def test_popularity_breaks_ties_but_never_admits_off_topic_papers() -> None:
     twins = [
         PaperText(1, "Graph neural networks", FILLER, upvotes=1),

@@ -31,10 +31,17 @@ class Word:
 
 @dataclass(frozen=True, slots=True)
 class Phrase:
-    """Words that must appear adjacent and in order."""
+    """Words that must appear adjacent and in order.
+
+    `quoted` tells a phrase typed in quotes (`"kv cache"`: required, as `+word` is,
+    even where a long topic's bare words match loosely) from one the parser made
+    of a word with inner punctuation (`gpt-4`, `low-resource`), which is a word
+    like any other and may be missing from a paper that carries enough of the rest.
+    """
 
     words: tuple[str, ...]
     field: TextField | None = None
+    quoted: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +102,8 @@ def to_text(node: Node) -> str:
             + ("*" if node.prefix else "")
         )
     if isinstance(node, Phrase):
-        return (f"{node.field}:" if node.field else "") + '"' + " ".join(node.words) + '"'
+        said = '"' + " ".join(node.words) + '"' if node.quoted else "-".join(node.words)
+        return (f"{node.field}:" if node.field else "") + said
     if isinstance(node, Category):
         return f"cat:{node.name}"
     if isinstance(node, Not):

@@ -351,7 +351,7 @@ class _Parser:
         if not found:
             return None  # punctuation only, such as "&" or "--"
         if len(found) > 1:
-            return Phrase(tuple(found), field)  # gpt-4, state-of-the-art
+            return Phrase(tuple(found), field, quoted=False)  # gpt-4, state-of-the-art
         if is_stop_word(found[0]) and not keep_stop_word:
             return None
         return Word(found[0], field, required=required)

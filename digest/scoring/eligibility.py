@@ -68,7 +68,9 @@ class Eligibility:
                 positives.append((unit.docs, unit.idf))
             else:
                 positives.append((self.eligible(operand), self.attainable(operand)))
-            if isinstance(operand, Word) and operand.required:
+            if (isinstance(operand, Word) and operand.required) or (
+                isinstance(operand, Phrase) and operand.quoted
+            ):  # `+word` and "a quoted phrase" are required even where the rest is loose
                 result = result & positives[-1][0]
         if not positives:
             return frozenset(result) if len(result) < len(self._all) else self._all

@@ -22,7 +22,7 @@ deviations above their mean). Cosines are not comparable across topics, but
 how far one stands above a topic's own distribution is. It then competes on
 its word relevance, which is low, and its cosine: only a paper whose meaning is
 close enough to make up for the missing words passes the cut. Every hard rule
-still holds (NOT, `+word`, quotes outside a relaxed group, fields, explicit
+still holds (NOT, `+word`, quoted phrases, fields, explicit
 AND): an admitted paper is one the filter's relaxed group would accept at any
 share. A paper with none of the topic's words is never admitted: on the
 training topics such a route admitted mostly noise at every threshold, above

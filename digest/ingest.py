@@ -25,7 +25,7 @@ from digest.sources.hf_api import (
     fetch_url,
     parse_hf_json,
 )
-from digest.sources.lookup import TitleLookup
+from digest.sources.lookup import TitleLookup, TitleRefused
 from digest.sources.sniff import FEEDS, not_a_dump
 from digest.sources.textdump import MAX_TEXT_BYTES, parse_text_dump
 from digest.store.database import Store
@@ -148,13 +148,16 @@ class LookupReport:
     asked: int
     found: int
     waiting: int  # titles left for a later run
+    refused: int = 0  # titles the search refused or answered with something unusable
     error: str | None = None
 
     def summary(self) -> str:
         said = f"looked up {self.asked} title{'s' * (self.asked != 1)}: {self.found} found"
+        if self.refused:
+            said += f", {self.refused} refused by the search"
         if self.waiting:
             said += f", {self.waiting} left for the next run"
-        return said + (f"; stopped: {self.error}" if self.error else "")
+        return said
 
 
 def look_up_titles(
@@ -166,28 +169,35 @@ def look_up_titles(
     again: bool = False,
     sleep: Callable[[float], None] = time.sleep,
     progress: Callable[[int, int], None] = lambda done, total: None,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> LookupReport:
     """Ask Hugging Face, by exact title, who the papers without an arXiv id are.
 
     Each answer is stored as it comes (a found paper takes its id, authors and
-    links at once), so a run stopped by a failing source keeps what it learned;
-    the titles it did not reach stay untried for the next run.
+    links at once), so a run stopped by a failing source, or by `should_stop`
+    (shutdown), keeps what it learned; the titles it did not reach stay
+    untried for the next run. A title the search refuses is recorded as
+    refused and the run goes on.
     """
-    todo = titles_to_look_up(store, limit=limit + 1, again=again)
-    waiting = max(0, len(todo) - limit)
-    todo = todo[:limit]
-    asked = found = 0
+    todo, total = titles_to_look_up(store, limit=limit, again=again)
+    asked = found = refused = 0
     with TitleLookup(sources, sleep=sleep) as lookup:
         for paper_id, title in todo:
+            if should_stop():
+                break
+            error: str | None = None
             try:
                 paper = lookup.find(title)
+            except TitleRefused as exc:
+                paper, error = None, str(exc)
+                refused += 1
             except SourceError as exc:
-                return LookupReport(asked, found, waiting + len(todo) - asked, str(exc))
+                return LookupReport(asked, found, total - asked, refused, str(exc))
             asked += 1
-            if learn_identity(store, paper_id, paper, now) and paper is not None:
+            if learn_identity(store, paper_id, paper, now, error=error) and paper is not None:
                 found += 1
             progress(asked, len(todo))
-    return LookupReport(asked, found, waiting)
+    return LookupReport(asked, found, total - asked, refused)
 
 
 def ingest_folder(

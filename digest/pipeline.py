@@ -196,10 +196,14 @@ class Pipeline:
         """
         sources = self.settings.sources
         report = ingest.look_up_titles(
-            self.store, sources, now=now, limit=sources.title_lookup_per_run
+            self.store,
+            sources,
+            now=now,
+            limit=sources.title_lookup_per_run,
+            should_stop=self.stopping.is_set,
         )
         if report.error is not None:
-            raise SourceError(report.summary())
+            raise SourceError(f"{report.error} ({report.summary()})")
         if not report.asked:
             return None
         log_event(logger, report.summary(), asked=report.asked, found=report.found)

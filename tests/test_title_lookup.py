@@ -10,23 +10,27 @@ failing server stops the run with exit 4 and keeps what was found.
 from __future__ import annotations
 
 import json
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from typer.testing import CliRunner
 
 from digest.config import Settings, SourceSettings, WebSettings
 from digest.daemon import job_triggers
 from digest.errors import SourceError
-from digest.ingest import ingest_file
+from digest.ingest import ingest_file, look_up_titles
 from digest.keys import title_key
 from digest.mail import MemoryMailer
 from digest.pipeline import Pipeline
+from digest.sources.hf_api import parse_hf_json
 from digest.sources.lookup import TitleLookup
 from digest.store.database import Store, open_store
+from digest.store.dumps import learn_identity
 from digest.store.schema import DumpPaper, Paper
 from tests.conftest import DATA, invoke
 from tests.http_server import LoopbackServer, Reply, http_server
@@ -247,3 +251,116 @@ def test_the_daemons_job_looks_up_a_run_at_a_time_and_fails_loudly(
     ingest_file(store, data, now=now)
     with pytest.raises(SourceError, match="500"):  # the daemon logs it; the next poll retries
         pipeline.look_up_titles(now)
+
+
+def test_the_count_left_for_the_next_run_is_every_title_still_waiting(
+    cli: CliRunner, tmp_path: Path, database_url: str, lookup_env: LoopbackServer
+) -> None:
+    lookup_env.serve(SEARCH, answer_by_title)
+    ingest_page(cli, tmp_path, [(p["title"], p["summary"]) for p in KNOWN])
+    code, out, _ = invoke(cli, "lookup-titles", "--limit", "1")
+    assert code == 0 and "looked up 1 title: 1 found, 2 left for the next run" in out
+    code, out, _ = invoke(cli, "lookup-titles", "--limit", "1")
+    assert code == 0 and "looked up 1 title: 1 found, 1 left for the next run" in out
+
+
+def test_a_title_the_search_refuses_is_recorded_and_the_run_goes_on(
+    cli: CliRunner, tmp_path: Path, database_url: str, lookup_env: LoopbackServer
+) -> None:
+    """One odd title must not stop every later lookup: it was asked first (newest) at
+    every run and failed, run after run."""
+    odd, fine = KNOWN[0], KNOWN[1]
+
+    def route(query: dict[str, str]) -> Reply:
+        if query["q"] == odd["title"]:
+            return Reply(400, b"bad query", "text/plain")
+        return answer_by_title(query)
+
+    lookup_env.serve(SEARCH, route)
+    page_dump(tmp_path / "old.txt", [(fine["title"], fine["summary"])])
+    code, _, _ = invoke(cli, "ingest", str(tmp_path / "old.txt"), "--now", "2026-06-25T06:00Z")
+    assert code == 0
+    ingest_page(cli, tmp_path, [(odd["title"], odd["summary"])])  # the newest: asked first
+    code, out, err = invoke(cli, "lookup-titles")
+    assert code == 0, out + err
+    assert "looked up 2 titles: 1 found, 1 refused by the search" in out
+    stored = rows(database_url)
+    assert stored[fine["title"]].arxiv_id == fine["id"]
+    assert "HTTP 400" in stored[odd["title"]].extra["title_lookup"]["error"]
+    code, out, _ = invoke(cli, "lookup-titles")
+    assert "no paper without an arXiv id is waiting" in out
+
+
+def test_a_search_that_is_not_there_stops_the_run_and_marks_nothing(
+    cli: CliRunner, tmp_path: Path, database_url: str, lookup_env: LoopbackServer
+) -> None:
+    """A 404 says hf_base_url is wrong, not that a title is: nothing is marked failed."""
+    ingest_page(cli, tmp_path, [(p["title"], p["summary"]) for p in KNOWN])
+    code, _, err = invoke(cli, "lookup-titles")  # no route: the server answers 404
+    assert code == 4 and "HTTP 404" in err
+    assert all("title_lookup" not in row.extra for row in rows(database_url).values())
+
+
+def test_a_paper_withdrawn_on_hugging_face_is_marked_and_never_sent(
+    cli: CliRunner, tmp_path: Path, database_url: str, lookup_env: LoopbackServer
+) -> None:
+    paper = KNOWN[0]
+    gone = {**ITEMS[0], "paper": {**paper, "withdrawnAt": "2026-06-20T00:00:00.000Z"}}
+    lookup_env.serve(SEARCH, Reply(body=json.dumps([gone]).encode()))
+    ingest_page(cli, tmp_path, [(paper["title"], paper["summary"])])
+    code, out, err = invoke(cli, "lookup-titles", "--now", "2026-06-26T07:00:00+00:00")
+    assert code == 0, out + err
+    row = rows(database_url)[paper["title"]]
+    assert row.extra["withdrawn_at"] == "2026-06-26T07:00:00+00:00"
+
+
+def test_a_shutdown_stops_a_run_between_titles(
+    store: Store, http_server: LoopbackServer, tmp_path: Path
+) -> None:
+    now = datetime(2026, 6, 26, 7, 0, tzinfo=UTC)
+    ingest_file(
+        store, page_dump(tmp_path / "p.txt", [(p["title"], p["summary"]) for p in KNOWN]), now=now
+    )
+    http_server.serve(SEARCH, answer_by_title)
+    sources = SourceSettings(hf_base_url=http_server.url, title_lookup_seconds=0)
+    asked: list[int] = []
+    report = look_up_titles(
+        store,
+        sources,
+        now=now,
+        limit=10,
+        progress=lambda done, total: asked.append(done),
+        should_stop=lambda: len(asked) >= 1,
+    )
+    assert (report.asked, report.found, report.waiting) == (1, 1, 2)
+    assert len(http_server.requests) == 1
+
+
+def test_a_lookup_racing_an_ingest_of_the_same_paper_loses_nothing(
+    store: Store, tmp_path: Path
+) -> None:
+    """The daemon looks titles up while ingests run: an ingest giving the row its arXiv id
+    while the lookup waits for the row must leave one paper, with its listings."""
+    now = datetime(2026, 6, 26, 7, 0, tzinfo=UTC)
+    paper = KNOWN[0]
+    ingest_file(store, page_dump(tmp_path / "p.txt", [(paper["title"], paper["summary"])]), now=now)
+    with store.sessions() as session:
+        row_id = session.scalars(select(Paper.id)).one()
+    found = parse_hf_json(json.dumps([ITEMS[0]]).encode(), name="search").papers[0]
+    outcome: list[bool] = []
+    with store.transaction() as session:  # the ingest, mid-transaction
+        session.execute(
+            update(Paper)
+            .where(Paper.id == row_id)
+            .values(key=f"arxiv:{paper['id']}", arxiv_id=paper["id"])
+        )
+        lookup = threading.Thread(
+            target=lambda: outcome.append(learn_identity(store, row_id, found, now))
+        )
+        lookup.start()
+        time.sleep(0.5)  # the lookup now waits on the ingest's lock
+    lookup.join(timeout=20)
+    assert outcome == [False]  # the ingest got there first: nothing for the lookup to do
+    with store.sessions() as session:
+        assert session.scalars(select(Paper.arxiv_id)).all() == [paper["id"]]
+        assert session.scalars(select(DumpPaper.paper_id)).all() == [row_id]

@@ -250,8 +250,14 @@ def _describe(label: str, result: ingesting.IngestResult) -> str:
 @app.command("lookup-titles")
 def lookup_titles_command(
     limit: Annotated[
-        int, typer.Option("--limit", min=1, help="Look up at most this many titles.")
-    ] = 100,
+        int | None,
+        typer.Option(
+            "--limit",
+            min=1,
+            help="Look up at most this many titles (default: sources.title_lookup_per_run).",
+            show_default=False,
+        ),
+    ] = None,
     again: Annotated[
         bool,
         typer.Option("--again", help="Also ask again for titles an earlier lookup did not find."),
@@ -278,12 +284,17 @@ def lookup_titles_command(
                 progress.update(task, completed=done, total=total)
 
             report = ingesting.look_up_titles(
-                store, settings.sources, now=when, limit=limit, again=again, progress=advance
+                store,
+                settings.sources,
+                now=when,
+                limit=limit or settings.sources.title_lookup_per_run,
+                again=again,
+                progress=advance,
             )
     if report.asked == 0 and report.error is None:
         typer.echo("no paper without an arXiv id is waiting for a lookup")
         return
-    typer.echo(report.summary().split("; stopped")[0])
+    typer.echo(report.summary())
     if report.error is not None:
         raise SourceError(report.error)
 

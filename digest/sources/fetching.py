@@ -37,6 +37,14 @@ def client(timeout: float, *, accept: str = "*/*") -> httpx.Client:
     )
 
 
+class HttpRefused(SourceError):
+    """The server answered with a status that retrying will not change (a 4xx but 429)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class _Retry(Exception):
     """A failure worth another attempt; `wait` is what the server asked for, if anything."""
 
@@ -92,7 +100,7 @@ def _get_once(
                 wait = retry_after(response.headers.get("retry-after"))
                 raise _Retry(f"HTTP {status} {response.reason_phrase}", wait)
             if status != 200:
-                raise SourceError(f"{shown}: HTTP {status} {response.reason_phrase}")
+                raise HttpRefused(f"{shown}: HTTP {status} {response.reason_phrase}", status)
             body = _read_bounded(response, shown, max_bytes)
     except httpx.TimeoutException:
         raise _Retry(f"timed out after {http.timeout.read}s") from None
@@ -136,4 +144,11 @@ def retry_after(value: str | None, *, now: datetime | None = None) -> float | No
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
-__all__ = ["BACKOFF_SECONDS", "MAX_RETRY_AFTER_SECONDS", "USER_AGENT", "client", "get"]
+__all__ = [
+    "BACKOFF_SECONDS",
+    "MAX_RETRY_AFTER_SECONDS",
+    "USER_AGENT",
+    "HttpRefused",
+    "client",
+    "get",
+]

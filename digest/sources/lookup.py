@@ -8,9 +8,13 @@ the same title (`digest.keys.title_key`: case, accents and punctuation
 aside): a near match is another paper as far as a reader is concerned, and
 a wrong id would put a wrong PDF link in front of them.
 
-Requests are spaced (`sources.title_lookup_seconds`), retried like every other
-source request, and a failure stops the run with a `SourceError` naming the
-URL; the titles not yet asked are asked on the next run.
+Requests are spaced (`sources.title_lookup_seconds`) and retried like every
+other source request. A failure of the server (unreachable, 5xx, 429 past its
+retries, or a status that says the setup is wrong: 401, 403, 404) stops the
+run with a `SourceError` naming the URL; the titles not yet asked are asked on
+the next run. A refusal of one title (400, 414, 422) or a reply that is not a
+list of papers is `TitleRefused`: that title is recorded as failed and the run
+goes on, so one odd title cannot stop every later lookup.
 """
 
 from __future__ import annotations
@@ -27,9 +31,14 @@ from digest.sources import fetching
 from digest.sources.hf_api import MAX_JSON_BYTES, parse_hf_json
 from digest.values import ParsedPaper
 
-__all__ = ["TitleLookup", "search_url"]
+__all__ = ["TitleLookup", "TitleRefused", "search_url"]
 
 MAX_QUERY_CHARS = 250  # titles are shorter; a longer "title" is a parsing accident
+PER_TITLE_STATUSES = frozenset([400, 414, 422])  # the request for this title, not the setup
+
+
+class TitleRefused(SourceError):
+    """The search refused this one title, or answered it with something not a paper list."""
 
 
 def search_url(sources: SourceSettings) -> str:
@@ -62,26 +71,33 @@ class TitleLookup:
             self._http = None
 
     def find(self, title: str) -> ParsedPaper | None:
-        """The paper Hugging Face knows under exactly this title (with an arXiv id), or None."""
+        """The paper Hugging Face knows under exactly this title (with an arXiv id), or None;
+        `TitleRefused` when this title got no usable answer."""
         wanted = title_key(title)
         if not wanted or len(title) > MAX_QUERY_CHARS:
             return None
         assert self._http is not None, "use TitleLookup as a context manager"
         self._space()
-        body, shown = fetching.get(
-            self._http,
-            search_url(self.sources),
-            {"q": title},
-            retries=self.sources.hf_retries,
-            sleep=self.sleep,
-            max_bytes=MAX_JSON_BYTES,
-        )
+        try:
+            body, shown = fetching.get(
+                self._http,
+                search_url(self.sources),
+                {"q": title},
+                retries=self.sources.hf_retries,
+                sleep=self.sleep,
+                max_bytes=MAX_JSON_BYTES,
+            )
+        except fetching.HttpRefused as exc:
+            if exc.status in PER_TITLE_STATUSES:
+                raise TitleRefused(str(exc)) from None
+            raise
         try:
             results = parse_hf_json(body, name=shown)
         except BadInput as exc:
-            raise SourceError(str(exc)) from None
+            raise TitleRefused(str(exc)) from None
+        # a withdrawn paper is returned too: it is the same paper, and must not be sent
         for paper in results.papers:
-            if paper.arxiv_id and not paper.withdrawn and title_key(paper.title) == wanted:
+            if paper.arxiv_id and title_key(paper.title) == wanted:
                 return paper
         return None
 

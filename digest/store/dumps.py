@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, exists, insert, select, update
+from sqlalchemy import Table, delete, exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, aliased
 
@@ -338,8 +338,19 @@ def _merge(session: Session, loser: _Row, winner: _Row) -> None:
         session.execute(delete(table).where(column == loser.id))
     # A reader's votes are about the paper, whichever row they were cast on (deleting the
     # loser would cascade them away); where the reader voted on both rows for one topic,
-    # the vote on the row that stays is kept.
+    # the later vote is kept.
     kept = aliased(Vote)
+    session.execute(  # the later of two votes on the same topic is the reader's word
+        delete(Vote).where(
+            Vote.paper_id == winner.id,
+            exists().where(
+                kept.paper_id == loser.id,
+                kept.subscriber_id == Vote.subscriber_id,
+                kept.topic_id == Vote.topic_id,
+                kept.voted_at > Vote.voted_at,
+            ),
+        )
+    )
     session.execute(
         update(Vote)
         .where(
@@ -384,50 +395,97 @@ def known_dump(store: Store, sha256: str, source_ref: str) -> IngestResult | Non
 
 # --- title lookups: a title-only paper learns who it is, outside any dump ---
 
-LOOKUP = "title_lookup"  # extra[LOOKUP] = {"at": ISO time, "found": arXiv id or None}
+LOOKUP = "title_lookup"  # extra[LOOKUP] = {"at": ISO time, "found": arXiv id or None, ...}
 
 
-def titles_to_look_up(store: Store, *, limit: int, again: bool = False) -> list[tuple[int, str]]:
-    """(paper id, title) of papers without an arXiv id, newest first, at most `limit`:
-    those never looked up (with `again`, also those looked up and not found)."""
-    found: list[tuple[int, str]] = []
+def _waiting(again: bool) -> Any:
+    """The papers a lookup run may ask about: without an arXiv id and (unless `again`)
+    never looked up. Filtered in SQL (a JSON path): title-only papers a lookup did not
+    find stay title-only for good, and a poll should not read them all every time."""
+    condition = Paper.arxiv_id.is_(None)
+    if not again:
+        condition = condition & Paper.extra[LOOKUP].as_string().is_(None)
+    return condition
+
+
+def titles_to_look_up(
+    store: Store, *, limit: int, again: bool = False
+) -> tuple[list[tuple[int, str]], int]:
+    """((paper id, title) of at most `limit` papers to look up, newest first; how many
+    are waiting in all)."""
     query = (
-        select(Paper.id, Paper.title, Paper.extra)
-        .where(Paper.arxiv_id.is_(None))
+        select(Paper.id, Paper.title)
+        .where(_waiting(again))
         .order_by(Paper.first_seen.desc(), Paper.id.desc())
+        .limit(limit)
     )
     with store.sessions() as session:
-        for paper_id, title, extra in session.execute(query):
-            if LOOKUP in (extra or {}) and not again:
-                continue
-            found.append((paper_id, title))
-            if len(found) >= limit:
-                break
-    return found
+        todo = [(paper_id, title) for paper_id, title in session.execute(query)]
+        total = session.scalar(select(func.count()).select_from(Paper).where(_waiting(again)))
+    return todo, int(total or 0)
 
 
-def learn_identity(store: Store, paper_id: int, paper: ParsedPaper | None, now: datetime) -> bool:
-    """Record a title lookup of a title-only paper; with `paper` (the same title, with an
-    arXiv id), the row takes its id and fills what it lacks, or folds into the row
-    already stored under that id. False when the row is gone or has an id by now."""
-    with store.transaction() as session:
-        values = session.execute(select(*_ROW_COLUMNS).where(Paper.id == paper_id)).first()
-        if values is None or values.arxiv_id is not None:
-            return False
-        row = _Row(*values)
-        mark = {"at": now.isoformat(), "found": paper.arxiv_id if paper else None}
-        row.extra = {**row.extra, LOOKUP: mark}
-        session.execute(update(Paper).where(Paper.id == row.id).values(extra=row.extra))
-        if paper is None or paper.arxiv_id is None:
-            return True
-        key = paper_key(paper.arxiv_id, paper.title)
-        stored = session.execute(select(*_ROW_COLUMNS).where(Paper.key == key)).first()
-        if stored is None:
-            target = _upgrade(session, row, key, paper)
-        else:
-            target = _Row(*stored)
-            _merge(session, row, target)
-        _fill(session, target, paper)
+def learn_identity(
+    store: Store,
+    paper_id: int,
+    paper: ParsedPaper | None,
+    now: datetime,
+    *,
+    error: str | None = None,
+) -> bool:
+    """Record a title lookup of a title-only paper (`error`: why it got no answer).
+
+    With `paper` (the same title, with an arXiv id) the row takes its id and fills
+    what it lacks, or folds into the row already stored under that id; a paper the
+    source says was withdrawn is marked so, and never sent. False when the row is
+    gone or has an id by now (an ingest got there first).
+    """
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            with store.transaction() as session:
+                return _learn(session, paper_id, paper, now, error)
+        except (IntegrityError, OperationalError) as exc:
+            # an ingest wrote the same paper key first, or SQLite refused a lock upgrade
+            retryable = isinstance(exc, IntegrityError) or "locked" in str(exc.orig)
+            if attempt == ATTEMPTS or not retryable:
+                raise
+            time.sleep(0.05 * attempt)
+    raise AssertionError("unreachable")
+
+
+def _learn(
+    session: Session, paper_id: int, paper: ParsedPaper | None, now: datetime, error: str | None
+) -> bool:
+    # Locked while read: an ingest may be giving this very row its id at this moment
+    # (PostgreSQL); read without the lock, the row would look title-only and be merged
+    # into itself, and deleted.
+    values = session.execute(
+        select(*_ROW_COLUMNS).where(Paper.id == paper_id).with_for_update()
+    ).first()
+    if values is None or values.arxiv_id is not None:
+        return False
+    row = _Row(*values)
+    mark: dict[str, Any] = {"at": now.isoformat(), "found": paper.arxiv_id if paper else None}
+    if error is not None:
+        mark["error"] = error[:300]
+    row.extra = {**row.extra, LOOKUP: mark}
+    if paper is not None and paper.withdrawn and "withdrawn_at" not in row.extra:
+        row.extra["withdrawn_at"] = now.isoformat()
+    session.execute(update(Paper).where(Paper.id == row.id).values(extra=row.extra))
+    if paper is None or paper.arxiv_id is None:
+        return True
+    key = paper_key(paper.arxiv_id, paper.title)
+    stored = session.execute(
+        select(*_ROW_COLUMNS).where(Paper.key == key).with_for_update()
+    ).first()
+    if stored is None:
+        target = _upgrade(session, row, key, paper)
+    elif stored.id == row.id:  # cannot happen under the lock; never merge a row into itself
+        return False
+    else:
+        target = _Row(*stored)
+        _merge(session, row, target)
+    _fill(session, target, paper)
     return True
 
 

@@ -228,29 +228,77 @@ class ParsedDump:
     unlisted: int = 0
 
 
-# --- arXiv categories (settings, the arXiv source, the CLI) ---
+# --- arXiv categories (settings, the arXiv source, the CLI, `cat:` in filters) ---
 
 ARXIV_CATEGORY = re.compile(r"[a-z]+(?:-[a-z]+)?(?:\.[A-Za-z]+(?:-[a-z]+)?)?")
 """`cs.CL`, `stat.ML`, `hep-th`, `astro-ph.GA`, `cond-mat.str-el`: archive, then subject class."""
 
+# arXiv's archives today. Those in the first set are divided into subject classes
+# (`cs.CL`); the others are categories on their own (`hep-th`). A name outside these
+# is a typo (`cat:retrieval`, `cs.CL` typed `cs,CL`), and would match or fetch nothing.
+ARXIV_DIVIDED = frozenset(
+    [
+        *("astro-ph", "cond-mat", "cs", "econ", "eess", "math"),
+        *("nlin", "physics", "q-bio", "q-fin", "stat"),
+    ]
+)
+ARXIV_WHOLE = frozenset(
+    [
+        *("gr-qc", "hep-ex", "hep-lat", "hep-ph", "hep-th"),
+        *("math-ph", "nucl-ex", "nucl-th", "quant-ph"),
+    ]
+)
+_LOWER_CLASSES = frozenset(["cond-mat", "physics"])  # cond-mat.str-el, physics.optics
+
+
+def arxiv_category(name: str) -> str:
+    """One category as arXiv spells it (`CS.cl` → `cs.CL`; `cs.*` for a whole archive);
+    BadInput saying what is wrong with one that is not arXiv's.
+
+    arXiv's names are case-sensitive (a feed of `cs.cl` is empty), so the case is
+    put right rather than kept as typed: archives in lower case, subject classes in
+    upper case but for cond-mat's and physics' (`cond-mat.str-el`).
+    """
+    archive, dot, rest = name.partition(".")
+    archive = archive.lower()
+    if not ARXIV_CATEGORY.fullmatch(archive) and archive:
+        raise BadInput(_not_a_category(name))
+    if archive not in ARXIV_DIVIDED | ARXIV_WHOLE:
+        raise BadInput(_not_a_category(name, f"no arXiv archive is called {archive!r}"))
+    if not dot:
+        if archive in ARXIV_DIVIDED:
+            raise BadInput(
+                f"{name!r} is an arXiv archive, not a category: write {archive}.* for all of "
+                f"it, or one category such as {archive}.XX"
+            )
+        return archive
+    if archive in ARXIV_WHOLE:
+        raise BadInput(_not_a_category(name, f"{archive} has no subject classes"))
+    if rest == "*":
+        return f"{archive}.*"
+    if not ARXIV_CATEGORY.fullmatch(f"{archive}.{rest}".lower()):
+        raise BadInput(_not_a_category(name))
+    return f"{archive}.{rest.lower() if archive in _LOWER_CLASSES else rest.upper()}"
+
+
+def _not_a_category(name: str, why: str = "") -> str:
+    said = f"{why}; " if why else ""
+    return f"not an arXiv category: {name!r} ({said}categories look like cs.CL, stat.ML, hep-th)"
+
 
 def arxiv_categories(text: str) -> tuple[str, ...]:
-    """`"cs.CL, cs.LG"` → `("cs.CL", "cs.LG")`; BadInput naming the first that is not one.
-
-    Case is kept as written: arXiv's names are case-sensitive (`cs.CL`, `math.AP`),
-    and a wrong case would fetch an empty feed rather than fail.
-    """
+    """`"cs.CL, cs.LG"` → `("cs.CL", "cs.LG")`, spelled as arXiv does; BadInput naming the
+    first that is not one. (`archive.*` is for filters only: feeds are per category.)"""
     found: list[str] = []
     for part in text.replace("+", ",").split(","):
         name = part.strip()
         if not name:
             continue
-        if not ARXIV_CATEGORY.fullmatch(name):
-            raise BadInput(
-                f"not an arXiv category: {name!r} (categories look like cs.CL, stat.ML, hep-th)"
-            )
-        if name not in found:
-            found.append(name)
+        category = arxiv_category(name)
+        if category.endswith(".*"):
+            raise BadInput(f"{name!r}: name the categories to fetch, e.g. cs.CL,cs.LG")
+        if category not in found:
+            found.append(category)
     return tuple(found)
 
 

@@ -13,6 +13,7 @@ import json
 import mailbox
 from email.message import Message
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -78,6 +79,40 @@ def test_a_category_filter_that_could_never_be_sent_is_refused(text: str, says: 
     assert says in str(raised.value)
 
 
+@pytest.mark.parametrize(
+    ("typed", "spelled"),
+    [
+        ("cat:cs.cl x", "cat:cs.CL x"),
+        ("cat:STAT.ml x", "cat:stat.ML x"),
+        ("cat:cond-mat.STR-EL x", "cat:cond-mat.str-el x"),
+        ("cat:Astro-Ph.* x", "cat:astro-ph.* x"),
+        ("cat:HEP-TH x", "cat:hep-th x"),
+    ],
+)
+def test_a_category_is_spelled_as_arxiv_does_so_equal_filters_are_equal(
+    typed: str, spelled: str
+) -> None:
+    assert to_text(parse(typed)) == spelled
+    assert parse(typed) == parse(spelled)
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("cat:cs retrieval", "'cs' is an arXiv archive, not a category: write cs.* for all"),
+        ("cat:retrieval rerank", "no arXiv archive is called 'retrieval'"),
+        ("cat:llm agents", "no arXiv archive is called 'llm'"),
+        ("cat:hep-th.* strings", "hep-th has no subject classes"),
+    ],
+)
+def test_a_category_arxiv_does_not_have_is_refused_not_left_to_match_nothing(
+    text: str, says: str
+) -> None:
+    with pytest.raises(QuerySyntaxError) as raised:
+        parse(text)
+    assert says in str(raised.value)
+
+
 def test_a_category_is_not_part_of_what_the_topic_means() -> None:
     assert meaning_texts("cat:cs.CL dense retrieval") == ("dense retrieval",)
     assert meaning_texts("cat:cs.CL") == ()
@@ -132,6 +167,28 @@ def test_a_category_keeps_a_long_topic_relaxed() -> None:
     assert found(query) == [1]
     assert found("cat:cs.CL " + query) == [1]
     assert found("cat:cs.CV " + query) == []
+
+
+def test_a_group_of_categories_keeps_a_long_topic_relaxed_too() -> None:
+    """docs/filters.md says to write several categories as a group: the group must narrow
+    the papers as one category does, not make every word of the topic strict."""
+    query = "dense passage retrieval for open question answering benchmarks"
+    assert found("(cat:cs.CL OR cat:cs.IR) " + query) == [1]
+    assert found("(cat:cs.CV OR cat:stat.ML) " + query) == []
+
+
+def test_malformed_stored_categories_are_ignored_not_read_letter_by_letter() -> None:
+    from types import SimpleNamespace
+
+    from digest.store.reads import paper_text
+
+    def row(categories: object) -> Any:
+        extra = {"categories": categories}
+        return SimpleNamespace(id=1, title="T", abstract="A", authors=[], extra=extra)
+
+    assert paper_text(row(["cs.CL", None, 3]), None).categories == ("cs.CL",)
+    assert paper_text(row("cs.CL"), None).categories == ()
+    assert paper_text(row(7), None).categories == ()
 
 
 def test_match_explain_names_the_category_a_paper_is_not_in() -> None:

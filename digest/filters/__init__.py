@@ -16,7 +16,18 @@ Callers outside the package import from here: `from digest.filters import parse,
 
 from digest.filters.checks import check_matchable, operator_hints
 from digest.filters.meaning import meaning_texts
-from digest.filters.nodes import FIELDS, And, Category, Node, Not, Or, Phrase, Word, to_text
+from digest.filters.nodes import (
+    FIELDS,
+    And,
+    Category,
+    Node,
+    Not,
+    Or,
+    Phrase,
+    Word,
+    categories_only,
+    to_text,
+)
 from digest.filters.parser import MAX_QUERY_LENGTH, parse, parse_tree
 from digest.values import TextField
 
@@ -31,6 +42,7 @@ __all__ = [
     "Phrase",
     "TextField",
     "Word",
+    "categories_only",
     "check_matchable",
     "meaning_texts",
     "operator_hints",

@@ -50,8 +50,9 @@ class Category:
 
     A hard rule, like a field scope: it decides which papers may match and adds
     nothing to their score; the words rank. Papers whose source names no
-    categories (page dumps, Hugging Face) are in none. `name` is kept as typed
-    and compared case-insensitively: `cat:cs.cl` is what `cat:cs.CL` means.
+    categories (page dumps, Hugging Face) are in none. `name` is spelled as arXiv
+    does (the parser puts `cat:cs.cl` right), so equal filters are equal trees;
+    papers' categories are still compared without case.
     """
 
     name: str
@@ -87,6 +88,18 @@ class Or:
 
 
 Node = Word | Phrase | Category | Not | And | Or
+
+
+def categories_only(node: Node) -> bool:
+    """Whether a node asks for categories and no words (what it excludes aside):
+    `cat:cs.CL`, `(cat:cs.CL OR cat:cs.IR)`, `cat:cs.* -cat:cs.CV`. Such a node is a
+    hard rule with nothing to rank by."""
+    if isinstance(node, Category):
+        return True
+    if isinstance(node, Word | Phrase | Not):
+        return False
+    positive = [op for op in node.operands if not isinstance(op, Not)]
+    return bool(positive) and all(categories_only(op) for op in positive)
 
 
 FIELDS: tuple[TextField, ...] = ("title", "abstract", "author")

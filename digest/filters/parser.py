@@ -47,7 +47,7 @@ from digest.filters.nodes import (
     make_or,
 )
 from digest.text import is_stop_word, words
-from digest.values import ARXIV_CATEGORY, TextField
+from digest.values import TextField, arxiv_category
 
 __all__ = ["MAX_QUERY_LENGTH", "parse", "parse_tree"]
 
@@ -58,8 +58,6 @@ MAX_DEPTH = 24  # nested groups / negations; keeps recursion far from Python's l
 _OPERATORS = frozenset(["OR", "AND", "NOT"])
 _FIELD_PREFIX = re.compile(r"([^\W\d_]+):")
 _CATEGORY = "cat"
-_ARCHIVE = re.compile(r"[a-z]+(?:-[a-z]+)?\.\*", re.IGNORECASE)  # `cs.*`, `astro-ph.*`
-_CATEGORY_NAME = re.compile(ARXIV_CATEGORY.pattern, re.IGNORECASE)
 # Control characters, invisible format characters (bidi overrides, zero-width
 # joiners) and lone surrogates (undecodable argv bytes) have no place in a filter.
 _FORBIDDEN_CATEGORIES = frozenset(["Cc", "Cf", "Cs"])
@@ -171,19 +169,17 @@ def _lex(query: str) -> list[_Token]:
 
 
 def _category(query: str, at: int, name: str) -> _Token:
-    """The token of `cat:NAME`: one arXiv category, or `archive.*` for all of an archive."""
+    """The token of `cat:NAME`: one arXiv category, or `archive.*` for all of an archive,
+    spelled as arXiv does (`cat:cs.cl` is `cat:cs.CL`)."""
     if not name:
         raise QuerySyntaxError(
             "cat: must be followed by an arXiv category, as in cat:cs.CL or cat:cs.*", query, at
         )
-    if not (_CATEGORY_NAME.fullmatch(name) or _ARCHIVE.fullmatch(name)):
-        raise QuerySyntaxError(
-            f"not an arXiv category: {name!r} (categories look like cs.CL, stat.ML, hep-th; "
-            "cs.* is every cs category)",
-            query,
-            at + len(_CATEGORY) + 1,
-        )
-    return _Token("category", at, name)
+    try:
+        category = arxiv_category(name)
+    except BadInput as exc:
+        raise QuerySyntaxError(str(exc), query, at + len(_CATEGORY) + 1) from None
+    return _Token("category", at, category)
 
 
 # ------------------------------------------------------------------------ parser

@@ -15,12 +15,10 @@ from __future__ import annotations
 from collections.abc import Set as AbstractSet
 
 from digest.config import ScoringSettings
-from digest.filters import And, Category, Node, Not, Or, Phrase, Word
+from digest.filters import And, Category, Node, Not, Or, Phrase, Word, categories_only
 from digest.scoring.leaves import Leaves
 
-# a tuple: `Word | Phrase | Not` builds a union at every call. A category is bare too:
-# `cat:cs.CL` narrows a long topic's papers without making its words strict.
-_BARE = (Word, Phrase, Category, Not)
+_BARE = (Word, Phrase, Not)  # a tuple: `Word | Phrase | Not` builds a union at every call
 
 
 class Eligibility:
@@ -59,8 +57,8 @@ class Eligibility:
             if isinstance(operand, Not):
                 result = result - self.eligible(operand.operand)
                 continue
-            if isinstance(operand, Category):  # a hard rule that adds no weight
-                result = result & self.eligible(operand)
+            if categories_only(operand):  # `cat:cs.CL`, `(cat:cs.CL OR cat:cs.IR)`: a hard
+                result = result & self.eligible(operand)  # rule that adds no weight
                 continue
             if unit is not None and unit.ignorable:
                 continue
@@ -94,7 +92,9 @@ class Eligibility:
         relax = self.settings.relax_from_words
         if node.explicit or relax == 0 or positives < relax or self.settings.relax_share >= 1:
             return False
-        return all(isinstance(op, _BARE) for op in node.operands)
+        # a group of categories narrows a long topic's papers without making its words
+        # strict: it is a hard rule of its own, whatever the words do
+        return all(isinstance(op, _BARE) or categories_only(op) for op in node.operands)
 
     def attainable(self, node: Node) -> float:
         """The idf weight a perfectly matching paper carries (normalises relevance to 0-1)."""

@@ -21,7 +21,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 from digest.config import ScoringSettings
-from digest.filters import And, Category, Node, Not, Or, Phrase, Word
+from digest.filters import And, Category, Node, Not, Or, Phrase, Word, categories_only
 from digest.scoring.analysis import term_of
 from digest.scoring.corpus import Corpus
 from digest.scoring.eligibility import Eligibility
@@ -92,7 +92,7 @@ class Ranking:
         s = self.settings
         out: dict[int, Scored] = {}
         self._scored[node] = out
-        if not plan.units and _categories_alone(node):
+        if not plan.units and categories_only(node):
             for doc in plan.eligible:
                 out[doc] = (1.0, 0.0, 0.0, 0.0, 0.0, 0.0)
             return out
@@ -255,16 +255,6 @@ class Ranking:
                         break
             cached = self._pair_docs[key] = tuple(close)
         return cached
-
-
-def _categories_alone(node: Node) -> bool:
-    """Whether a filter asks for categories and no words (what it excludes aside)."""
-    if isinstance(node, Category):
-        return True
-    if isinstance(node, Word | Phrase | Not):
-        return False
-    positive = [op for op in node.operands if not isinstance(op, Not)]
-    return bool(positive) and all(_categories_alone(op) for op in positive)
 
 
 def _positions(unit: Unit, doc: int) -> dict[str, int]:

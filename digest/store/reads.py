@@ -71,10 +71,10 @@ def latest_upvotes(
 def paper_text(row: Paper, upvotes: int | None) -> PaperText:
     """What the scorer sees of a stored paper."""
     authors = tuple(str(a) for a in row.authors or ())
-    categories = (row.extra or {}).get("categories") or ()
-    return PaperText(
-        row.id, row.title, row.abstract or "", authors, upvotes, tuple(map(str, categories))
-    )
+    listed = (row.extra or {}).get("categories")
+    # only the arXiv source writes them, as a list of names; anything else is ignored
+    categories = tuple(c for c in listed if isinstance(c, str)) if isinstance(listed, list) else ()
+    return PaperText(row.id, row.title, row.abstract or "", authors, upvotes, categories)
 
 
 def paper_texts(

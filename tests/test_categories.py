@@ -11,7 +11,6 @@ from __future__ import annotations
 import email
 import json
 import mailbox
-from email.message import Message
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,9 @@ from digest.store.schema import Paper
 from digest.values import PaperText
 from tests.conftest import DATA, invoke
 from tests.test_arxiv import item, rss
+from tests.test_send_cli import plain_text, send_config
+
+__all__ = ["send_config"]  # a fixture, used by name
 
 # --- the language ---
 
@@ -200,37 +202,16 @@ def test_match_explain_names_the_category_a_paper_is_not_in() -> None:
 # --- end to end: arXiv feed in, one email out ---
 
 
-def send_config(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "config.toml"
-    path.write_text(
-        f'database_url = "{database_url}"\n'
-        '[delivery]\nbackend = "maildir"\n'
-        f'maildir_path = "{tmp_path / "maildir"}"\n'
-        '[sender]\naddress = "papers@digest.test"\n'
-        '[web]\nsecret = "test-secret-0123456789abcdefghijklmnop"\n'
-    )
-    monkeypatch.setenv("DIGEST_CONFIG", str(path))
-    return path
-
-
-def plain_text(message: Message) -> str:
-    return "".join(
-        part.get_payload(decode=True).decode()  # type: ignore[union-attr]
-        for part in message.walk()
-        if part.get_content_type() == "text/plain"
-    )
-
-
 def ok(cli: CliRunner, *args: str) -> str:
     code, out, err = invoke(cli, *args)
     assert code == 0, out + err
     return out
 
 
+@pytest.mark.usefixtures("send_config")
 def test_a_reader_of_cs_cl_retrieval_gets_only_cs_cl_retrieval_papers_with_their_links(
-    cli: CliRunner, tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+    cli: CliRunner, tmp_path: Path
 ) -> None:
-    send_config(tmp_path, database_url, monkeypatch)
     feed = tmp_path / "cs-feed.xml"
     feed.write_bytes(
         rss(
@@ -278,11 +259,11 @@ def test_a_reader_of_cs_cl_retrieval_gets_only_cs_cl_retrieval_papers_with_their
     assert page_paper not in ada
 
 
+@pytest.mark.usefixtures("send_config")
 def test_the_same_paper_from_hugging_face_and_arxiv_is_one_row_with_both_kinds_of_facts(
-    cli: CliRunner, tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+    cli: CliRunner, tmp_path: Path, database_url: str
 ) -> None:
-    """HF knows upvotes and the code repository; arXiv knows categories. Either order."""
-    send_config(tmp_path, database_url, monkeypatch)
+    """HF knows upvotes and the code repository; arXiv knows categories."""
     listed = json.loads((DATA / "hf_daily_papers.json").read_text())
     first, second = listed[0]["paper"], listed[1]["paper"]
     feed = tmp_path / "feed.xml"

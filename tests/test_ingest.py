@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from freezegun import freeze_time
 from sqlalchemy import func, insert, select
+from sqlalchemy.orm import Session
 
 from digest.errors import BadInput
 from digest.ingest import IngestResult, infer_issue_date, ingest_bytes, ingest_file
@@ -140,31 +141,49 @@ def test_a_title_only_listing_finds_the_arxiv_paper(store: Store) -> None:
     assert counts(store)[1] == 53
 
 
+def two_rows_of_one_paper(session: Session) -> tuple[int, int, Subscriber]:
+    """A page dump's title-only "Programming Puzzles" beside an arXiv-keyed row of the same
+    paper written without a title key (as older code might), and a subscriber:
+    (title-only row id, arXiv row id, subscriber). The next listing with the id merges them."""
+    session.execute(
+        insert(Paper).values(
+            key="arxiv:2106.05784",
+            arxiv_id="2106.05784",
+            title="Programming Puzzles",
+            abstract="",
+            authors=[],
+            extra={},
+            first_seen=datetime(2026, 12, 1, tzinfo=UTC),
+        )
+    )
+    old_id = session.scalar(select(Paper.id).where(Paper.key == "title:programming puzzles"))
+    new_id = session.scalar(select(Paper.id).where(Paper.key == "arxiv:2106.05784"))
+    assert old_id is not None and new_id is not None
+    subscriber = Subscriber(
+        email="a@example.org",
+        status="active",
+        created_at=NOW,
+        subscribed_at=NOW,
+        updated_at=NOW,
+    )
+    session.add(subscriber)
+    session.flush()
+    return old_id, new_id, subscriber
+
+
+def list_the_paper_with_its_id(store: Store) -> None:
+    ingest_bytes(
+        store,
+        json_bytes([hf_item("2106.05784", "Programming Puzzles")]),
+        source_ref="hf.json",
+        now=NOW,
+    )
+
+
 def test_title_only_row_is_merged_into_an_existing_arxiv_row(store: Store) -> None:
     ingest_file(store, DUMPS[3], now=NOW)
     with store.transaction() as session:
-        # an arXiv-keyed row written without a title key (as older code might)
-        session.execute(
-            insert(Paper).values(
-                key="arxiv:2106.05784",
-                arxiv_id="2106.05784",
-                title="Programming Puzzles",
-                abstract="",
-                authors=[],
-                extra={},
-                first_seen=datetime(2026, 12, 1, tzinfo=UTC),
-            )
-        )
-        old_id = session.scalar(select(Paper.id).where(Paper.key == "title:programming puzzles"))
-        subscriber = Subscriber(
-            email="a@example.org",
-            status="active",
-            created_at=NOW,
-            subscribed_at=NOW,
-            updated_at=NOW,
-        )
-        session.add(subscriber)
-        session.flush()
+        old_id, _, subscriber = two_rows_of_one_paper(session)
         digest = Digest(
             subscriber_id=subscriber.id,
             period="2026-11-22",
@@ -175,12 +194,7 @@ def test_title_only_row_is_merged_into_an_existing_arxiv_row(store: Store) -> No
         session.add(digest)
         session.flush()
         session.add(DigestItem(digest_id=digest.id, paper_id=old_id, rank=1, score=1.0))
-    ingest_bytes(
-        store,
-        json_bytes([hf_item("2106.05784", "Programming Puzzles")]),
-        source_ref="hf.json",
-        now=NOW,
-    )
+    list_the_paper_with_its_id(store)
     with store.sessions() as session:
         papers = session.scalars(select(Paper).where(Paper.title == "Programming Puzzles")).all()
         assert len(papers) == 1
@@ -198,70 +212,31 @@ def test_a_readers_vote_on_a_title_only_row_survives_its_merge(store: Store) -> 
     the row into its arXiv row must carry the vote along, not drop it."""
     ingest_file(store, DUMPS[3], now=NOW)
     with store.transaction() as session:
-        session.execute(
-            insert(Paper).values(
-                key="arxiv:2106.05784",
-                arxiv_id="2106.05784",
-                title="Programming Puzzles",
-                abstract="",
-                authors=[],
-                extra={},
-                first_seen=datetime(2026, 12, 1, tzinfo=UTC),
-            )
-        )
-        old_id = session.scalar(select(Paper.id).where(Paper.key == "title:programming puzzles"))
-        subscriber = Subscriber(
-            email="a@example.org",
-            status="active",
-            created_at=NOW,
-            subscribed_at=NOW,
-            updated_at=NOW,
-        )
-        session.add(subscriber)
-        session.flush()
+        old_id, new_id, subscriber = two_rows_of_one_paper(session)
         topics = [
             Topic(subscriber_id=subscriber.id, query=q, created_at=NOW) for q in ("code", "llm")
         ]
         session.add_all(topics)
         session.flush()
-        new_id = session.scalar(select(Paper.id).where(Paper.key == "arxiv:2106.05784"))
-        session.add(
-            Vote(
-                subscriber_id=subscriber.id,
-                paper_id=old_id,
-                topic_id=topics[0].id,
-                vote=-1,
-                voted_at=NOW,
+        votes = [  # on the second topic the reader voted on both rows: the later vote wins
+            (old_id, topics[0].id, -1, NOW),
+            (old_id, topics[1].id, -1, NOW + timedelta(hours=1)),
+            (new_id, topics[1].id, 1, NOW),
+        ]
+        for paper_id, topic_id, vote, at in votes:
+            session.add(
+                Vote(
+                    subscriber_id=subscriber.id,
+                    paper_id=paper_id,
+                    topic_id=topic_id,
+                    vote=vote,
+                    voted_at=at,
+                )
             )
-        )
-        # on the other topic the reader voted on both rows: the later vote is their word
-        session.add(
-            Vote(
-                subscriber_id=subscriber.id,
-                paper_id=old_id,
-                topic_id=topics[1].id,
-                vote=-1,
-                voted_at=NOW + timedelta(hours=1),
-            )
-        )
-        session.add(
-            Vote(
-                subscriber_id=subscriber.id,
-                paper_id=new_id,
-                topic_id=topics[1].id,
-                vote=1,
-                voted_at=NOW,
-            )
-        )
-    ingest_bytes(
-        store,
-        json_bytes([hf_item("2106.05784", "Programming Puzzles")]),
-        source_ref="hf.json",
-        now=NOW,
-    )
+    list_the_paper_with_its_id(store)
     with store.sessions() as session:
-        votes = session.execute(select(Vote.paper_id, Vote.topic_id, Vote.vote)).all()
-        assert sorted(votes) == sorted([(new_id, topics[0].id, -1), (new_id, topics[1].id, -1)])
+        kept = session.execute(select(Vote.paper_id, Vote.topic_id, Vote.vote)).all()
+        assert sorted(kept) == sorted([(new_id, topics[0].id, -1), (new_id, topics[1].id, -1)])
 
 
 def test_repeats_and_withdrawn_papers_in_one_dump_are_skipped(store: Store) -> None:

@@ -16,12 +16,12 @@ the template rendered with a plain <style> block and the CSS inlined per email
 (premailer); the stdlib's EmailMessage; a new smtplib connection per message.
 
 Prints JSON: subscribers/s for plan, digests sent/s for send (render + send +
-record) and for the two together, import rows/s, wall and CPU seconds and peak RSS
-of each command,
-the naive rate and the ratio (readers whose topics matched nothing get a
-`skipped` period and no email). `--database-url postgresql+psycopg://...` runs it on an (emptied)
-PostgreSQL database instead of a SQLite file; `--semantic` ingests with the
-semantic signal on (its embedding time is part of the ingest figure).
+record) and for the two together, import rows/s, wall and CPU seconds and peak
+RSS of each command, the naive rate and the ratio (readers whose topics matched
+nothing get a `skipped` period and no email). `--database-url
+postgresql+psycopg://...` runs it on an (emptied) PostgreSQL database instead of
+a SQLite file; `--semantic` ingests with the semantic signal on (its embedding
+time is part of the ingest figure).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from digest.errors import BadInput
@@ -210,12 +210,19 @@ def _last_digests(
             select(Digest.subscriber_id, Digest.period).join(latest, Digest.id == latest.c.id)
         ):
             last_period[sub_id] = period
+        # The status test inside the aggregate, not in WHERE: there it led SQLite to the
+        # status index, reading every digest of those statuses (the whole table, soon)
+        # for each chunk of subscribers instead of just these subscribers' digests.
         for sub_id, planned_at in session.execute(
-            select(Digest.subscriber_id, func.max(Digest.planned_at))
-            .where(Digest.subscriber_id.in_(chunk), Digest.status.in_(WINDOW_CLOSING))
+            select(
+                Digest.subscriber_id,
+                func.max(case((Digest.status.in_(WINDOW_CLOSING), Digest.planned_at))),
+            )
+            .where(Digest.subscriber_id.in_(chunk))
             .group_by(Digest.subscriber_id)
         ):
-            closed_at[sub_id] = _aware(planned_at)
+            if planned_at is not None:
+                closed_at[sub_id] = _aware(planned_at)
     return last_period, closed_at
 
 

@@ -126,7 +126,7 @@ def views_for_digests(
     heads = [
         row
         for chunk in chunks(ids)
-        for row in session.execute(
+        for row in session.connection().execute(
             select(
                 Digest.id,
                 Digest.period,
@@ -140,10 +140,12 @@ def views_for_digests(
         )
     ]
     topics = _topic_labels(session, {row[4] for row in heads})
-    # plain rows, not ORM objects: a batch has thousands of items over a few dozen papers
+    # plain rows, not ORM objects: a batch has thousands of items over a few dozen papers;
+    # these reads go through the session's connection (Core), as the ORM's handling of
+    # each row is no use for plain columns
     items: dict[int, list[Any]] = {}
     for chunk in chunks(ids):
-        for item in session.execute(
+        for item in session.connection().execute(
             select(
                 DigestItem.digest_id,
                 DigestItem.paper_id,
@@ -287,7 +289,7 @@ def _topic_labels(session: Session, subscriber_ids: Iterable[int]) -> dict[int, 
     """Per subscriber, their topics as the email names them (label, else query), in order."""
     labels: dict[int, list[str]] = {}
     for chunk in chunks(sorted(set(subscriber_ids))):
-        for subscriber_id, label, query in session.execute(
+        for subscriber_id, label, query in session.connection().execute(
             select(Topic.subscriber_id, Topic.label, Topic.query)
             .where(Topic.subscriber_id.in_(chunk))
             .order_by(Topic.id)

@@ -147,7 +147,8 @@ _SUBSCRIBER_COLUMNS = (
 
 
 def _read_subscribers(session: Session, email: str | None) -> list[_SubscriberRow]:
-    """The active subscribers by id, or the one with address `email` whatever their status."""
+    """The active subscribers by id, or the one with address `email` whatever their status.
+    Read through the session's connection (Core): a row per subscriber, plain columns."""
     stmt = select(*_SUBSCRIBER_COLUMNS).order_by(Subscriber.id)
     if email is None:
         stmt = stmt.where(Subscriber.status == "active")
@@ -169,7 +170,7 @@ def _read_subscribers(session: Session, email: str | None) -> list[_SubscriberRo
             ),
             row.max_papers,
         )
-        for row in session.execute(stmt)
+        for row in session.connection().execute(stmt)
     ]
     if email is not None and not found:
         raise BadInput(f"no subscriber with the address {wanted}")
@@ -182,7 +183,7 @@ def _read_topics(
     """Per subscriber: (topic id, query text, label or query), in the order they were added."""
     topics: dict[int, list[tuple[int, str, str]]] = defaultdict(list)
     for chunk in chunks(subscriber_ids):
-        rows = session.execute(
+        rows = session.connection().execute(
             select(Topic.subscriber_id, Topic.id, Topic.query, Topic.label)
             .where(Topic.subscriber_id.in_(chunk))
             .order_by(Topic.id)

@@ -16,11 +16,12 @@ the template rendered with a plain <style> block and the CSS inlined per email
 (premailer); the stdlib's EmailMessage; a new smtplib connection per message.
 
 Prints JSON: subscribers/s for plan, digests sent/s for send (render + send +
-record) and for the two together, import rows/s, peak RSS of each command,
-the naive rate and the ratio (readers whose topics matched nothing get a
-`skipped` period and no email). `--database-url postgresql+psycopg://...` runs it on an (emptied)
-PostgreSQL database instead of a SQLite file; `--semantic` ingests with the
-semantic signal on (its embedding time is part of the ingest figure).
+record) and for the two together, import rows/s, wall and CPU seconds and peak
+RSS of each command, the naive rate and the ratio (readers whose topics matched
+nothing get a `skipped` period and no email). `--database-url
+postgresql+psycopg://...` runs it on an (emptied) PostgreSQL database instead of
+a SQLite file; `--semantic` ingests with the semantic signal on (its embedding
+time is part of the ingest figure).
 """
 
 from __future__ import annotations
@@ -73,7 +74,8 @@ def subscribers_csv(path: Path, count: int, seed: int = 17) -> None:
 
 
 def run(env: dict[str, str], *args: str) -> dict[str, float]:
-    """Run one `digest` command; its wall seconds and peak RSS (MB). Fails loudly."""
+    """Run one `digest` command; its wall seconds, CPU seconds (user + system: steadier
+    than wall time on a shared machine) and peak RSS (MB). Fails loudly."""
     folder = Path(env["E2E_FOLDER"])
     log = folder / f"{args[0]}.log"
     started = time.perf_counter()
@@ -89,12 +91,17 @@ def run(env: dict[str, str], *args: str) -> dict[str, float]:
     seconds = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"digest {' '.join(args)} failed:\n{log.read_text()[-2000:]}")
-    return {"seconds": round(seconds, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
+    return {
+        "seconds": round(seconds, 2),
+        "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+    }
 
 
 def run_together(env: dict[str, str], count: int, *args: str) -> dict[str, float]:
     """`count` copies of one `digest` command at once (independent senders sharing the
-    outbox); wall seconds until the last ends, and the largest peak RSS (MB)."""
+    outbox); wall seconds until the last ends, their CPU seconds together, and the
+    largest peak RSS (MB)."""
     if count == 1:
         return run(env, *args)
     folder = Path(env["E2E_FOLDER"])
@@ -112,14 +119,20 @@ def run_together(env: dict[str, str], count: int, *args: str) -> dict[str, float
                 )
             )
     peak = 0
+    cpu = 0.0
     for n, process in enumerate(processes):
         _, status, usage = os.wait4(process.pid, 0)
         peak = max(peak, usage.ru_maxrss)
+        cpu += usage.ru_utime + usage.ru_stime
         if os.waitstatus_to_exitcode(status) != 0:
             log = (folder / f"{args[0]}-{n}.log").read_text()[-2000:]
             raise SystemExit(f"digest {' '.join(args)} #{n} failed:\n{log}")
     seconds = time.perf_counter() - started
-    return {"seconds": round(seconds, 2), "peak_rss_mb": round(peak / 1024, 1)}
+    return {
+        "seconds": round(seconds, 2),
+        "cpu_seconds": round(cpu, 2),
+        "peak_rss_mb": round(peak / 1024, 1),
+    }
 
 
 def statuses(database_url: str) -> dict[str, int]:

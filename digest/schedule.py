@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from digest.errors import BadInput
@@ -62,8 +63,12 @@ def _check_now(now: datetime) -> None:
         raise ValueError("now must be timezone-aware (UTC)")
 
 
+@lru_cache(maxsize=4096)
 def send_instant(day: date, send_hour: int, zone: ZoneInfo) -> datetime:
     """The UTC instant at which `send_hour` o'clock happens on local `day`.
+
+    Memoised: a planning pass asks it for every subscriber, and subscribers share
+    a handful of (day, hour, zone) combinations.
 
     A repeated wall time (fall-back) resolves to its first occurrence; a wall
     time inside a spring-forward gap resolves to the first valid instant after
@@ -112,8 +117,10 @@ def _period_send_day(local_day: date, frequency: str, weekday: int) -> date:
     return local_day
 
 
+@lru_cache(maxsize=4096)
 def _period_start(period: str) -> date | None:
-    """The first local date a period key covers (None for a key we cannot read)."""
+    """The first local date a period key covers (None for a key we cannot read).
+    Memoised like `send_instant`: every subscriber's last period is read a few times."""
     if match := _DAY.match(period):
         try:
             return date(int(match[1]), int(match[2]), int(match[3]))

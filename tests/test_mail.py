@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from digest.config import DeliverySettings, Settings, SmtpSettings
 from digest.errors import DeliveryError
@@ -41,6 +44,18 @@ def test_wire_form_stuffs_dots_and_normalises_line_ends() -> None:
     assert wire_form(b".first\r\nmid\r\n.dot\r\n") == b"..first\r\nmid\r\n..dot\r\n.\r\n"
     assert wire_form(b"a\nb\r\nc") == b"a\r\nb\r\nc\r\n.\r\n"
     assert wire_form(b"a\r\n") == b"a\r\n.\r\n"
+
+
+@given(st.lists(st.sampled_from([b"\r", b"\n", b"\r\n", b".", b"a", b"\n.", b"\r\n.."])))
+def test_wire_form_agrees_with_its_plain_definition(pieces: list[bytes]) -> None:
+    """The cheap checks in `wire_form` give what the straightforward version gives."""
+    data = b"".join(pieces)
+    plain = re.sub(rb"\r?\n", b"\r\n", data) if data.count(b"\n") != data.count(b"\r\n") else data
+    if not plain.endswith(b"\r\n"):
+        plain += b"\r\n"
+    if plain.startswith(b"."):
+        plain = b"." + plain
+    assert wire_form(data) == plain.replace(b"\r\n.", b"\r\n..") + b".\r\n"
 
 
 def test_the_server_gets_the_message_exactly() -> None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from urllib.parse import quote_plus
@@ -87,6 +87,11 @@ class CardTexts:
     snippet_text: str
     text_meta: str
     body_html: Markup = EMPTY_MARKUP  # the card below its title, rendered by `paper_body`
+    # Filled as digests use the card, for every digest after the first: the HTML with
+    # its numbered title (`paper_title` + `body_html`) by number, and the text lines by
+    # indent width. Neither depends on the digest, only on where the card stands in it.
+    headed: dict[int, Markup] = field(default_factory=dict, compare=False, repr=False)
+    lines: dict[int, TextLines] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +106,7 @@ class CardModel:
     more_url: str | None = None
     less_url: str | None = None
     text_votes: str = ""  # the text part's lines for them, indented
+    html: Markup = EMPTY_MARKUP  # the numbered title and the card's body (`CardTexts.headed`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +178,6 @@ class Renderer:
         self.list_id = f"{label}.{domain}"
         self.hf_base_url = settings.sources.hf_base_url.rstrip("/")
         self._card_cache: dict[CardKey, CardTexts] = {}
-        self._lines_cache: dict[tuple[CardKey, int], TextLines] = {}
         html_env = html_environment(folder, inline=inline_css)
         text_env = text_environment(folder)
         try:
@@ -184,6 +189,7 @@ class Renderer:
         except TemplateNotFound as exc:
             raise ConfigError(f"template {exc.name} not found in {folder}") from None
         self._paper_body: Callable[[CardTexts], Markup] = paper_module.paper_body  # type: ignore[attr-defined]
+        self._paper_title: Callable[[int, CardTexts], Markup] = paper_module.paper_title  # type: ignore[attr-defined]
 
     # -- public API --
 
@@ -298,9 +304,8 @@ class Renderer:
             self._card_cache[key] = texts
         return texts
 
-    def _lines(self, card: PaperCard, texts: CardTexts, indent_width: int) -> TextLines:
-        key = (_card_key(card), indent_width)
-        lines = self._lines_cache.get(key)
+    def _lines(self, texts: CardTexts, indent_width: int) -> TextLines:
+        lines = texts.lines.get(indent_width)
         if lines is None:
             indent = " " * indent_width
             lines = TextLines(
@@ -311,10 +316,14 @@ class Renderer:
                 url=indent + texts.url,
                 links="\n".join(f"{indent}{label}: {href}" for label, href in texts.links),
             )
-            if len(self._lines_cache) >= CARD_CACHE_SIZE:
-                self._lines_cache.clear()
-            self._lines_cache[key] = lines
+            texts.lines[indent_width] = lines
         return lines
+
+    def _headed(self, texts: CardTexts, number: int) -> Markup:
+        html = texts.headed.get(number)
+        if html is None:
+            html = texts.headed[number] = self._paper_title(number, texts) + texts.body_html
+        return html
 
     def _model(self, view: DigestView) -> DigestModel:
         subject = self.subject(view)
@@ -344,10 +353,11 @@ class Renderer:
                         number,
                         text_number,
                         texts,
-                        self._lines(card, texts, len(text_number)),
+                        self._lines(texts, len(text_number)),
                         more,
                         less,
                         votes,
+                        self._headed(texts, number),
                     )
                 )
             cards.append(GroupModel(label, group_cards))

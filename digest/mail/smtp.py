@@ -317,6 +317,8 @@ def _address(address: str) -> bytes:
 
 
 _BARE_LF = re.compile(rb"\r?\n")
+_LONE_CR = re.compile(rb"\r(?!\n)")
+_DOT_AFTER_LF = re.compile(rb"\n\.")
 
 
 def wire_form(data: bytes) -> bytes:
@@ -324,14 +326,23 @@ def wire_form(data: bytes) -> bytes:
 
     Bare LF (what `email` writes with its default policy) is turned into CRLF;
     a lone CR inside a line is left alone, as mail servers do.
+
+    Every message passes through here whole, so the checks are the cheap kind:
+    counting one byte and searching for a literal run at memory speed, where
+    counting CRLFs or replacing them did not. With as many CRs as LFs and no
+    CR on its own, every LF ends a CRLF; otherwise the LFs are normalised
+    (a no-op for those already in a CRLF). Once every LF ends a CRLF, a dot
+    after an LF is a dot at the start of a line.
     """
-    if data.count(b"\n") != data.count(b"\r\n"):
+    if data.count(b"\n") != data.count(b"\r") or _LONE_CR.search(data):
         data = _BARE_LF.sub(b"\r\n", data)
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
     if data.startswith(b"."):
         data = b"." + data
-    return data.replace(b"\r\n.", b"\r\n..") + b".\r\n"
+    if _DOT_AFTER_LF.search(data):
+        data = data.replace(b"\r\n.", b"\r\n..")
+    return data + b".\r\n"
 
 
 def _describe(exc: BaseException) -> str:

@@ -15,7 +15,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote_plus
 
 from sqlalchemy import Text, cast, select
@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from digest.config import Settings
 from digest.email.render import Renderer
 from digest.errors import BadInput
-from digest.links import VOTE_PATHS, VoteSigner, make_token
+from digest.links import VOTE_PATHS, Signer, VoteSigner
 from digest.outbox.types import Build, ClaimedDigest
 from digest.planner import PlannedDigest
 from digest.store.reads import chunks, latest_upvotes
@@ -70,7 +70,7 @@ class ViewCache:
     Papers do not change while a run sends; a new run starts a new cache.
     """
 
-    papers: dict[int, Any] = field(default_factory=dict)
+    papers: dict[int, _PaperFields] = field(default_factory=dict)
     upvotes: dict[datetime, dict[int, int | None]] = field(default_factory=dict)
     matched: dict[str, tuple[tuple[MatchedTerm, ...], str]] = field(default_factory=dict)
 
@@ -126,7 +126,7 @@ def views_for_digests(
     heads = [
         row
         for chunk in chunks(ids)
-        for row in session.execute(
+        for row in session.connection().execute(
             select(
                 Digest.id,
                 Digest.period,
@@ -140,10 +140,12 @@ def views_for_digests(
         )
     ]
     topics = _topic_labels(session, {row[4] for row in heads})
-    # plain rows, not ORM objects: a batch has thousands of items over a few dozen papers
+    # plain rows, not ORM objects: a batch has thousands of items over a few dozen papers;
+    # these reads go through the session's connection (Core), as the ORM's handling of
+    # each row is no use for plain columns
     items: dict[int, list[Any]] = {}
     for chunk in chunks(ids):
-        for item in session.execute(
+        for item in session.connection().execute(
             select(
                 DigestItem.digest_id,
                 DigestItem.paper_id,
@@ -170,7 +172,8 @@ def views_for_digests(
         found = latest_upvotes(session, missing, as_of=planned_at)
         known.update({paper_id: found.get(paper_id) for paper_id in missing})
     views: dict[int, DigestView] = {}
-    links = _VoteLinks(settings, secret)
+    signer = Signer(secret)
+    links = _VoteLinks(settings, signer)
     for digest_id, period, planned_at, message_id, subscriber_id, email in heads:
         cards = tuple(
             _card(
@@ -192,7 +195,7 @@ def views_for_digests(
             message_id=message_id,
             cards=cards,
             settings=settings,
-            secret=secret,
+            signer=signer,
             digest_id=digest_id,
         )
     return views
@@ -208,7 +211,8 @@ def view_for_plan(
     ids = [pick.paper_id for pick in plan.picks]
     papers = _papers(session, ids)
     upvotes = latest_upvotes(session, ids, as_of=plan.planned_at)
-    links = _VoteLinks(settings, secret)
+    signer = Signer(secret)
+    links = _VoteLinks(settings, signer)
     cards = tuple(
         _card(
             papers[pick.paper_id],
@@ -234,7 +238,7 @@ def view_for_plan(
         message_id=plan.message_id,
         cards=cards,
         settings=settings,
-        secret=secret,
+        signer=signer,
         digest_id=plan.digest_id,
     )
 
@@ -285,7 +289,7 @@ def _topic_labels(session: Session, subscriber_ids: Iterable[int]) -> dict[int, 
     """Per subscriber, their topics as the email names them (label, else query), in order."""
     labels: dict[int, list[str]] = {}
     for chunk in chunks(sorted(set(subscriber_ids))):
-        for subscriber_id, label, query in session.execute(
+        for subscriber_id, label, query in session.connection().execute(
             select(Topic.subscriber_id, Topic.label, Topic.query)
             .where(Topic.subscriber_id.in_(chunk))
             .order_by(Topic.id)
@@ -294,10 +298,31 @@ def _topic_labels(session: Session, subscriber_ids: Iterable[int]) -> dict[int, 
     return {subscriber_id: tuple(names) for subscriber_id, names in labels.items()}
 
 
-def _papers(session: Session, paper_ids: Iterable[int]) -> dict[int, Any]:
-    """What a paper card shows of each paper, as plain rows by id."""
+class _PaperFields(NamedTuple):
+    """What a card shows of a paper whatever the digest, worked out once per paper (the
+    URL, and a Hugging Face search when there is no arXiv id, is the same every time)."""
+
+    title: str
+    url: str
+    abstract: str
+    authors: tuple[str, ...]
+    arxiv_id: str | None
+    code_url: str | None
+    on_hf: bool
+
+
+def _papers(session: Session, paper_ids: Iterable[int]) -> dict[int, _PaperFields]:
+    """What a paper card shows of each paper, by id."""
     return {
-        paper.id: paper
+        paper.id: _PaperFields(
+            title=paper.title,
+            url=paper_url(paper.arxiv_id, paper.title),
+            abstract=paper.abstract or "",
+            authors=tuple(str(a) for a in paper.authors or ()),
+            arxiv_id=paper.arxiv_id,
+            code_url=paper.code_url or None,
+            on_hf=bool(paper.hf_id),
+        )
         for chunk in chunks(sorted(set(paper_ids)))
         for paper in session.execute(
             select(
@@ -317,9 +342,9 @@ def _papers(session: Session, paper_ids: Iterable[int]) -> dict[int, Any]:
 class _VoteLinks:
     """The "More like this" / "Less like this" URLs of papers in recorded digests."""
 
-    def __init__(self, settings: Settings, secret: bytes) -> None:
+    def __init__(self, settings: Settings, signer: Signer) -> None:
         self.base = settings.web.base_url.rstrip("/")
-        self.secret = secret
+        self.signer = signer
 
         self.more = f"{self.base}/{VOTE_PATHS['more']}/"
         self.less = f"{self.base}/{VOTE_PATHS['less']}/"
@@ -330,14 +355,13 @@ class _VoteLinks:
         # a digest's papers come one after another, so one signer serves them all
         signer = self._signer
         if signer is None or signer.digest_id != digest_id:
-            signer = self._signer = VoteSigner(self.secret, digest_id, email, issued=issued)
-        return self.more + signer.token("more", paper_id), self.less + signer.token(
-            "less", paper_id
-        )
+            signer = self._signer = VoteSigner(self.signer, digest_id, email, issued=issued)
+        more, less = signer.tokens(paper_id)
+        return self.more + more, self.less + less
 
 
 def _card(
-    paper: Any,
+    paper: _PaperFields,
     *,
     topic_label: str,
     score: float,
@@ -348,9 +372,9 @@ def _card(
     matched, why = explained
     return PaperCard(
         title=paper.title,
-        url=paper_url(paper.arxiv_id, paper.title),
-        abstract=paper.abstract or "",
-        authors=tuple(str(a) for a in paper.authors or ()),
+        url=paper.url,
+        abstract=paper.abstract,
+        authors=paper.authors,
         topic_label=topic_label,
         score=score,
         arxiv_id=paper.arxiv_id,
@@ -359,8 +383,8 @@ def _card(
         why=why,
         more_url=links[0],
         less_url=links[1],
-        code_url=paper.code_url or None,
-        on_hf=bool(paper.hf_id),
+        code_url=paper.code_url,
+        on_hf=paper.on_hf,
     )
 
 
@@ -374,16 +398,16 @@ def _view(
     message_id: str,
     cards: tuple[PaperCard, ...],
     settings: Settings,
-    secret: bytes,
+    signer: Signer,
     digest_id: int | None,
 ) -> DigestView:
     base = settings.web.base_url.rstrip("/")
     # dated by the digest's issue time, so a re-sent message carries the same links
-    unsubscribe = make_token(secret, "unsubscribe", subscriber_id, email, issued=issued_at)
-    manage = make_token(secret, "manage", subscriber_id, email, issued=issued_at)
+    unsubscribe = signer.token("unsubscribe", subscriber_id, email, issued=issued_at)
+    manage = signer.token("manage", subscriber_id, email, issued=issued_at)
     view_url = None
     if digest_id is not None:
-        view_url = f"{base}/d/{make_token(secret, 'view', digest_id, email, issued=issued_at)}"
+        view_url = f"{base}/d/{signer.token('view', digest_id, email, issued=issued_at)}"
     mailto = settings.sender.unsubscribe_mailto or settings.sender.address
     return DigestView(
         email=email,

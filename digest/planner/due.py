@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from digest.errors import BadInput
@@ -147,7 +147,8 @@ _SUBSCRIBER_COLUMNS = (
 
 
 def _read_subscribers(session: Session, email: str | None) -> list[_SubscriberRow]:
-    """The active subscribers by id, or the one with address `email` whatever their status."""
+    """The active subscribers by id, or the one with address `email` whatever their status.
+    Read through the session's connection (Core): a row per subscriber, plain columns."""
     stmt = select(*_SUBSCRIBER_COLUMNS).order_by(Subscriber.id)
     if email is None:
         stmt = stmt.where(Subscriber.status == "active")
@@ -169,7 +170,7 @@ def _read_subscribers(session: Session, email: str | None) -> list[_SubscriberRo
             ),
             row.max_papers,
         )
-        for row in session.execute(stmt)
+        for row in session.connection().execute(stmt)
     ]
     if email is not None and not found:
         raise BadInput(f"no subscriber with the address {wanted}")
@@ -182,7 +183,7 @@ def _read_topics(
     """Per subscriber: (topic id, query text, label or query), in the order they were added."""
     topics: dict[int, list[tuple[int, str, str]]] = defaultdict(list)
     for chunk in chunks(subscriber_ids):
-        rows = session.execute(
+        rows = session.connection().execute(
             select(Topic.subscriber_id, Topic.id, Topic.query, Topic.label)
             .where(Topic.subscriber_id.in_(chunk))
             .order_by(Topic.id)
@@ -210,12 +211,19 @@ def _last_digests(
             select(Digest.subscriber_id, Digest.period).join(latest, Digest.id == latest.c.id)
         ):
             last_period[sub_id] = period
+        # The status test inside the aggregate, not in WHERE: there it led SQLite to the
+        # status index, reading every digest of those statuses (the whole table, soon)
+        # for each chunk of subscribers instead of just these subscribers' digests.
         for sub_id, planned_at in session.execute(
-            select(Digest.subscriber_id, func.max(Digest.planned_at))
-            .where(Digest.subscriber_id.in_(chunk), Digest.status.in_(WINDOW_CLOSING))
+            select(
+                Digest.subscriber_id,
+                func.max(case((Digest.status.in_(WINDOW_CLOSING), Digest.planned_at))),
+            )
+            .where(Digest.subscriber_id.in_(chunk))
             .group_by(Digest.subscriber_id)
         ):
-            closed_at[sub_id] = _aware(planned_at)
+            if planned_at is not None:
+                closed_at[sub_id] = _aware(planned_at)
     return last_period, closed_at
 
 

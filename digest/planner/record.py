@@ -24,6 +24,7 @@ from digest.store.schema import Digest, DigestItem, EncodedJSON
 from digest.values import Pick
 
 _ITEMS = cast(Table, DigestItem.__table__)
+_DIGESTS = cast(Table, Digest.__table__)
 
 __all__ = ["WRITE_BATCH", "record_plans", "write_digest", "write_digests"]
 
@@ -50,26 +51,32 @@ def record_plans(session: Session, plans: Sequence[PlannedDigest], report: PlanR
 
 def write_digests(session: Session, batch: Sequence[PlannedDigest]) -> list[bool]:
     """Write a batch of digests in two statements; if any period is taken (a concurrent
-    planner), roll the batch back and write it one savepoint per subscriber instead."""
+    planner), roll the batch back and write it one savepoint per subscriber instead.
+
+    The new ids come back with the (subscriber, period) they were written for, which
+    is unique, rather than in the order of the rows: asking for that order makes
+    SQLAlchemy insert one row per statement on SQLite, where a multi-row INSERT's
+    RETURNING order is not guaranteed.
+    """
     try:
         with session.begin_nested():
-            ids = (
-                session.execute(
-                    insert(Digest).returning(Digest.id, sort_by_parameter_order=True),
-                    [_digest_row(plan) for plan in batch],
-                )
-                .scalars()
-                .all()
+            returned = session.execute(
+                insert(_DIGESTS).returning(
+                    _DIGESTS.c.id, _DIGESTS.c.subscriber_id, _DIGESTS.c.period
+                ),
+                [_digest_row(plan) for plan in batch],
             )
+            id_of = {(subscriber, period): i for i, subscriber, period in returned}
+            ids = [id_of[plan.subscriber_id, plan.period] for plan in batch]
             explained: dict[int, EncodedJSON] = {}
-            items = [
-                row
-                for plan, i in zip(batch, ids, strict=True)
-                for row in _item_rows(plan, i, explained)
-            ]
-            if items:
-                # Core, not the ORM's bulk insert: plain rows need none of its bookkeeping
-                session.execute(insert(_ITEMS), items)
+            _insert_items(
+                session,
+                [
+                    row
+                    for plan, i in zip(batch, ids, strict=True)
+                    for row in _item_rows(plan, i, explained)
+                ],
+            )
     except IntegrityError:
         return [write_digest(session, plan) for plan in batch]
     for plan, digest_id in zip(batch, ids, strict=True):
@@ -87,8 +94,7 @@ def write_digest(session: Session, plan: PlannedDigest) -> bool:
             digest_id = session.execute(
                 insert(Digest).values(**_digest_row(plan)).returning(Digest.id)
             ).scalar_one()
-            if plan.picks:
-                session.execute(insert(_ITEMS), _item_rows(plan, digest_id, {}))
+            _insert_items(session, _item_rows(plan, digest_id, {}))
     except IntegrityError:
         plan.digest_id = None
         return False
@@ -107,29 +113,56 @@ def _digest_row(plan: PlannedDigest) -> dict[str, Any]:
     }
 
 
+_ITEM_COLUMNS = ("digest_id", "paper_id", "rank", "score", "topic_id", "topic_label", "explanation")
+ItemRow = tuple[int, int, int, float, int, str, EncodedJSON]
+
+
 def _item_rows(
     plan: PlannedDigest, digest_id: int, explained: dict[int, EncodedJSON]
-) -> list[dict[str, Any]]:
-    """The item rows of one digest. `explained` holds each hit's explanation by the hit's
-    identity: subscribers who share a topic share its hits, so a batch builds each once."""
-    return [
-        {
-            "digest_id": digest_id,
-            "paper_id": pick.paper_id,
-            "rank": pick.rank,
-            "score": pick.score,
-            "topic_id": pick.topic_id,
-            "topic_label": plan.topic_labels.get(pick.topic_id, ""),
-            "explanation": _explanation(pick, explained),
-        }
-        for pick in plan.picks
-    ]
+) -> list[ItemRow]:
+    """The item rows of one digest, values in `_ITEM_COLUMNS` order. `explained` holds
+    each hit's explanation by the hit's identity: subscribers who share a topic share
+    its hits, so a batch builds each once."""
+    labels = plan.topic_labels
+    rows: list[ItemRow] = []
+    for pick in plan.picks:
+        hit = pick.hit
+        # the plans hold their hits for the whole batch, so an id is not reused meanwhile
+        explanation = explained.get(id(hit))
+        if explanation is None:
+            explanation = explained[id(hit)] = _explanation(pick)
+        label = labels.get(pick.topic_id, "")
+        rows.append(
+            (digest_id, hit.paper_id, pick.rank, hit.score, pick.topic_id, label, explanation)
+        )
+    return rows
 
 
-def _explanation(pick: Pick, explained: dict[int, EncodedJSON]) -> EncodedJSON:
-    # the plans hold their hits for the whole batch, so an id is not reused meanwhile
-    found = explained.get(id(pick.hit))
-    if found is None:
-        encoded = json.dumps(pick.explanation(), separators=(",", ":"), ensure_ascii=False)
-        found = explained[id(pick.hit)] = EncodedJSON(encoded)
-    return found
+def _explanation(pick: Pick) -> EncodedJSON:
+    return EncodedJSON(json.dumps(pick.explanation(), separators=(",", ":"), ensure_ascii=False))
+
+
+def _insert_items(session: Session, rows: list[ItemRow]) -> None:
+    """Insert item rows: about ten per digest, so a big plan writes millions.
+
+    On SQLite the rows go to the driver as they are, in one executemany: every value
+    is a plain int, float or str there (the explanation is JSON text already), and
+    SQLAlchemy's handling of each row's parameters cost more than SQLite's insert.
+    Other databases get Core's executemany, whose parameter handling adapts values
+    (JSON among them) to their drivers.
+    """
+    if not rows:
+        return
+    connection = session.connection()
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql(_SQLITE_INSERT_ITEMS, rows)
+    else:
+        session.execute(
+            insert(_ITEMS), [dict(zip(_ITEM_COLUMNS, row, strict=True)) for row in rows]
+        )
+
+
+_SQLITE_INSERT_ITEMS = (
+    f"INSERT INTO {_ITEMS.name} ({', '.join(_ITEM_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _ITEM_COLUMNS)})"
+)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import email
 from email import policy
 from email.message import EmailMessage
@@ -101,3 +102,16 @@ def test_addresses_that_cannot_be_sent_to_are_refused(value: str) -> None:
 
 def test_international_domains_are_idna_encoded() -> None:
     assert mime.address("leser@bücher.example", "to") == "leser@xn--bcher-kva.example"
+
+
+@settings(max_examples=150, deadline=None)
+@given(body=st.text(max_size=5000) | st.text(alphabet="a\r\né😀", min_size=900, max_size=5000))
+def test_the_html_parts_base64_lines_are_the_plain_76_column_cut(body: str) -> None:
+    """The HTML part's base64 is cut into lines in blocks (in C) for speed: whatever the
+    length, the lines must be those of cutting the encoded body every 76 columns."""
+    data = body.replace("\r\n", "\n").replace("\r", "\n").encode()
+    if not data.endswith(b"\n"):
+        data += b"\n"
+    encoded = base64.b64encode(data.replace(b"\n", b"\r\n"))
+    expected = b"".join(encoded[i : i + 76] + b"\r\n" for i in range(0, len(encoded), 76))
+    assert mime._base64(body) == expected

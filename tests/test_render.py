@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import email
+import gc
 import os
 import re
+import tracemalloc
 from dataclasses import replace
 from datetime import datetime
 from email import policy
@@ -441,6 +443,31 @@ def test_cached_paper_cards_render_like_fresh_ones(renderer: Renderer) -> None:
     fresh = Renderer(SETTINGS)
     assert renderer.message_bytes(second) == fresh.message_bytes(second)
     assert renderer.text(second) == fresh.text(second)
+
+
+def test_a_card_seen_at_many_positions_is_not_kept_once_per_position() -> None:
+    """The renderer of a long-running `digest run` keeps its card cache between runs:
+    a card that lands at every position of the digests it is in must cost its body
+    once, not once per position (up to max_papers of them)."""
+    renderer = Renderer(SETTINGS)
+    view = sample_view(20)
+    renderer.html(view)  # every card cached, at its first position
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        papers = list(view.papers)
+        for shift in range(1, len(papers)):  # each card at each of the 20 positions
+            renderer.html(replace(view, papers=tuple(papers[shift:] + papers[:shift])))
+        gc.collect()
+        grown = sum(
+            stat.size_diff for stat in tracemalloc.take_snapshot().compare_to(before, "filename")
+        )
+    finally:
+        tracemalloc.stop()
+    # 19 more positions of 20 cards: a numbered title is a few hundred bytes kept per
+    # position; a whole card (authors, snippet, links) is several KB
+    positions = 19 * len(papers)
+    assert grown < positions * 600, (grown, positions)
 
 
 def test_cards_link_the_pdf_the_hugging_face_page_and_the_code_where_known(

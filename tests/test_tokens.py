@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from digest import links
 from digest.config import WebSettings
@@ -158,3 +160,36 @@ def test_a_digests_vote_signer_makes_exactly_the_vote_tokens() -> None:
                 now=issued,
                 max_age_days=1,  # type: ignore[arg-type]
             )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    secret=st.binary(min_size=1, max_size=200),
+    row_id=st.integers(min_value=1, max_value=10**12),
+    paper_id=st.integers(min_value=1, max_value=10**12),
+    email=st.text(min_size=1, max_size=300).filter(lambda e: "\n" not in e),
+    days=st.integers(min_value=-800, max_value=40_000),
+    purpose=st.sampled_from(["unsubscribe", "manage", "view", "confirm"]),
+)
+def test_the_batch_signers_make_exactly_the_tokens_of_the_plain_functions(
+    secret: bytes, row_id: int, paper_id: int, email: str, days: int, purpose: str
+) -> None:
+    """A delivery run signs through `Signer` (HMAC keyed once, copied per link) and one
+    `VoteSigner` per digest built from it: each token must be the one the plain
+    functions, which the web app's checks mirror, make for the same inputs."""
+    issued = date(1970, 1, 1) + timedelta(days=days)
+    signer = links.Signer(secret)
+    assert signer.token(purpose, row_id, email, issued=issued) == links.make_token(  # type: ignore[arg-type]
+        secret,
+        purpose,
+        row_id,
+        email,
+        issued=issued,  # type: ignore[arg-type]
+    )
+    for votes in (
+        links.VoteSigner(signer, row_id, email, issued=issued),
+        links.VoteSigner(secret, row_id, email, issued=issued),
+    ):
+        more, less = votes.tokens(paper_id)
+        assert more == links.vote_token(secret, "more", row_id, paper_id, email, issued=issued)
+        assert less == links.vote_token(secret, "less", row_id, paper_id, email, issued=issued)

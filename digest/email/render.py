@@ -87,10 +87,12 @@ class CardTexts:
     snippet_text: str
     text_meta: str
     body_html: Markup = EMPTY_MARKUP  # the card below its title, rendered by `paper_body`
-    # Filled as digests use the card, for every digest after the first: the HTML with
-    # its numbered title (`paper_title` + `body_html`) by number, and the text lines by
-    # indent width. Neither depends on the digest, only on where the card stands in it.
-    headed: dict[int, Markup] = field(default_factory=dict, compare=False, repr=False)
+    # Filled as digests use the card, for every digest after the first: its numbered
+    # title (`paper_title`) by number, and the text lines by indent width. Neither
+    # depends on the digest, only on where the card stands in it. Only the title is
+    # kept per number: a copy of the whole card per position would multiply the
+    # cache's memory by the positions a card takes (up to max_papers).
+    titles: dict[int, Markup] = field(default_factory=dict, compare=False, repr=False)
     lines: dict[int, TextLines] = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -106,7 +108,7 @@ class CardModel:
     more_url: str | None = None
     less_url: str | None = None
     text_votes: str = ""  # the text part's lines for them, indented
-    html: Markup = EMPTY_MARKUP  # the numbered title and the card's body (`CardTexts.headed`)
+    title_html: Markup = EMPTY_MARKUP  # the numbered title (`CardTexts.titles`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,10 +321,10 @@ class Renderer:
             texts.lines[indent_width] = lines
         return lines
 
-    def _headed(self, texts: CardTexts, number: int) -> Markup:
-        html = texts.headed.get(number)
+    def _title(self, texts: CardTexts, number: int) -> Markup:
+        html = texts.titles.get(number)
         if html is None:
-            html = texts.headed[number] = self._paper_title(number, texts) + texts.body_html
+            html = texts.titles[number] = self._paper_title(number, texts)
         return html
 
     def _model(self, view: DigestView) -> DigestModel:
@@ -357,7 +359,7 @@ class Renderer:
                         more,
                         less,
                         votes,
-                        self._headed(texts, number),
+                        self._title(texts, number),
                     )
                 )
             cards.append(GroupModel(label, group_cards))

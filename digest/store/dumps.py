@@ -23,10 +23,10 @@ work: a 10,000-paper dump is one round trip per table, not per row.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Table, delete, exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -88,14 +88,22 @@ def store_dump(
     day = issue_date or parsed.issue_date
     if day is None:
         day = infer_issue_date(*parsed.month_day, now=now) if parsed.month_day else now.date()
+    result = _retried(store, lambda session: _store(session, parsed, sha256, source_ref, now, day))
+    return replace(result, warnings=parsed.warnings)
+
+
+T = TypeVar("T")
+
+
+def _retried(store: Store, work: Callable[[Session], T]) -> T:
+    """`work` in one transaction, run again on fresh data when it lost a race: another
+    writer committed the same dump or paper first (IntegrityError), or the database
+    refused a lock (SQLite's read-lock upgrade, a PostgreSQL deadlock)."""
     for attempt in range(1, ATTEMPTS + 1):
         try:
             with store.transaction() as session:
-                result = _store(session, parsed, sha256, source_ref, now, day)
-            return replace(result, warnings=parsed.warnings)
+                return work(session)
         except (IntegrityError, OperationalError) as exc:
-            # Another ingest committed the same dump or paper first (IntegrityError),
-            # or SQLite refused to upgrade our read lock; try again on fresh data.
             retryable = isinstance(exc, IntegrityError) or any(
                 word in str(exc.orig) for word in ("locked", "deadlock", "could not serialize")
             )
@@ -440,17 +448,7 @@ def learn_identity(
     source says was withdrawn is marked so, and never sent. False when the row is
     gone or has an id by now (an ingest got there first).
     """
-    for attempt in range(1, ATTEMPTS + 1):
-        try:
-            with store.transaction() as session:
-                return _learn(session, paper_id, paper, now, error)
-        except (IntegrityError, OperationalError) as exc:
-            # an ingest wrote the same paper key first, or SQLite refused a lock upgrade
-            retryable = isinstance(exc, IntegrityError) or "locked" in str(exc.orig)
-            if attempt == ATTEMPTS or not retryable:
-                raise
-            time.sleep(0.05 * attempt)
-    raise AssertionError("unreachable")
+    return _retried(store, lambda session: _learn(session, paper_id, paper, now, error))
 
 
 def _learn(

@@ -302,15 +302,12 @@ def fetch_arxiv_day(
     bodies: list[bytes] = []
     papers: list[ParsedPaper] = []
     seen: set[str] = set()
-    last: float | None = None
+    pace = fetching.Pace(sources.arxiv_request_seconds, sleep=sleep, clock=clock)
     total: int | None = None  # what the API says the query matches
     listed = 0  # entries read, repeats included
     with fetching.client(sources.arxiv_timeout_seconds, accept=_XML) as http:
         for page in range(MAX_API_PAGES):
-            if last is not None:
-                wait = sources.arxiv_request_seconds - (clock() - last)
-                if wait > 0:
-                    sleep(wait)
+            pace.wait()
             params = {
                 "search_query": query,
                 "start": str(page * page_size),
@@ -319,7 +316,7 @@ def fetch_arxiv_day(
                 "sortOrder": "ascending",
             }
             body, shown = _get(http, url, params, sources, sleep)
-            last = clock()
+            pace.done()
             batch = _parse_reply(body, shown)
             if total is None:
                 total = _total_results(body)

@@ -37,6 +37,30 @@ def client(timeout: float, *, accept: str = "*/*") -> httpx.Client:
     )
 
 
+class Pace:
+    """At least `seconds` between one request's end and the next one's start, for a
+    source that asks for a request rate (arXiv's API; a title lookup per paper)."""
+
+    def __init__(
+        self, seconds: float, *, sleep: Callable[[float], None], clock: Callable[[], float]
+    ) -> None:
+        self.seconds = seconds
+        self.sleep = sleep
+        self.clock = clock
+        self._last: float | None = None
+
+    def wait(self) -> None:
+        """Before a request: sleep out what is left of the gap since the last one."""
+        if self._last is not None:
+            left = self._last + self.seconds - self.clock()
+            if left > 0:
+                self.sleep(left)
+
+    def done(self) -> None:
+        """After a request: the gap counts from now."""
+        self._last = self.clock()
+
+
 class HttpRefused(SourceError):
     """The server answered with a status that retrying will not change (a 4xx but 429)."""
 
@@ -149,6 +173,7 @@ __all__ = [
     "MAX_RETRY_AFTER_SECONDS",
     "USER_AGENT",
     "HttpRefused",
+    "Pace",
     "client",
     "get",
 ]

@@ -57,8 +57,8 @@ class TitleLookup:
     ) -> None:
         self.sources = sources
         self.sleep = sleep
-        self.clock = clock
-        self._last: float | None = None
+        # a search per stored paper adds up: one per `title_lookup_seconds`
+        self._pace = fetching.Pace(sources.title_lookup_seconds, sleep=sleep, clock=clock)
         self._http: httpx.Client | None = None
 
     def __enter__(self) -> TitleLookup:
@@ -77,7 +77,7 @@ class TitleLookup:
         if not wanted or len(title) > MAX_QUERY_CHARS:
             return None
         assert self._http is not None, "use TitleLookup as a context manager"
-        self._space()
+        self._pace.wait()
         try:
             body, shown = fetching.get(
                 self._http,
@@ -91,6 +91,8 @@ class TitleLookup:
             if exc.status in PER_TITLE_STATUSES:
                 raise TitleRefused(str(exc)) from None
             raise
+        finally:
+            self._pace.done()
         try:
             results = parse_hf_json(body, name=shown)
         except BadInput as exc:
@@ -100,11 +102,3 @@ class TitleLookup:
             if paper.arxiv_id and title_key(paper.title) == wanted:
                 return paper
         return None
-
-    def _space(self) -> None:
-        """Keep to one request per `title_lookup_seconds` (a search per stored paper adds up)."""
-        if self._last is not None:
-            wait = self._last + self.sources.title_lookup_seconds - self.clock()
-            if wait > 0:
-                self.sleep(wait)
-        self._last = self.clock()

@@ -104,10 +104,15 @@ def load_secret(web: WebSettings) -> bytes:
         raise ConfigError(f"web.secret_file {path}: {exc.strerror}") from None
 
 
-def _mac(secret: bytes, purpose: Purpose, row_id: int, email: str, day: int | None) -> str:
+def _message(purpose: Purpose, row_id: int, email: str, day: int | None) -> str:
+    """What a subscriber token signs (an undated token, from before tokens carried their
+    day, signs no day)."""
     message = f"{purpose}\n{row_id}\n{email}"
-    if day is not None:
-        message += f"\n{day}"
+    return message if day is None else f"{message}\n{day}"
+
+
+def _mac(secret: bytes, purpose: Purpose, row_id: int, email: str, day: int | None) -> str:
+    message = _message(purpose, row_id, email, day)
     return _encoded(hmac.new(secret, message.encode(), hashlib.sha256).digest())
 
 
@@ -134,8 +139,7 @@ def issue_day(when: datetime | date) -> int:
 def make_token(
     secret: bytes, purpose: Purpose, row_id: int, email: str, *, issued: datetime | date
 ) -> str:
-    day = max(0, issue_day(issued))
-    return f"{_to_base36(row_id)}.{_to_base36(day)}.{_mac(secret, purpose, row_id, email, day)}"
+    return Signer(secret).token(purpose, row_id, email, issued=issued)
 
 
 def token_row_id(token: str) -> int | None:
@@ -202,17 +206,12 @@ class Signer:
         self.secret = secret
         self.keyed = hmac.new(secret, digestmod=hashlib.sha256)
 
-    def mac(self, message: str) -> str:
-        """`_mac`'s result for a message already put together."""
-        state = self.keyed.copy()
-        state.update(message.encode())
-        return _encoded(state.digest())
-
     def token(self, purpose: Purpose, row_id: int, email: str, *, issued: datetime | date) -> str:
-        """What `make_token` makes with this secret."""
+        """A subscriber token, `<row>.<day>.<mac>` (what `make_token` makes)."""
         day = max(0, issue_day(issued))
-        mac = self.mac(f"{purpose}\n{row_id}\n{email}\n{day}")
-        return f"{_to_base36(row_id)}.{_to_base36(day)}.{mac}"
+        state = self.keyed.copy()
+        state.update(_message(purpose, row_id, email, day).encode())
+        return f"{_to_base36(row_id)}.{_to_base36(day)}.{_encoded(state.digest())}"
 
 
 class VoteSigner:

@@ -16,7 +16,7 @@ the whole listing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
@@ -103,15 +103,7 @@ class Ranking:
         weight = s.proximity_weight
         base: list[tuple[int, float, float, float, float]] = []
         for doc in plan.eligible:
-            title = abstract = author = 0.0
-            for gain in gains:
-                g = gain.get(doc)
-                if g is not None:
-                    title += g[0]
-                    abstract += g[1]
-                    author += g[2]
-            title, abstract, author = title * inverse, abstract * inverse, author * inverse
-            base.append((doc, min(1.0, title + abstract + author), title, abstract, author))
+            base.append((doc, *word_parts(gains, inverse, doc)))
         # the proximity bonus is only worth computing for papers it could lift over the
         # cut-off (at least the floor and a share of the best score before bonuses);
         # papers only the feedback bonus could bring within reach wait for it
@@ -255,6 +247,23 @@ class Ranking:
                         break
             cached = self._pair_docs[key] = tuple(close)
         return cached
+
+
+def word_parts(
+    gains: Sequence[Mapping[int, tuple[float, float, float]]], inverse: float, doc: int
+) -> tuple[float, float, float, float]:
+    """(relevance, title part, abstract part, author part) of one paper: the BM25F gains
+    of the filter's leaves (`gains`, one mapping per leaf) it carries, times `inverse`
+    (1 / what a perfect paper attains), relevance capped at 1."""
+    title = abstract = author = 0.0
+    for gain in gains:
+        g = gain.get(doc)
+        if g is not None:
+            title += g[0]
+            abstract += g[1]
+            author += g[2]
+    title, abstract, author = title * inverse, abstract * inverse, author * inverse
+    return min(1.0, title + abstract + author), title, abstract, author
 
 
 def _positions(unit: Unit, doc: int) -> dict[str, int]:

@@ -40,7 +40,7 @@ from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING
 
 from digest.scoring.leaves import Unit
-from digest.scoring.ranking import Scored
+from digest.scoring.ranking import Scored, word_parts
 from digest.values import PaperText
 
 if TYPE_CHECKING:
@@ -167,20 +167,12 @@ def admit(
     if not standing:
         return scored
     accepted = loose()
-    inverse = 1.0 / attainable
+    gains = [unit.gain for unit in units]
     out = dict(scored)
     for doc in standing:
         if doc not in accepted:
             continue
-        title = abstract = author = 0.0
-        for unit in units:
-            gain = unit.gain.get(doc)
-            if gain is not None:
-                title += gain[0]
-                abstract += gain[1]
-                author += gain[2]
-        title, abstract, author = title * inverse, abstract * inverse, author * inverse
-        relevance = min(1.0, title + abstract + author)
+        relevance, title, abstract, author = word_parts(gains, 1.0 / attainable, doc)
         if relevance > 0:
             out[doc] = (relevance, title, abstract, author, 0.0, 0.0)
     return out

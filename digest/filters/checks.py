@@ -15,7 +15,17 @@ from __future__ import annotations
 import re
 
 from digest.errors import BadInput
-from digest.filters.nodes import And, Category, Node, Not, Or, Phrase, Word, to_text
+from digest.filters.nodes import (
+    And,
+    Category,
+    Node,
+    Not,
+    Or,
+    Phrase,
+    Word,
+    categories_only,
+    to_text,
+)
 from digest.text import is_stop_word, words
 
 __all__ = ["check_matchable", "operator_hints"]
@@ -94,20 +104,12 @@ def _never_matches(node: Node) -> str | None:
     return _contradiction(node)
 
 
-def _has_words(node: Node) -> bool:
-    """Whether a word or phrase (not excluded) is part of the node: something to rank by."""
-    if isinstance(node, Word | Phrase):
-        return True
-    if isinstance(node, Category | Not):
-        return False
-    return any(_has_words(op) for op in node.operands)
-
-
 def _mixed_or(node: Node) -> str | None:
     if isinstance(node, Word | Phrase | Category | Not):
         return None
     if isinstance(node, Or):
-        bare = [op for op in node.operands if not _has_words(op)]
+        # (every alternative asks for something by now: `_never_matches` came first)
+        bare = [op for op in node.operands if categories_only(op)]
         if bare and len(bare) < len(node.operands):
             return to_text(bare[0])
     for op in node.operands:

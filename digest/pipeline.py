@@ -34,6 +34,7 @@ from digest.outbox import (
 from digest.planner import PlanReport, plan_due
 from digest.store.database import Store
 from digest.store.job_runs import record_run, record_seen
+from digest.store.planning import PlanningTurn, planning_turn
 from digest.values import arxiv_categories
 
 logger = logging.getLogger(f"{LOGGER_NAME}.pipeline")
@@ -69,7 +70,20 @@ class Pipeline:
 
     def plan(self, now: datetime, *, email: str | None = None) -> PlanReport:
         """Record the digests due at `now` (plan_due commits them itself, per batch),
-        after giving new papers and topics their vectors (when the semantic signal is on)."""
+        after giving new papers and topics their vectors (when the semantic signal is on).
+
+        A full pass needs the planning turn (`digest.store.planning`): when another
+        process has it, this one leaves planning to that pass (the report says
+        `elsewhere`) and its delivery sends what that pass records. One
+        subscriber's pass (`email`) plans regardless: a full pass elsewhere may not
+        be planning for this moment.
+        """
+        if email is not None:
+            return self._plan(now, email)
+        with planning_turn(self.store.engine, wait=False) as mine:
+            return self._plan(now, None) if mine else PlanReport(now=now, elsewhere=True)
+
+    def _plan(self, now: datetime, email: str | None) -> PlanReport:
         self.embed()
         with self.store.sessions() as session:
             return plan_due(session, self.settings, now=now, email=email)
@@ -95,6 +109,8 @@ class Pipeline:
             on_outcome=on_outcome,
             should_stop=self.stopping.is_set,
             on_feed=self._sending,
+            # one subscriber's run does not wait for a full pass under way elsewhere
+            planning_elsewhere=None if email else PlanningTurn(self.store.engine).taken_elsewhere,
         )
         try:
             report = deliver(run)
@@ -255,6 +271,10 @@ class Pipeline:
 def tick_summary(plans: PlanReport, sent: DeliveryReport) -> str:
     """ "planned 3 (1 empty), sent 3" and, on a day with nothing planned, the commonest
     reasons why ("12 not due, 3 paused"): an empty day explained."""
+    if plans.elsewhere:
+        return f"planning left to another process, sent {sent.sent}" + (
+            f", retry {sent.retry}, failed {sent.failed}" if sent.retry or sent.failed else ""
+        )
     said = f"planned {len(plans.pending)}"
     if plans.empty:
         said += f" ({len(plans.empty)} with nothing matched)"

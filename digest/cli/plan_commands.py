@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from typing import Annotated
 
 import typer
@@ -18,6 +19,7 @@ from digest.cli.options import (
 )
 from digest.cli.progress import working
 from digest.planner import PlanReport, plan_due
+from digest.store.planning import planning_turn
 
 EmailOption = Annotated[
     str | None,
@@ -39,8 +41,15 @@ def plan(
     """Plan the digests that are due now: choose their papers and record them for delivery."""
     settings = settings_from(config)
     moment = parse_now(now)
-    with store_from(settings) as store, store.sessions() as session, working("planning"):
-        report = plan_due(session, settings, now=moment, email=email, dry_run=dry_run)
+    with store_from(settings) as store, working("planning"):
+        # A full pass waits for one running elsewhere (a sender's), then plans what
+        # that one left; a dry run writes nothing and needs no turn.
+        full = email is None and not dry_run
+        with (
+            planning_turn(store.engine, wait=True) if full else nullcontext(),
+            store.sessions() as session,
+        ):
+            report = plan_due(session, settings, now=moment, email=email, dry_run=dry_run)
     if as_json:
         typer.echo(json.dumps(report_json(report), indent=2))
         return

@@ -117,7 +117,8 @@ def send(
             plans = pipeline.plan(moment, email=email)
         with store.sessions() as session:
             due = due_count(session, now=moment, email=email)
-        total = due if limit is None else min(due, limit)
+        # while another process plans, more becomes due as it goes: no total to show
+        total: int | None = None if plans.elsewhere else due if limit is None else min(due, limit)
         with progress_bar("delivering", hidden=total == 0) as progress:
             task = progress.add_task("deliver", total=total)
             # the last reply per outcome, for the error line: it must quote a reply of
@@ -134,8 +135,12 @@ def send(
             held = leases(session, now=moment)
     for who, reason in plans.skipped if email else ():
         typer.echo(f"{who}: {reason}")
+    # a sender beside another one's pass: that pass planned what this one sent
+    planned = (
+        "planning left to another process" if plans.elsewhere else f"planned {len(plans.pending)}"
+    )
     typer.echo(
-        f"planned {len(plans.pending)}, sent {delivered.sent}, retry {delivered.retry}, "
+        f"{planned}, sent {delivered.sent}, retry {delivered.retry}, "
         f"failed {delivered.failed}, skipped-empty {len(plans.empty)}"
     )
     for line in lease_lines(held):  # a sender that crashed (or runs beside this one)

@@ -73,6 +73,10 @@ that a group being committed never stalls a fast server.
 """
 
 
+PLANNER_POLL_SECONDS = 0.1
+"""How often a run with nothing to claim looks again while another process plans."""
+
+
 def crash_bound(concurrency: int) -> int:
     """The most messages a crash of one delivering process can cause to be sent twice."""
     return max(1, concurrency) + UNRECORDED_MAX
@@ -158,7 +162,13 @@ class _Delivery:
     def next_batch(self) -> list[OutgoingMessage]:
         """Claim and build the next batch; [] when nothing more is due (or wanted)."""
         while (self.remaining is None or self.remaining > 0) and not self.run.stopping():
+            # Asked before claiming: a pass that ends after this question has
+            # committed its last batch before the claim below reads the queue.
+            planning = self.run.planning_elsewhere is not None and self.run.planning_elsewhere()
             ids = self.claim_batch()
+            if not ids and planning:
+                time.sleep(PLANNER_POLL_SECONDS)
+                continue
             if not ids:
                 break
             messages = self.build_batch(ids)

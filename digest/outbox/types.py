@@ -60,6 +60,7 @@ class RunOptions(TypedDict, total=False):
     on_outcome: OnOutcome | None
     should_stop: Callable[[], bool] | None
     on_feed: Callable[[MessageFeed], None] | None
+    planning_elsewhere: Callable[[], bool] | None
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,9 @@ class DeliveryRun:
     each claim and while sending. `on_feed` is handed the run's feed as
     sending starts, so a caller shutting down can tell which digests are on
     the wire (`MessageFeed.out`) from those it may put back.
+    `planning_elsewhere` is asked before each claim: when nothing is left to
+    claim while it says another process is still recording digests, the run
+    waits for them instead of ending (see `digest.store.planning`).
     """
 
     store: Store
@@ -86,6 +90,7 @@ class DeliveryRun:
     on_outcome: OnOutcome | None = None
     should_stop: Callable[[], bool] | None = None
     on_feed: Callable[[MessageFeed], None] | None = None
+    planning_elsewhere: Callable[[], bool] | None = None
 
     def stopping(self) -> bool:
         """Whether the caller has asked the run to stop."""

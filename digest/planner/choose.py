@@ -61,7 +61,8 @@ def choose_papers(
     # Each paper's latest listing by `now` lies in the window (it was listed there).
     texts = paper_texts(session, union, as_of=now)
     # what each distinct topic means, as texts to embed: for the vectors and the topics
-    meanings = {text: meaning_texts(text) for d in due for _, text, _ in d.topics}
+    # (once per distinct text: subscribers share the common topics)
+    meanings = {text: meaning_texts(text) for text in {t for d in due for _, t, _ in d.topics}}
     voted_ids = (
         set().union(*(voted[d.subscriber_id] for d in due if d.subscriber_id in voted))
         if settings.scoring.vote_weight > 0

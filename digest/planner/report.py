@@ -42,6 +42,9 @@ class PlanReport:
     planned: list[PlannedDigest] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (email, reason)
     papers_indexed: int = 0
+    # True when another process held the planning turn, so this pass planned nothing
+    # (see digest.store.planning); that process records what is due.
+    elsewhere: bool = False
 
     @property
     def pending(self) -> list[PlannedDigest]:

@@ -141,7 +141,7 @@ def test_not_or_and_field_scopes(index: PaperIndex) -> None:
 def test_bare_words_are_relaxed_by_weight_but_strict_when_asked(index: PaperIndex) -> None:
     long_topic = words("efficient", "cache", "compression", "pruning")
     assert ids(index, long_topic) == [2]  # no paper mentions pruning
-    strict = PaperIndex(PAPERS, ScoringSettings(relax_from_words=0))
+    strict = PaperIndex(PAPERS, ScoringSettings(relax_share=1.0))
     assert ids(strict, long_topic) == []
     required = And((Word("efficient"), Word("pruning", required=True), Word("cache")))
     assert ids(index, required) == []

@@ -90,7 +90,6 @@ KNOBS = (
     setting("relative_cutoff", "0 (no relative cut-off)", relative_cutoff=0.0),
     setting("relax rule", "none (every bare word required)", relax_share=1.0),
     setting("relax_share", "0 (any one word)", relax_share=0.0),
-    patch("variant discount", "none (1.0)", "leaves.VARIANT_WEIGHT", 1.0),
     patch("BM25 b", "0 (no length normalisation)", "leaves.B", 0.0),
     patch("BM25 k1", "0 (word counts ignored)", "leaves.K1", 0.0),
     patch("availability notes", "kept", "corpus.blank_availability_notes", _unchanged),

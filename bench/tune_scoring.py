@@ -33,6 +33,7 @@ GRID: dict[str, list[Any]] = {
     "relative_cutoff": [0.3, 0.4, 0.5],
     "title_weight": [2.0, 3.0, 5.0],
     "proximity_weight": [0.2, 0.4],
+    "feedback_weight": [0.0, 0.3],
 }
 
 

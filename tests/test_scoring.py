@@ -297,6 +297,32 @@ def test_select_papers_when_everything_fits_keeps_each_paper_once(index: PaperIn
     assert by_paper[3].topic_id == max(scores, key=lambda t: scores[t])
 
 
+def test_feedback_lifts_papers_that_read_like_the_best_ones() -> None:
+    gnn = (
+        "Message passing over node features with neighbourhood aggregation improves node "
+        "classification and link prediction on citation benchmarks. "
+    )
+    papers = [PaperText(i, f"Graph networks, part {i}", gnn + FILLER) for i in range(1, 13)]
+    papers += [
+        PaperText(50, "Robot cooking", FILLER + "A graph of the loss is shown. " + FILLER),
+        PaperText(51, "Neighbourhood aggregation for node classification", gnn),
+    ]
+    # a day's worth of other papers: the topic's vocabulary is distinctive among them
+    papers += [PaperText(100 + i, f"Study number {i} of tides", FILLER) for i in range(40)]
+    with_feedback = PaperIndex(papers, ScoringSettings())
+    without = PaperIndex(papers, replace(ScoringSettings(), feedback_weight=0))
+    hits = {h.paper_id: h for h in with_feedback.search(Word("graph"))}
+    plain = {h.paper_id: h for h in without.search(Word("graph"))}
+    # on-topic papers get the bonus and say so; the incidental mention gets little
+    assert all(
+        hits[i].parts["feedback"] > 5 * hits[50].parts.get("feedback", 0) for i in range(1, 13)
+    )
+    assert hits[1].score - hits[50].score > plain[1].score - plain[50].score + 0.2
+    # feedback never admits a paper the filter does not match, however alike it reads
+    assert 51 not in hits
+    assert with_feedback.explain(51, Word("graph")).eligible is False
+
+
 def test_planning_memory_per_candidate_paper_stays_small() -> None:
     """Planning holds every candidate paper of a window in its index (#18: a 38,000-paper
     window took 2.25 GB). Python memory per paper after indexing 3,000 abstract-sized

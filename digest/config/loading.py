@@ -79,8 +79,6 @@ def _choose_file(path: Path | str | None, env: Mapping[str, str]) -> Path | None
 
 
 REMOVED = {
-    "scoring.feedback_weight": "the pseudo-relevance feedback bonus is gone: it did not "
-    "move the test split beyond noise (docs/semantic.md: Knob audit)",
     "scoring.relax_from_words": "every topic of two or more bare words is relaxed; "
     "scoring.relax_share = 1 requires every word (docs/semantic.md: Knob audit)",
     "delivery.workers": "to deliver with more cores or machines, run several `digest send` "

@@ -208,6 +208,14 @@ class ScoringSettings:
         minimum=0,
         maximum=1,
     )
+    feedback_weight: float = setting(
+        0.3,
+        "Pseudo-relevance feedback: bonus (on the 0-1 relevance scale) for a matching paper "
+        "that uses the vocabulary of the topic's best papers; it lifts on-topic papers and "
+        "lets incidental matches fall below the relative cut-off (0 turns it off).",
+        minimum=0,
+        maximum=1,
+    )
     min_relevance: float = setting(
         0.3,
         "Absolute cut-off: papers below this relevance (0-1: how much of the topic's word "

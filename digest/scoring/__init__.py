@@ -2,11 +2,11 @@
 
 Owns everything between a parsed filter and a subscriber's picks: the text
 analysis of papers and query words, the inverted index, eligibility, ranking
-(BM25F, proximity, cut-offs, the popularity tie-breaker), explanations, and
-the fair-share selection over a subscriber's topics. A run builds one
-`PaperIndex` over its candidate papers and asks it about every distinct
-filter, memoised per filter, and one `Selector` over that index for every
-subscriber.
+(BM25F, proximity, pseudo-relevance feedback, cut-offs, the popularity
+tie-breaker), explanations, and the fair-share selection over a subscriber's
+topics. A run builds one `PaperIndex` over its candidate papers and asks it
+about every distinct filter, memoised per filter, and one `Selector` over that
+index for every subscriber.
 
 Pure: plain values in (`PaperText`, filter trees, `ScoringSettings`), plain
 values out (`Hit`, `Explanation`, `Pick`). It may import `digest.filters`,
@@ -19,7 +19,7 @@ session, reads the clock or talks to the network.
     corpus.py       the papers analysed once: postings per field, vocabulary, acronyms
     leaves.py       a filter's words and phrases compiled: occurrences, idf, BM25F gains
     eligibility.py  which papers a filter accepts (its hard rules, long-topic relaxation)
-    feedback.py     papers' distinctive terms, for reader votes (votes.py)
+    feedback.py     pseudo-relevance feedback: lift papers that read like the best ones
     ranking.py      relevance, proximity bonus, cut-offs, popularity tie-breaker
     explain.py      highlight spans of a hit; why a paper did or did not match
     index.py        `PaperIndex`: the parts wired together, hit lists memoised per filter

@@ -6,7 +6,7 @@ memoised per filter node, so subscribers who share filters share their
 evaluation. The index only wires the parts together and keeps the hit lists:
 the analysed papers (`corpus.py`), the compiled leaves (`leaves.py`), the
 eligible papers (`eligibility.py`), their scores and cut-offs (`ranking.py`,
-`semantic.py`, `votes.py`) and the explanations (`explain.py`) each have their module.
+`feedback.py`) and the explanations (`explain.py`) each have their module.
 """
 
 from __future__ import annotations
@@ -63,7 +63,9 @@ class PaperIndex:
             lexical = replace(settings, min_relevance=0.0, relative_cutoff=0.0)
         leaves = Leaves(corpus, lexical)
         self.feedback = Feedback(corpus, lexical)
-        self.ranking = Ranking(corpus, leaves, Eligibility(leaves, corpus.all, lexical), lexical)
+        self.ranking = Ranking(
+            corpus, leaves, Eligibility(leaves, corpus.all, lexical), self.feedback, lexical
+        )
         # the papers a filter accepts when its relaxed groups need any share of their
         # weight: those the meaning may admit (`semantic.admit`)
         self._loose = Eligibility(leaves, corpus.all, replace(lexical, relax_share=0.0))

@@ -1,11 +1,12 @@
-"""Ranking of a filter's eligible papers: BM25F, proximity, cut-offs, popularity.
+"""Ranking of a filter's eligible papers: BM25F, proximity, feedback, cut-offs, popularity.
 
 A paper's relevance is the BM25F gain of the filter's leaves it carries
 (title weighted higher), normalised to 0-1 by what a perfect paper attains,
 so one cut-off means the same for every filter; plus a proximity bonus when
-the topic's neighbouring words occur close together. Papers below an
-absolute and a relative cut-off are dropped: fewer papers rather than noise.
-Upvotes add a small tie-breaker afterwards and never make a paper eligible.
+the topic's neighbouring words occur close together, plus the feedback bonus
+(`feedback.py`). Papers below an absolute and a relative cut-off are dropped:
+fewer papers rather than noise. Upvotes add a small tie-breaker afterwards
+and never make a paper eligible.
 
 A filter of categories alone (`cat:cs.CL`) has no words to rank by: every
 paper in it is a perfect match (relevance 1), so popularity orders them and
@@ -24,12 +25,13 @@ from digest.filters import And, Category, Node, Not, Or, Phrase, Word, categorie
 from digest.scoring.analysis import term_of
 from digest.scoring.corpus import Corpus
 from digest.scoring.eligibility import Eligibility
+from digest.scoring.feedback import Feedback
 from digest.scoring.leaves import Leaves, Unit, position_masks
 
 PROXIMITY_WINDOW = 3  # words apart that still count as "close together"
 
-# doc → (relevance, title part, abstract part, author part, proximity share)
-Scored = tuple[float, float, float, float, float]
+# doc → (relevance, title part, abstract part, author part, proximity share, feedback)
+Scored = tuple[float, float, float, float, float, float]
 
 
 @dataclass(slots=True)
@@ -51,10 +53,12 @@ class Ranking:
         corpus: Corpus,
         leaves: Leaves,
         eligibility: Eligibility,
+        feedback: Feedback,
         settings: ScoringSettings,
     ) -> None:
         self.leaves = leaves
         self.eligibility = eligibility
+        self.feedback = feedback
         self.settings = settings
         weight = settings.popularity_weight
         # (weighted, rounded) per paper: the same for every filter that selects it
@@ -90,7 +94,7 @@ class Ranking:
         self._scored[node] = out
         if not plan.units and categories_only(node):
             for doc in plan.eligible:
-                out[doc] = (1.0, 0.0, 0.0, 0.0, 0.0)
+                out[doc] = (1.0, 0.0, 0.0, 0.0, 0.0, 0.0)
             return out
         if not plan.units or plan.attainable <= 0:
             return out  # nothing to rank by (only stop words / only NOT): select nothing
@@ -101,21 +105,41 @@ class Ranking:
         for doc in plan.eligible:
             base.append((doc, *word_parts(gains, inverse, doc)))
         # the proximity bonus is only worth computing for papers it could lift over the
-        # cut-off (at least the floor and a share of the best score before the bonus)
+        # cut-off (at least the floor and a share of the best score before bonuses);
+        # papers only the feedback bonus could bring within reach wait for it
         best = max((entry[1] for entry in base), default=0.0)
         hopeless = max(s.min_relevance, s.relative_cutoff * best) - weight
+        late: list[int] = []
         pairs = len(plan.pairs)
         close = self._close(plan) if pairs else {}
         for doc, relevance, title, abstract, author in base:
             proximity = 0.0
-            if pairs and relevance >= hopeless:
+            if pairs:
+                if relevance >= hopeless:
+                    proximity = close.get(doc, 0) / pairs
+                elif relevance >= hopeless - s.feedback_weight:
+                    late.append(doc)
+            out[doc] = (relevance + weight * proximity, title, abstract, author, proximity, 0.0)
+        for doc, bonus in self.feedback.bonuses(out).items():
+            relevance, title, abstract, author, proximity, _ = out[doc]
+            out[doc] = (relevance + bonus, title, abstract, author, proximity, bonus)
+        for doc in late:
+            relevance, title, abstract, author, _, bonus = out[doc]
+            if relevance >= hopeless:
                 proximity = close.get(doc, 0) / pairs
-            out[doc] = (relevance + weight * proximity, title, abstract, author, proximity)
+                out[doc] = (
+                    relevance + weight * proximity,
+                    title,
+                    abstract,
+                    author,
+                    proximity,
+                    bonus,
+                )
         return out
 
     def finish(self, doc: int, entry: Scored) -> tuple[float, dict[str, float]]:
         """(score, score parts) of a scored paper: relevance plus the popularity tie-breaker."""
-        relevance, title, abstract, author, proximity = entry
+        relevance, title, abstract, author, proximity, feedback = entry
         parts: dict[str, float] = {}
         if title:
             parts["title"] = round(title, 4)
@@ -125,6 +149,8 @@ class Ranking:
             parts["author"] = round(author, 4)
         if proximity:
             parts["proximity"] = round(self.settings.proximity_weight * proximity, 4)
+        if feedback:
+            parts["feedback"] = round(feedback, 4)
         popularity, rounded = self._popularity_parts[doc]
         if popularity:
             parts["popularity"] = rounded

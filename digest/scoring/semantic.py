@@ -146,8 +146,8 @@ def admit(
     above the mean of the papers with a vector, it is not scored already, and the
     filter with any share of its relaxed groups' weight accepts it (`loose`, asked
     only when some paper stands out). Its relevance is its words' share of what a
-    perfect paper attains, as for any paper, without proximity: that rewards the
-    words it lacks. Nothing is admitted for a filter no paper matches:
+    perfect paper attains, as for any paper, without proximity or feedback: those
+    reward the words it lacks. Nothing is admitted for a filter no paper matches:
     the words anchor the topic. `scored` itself is returned when nobody is admitted.
     """
     import numpy as np
@@ -174,5 +174,5 @@ def admit(
             continue
         relevance, title, abstract, author = word_parts(gains, 1.0 / attainable, doc)
         if relevance > 0:
-            out[doc] = (relevance, title, abstract, author, 0.0)
+            out[doc] = (relevance, title, abstract, author, 0.0, 0.0)
     return out

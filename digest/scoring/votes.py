@@ -10,10 +10,10 @@ in units of the topic's best score, clamped to +-weight. A side's closeness is
 how much nearer a paper is to that side's papers than the topic's typical
 eligible paper (the median), scaled by the spread over the eligible papers, so
 it lies in [-1, 1] whatever the topic: over the words (the side's most
-distinctive terms, `feedback.py`) and, where vectors are stored, over meaning
-(the cosine to the nearest of the side's papers: a reader's likes are often on
-several sub-themes, and their average is near none of them); the two are
-averaged.
+distinctive terms, weighed as pseudo-relevance feedback weighs a topic's best
+papers) and, where vectors are stored, over meaning (the cosine to the nearest
+of the side's papers: a reader's likes are often on several sub-themes, and
+their average is near none of them); the two are averaged.
 
 Why this shape, and the promises it keeps:
 

@@ -28,7 +28,6 @@ from digest.scoring import Corpus, PaperIndex
 from digest.values import PaperText
 
 GRID: dict[str, list[Any]] = {
-    "relax_from_words": [0, 2, 3],
     "relax_share": [0.3, 0.4, 0.5, 0.6],
     "min_relevance": [0.2, 0.3, 0.4],
     "relative_cutoff": [0.3, 0.4, 0.5],

@@ -140,3 +140,10 @@ def test_the_removed_workers_setting_says_what_to_do_instead(tmp_path: Path) -> 
     config.write_text("")
     with pytest.raises(ConfigError, match=r"DIGEST_DELIVERY__WORKERS.*several `digest send`"):
         load_settings(config, {"DIGEST_DELIVERY__WORKERS": "2"})
+
+
+def test_the_removed_relax_from_words_setting_says_what_to_do_instead(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("[scoring]\nrelax_from_words = 0\n")
+    with pytest.raises(ConfigError, match=r"relax_from_words' is no longer a setting.*relax_share"):
+        load_settings(config)

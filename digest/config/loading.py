@@ -79,6 +79,8 @@ def _choose_file(path: Path | str | None, env: Mapping[str, str]) -> Path | None
 
 
 REMOVED = {
+    "scoring.relax_from_words": "every topic of two or more bare words is relaxed; "
+    "scoring.relax_share = 1 requires every word (docs/semantic.md: Knob audit)",
     "delivery.workers": "to deliver with more cores or machines, run several `digest send` "
     "or `digest run` processes against one PostgreSQL (README: Scaling out)",
 }

@@ -262,16 +262,11 @@ class ScoringSettings:
         minimum=0,
         maximum=1,
     )
-    relax_from_words: int = setting(
-        2,
-        "Topics of this many bare words or more also match papers that lack some of them, "
-        "if they carry relax_share of the topic's idf weight; 0 = every word is required.",
-        minimum=0,
-    )
     relax_share: float = setting(
         0.3,
-        "Share of a relaxed topic's idf weight a paper must contain (rare words weigh "
-        "more, so a common word alone never qualifies).",
+        "Topics of two or more bare words also match papers that lack some of them, if "
+        "they carry this share of the topic's idf weight (rare words weigh more, so a "
+        "common word alone never qualifies); 1 = every word is required.",
         minimum=0,
         maximum=1,
     )

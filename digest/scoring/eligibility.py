@@ -2,10 +2,10 @@
 
 Words, phrases, categories, NOT, AND, OR and field scopes decide eligibility; ranking
 only orders what is eligible and never admits a paper. Bare words must all
-occur, except in long topics (`relax_from_words` words or more, implicit AND
-only) where a paper needs `relax_share` of the topic's idf weight, so rare
-words count more. That weight is also what a perfect paper attains, the
-scale ranking normalises relevance by. Both are computed here because each
+occur, except in topics of two or more (implicit AND only), where a paper
+needs `relax_share` of the topic's idf weight, so rare words count more.
+That weight is also what a perfect paper attains, the scale ranking
+normalises relevance by. Both are computed here because each
 needs the other: relaxation weighs a group by what it attains, and an OR
 attains only what its alternatives that some paper has attain.
 """
@@ -89,8 +89,7 @@ class Eligibility:
 
     def _relaxed(self, node: And, positives: int) -> bool:
         """Whether an AND of bare words may match papers that lack some of them."""
-        relax = self.settings.relax_from_words
-        if node.explicit or relax == 0 or positives < relax or self.settings.relax_share >= 1:
+        if node.explicit or positives < 2 or self.settings.relax_share >= 1:
             return False
         # a group of categories narrows a long topic's papers without making its words
         # strict: it is a hard rule of its own, whatever the words do

@@ -11,35 +11,28 @@ acronym's expansion ("large language model" also finds "LLM").
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 from digest.config import ScoringSettings
 from digest.filters import And, Node, Phrase, Word
 from digest.scoring.acronyms import acronym_key
 from digest.scoring.analysis import has_cjk, term_of
 from digest.scoring.corpus import (
-    END,
     FIELD,
     FIELD_ORDER,
     FIELDS,
     POSITION,
     START,
     UNSCOPED,
-    VIA,
     Corpus,
     Occ,
-    field_text,
 )
 from digest.values import MatchedTerm
 
 K1 = 1.2
 B = 0.75
-# a word matched only as another word of its stem counts this much (see _mark_variants)
-VARIANT_WEIGHT = 0.3
 
 
 @dataclass(slots=True)
@@ -63,9 +56,6 @@ class Unit:
     # tuples; a ready dict merges into another in C)
     spans: dict[int, dict[int, MatchedTerm]] = field(default_factory=dict)
     near: dict[int, dict[str, int]] = field(default_factory=dict)  # bit masks
-    # positions matched only through another word of the same stem ("adaptively" for
-    # "adaptation"), per paper and field, as bit masks: weaker evidence (see _weigh)
-    variants: dict[int, dict[str, int]] = field(default_factory=dict)
 
     @property
     def docs(self) -> AbstractSet[int]:
@@ -175,8 +165,6 @@ class Leaves:
                 occs.sort(key=lambda o: (FIELD_ORDER[o[FIELD]], o[START]))
             ordered[doc] = tuple(occs)
         unit = Unit(label, ordered, corpus.idf(len(ordered)), ignorable)
-        if isinstance(node, Word) and not node.prefix and term_of(node.text):
-            self._mark_variants(unit, node.text)
         self._weigh(unit)
         self._units[key] = unit
         return unit
@@ -203,34 +191,6 @@ class Leaves:
             if len(expansion) >= 2 or expansion[0] != key
         ]
 
-    def _mark_variants(self, unit: Unit, typed: str) -> None:
-        """Note the positions where a word matched only through its stem, as another word.
-
-        Stemming finds "quantizing" for "quantization", but also "adaptively" for
-        "adaptation" and "generative" for "generation": the same stem, often
-        another meaning. The word as typed, up to its plural ("adaptations"), is
-        the stronger evidence, so in an abstract derived forms count VARIANT_WEIGHT as
-        much. The paper still matches (eligibility is unchanged); only its score is lower.
-        """
-        light = _light(typed)
-        papers = self.corpus.papers
-        for doc, occs in unit.occurrences.items():
-            exact: dict[str, int] = {}
-            other: dict[str, int] = {}
-            for occ in occs:
-                name, position = occ[FIELD], occ[POSITION]
-                if name != "abstract":  # the only field discounted (see _weigh)
-                    continue
-                text = field_text(papers[doc], name)[occ[START] : occ[END]]
-                if occ[VIA] is not None or _light(text) == light:
-                    exact[name] = exact.get(name, 0) | 1 << position
-                else:
-                    other[name] = other.get(name, 0) | 1 << position
-            only = {name: mask & ~exact.get(name, 0) for name, mask in other.items()}
-            only = {name: mask for name, mask in only.items() if mask}
-            if only:
-                unit.variants[doc] = only
-
     def _weigh(self, unit: Unit) -> None:
         """Per paper: the leaf's BM25F gain (idf x saturated weighted tf), split by field."""
         s = self.settings
@@ -244,13 +204,7 @@ class Leaves:
                 if positions:
                     index = fields[name]
                     norm = 1 - B + B * index.lengths[doc] / index.average
-                    count: float = positions.bit_count()
-                    variants = unit.variants.get(doc)
-                    # (a title is a few words naming the subject: any form of a word
-                    # there is the subject; the discount is for the abstract's prose)
-                    if variants is not None and name == "abstract" and name in variants:
-                        count -= (1 - VARIANT_WEIGHT) * variants[name].bit_count()
-                    pseudo[i] = weights[i] * count / norm
+                    pseudo[i] = weights[i] * positions.bit_count() / norm
             total = sum(pseudo)
             if total > 0:
                 scale = unit.idf / (K1 + total)
@@ -270,23 +224,6 @@ def position_masks(occs: Iterable[Occ]) -> dict[str, int]:
         name = occ[FIELD]
         masks[name] = get(name, 0) | 1 << occ[POSITION]
     return masks
-
-
-_NOT_LETTERS = re.compile(r"[\W\d_]+")
-
-
-@lru_cache(maxsize=100_000)
-def _light(word: str) -> str:
-    """A word up to its plural (Harman's S-stemmer over its letters): what counts as the
-    word as typed, as opposed to another word of the same stem."""
-    w = _NOT_LETTERS.sub("", word.casefold())
-    if len(w) > 3 and w.endswith("ies") and not w.endswith(("eies", "aies")):
-        return w[:-3] + "y"
-    if len(w) > 3 and w.endswith("es") and not w.endswith(("aes", "ees", "oes")):
-        return w[:-1]
-    if len(w) > 2 and w.endswith("s") and not w.endswith(("us", "ss")):
-        return w[:-1]
-    return w
 
 
 def _cjk_words(word: str) -> list[str]:

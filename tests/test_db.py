@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
@@ -9,8 +10,9 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, select, text
+from sqlalchemy import func, inspect, select, text
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from digest.store import database as db
@@ -217,3 +219,75 @@ def test_a_sqlite_write_transaction_that_reads_first_survives_another_writer(
     finally:
         mailer.dispose()
         web.dispose()
+
+
+def test_upgrading_moves_each_items_explanation_to_one_shared_row(database_url: str) -> None:
+    """0007: items that had copies of one explanation share one row, and every item
+    still says why it was chosen; a downgrade gives each item its copy back."""
+    from alembic import command
+
+    if database_url.startswith("postgresql"):
+        from tests.conftest import _reset_postgres
+
+        _reset_postgres(database_url)
+    engine = db.make_engine(database_url)
+    config = db._alembic_config(engine)
+    command.upgrade(config, "0006")
+    why = [
+        {"matched": [{"term": "diffusion", "field": "title", "start": 0, "end": 9}], "parts": {}},
+        {"matched": [], "parts": {"title": 0.5, "liked": 2.0, "votes": 0.1}},
+    ]
+    then = "'2026-11-22 06:00:00'"
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO subscribers (id, email, status, timezone, send_hour, frequency,"
+                " weekday, max_papers, created_at, subscribed_at, updated_at,"
+                f" consecutive_failures) VALUES (1, 'a@example.org', 'active', 'UTC', 8,"
+                f" 'daily', 0, 10, {then}, {then}, {then}, 0)"
+            )
+        )
+        for paper in (1, 2, 3):
+            connection.execute(
+                text(
+                    "INSERT INTO papers (id, key, title, abstract, authors, extra, first_seen)"
+                    f" VALUES ({paper}, 'k{paper}', 'T', '', '[]', '{{}}', {then})"
+                )
+            )
+        for digest in (1, 2):
+            connection.execute(
+                text(
+                    "INSERT INTO digests (id, subscriber_id, period, status, message_id,"
+                    " planned_at, window_start, attempts) VALUES"
+                    f" ({digest}, 1, '2026-11-2{digest}', 'sent', '<m{digest}@x>', {then},"
+                    f" {then}, 0)"
+                )
+            )
+        items = [(1, 1, why[0]), (2, 1, why[0]), (2, 2, why[1]), (1, 3, why[1])]
+        for digest, paper, explanation in items:
+            connection.execute(
+                text(
+                    "INSERT INTO digest_items (digest_id, paper_id, rank, score, topic_label,"
+                    " explanation) VALUES (:d, :p, 1, 1.0, 'diffusion', :e)"
+                ),
+                {"d": digest, "p": paper, "e": json.dumps(explanation)},
+            )
+    command.upgrade(config, "0007")
+    from digest.store.schema import DigestItem, Explanation
+
+    with Session(engine) as session:
+        assert session.scalar(select(func.count()).select_from(Explanation)) == 2
+        moved = {
+            (i.digest_id, i.paper_id): i.explanation for i in session.scalars(select(DigestItem))
+        }
+    assert moved == {(d, p): e for d, p, e in items}
+    command.downgrade(config, "0006")
+    with engine.connect() as connection:
+        back = {
+            (d, p): json.loads(e) if isinstance(e, str) else e
+            for d, p, e in connection.execute(
+                text("SELECT digest_id, paper_id, explanation FROM digest_items")
+            )
+        }
+    assert back == {(d, p): e for d, p, e in items}
+    engine.dispose()

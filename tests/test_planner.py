@@ -236,10 +236,10 @@ def test_a_second_planner_for_the_same_period_is_a_no_op(store: Store, database_
     # Planner B computed its plan before planner A recorded; then A records, then B tries.
     stale = plan(store, database_url, dry_run=True).planned[0]
     plan(store, database_url)
-    from digest.planner.record import write_digest
+    from digest.planner.record import write_digest, write_explanations
 
     with store.sessions() as session:
-        assert write_digest(session, stale) is False
+        assert write_digest(session, stale, write_explanations(session, [stale])) is False
     with store.sessions() as session:
         assert session.scalar(select(func.count()).select_from(Digest)) == 1
         assert session.scalar(select(func.count()).select_from(DigestItem)) == 1

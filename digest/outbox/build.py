@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -28,7 +29,7 @@ from digest.links import VOTE_PATHS, Signer, VoteSigner
 from digest.outbox.types import Build, ClaimedDigest
 from digest.planner import PlannedDigest
 from digest.store.reads import chunks, latest_upvotes
-from digest.store.schema import Digest, DigestItem, Paper, Subscriber, Topic
+from digest.store.schema import Digest, DigestItem, Explanation, Paper, Subscriber, Topic
 from digest.values import DigestView, MatchedTerm, PaperCard
 
 __all__ = [
@@ -72,24 +73,32 @@ class ViewCache:
 
     papers: dict[int, _PaperFields] = field(default_factory=dict)
     upvotes: dict[datetime, dict[int, int | None]] = field(default_factory=dict)
-    matched: dict[str, tuple[tuple[MatchedTerm, ...], str]] = field(default_factory=dict)
+    # explanation id -> (the matched terms, the "why" line)
+    matched: dict[int, tuple[tuple[MatchedTerm, ...], str]] = field(default_factory=dict)
 
-    def matches(self, raw: str | None) -> tuple[tuple[MatchedTerm, ...], str]:
-        """(the matched terms, the "why" line) of an explanation, as stored (JSON text),
-        decoded once."""
-        if not raw:
+    def load_matches(self, session: Session, ids: AbstractSet[int | None]) -> None:
+        """Read and decode the explanations among `ids` not known yet."""
+        known = {i for i in ids if i is not None}
+        if len(self.matched) + len(known - self.matched.keys()) > MATCHED_CACHE_SIZE:
+            self.matched.clear()  # (a batch's own are all read again below)
+        wanted = sorted(known - self.matched.keys())
+        for chunk in chunks(wanted):
+            for explanation_id, raw in session.connection().execute(
+                select(Explanation.id, cast(Explanation.body, Text)).where(
+                    Explanation.id.in_(chunk)
+                )
+            ):
+                decoded = json.loads(raw) or {}
+                self.matched[explanation_id] = (
+                    tuple(MatchedTerm.from_json(m) for m in decoded.get("matched", ())),
+                    why_line(decoded.get("parts") or {}),
+                )
+
+    def matches(self, explanation_id: int | None) -> tuple[tuple[MatchedTerm, ...], str]:
+        """(the matched terms, the "why" line) of a loaded explanation; none without one."""
+        if explanation_id is None:
             return (), ""
-        found = self.matched.get(raw)
-        if found is None:
-            decoded = json.loads(raw) or {}
-            found = (
-                tuple(MatchedTerm.from_json(m) for m in decoded.get("matched", ())),
-                why_line(decoded.get("parts") or {}),
-            )
-            if len(self.matched) >= MATCHED_CACHE_SIZE:
-                self.matched.clear()
-            self.matched[raw] = found
-        return found
+        return self.matched.get(explanation_id, ((), ""))
 
 
 def why_line(parts: Mapping[str, float]) -> str:
@@ -151,13 +160,16 @@ def views_for_digests(
                 DigestItem.paper_id,
                 DigestItem.topic_label,
                 DigestItem.score,
-                # as text: decoded once per distinct explanation (see ViewCache)
-                cast(DigestItem.explanation, Text).label("explanation"),
+                DigestItem.explanation_id,
             )
             .where(DigestItem.digest_id.in_(chunk))
             .order_by(DigestItem.digest_id, DigestItem.rank)
         ):
             items.setdefault(item.digest_id, []).append(item)
+    # decoded once per distinct explanation (see ViewCache)
+    cache.load_matches(
+        session, {item.explanation_id for listed in items.values() for item in listed}
+    )
     papers = cache.papers
     wanted = {item.paper_id for listed in items.values() for item in listed}
     papers.update(_papers(session, wanted - papers.keys()))
@@ -181,7 +193,7 @@ def views_for_digests(
                 topic_label=item.topic_label,
                 score=item.score,
                 upvotes=upvotes[planned_at].get(item.paper_id),
-                explained=cache.matches(item.explanation),
+                explained=cache.matches(item.explanation_id),
                 links=links.of(digest_id, item.paper_id, email, planned_at),
             )
             for item in items.get(digest_id, [])

@@ -11,7 +11,6 @@ reported; the others go on.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -20,13 +19,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from digest.planner.report import PlannedDigest, PlanReport
-from digest.store.schema import Digest, DigestItem, EncodedJSON
-from digest.values import Pick
+from digest.store.schema import Digest, DigestItem, Explanation
 
 _ITEMS = cast(Table, DigestItem.__table__)
 _DIGESTS = cast(Table, Digest.__table__)
+_EXPLANATIONS = cast(Table, Explanation.__table__)
 
-__all__ = ["WRITE_BATCH", "record_plans", "write_digest", "write_digests"]
+__all__ = ["WRITE_BATCH", "record_plans", "write_digest", "write_digests", "write_explanations"]
 
 WRITE_BATCH = 1000
 """Digests written per transaction: each commit waits for the disk (SQLite's fsync), so
@@ -37,9 +36,11 @@ running beside the planner would wait long for the write lock."""
 def record_plans(session: Session, plans: Sequence[PlannedDigest], report: PlanReport) -> None:
     """Write `plans`, committing each batch; each goes to `report.planned`, or to
     `report.skipped` when another planner recorded its period first."""
+    explained = write_explanations(session, plans)
+    session.commit()
     for start in range(0, len(plans), WRITE_BATCH):
         batch = plans[start : start + WRITE_BATCH]
-        for plan, recorded in zip(batch, write_digests(session, batch), strict=True):
+        for plan, recorded in zip(batch, write_digests(session, batch, explained), strict=True):
             if recorded:
                 report.planned.append(plan)
             else:
@@ -49,7 +50,32 @@ def record_plans(session: Session, plans: Sequence[PlannedDigest], report: PlanR
         session.commit()
 
 
-def write_digests(session: Session, batch: Sequence[PlannedDigest]) -> list[bool]:
+Explained = dict[int, int]
+"""The explanation row of each hit of a pass, by the hit's identity (`id`): the plans
+hold their hits for the whole pass, so an identity is not reused meanwhile."""
+
+
+def write_explanations(session: Session, plans: Sequence[PlannedDigest]) -> Explained:
+    """One `explanations` row per distinct hit of `plans`: subscribers who share a topic
+    share its hits, so a pass writes each once and its items refer to it.
+
+    The caller commits them before the digests, so a batch written again one digest
+    at a time (a concurrent planner) still finds them. Those of digests another
+    planner took first stay unreferenced: a few rows, never read.
+    """
+    hits = {id(pick.hit): pick for plan in plans for pick in plan.picks}
+    if not hits:
+        return {}
+    ids = session.scalars(
+        insert(_EXPLANATIONS).returning(_EXPLANATIONS.c.id, sort_by_parameter_order=True),
+        [{"body": pick.explanation()} for pick in hits.values()],
+    ).all()
+    return dict(zip(hits, ids, strict=True))
+
+
+def write_digests(
+    session: Session, batch: Sequence[PlannedDigest], explained: Explained
+) -> list[bool]:
     """Write a batch of digests in two statements; if any period is taken (a concurrent
     planner), roll the batch back and write it one savepoint per subscriber instead.
 
@@ -68,7 +94,6 @@ def write_digests(session: Session, batch: Sequence[PlannedDigest]) -> list[bool
             )
             id_of = {(subscriber, period): i for i, subscriber, period in returned}
             ids = [id_of[plan.subscriber_id, plan.period] for plan in batch]
-            explained: dict[int, EncodedJSON] = {}
             _insert_items(
                 session,
                 [
@@ -78,13 +103,13 @@ def write_digests(session: Session, batch: Sequence[PlannedDigest]) -> list[bool
                 ],
             )
     except IntegrityError:
-        return [write_digest(session, plan) for plan in batch]
+        return [write_digest(session, plan, explained) for plan in batch]
     for plan, digest_id in zip(batch, ids, strict=True):
         plan.digest_id = digest_id
     return [True] * len(batch)
 
 
-def write_digest(session: Session, plan: PlannedDigest) -> bool:
+def write_digest(session: Session, plan: PlannedDigest, explained: Explained) -> bool:
     """Write one digest and its items under a savepoint; False if the period is taken.
 
     The caller commits. A period taken by a concurrent planner rolls back just this one.
@@ -94,7 +119,7 @@ def write_digest(session: Session, plan: PlannedDigest) -> bool:
             digest_id = session.execute(
                 insert(Digest).values(**_digest_row(plan)).returning(Digest.id)
             ).scalar_one()
-            _insert_items(session, _item_rows(plan, digest_id, {}))
+            _insert_items(session, _item_rows(plan, digest_id, explained))
     except IntegrityError:
         plan.digest_id = None
         return False
@@ -113,43 +138,43 @@ def _digest_row(plan: PlannedDigest) -> dict[str, Any]:
     }
 
 
-_ITEM_COLUMNS = ("digest_id", "paper_id", "rank", "score", "topic_id", "topic_label", "explanation")
-ItemRow = tuple[int, int, int, float, int, str, EncodedJSON]
+_ITEM_COLUMNS = (
+    "digest_id",
+    "paper_id",
+    "rank",
+    "score",
+    "topic_id",
+    "topic_label",
+    "explanation_id",
+)
+ItemRow = tuple[int, int, int, float, int, str, int]
 
 
-def _item_rows(
-    plan: PlannedDigest, digest_id: int, explained: dict[int, EncodedJSON]
-) -> list[ItemRow]:
-    """The item rows of one digest, values in `_ITEM_COLUMNS` order. `explained` holds
-    each hit's explanation by the hit's identity: subscribers who share a topic share
-    its hits, so a batch builds each once."""
+def _item_rows(plan: PlannedDigest, digest_id: int, explained: Explained) -> list[ItemRow]:
+    """The item rows of one digest, values in `_ITEM_COLUMNS` order."""
     labels = plan.topic_labels
-    rows: list[ItemRow] = []
-    for pick in plan.picks:
-        hit = pick.hit
-        # the plans hold their hits for the whole batch, so an id is not reused meanwhile
-        explanation = explained.get(id(hit))
-        if explanation is None:
-            explanation = explained[id(hit)] = _explanation(pick)
-        label = labels.get(pick.topic_id, "")
-        rows.append(
-            (digest_id, hit.paper_id, pick.rank, hit.score, pick.topic_id, label, explanation)
+    return [
+        (
+            digest_id,
+            pick.hit.paper_id,
+            pick.rank,
+            pick.hit.score,
+            pick.topic_id,
+            labels.get(pick.topic_id, ""),
+            explained[id(pick.hit)],
         )
-    return rows
-
-
-def _explanation(pick: Pick) -> EncodedJSON:
-    return EncodedJSON(json.dumps(pick.explanation(), separators=(",", ":"), ensure_ascii=False))
+        for pick in plan.picks
+    ]
 
 
 def _insert_items(session: Session, rows: list[ItemRow]) -> None:
     """Insert item rows: about ten per digest, so a big plan writes millions.
 
     On SQLite the rows go to the driver as they are, in one executemany: every value
-    is a plain int, float or str there (the explanation is JSON text already), and
+    is a plain int, float or str there, and
     SQLAlchemy's handling of each row's parameters cost more than SQLite's insert.
     Other databases get Core's executemany, whose parameter handling adapts values
-    (JSON among them) to their drivers.
+    to their drivers.
     """
     if not rows:
         return

@@ -69,32 +69,6 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-class EncodedJSON(str):
-    """JSON text already encoded, which `StoredJSON` writes as it is.
-
-    A planning pass writes the same explanation (one paper matched by one topic)
-    into thousands of digests: encoding it once per row made JSON encoding a
-    large part of a big plan's time.
-    """
-
-
-class StoredJSON(TypeDecorator[Any]):
-    """JSON, except that an `EncodedJSON` value is written without encoding it again."""
-
-    impl = JSON
-    cache_ok = True
-
-    def bind_processor(self, dialect: Dialect) -> Any:
-        inner = self.load_dialect_impl(dialect).bind_processor(dialect)
-
-        def process(value: Any) -> Any:
-            if isinstance(value, EncodedJSON):
-                return str(value)
-            return inner(value) if inner is not None else value
-
-        return process
-
-
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map: ClassVar[dict[Any, Any]] = {
@@ -260,6 +234,22 @@ class Digest(Base):
     )
 
 
+class Explanation(Base):
+    """Why a topic filter chose a paper: the matched terms with their positions, and the
+    parts of its score (see `digest.values.Pick.explanation`).
+
+    A row of its own because every subscriber of a planning pass whose topic
+    chose the same paper has the same explanation: stored per item, it was most
+    of the bytes a day's digests added to the database. Written once per pass
+    and referenced by its items; never updated.
+    """
+
+    __tablename__ = "explanations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON(), default=dict)
+
+
 class DigestItem(Base):
     """A paper chosen for a digest, with why it was chosen."""
 
@@ -275,11 +265,17 @@ class DigestItem(Base):
     topic_id: Mapped[int | None] = mapped_column(ForeignKey("topics.id", ondelete="SET NULL"))
     # The topic's label or query at planning time, so renders stay stable if it changes.
     topic_label: Mapped[str] = mapped_column(Text, default="")
-    # Matched terms with positions, expansions used, score parts (see digest.values.Pick).
-    explanation: Mapped[dict[str, Any]] = mapped_column(StoredJSON(), default=dict)
+    # Matched terms with positions, expansions used, score parts (see Explanation).
+    explanation_id: Mapped[int | None] = mapped_column(ForeignKey("explanations.id"))
 
     digest: Mapped[Digest] = relationship(back_populates="items")
     paper: Mapped[Paper] = relationship()
+    explained: Mapped[Explanation | None] = relationship()
+
+    @property
+    def explanation(self) -> dict[str, Any]:
+        """Why it was chosen ({} when nothing was recorded)."""
+        return self.explained.body if self.explained is not None else {}
 
 
 class Vote(Base):

@@ -143,10 +143,6 @@ class Pick(NamedTuple):
     def parts(self) -> Mapping[str, float]:
         return self.hit.parts
 
-    def explanation(self) -> dict[str, Any]:
-        """The JSON stored in digest_items.explanation."""
-        return {"matched": [m.as_json() for m in self.matched], "parts": dict(self.parts)}
-
 
 @dataclass(frozen=True, slots=True)
 class PaperCard:

@@ -65,7 +65,7 @@ def report_json(report: PlanReport) -> dict[str, object]:
                 "email": p.email,
                 "period": p.period,
                 "status": p.status,
-                "papers": len(p.picks),
+                "papers": p.papers,
                 "candidates": p.candidates,
                 "window_start": p.window_start.isoformat(),
                 "message_id": p.message_id,
@@ -85,7 +85,7 @@ def print_report(report: PlanReport, *, dry_run: bool) -> None:
     """
     lines = []
     for p in report.planned:
-        papers = f"{len(p.picks)} paper{'s' if len(p.picks) != 1 else ''}"
+        papers = f"{p.papers} paper{'s' if p.papers != 1 else ''}"
         if p.status == "pending":
             result = "would be sent" if dry_run else f"planned (digest {p.digest_id})"
         else:

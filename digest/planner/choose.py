@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from datetime import datetime
 from typing import Any
@@ -49,13 +49,21 @@ def choose_papers(
     report: PlanReport,
     *,
     near_misses: bool,
-) -> list[PlannedDigest]:
-    """The digest of every due subscriber with something to consider (see `candidate_papers`)."""
+    chunk: int = 1000,
+) -> Iterator[list[PlannedDigest]]:
+    """The digest of every due subscriber with something to consider (see `candidate_papers`),
+    `chunk` subscribers' at a time.
+
+    Everything is read from the database before this returns; the plans are worked
+    out as they are asked for, so a recording pass can write each chunk and let its
+    picks go before the next (a million picks for 100,000 subscribers), and the
+    caller can end its read transaction first.
+    """
     votes = votes_of(session, [d.subscriber_id for d in due])
     voted = {subscriber_id: v.papers for subscriber_id, v in votes.items()}
     candidates = candidate_papers(session, due, now, report=report, voted=voted)
     if not candidates:
-        return []
+        return iter(())
     distinct = {id(c): c for c in candidates.values()}.values()
     union: frozenset[int] = frozenset().union(*distinct)
     # Each paper's latest listing by `now` lies in the window (it was listed there).
@@ -83,51 +91,82 @@ def choose_papers(
     report.papers_indexed = len(texts)
     titles = {t.paper_id: t.title for t in texts}
 
+    return _plans(
+        settings,
+        due,
+        candidates,
+        union,
+        selector,
+        meanings,
+        learned,
+        now,
+        chunk,
+        near_misses=(index, titles) if near_misses else None,
+    )
+
+
+def _plans(
+    settings: Settings,
+    due: Sequence[DueSubscriber],
+    candidates: Mapping[int, AbstractSet[int]],
+    union: AbstractSet[int],
+    selector: Selector,
+    meanings: dict[str, tuple[str, ...]],
+    learned: Mapping[int, dict[int, TopicVotes]],
+    now: datetime,
+    chunk: int,
+    *,
+    near_misses: tuple[PaperIndex, dict[int, str]] | None,
+) -> Iterator[list[PlannedDigest]]:
+    """The plans of `due`, `chunk` subscribers at a time (see `choose_papers`)."""
     parsed: dict[str, Any] = {}  # query text -> (Node, meaning) (None if it no longer parses)
-    plans: list[PlannedDigest] = []
-    # many small objects and no reference cycles: see digest.gcpause
-    with collector_paused():
-        for d in due:
-            if d.subscriber_id not in candidates:
-                continue
-            topics = _parsed_topics(d, parsed, meanings, learned.get(d.subscriber_id, {}))
-            allowed = candidates[d.subscriber_id]
-            # Candidates already lack the papers given before, so `allowed` is the
-            # whole window; when it is every indexed paper (the usual case: one
-            # schedule, nothing of today's given yet) no window at all, and the
-            # subscriber shares the selection of everyone with the same topics.
-            picks = (
-                selector.select(
-                    topics,
-                    max_papers=d.max_papers,
-                    allowed=None if len(allowed) == len(union) else allowed,
+    for start in range(0, len(due), chunk):
+        plans: list[PlannedDigest] = []
+        # many small objects and no reference cycles: see digest.gcpause
+        with collector_paused():
+            for d in due[start : start + chunk]:
+                if d.subscriber_id not in candidates:
+                    continue
+                topics = _parsed_topics(d, parsed, meanings, learned.get(d.subscriber_id, {}))
+                allowed = candidates[d.subscriber_id]
+                # Candidates already lack the papers given before, so `allowed` is the
+                # whole window; when it is every indexed paper (the usual case: one
+                # schedule, nothing of today's given yet) no window at all, and the
+                # subscriber shares the selection of everyone with the same topics.
+                picks = (
+                    selector.select(
+                        topics,
+                        max_papers=d.max_papers,
+                        allowed=None if len(allowed) == len(union) else allowed,
+                    )
+                    if topics and allowed
+                    else []
                 )
-                if topics and allowed
-                else []
-            )
-            plan = PlannedDigest(
-                digest_id=None,
-                subscriber_id=d.subscriber_id,
-                email=d.email,
-                period=d.period,
-                message_id=new_message_id(settings),
-                window_start=d.window_start,
-                planned_at=now,
-                picks=list(picks),
-                status="pending" if picks or settings.schedule.send_empty else "skipped",
-                topic_labels={topic_id: label for topic_id, _, label in d.topics},
-                candidates=len(allowed),
-            )
-            if not picks:
-                plan.reason = (
-                    f"no new paper matched your topics (of {len(allowed)} new)"
-                    if allowed
-                    else "no new papers since the last digest"
+                plan = PlannedDigest(
+                    digest_id=None,
+                    subscriber_id=d.subscriber_id,
+                    email=d.email,
+                    period=d.period,
+                    message_id=new_message_id(settings),
+                    window_start=d.window_start,
+                    planned_at=now,
+                    picks=list(picks),
+                    status="pending" if picks or settings.schedule.send_empty else "skipped",
+                    topic_labels={topic_id: label for topic_id, _, label in d.topics},
+                    candidates=len(allowed),
+                    papers=len(picks),
                 )
-                if near_misses and allowed and topics:
-                    plan.near_misses = explain_near_misses(index, topics, allowed, titles)
-            plans.append(plan)
-    return plans
+                if not picks:
+                    plan.reason = (
+                        f"no new paper matched your topics (of {len(allowed)} new)"
+                        if allowed
+                        else "no new papers since the last digest"
+                    )
+                    if near_misses is not None and allowed and topics:
+                        index, titles = near_misses
+                        plan.near_misses = explain_near_misses(index, topics, allowed, titles)
+                plans.append(plan)
+        yield plans
 
 
 def learned_votes(

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from digest.config import Settings
 from digest.planner.choose import choose_papers
 from digest.planner.due import find_due
-from digest.planner.record import record_plans
+from digest.planner.record import WRITE_BATCH, record_plans
 from digest.planner.report import PlanReport
 
 __all__ = ["plan_due"]
@@ -56,10 +56,18 @@ def plan_due(
         lookback=lookback,
         report=report,
     )
-    plans = choose_papers(session, settings, due, now, report, near_misses=dry_run and near_misses)
+    plans = choose_papers(
+        session,
+        settings,
+        due,
+        now,
+        report,
+        near_misses=dry_run and near_misses,
+        chunk=WRITE_BATCH,
+    )
     session.rollback()  # end the read transaction before writing (see module docstring)
     if dry_run:
-        report.planned.extend(plans)
+        report.planned.extend(plan for chunk in plans for plan in chunk)
         return report
     record_plans(session, plans, report)
     _log_report(report)
@@ -75,6 +83,6 @@ def _log_report(report: PlanReport) -> None:
             plan.digest_id,
             plan.email,
             plan.period,
-            len(plan.picks),
+            plan.papers,
             plan.status,
         )

@@ -11,7 +11,7 @@ reported; the others go on.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
 from sqlalchemy import Table, insert
@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from digest.planner.report import PlannedDigest, PlanReport
 from digest.store.schema import Digest, DigestItem, Explanation
+from digest.values import Hit
 
 _ITEMS = cast(Table, DigestItem.__table__)
 _DIGESTS = cast(Table, Digest.__table__)
@@ -33,14 +34,20 @@ small transactions made commits a large part of a big plan; much larger and send
 running beside the planner would wait long for the write lock."""
 
 
-def record_plans(session: Session, plans: Sequence[PlannedDigest], report: PlanReport) -> None:
-    """Write `plans`, committing each batch; each goes to `report.planned`, or to
-    `report.skipped` when another planner recorded its period first."""
-    explained = write_explanations(session, plans)
-    session.commit()
-    for start in range(0, len(plans), WRITE_BATCH):
-        batch = plans[start : start + WRITE_BATCH]
+def record_plans(
+    session: Session, plans: Iterable[Sequence[PlannedDigest]], report: PlanReport
+) -> None:
+    """Write `plans`, one transaction per batch; each goes to `report.planned`, or to
+    `report.skipped` when another planner recorded its period first.
+
+    A recorded plan lets its picks go (`papers` keeps their count): the report of a
+    pass over 100,000 subscribers would otherwise hold every pick until the end.
+    """
+    explained: Explained = {}
+    for batch in plans:
+        write_explanations(session, batch, explained)
         for plan, recorded in zip(batch, write_digests(session, batch, explained), strict=True):
+            plan.picks = []
             if recorded:
                 report.planned.append(plan)
             else:
@@ -50,27 +57,36 @@ def record_plans(session: Session, plans: Sequence[PlannedDigest], report: PlanR
         session.commit()
 
 
-Explained = dict[int, int]
-"""The explanation row of each hit of a pass, by the hit's identity (`id`): the plans
-hold their hits for the whole pass, so an identity is not reused meanwhile."""
+Explained = dict[int, tuple[Hit, int]]
+"""The explanation row of each hit written so far in a pass, by the hit's identity
+(`id`), with the hit itself: held here, it cannot be freed and its identity reused."""
 
 
-def write_explanations(session: Session, plans: Sequence[PlannedDigest]) -> Explained:
-    """One `explanations` row per distinct hit of `plans`: subscribers who share a topic
-    share its hits, so a pass writes each once and its items refer to it.
+def write_explanations(
+    session: Session, batch: Sequence[PlannedDigest], explained: Explained
+) -> Explained:
+    """An `explanations` row for each hit of `batch` not in `explained` yet (added to it):
+    subscribers who share a topic share its hits, so a pass writes each once and its
+    items refer to it.
 
-    The caller commits them before the digests, so a batch written again one digest
-    at a time (a concurrent planner) still finds them. Those of digests another
-    planner took first stay unreferenced: a few rows, never read.
+    Written outside the batch's savepoint, so a batch written again one digest at a
+    time (a concurrent planner) still finds them. Those of digests another planner
+    took first stay unreferenced: a few rows, never read.
     """
-    hits = {id(pick.hit): pick for plan in plans for pick in plan.picks}
-    if not hits:
-        return {}
-    ids = session.scalars(
-        insert(_EXPLANATIONS).returning(_EXPLANATIONS.c.id, sort_by_parameter_order=True),
-        [{"body": pick.explanation()} for pick in hits.values()],
-    ).all()
-    return dict(zip(hits, ids, strict=True))
+    new = {id(p.hit): p.hit for plan in batch for p in plan.picks if id(p.hit) not in explained}
+    if new:
+        ids = session.scalars(
+            insert(_EXPLANATIONS).returning(_EXPLANATIONS.c.id, sort_by_parameter_order=True),
+            [{"body": _explanation(hit)} for hit in new.values()],
+        ).all()
+        for (key, hit), explanation_id in zip(new.items(), ids, strict=True):
+            explained[key] = (hit, explanation_id)
+    return explained
+
+
+def _explanation(hit: Hit) -> dict[str, Any]:
+    """The JSON stored in explanations.body."""
+    return {"matched": [m.as_json() for m in hit.matched], "parts": dict(hit.parts)}
 
 
 def write_digests(
@@ -161,7 +177,7 @@ def _item_rows(plan: PlannedDigest, digest_id: int, explained: Explained) -> lis
             pick.hit.score,
             pick.topic_id,
             labels.get(pick.topic_id, ""),
-            explained[id(pick.hit)],
+            explained[id(pick.hit)][1],
         )
         for pick in plan.picks
     ]

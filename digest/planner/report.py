@@ -30,6 +30,9 @@ class PlannedDigest:
     # topic id -> the label (or query) it had at planning time, for picks' topic_label.
     topic_labels: dict[int, str] = field(default_factory=dict)
     candidates: int = 0  # new, not-yet-sent papers that were scored
+    # how many papers it has: `picks` is emptied once the digest is recorded (see
+    # digest.planner.record), this count stays for the report
+    papers: int = 0
     reason: str | None = None  # why it is empty, when it is
     near_misses: list[NearMiss] = field(default_factory=list)  # only when asked, in dry runs
 

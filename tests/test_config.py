@@ -147,3 +147,14 @@ def test_the_removed_relax_from_words_setting_says_what_to_do_instead(tmp_path: 
     config.write_text("[scoring]\nrelax_from_words = 0\n")
     with pytest.raises(ConfigError, match=r"relax_from_words' is no longer a setting.*relax_share"):
         load_settings(config)
+
+
+def test_an_old_example_configs_relax_from_words_is_still_accepted(tmp_path: Path) -> None:
+    """Its value there, 2, is what digest now always does (found in review: a config
+    copied from the old example stopped `digest run`)."""
+    config = tmp_path / "config.toml"
+    config.write_text("[scoring]\nrelax_from_words = 2\nrelax_share = 0.4\n")
+    assert load_settings(config).scoring.relax_share == 0.4
+    config.write_text("[scoring]\nrelax_from_words = 3\n")
+    with pytest.raises(ConfigError, match="delete the line"):
+        load_settings(config)

@@ -8,22 +8,30 @@ cannot get it plans nothing and sends what the pass under way records.
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 from typer.testing import CliRunner
 
-from digest.config import load_settings
+from digest.config import DeliverySettings, Settings, load_settings
+from digest.errors import DeliveryError
+from digest.mail import Mailer, MessageFeed, OnOutcome, Outcome, OutgoingMessage
+from digest.outbox import deliver_due
 from digest.pipeline import Pipeline
 from digest.planner import plan_due
-from digest.store.database import open_store
+from digest.store.database import Store, open_store
 from digest.store.planning import PlanningTurn, planning_turn
 from tests.conftest import DATA
+from tests.outbox_rows import T0, build, make_digests
 from tests.test_send_cli import TOPIC, inbox, ingest, send_config, subscribe
 
 __all__ = ["send_config"]  # a fixture, used by name
@@ -120,3 +128,72 @@ def test_a_planner_killed_mid_pass_leaves_the_turn_free(database_url: str, tmp_p
     finally:
         holder.kill()
         holder.communicate()  # reaps it and closes its pipe
+
+
+class FailsAfterFirstBatch(Mailer):
+    """Sends the first batch, then the relay becomes unusable (a login refused)."""
+
+    async def send(self, messages: Sequence[OutgoingMessage], on_outcome: OnOutcome) -> None:
+        raise NotImplementedError
+
+    async def send_feed(self, feed: MessageFeed, on_outcome: OnOutcome) -> None:
+        for message in await feed.next_batch():
+            on_outcome(Outcome(message.digest_id, "sent", "250 ok"))
+        await asyncio.sleep(0.5)  # recorded; meanwhile the next batch is being waited for
+        raise DeliveryError("SMTP relay: login refused")
+
+
+def test_a_relay_that_fails_while_another_process_plans_is_reported_at_once(
+    store: Store,
+) -> None:
+    """(Found in review: the wait for the pass elsewhere ignored that sending had
+    ended, and the error came only when that pass did.)"""
+    make_digests(store, ["a@example.org", "b@example.org"])
+    holding, release = threading.Event(), threading.Event()
+
+    def plan_elsewhere() -> None:
+        with planning_turn(store.engine, wait=False) as mine:
+            assert mine
+            holding.set()
+            release.wait(10)
+
+    other = threading.Thread(target=plan_elsewhere)
+    other.start()
+    settings = Settings(delivery=replace(DeliverySettings(), batch_size=10))
+    try:
+        assert holding.wait(5)
+        started = time.monotonic()
+        with pytest.raises(DeliveryError, match="login refused"):
+            deliver_due(
+                store,
+                settings,
+                FailsAfterFirstBatch(),
+                build,
+                now=T0,
+                planning_elsewhere=PlanningTurn(store.engine).taken_elsewhere,
+            )
+        waited = time.monotonic() - started
+    finally:
+        release.set()
+        other.join()
+    assert waited < 5, f"the relay's failure waited {waited:.1f} s for the pass elsewhere"
+
+
+def test_a_pass_whose_lock_connection_died_still_ends_well(store: Store) -> None:
+    """PostgreSQL frees a session lock with its connection (a restart, an idle
+    timeout); the pass that held it has recorded its digests, and giving the turn
+    back must not fail it. (Found in review: it raised, and `digest send` sent nothing.)"""
+    if store.engine.url.get_backend_name() != "postgresql":
+        pytest.skip("a session lock is PostgreSQL's")
+    with planning_turn(store.engine, wait=False) as mine:
+        assert mine
+        with store.engine.connect() as admin:
+            admin.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'"
+                    " AND granted AND classid = 1684629349 AND objid = 1"
+                )
+            )
+    turn = PlanningTurn(store.engine)
+    assert turn.take(wait=False)
+    turn.give_back()

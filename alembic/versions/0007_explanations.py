@@ -23,6 +23,7 @@ branch_labels = None
 depends_on = None
 
 CHUNK = 1000  # digests per round of the data move
+DISTINCT_KEPT = 50_000  # distinct explanations remembered while moving
 
 _items = sa.table(
     'digest_items',
@@ -53,9 +54,12 @@ def upgrade() -> None:
         )
     connection = op.get_bind()
     # by ranges of digests, so a large outbox is not read into memory at once; each
-    # distinct text is known by its hash, and inserted once
+    # distinct text is known by its hash and inserted once (explanations repeat
+    # within a planning pass, whose digests are neighbours; the memory stays bounded)
     ids: dict[bytes, int] = {}
     for low, high in _ranges(connection):
+        if len(ids) > DISTINCT_KEPT:
+            ids.clear()
         rows = connection.execute(
             sa.select(_items.c.digest_id, _items.c.paper_id, sa.cast(_items.c.explanation, sa.Text))
             .where(_items.c.digest_id >= low, _items.c.digest_id < high)
@@ -97,21 +101,17 @@ def downgrade() -> None:
     with op.batch_alter_table('digest_items') as batch:
         batch.add_column(sa.Column('explanation', sa.JSON(), nullable=True))
     connection = op.get_bind()
-    bodies = dict(
-        connection.execute(
-            sa.select(_explanations.c.id, sa.cast(_explanations.c.body, sa.Text))
-        ).all()
-    )
     for low, high in _ranges(connection):
         rows = connection.execute(
-            sa.select(_items.c.digest_id, _items.c.paper_id, _items.c.explanation_id).where(
-                _items.c.digest_id >= low, _items.c.digest_id < high
+            sa.select(
+                _items.c.digest_id, _items.c.paper_id, sa.cast(_explanations.c.body, sa.Text)
             )
+            .select_from(
+                _items.outerjoin(_explanations, _explanations.c.id == _items.c.explanation_id)
+            )
+            .where(_items.c.digest_id >= low, _items.c.digest_id < high)
         ).all()
-        moved = [
-            {'d': d, 'p': p, 'x': json.loads(bodies[e]) if e in bodies else {}}
-            for d, p, e in rows
-        ]
+        moved = [{'d': d, 'p': p, 'x': json.loads(body) if body else {}} for d, p, body in rows]
         if moved:
             connection.execute(
                 sa.update(_items)

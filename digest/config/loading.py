@@ -79,17 +79,24 @@ def _choose_file(path: Path | str | None, env: Mapping[str, str]) -> Path | None
 
 
 REMOVED = {
-    "scoring.relax_from_words": "every topic of two or more bare words is relaxed; "
-    "scoring.relax_share = 1 requires every word (docs/semantic.md: Knob audit)",
+    "scoring.relax_from_words": "every topic of two or more bare words is relaxed (as "
+    "with the old default, 2: delete the line); scoring.relax_share = 1 requires every "
+    "word (docs/semantic.md: Knob audit)",
     "delivery.workers": "to deliver with more cores or machines, run several `digest send` "
     "or `digest run` processes against one PostgreSQL (README: Scaling out)",
 }
 """Settings a release removed, with what to do instead (a config naming one must say so)."""
 
+ALWAYS_SO = {"scoring.relax_from_words": 2}
+"""Removed settings whose value here is what digest now always does: a config copied
+from an older example names them with it, and is accepted (the key is ignored)."""
+
 
 def _build(cls: type[Any], data: Mapping[str, Any], *, prefix: str, where: str) -> Any:
     known = {f.name: f for f in setting_fields(cls)}
     for key in data:
+        if ALWAYS_SO.get(f"{prefix}{key}", object()) == data[key]:
+            continue
         if f"{prefix}{key}" in REMOVED:
             raise ConfigError(
                 f"{where}: '{prefix}{key}' is no longer a setting: {REMOVED[prefix + key]}"

@@ -159,9 +159,12 @@ class _Delivery:
 
     # --- claim → build ---
 
-    def next_batch(self) -> list[OutgoingMessage]:
-        """Claim and build the next batch; [] when nothing more is due (or wanted)."""
+    def next_batch(self, feed: MessageFeed | None = None) -> list[OutgoingMessage]:
+        """Claim and build the next batch for `feed` (None: the first); [] when nothing
+        more is due (or wanted), or sending has ended meanwhile."""
         while (self.remaining is None or self.remaining > 0) and not self.run.stopping():
+            if feed is not None and feed.closed:  # the relay or recording failed meanwhile
+                break
             # Asked before claiming: a pass that ends after this question has
             # committed its last batch before the claim below reads the queue.
             planning = self.run.planning_elsewhere is not None and self.run.planning_elsewhere()
@@ -307,7 +310,7 @@ class _Delivery:
         """
         failure: Exception | None = None
         try:
-            more = self.next_batch()
+            more = self.next_batch(feed)
         except Exception as exc:
             failure, more = exc, []
         # A stop (or the mailer's end) may have come, and closed the feed, while

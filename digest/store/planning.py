@@ -19,9 +19,16 @@ SIGKILL):
   others test it with a shared lock taken and dropped at once, which is why
   taking the turn retries for a moment before it gives up.
 - An in-memory SQLite database (one process by definition), or a lock file
-  that cannot be opened (a read-only folder): no turn at all, every pass plans,
-  as if nobody else were there; the unique constraint still keeps one digest per
-  period.
+  that cannot be opened (a read-only folder; logged as a warning): no turn at
+  all, every pass plans, as if nobody else were there; the unique constraint
+  still keeps one digest per period.
+
+A process that left planning to a pass begun for an earlier moment (another
+`--now`, or a pass that started just before a subscriber's hour) does not plan
+for its own: a subscriber who became due in between is planned by the next
+tick. Connection poolers that share a server session between clients
+(pgbouncer in transaction mode) cannot hold a session lock: point digest at
+PostgreSQL itself or use session pooling.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from pathlib import Path
 from typing import IO
 
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError
 
 try:
     import fcntl
@@ -65,8 +73,9 @@ class PlanningTurn:
         self.backend = engine.url.get_backend_name()
         self.path: Path | None = None
         if self.backend == "sqlite" and fcntl is not None:
-            database = engine.url.database or ""
-            if database not in ("", ":memory:") and not database.startswith("file:"):
+            # a URI filename (file:PATH?mode=...) names its file before the query
+            database = (engine.url.database or "").removeprefix("file:").split("?")[0]
+            if database not in ("", ":memory:") and engine.url.query.get("mode") != "memory":
                 self.path = Path(f"{database}-planning.lock")
         self._file: IO[bytes] | None = None
         self._connection: Connection | None = None
@@ -80,7 +89,11 @@ class PlanningTurn:
         try:
             handle = self.path.open("ab")
         except OSError as exc:
-            log.debug("no planning lock at %s (%s): planning without one", self.path, exc)
+            # (a folder this user may not write, a lock file another user made):
+            # planning still works, but every process beside this one plans too
+            log.warning(
+                "cannot open the planning lock %s (%s): planning without it", self.path, exc
+            )
             return True
         assert fcntl is not None
         deadline = time.monotonic() + TAKE_RETRY_SECONDS
@@ -126,9 +139,12 @@ class PlanningTurn:
                     text("SELECT pg_advisory_unlock(:k1, :k2)"),
                     {"k1": _PG_KEYS[0], "k2": _PG_KEYS[1]},
                 )
-            except BaseException:
+            except DBAPIError as exc:
+                # The connection died during the pass (a restart, an idle timeout, a
+                # firewall): the server freed the lock with it, and the digests the
+                # pass recorded are safe; nothing to fail for.
+                log.warning("the planning turn's connection was lost during the pass: %s", exc)
                 connection.invalidate()
-                raise
             finally:
                 connection.close()
 

@@ -216,7 +216,8 @@ def views_for_digests(
 def view_for_plan(
     session: Session, plan: PlannedDigest, settings: Settings, secret: bytes
 ) -> DigestView:
-    """The view of a plan, recorded or not (for preview and dry runs)."""
+    """The view of a plan not recorded (preview and dry runs). A recording pass lets its
+    plans' picks go once written: the view of a recorded digest is `view_for_digest`'s."""
     email = session.scalars(
         select(Subscriber.email).where(Subscriber.id == plan.subscriber_id)
     ).one()

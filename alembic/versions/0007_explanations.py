@@ -73,18 +73,21 @@ def upgrade() -> None:
                     .values(body=json.loads(text))
                     .returning(_explanations.c.id)
                 ).scalar_one()
-            moved.append({'d': digest_id, 'p': paper_id, 'e': ids[key]})
-        if moved:
-            connection.execute(
-                sa.update(_items)
-                .where(
-                    _items.c.digest_id == sa.bindparam('d'), _items.c.paper_id == sa.bindparam('p')
-                )
-                .values(explanation_id=sa.bindparam('e')),
-                moved,
-            )
+            moved.append({'d': digest_id, 'p': paper_id, 'v': ids[key]})
+        _set(connection, 'explanation_id', moved)
     with op.batch_alter_table('digest_items') as batch:
         batch.drop_column('explanation')
+
+
+def _set(connection: sa.Connection, column: str, rows: list[dict[str, object]]) -> None:
+    """Set `column` of the items named by each row's d(igest) and p(aper) to its v(alue)."""
+    if rows:
+        connection.execute(
+            sa.update(_items)
+            .where(_items.c.digest_id == sa.bindparam('d'), _items.c.paper_id == sa.bindparam('p'))
+            .values({column: sa.bindparam('v')}),
+            rows,
+        )
 
 
 def _ranges(connection: sa.Connection) -> list[tuple[int, int]]:
@@ -111,16 +114,8 @@ def downgrade() -> None:
             )
             .where(_items.c.digest_id >= low, _items.c.digest_id < high)
         ).all()
-        moved = [{'d': d, 'p': p, 'x': json.loads(body) if body else {}} for d, p, body in rows]
-        if moved:
-            connection.execute(
-                sa.update(_items)
-                .where(
-                    _items.c.digest_id == sa.bindparam('d'), _items.c.paper_id == sa.bindparam('p')
-                )
-                .values(explanation=sa.bindparam('x')),
-                moved,
-            )
+        moved = [{'d': d, 'p': p, 'v': json.loads(body) if body else {}} for d, p, body in rows]
+        _set(connection, 'explanation', moved)
     with op.batch_alter_table('digest_items') as batch:
         batch.alter_column('explanation', existing_type=sa.JSON(), nullable=False)
         batch.drop_constraint(op.f('fk_digest_items_explanation_id_explanations'), type_='foreignkey')

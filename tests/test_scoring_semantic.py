@@ -7,6 +7,7 @@ import pytest
 
 from digest.config import ScoringSettings
 from digest.filters import meaning_texts, parse
+from digest.outbox.build import why_line
 from digest.scoring import PaperIndex, Selector
 from digest.values import PaperText, TopicQuery
 
@@ -172,7 +173,17 @@ def test_an_admitted_paper_is_explained_with_its_meaning() -> None:
     papers, vectors, texts = _admission_corpus()
     index = PaperIndex(papers, ScoringSettings(), paper_vectors=vectors, text_vectors=texts)
     why = index.explain(SAID_OTHERWISE, parse(LONG_TOPIC), meaning_texts(LONG_TOPIC))
-    assert why.selected and "meaning" in why.parts
+    assert why.selected and "meaning" in why.parts and why.parts.get("related")
+
+
+def test_the_email_says_a_paper_got_in_on_meaning() -> None:
+    """Issue #19: the why line says "related in meaning" for a paper admitted by its
+    meaning, and nothing for one its words made eligible."""
+    papers, vectors, texts = _admission_corpus()
+    index = PaperIndex(papers, ScoringSettings(), paper_vectors=vectors, text_vectors=texts)
+    hits = {h.paper_id: h for h in index.search(parse(LONG_TOPIC), meaning_texts(LONG_TOPIC))}
+    assert why_line(hits[SAID_OTHERWISE].parts) == "related in meaning"
+    assert why_line(hits[1].parts) == ""
 
 
 @pytest.mark.parametrize(

@@ -86,9 +86,9 @@ def test_a_vote_moves_no_paper_by_more_than_vote_weight_of_the_best() -> None:
     settings = ScoringSettings(vote_weight=0.25)
     index = PaperIndex(PAPERS, settings)
     node = parse("diffusion")
-    plain, _, _, _ = index.scores(node)
+    plain, _, _, _, _ = index.scores(node)
     many = TopicVotes(liked=(LIKED_IMAGE,) * 20, disliked=(DISLIKED_GRAPH,) * 20)
-    voted, _, _, leant = index.scores(node, (), many)
+    voted, _, _, leant, _ = index.scores(node, (), many)
     best = max(entry[0] for entry in plain.values())
     moves = [voted[doc][0] - plain[doc][0] for doc in plain]
     assert max(abs(m) for m in moves) <= 0.25 * best + 1e-9
@@ -109,8 +109,8 @@ def test_the_cut_off_follows_the_moved_scores() -> None:
     settings = ScoringSettings(vote_weight=1.0, relative_cutoff=0.9, min_relevance=0.0)
     index = PaperIndex(PAPERS, settings)
     node = parse("diffusion")
-    _, cutoff, _, _ = index.scores(node)
-    voted, moved_cutoff, _, _ = index.scores(node, (), TopicVotes(liked=(LIKED_IMAGE,)))
+    _, cutoff, _, _, _ = index.scores(node)
+    voted, moved_cutoff, _, _, _ = index.scores(node, (), TopicVotes(liked=(LIKED_IMAGE,)))
     assert moved_cutoff == pytest.approx(0.9 * max(entry[0] for entry in voted.values()))
     assert moved_cutoff > cutoff
 

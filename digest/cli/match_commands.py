@@ -279,9 +279,13 @@ def _print_explanation(
         what = "words + meaning" if "meaning" in ex.parts else "relevance"
         console.print(f"{what} {ex.relevance:.3f} (cut-off {ex.cutoff:.3f}), score {ex.score:.3f}")
         parts = ", ".join(
-            f"{name} {value:.3f}" for name, value in ex.parts.items() if name != "liked"
+            f"{name} {value:.3f}"
+            for name, value in ex.parts.items()
+            if name not in ("liked", "related")
         )
         console.print(f"score parts: {parts}")
+        if ex.parts.get("related"):
+            console.print("got in on meaning: too few of the topic's words, close in meaning")
         said = _votes_said(ex.parts)
         if said:
             console.print(f"votes: {said}")

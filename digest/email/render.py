@@ -81,7 +81,7 @@ class CardTexts:
     authors: str
     topic: str
     upvotes: str  # "12 upvotes", or "" when unknown
-    why: str  # "like 2 papers you liked", or ""
+    why: str  # "related in meaning", "like 2 papers you liked", both, or ""
     links: tuple[tuple[str, str], ...]  # (label, URL) next to "Read more": PDF, HF, code
     snippet: tuple[Segment, ...]
     snippet_text: str

@@ -102,12 +102,16 @@ class ViewCache:
 
 
 def why_line(parts: Mapping[str, float]) -> str:
-    """What a reader's votes had to do with a paper, for the email: "like 2 papers you
-    liked" when the votes lifted it ("" otherwise)."""
+    """Why a paper is there when its words alone do not say it, for the email: "related
+    in meaning" when it got in on meaning with few of the topic's words, "like 2 papers
+    you liked" when the reader's votes lifted it ("" otherwise)."""
+    said = []
+    if parts.get("related"):
+        said.append("related in meaning")
     liked = int(parts.get("liked", 0))
-    if liked <= 0 or parts.get("votes", 0) <= 0:
-        return ""
-    return f"like {liked} paper{'s' if liked != 1 else ''} you liked"
+    if liked > 0 and parts.get("votes", 0) > 0:
+        said.append(f"like {liked} paper{'s' if liked != 1 else ''} you liked")
+    return "; ".join(said)
 
 
 MATCHED_CACHE_SIZE = 50_000

@@ -115,7 +115,7 @@ class PaperIndex:
         """The hits above the cut-off, best first; with `limit`, only the best `limit` of
         the papers `allowed` and not in `exclude` (a voter's own search needs no more,
         and building each hit's highlight spans is most of its cost)."""
-        scored, cutoff, shares, leant = self.scores(query, meaning, votes)
+        scored, cutoff, shares, leant, related = self.scores(query, meaning, votes)
         units = self.ranking.plan(query).units  # looked up once: hashing a tree walks it
         finish = self.ranking.finish
         papers = self.papers
@@ -135,6 +135,8 @@ class PaperIndex:
         for negative, paper_id, doc, parts in ranked:
             if shares:
                 parts["meaning"] = round(shares[doc], 4)
+            if doc in related:
+                parts["related"] = 1.0  # got in on meaning (the email says so)
             if leant:
                 _vote_parts(parts, leant, doc, scored)
             hits.append(Hit(paper_id, -negative, matched_terms(units, doc), parts))
@@ -157,9 +159,9 @@ class PaperIndex:
 
     def scores(
         self, query: Node, meaning: tuple[str, ...] = (), votes: TopicVotes | None = None
-    ) -> tuple[dict[int, Scored], float, dict[int, float], Leaning]:
+    ) -> tuple[dict[int, Scored], float, dict[int, float], Leaning, AbstractSet[int]]:
         """(every eligible paper's score entry, the cut-off, each one's meaning share,
-        how votes moved each one).
+        how votes moved each one, the papers the meaning admitted).
 
         With vectors for the filter's meaning, the entries carry the fused score
         (of the eligible papers and of those the meaning admits, `semantic.admit`)
@@ -171,8 +173,10 @@ class PaperIndex:
         scored = self.ranking.score(query)
         similarity = self.meaning.similarity(meaning) if self.meaning and meaning else None
         shares: dict[int, float] = {}
+        related: AbstractSet[int] = frozenset()
         if similarity is not None:
             plan = self.ranking.plan(query)
+            by_words = scored
             scored = admit(
                 scored,
                 similarity,
@@ -181,6 +185,7 @@ class PaperIndex:
                 plan.units,
                 plan.attainable,
             )
+            related = scored.keys() - by_words.keys()
             scored, shares = fuse(scored, similarity, self.settings.semantic_weight)
         leant: Leaning = {}
         if votes and scored:
@@ -192,9 +197,9 @@ class PaperIndex:
             scored = {doc: (entry[0] + leant[doc][0], *entry[1:]) for doc, entry in scored.items()}
         best = max((entry[0] for entry in scored.values()), default=0.0)
         if similarity is not None:
-            return scored, self.settings.semantic_cutoff * best, shares, leant
+            return scored, self.settings.semantic_cutoff * best, shares, leant, related
         cutoff = max(self.settings.min_relevance, self.settings.relative_cutoff * best)
-        return scored, cutoff, shares, leant
+        return scored, cutoff, shares, leant, related
 
     def explain(
         self,
@@ -208,7 +213,7 @@ class PaperIndex:
         doc = self.corpus.doc_of.get(paper_id)
         if doc is None:
             raise KeyError(paper_id)
-        scored, cutoff, shares, leant = self.scores(query, meaning, votes)
+        scored, cutoff, shares, leant, related = self.scores(query, meaning, votes)
         why = explain(
             paper_id,
             doc,
@@ -219,6 +224,8 @@ class PaperIndex:
             cutoff,
             shares,
         )
+        if doc in related:
+            why.parts["related"] = 1.0
         if leant and doc in leant:
             _vote_parts(why.parts, leant, doc, scored)
         return why

@@ -86,7 +86,10 @@ class Pipeline:
     def _plan(self, now: datetime, email: str | None) -> PlanReport:
         self.embed()
         with self.store.sessions() as session:
-            return plan_due(session, self.settings, now=now, email=email)
+            # a sender prints counts; one subscriber's pass may name its digest
+            return plan_due(
+                session, self.settings, now=now, email=email, keep_planned=email is not None
+            )
 
     def deliver(
         self,
@@ -275,13 +278,13 @@ def tick_summary(plans: PlanReport, sent: DeliveryReport) -> str:
         return f"planning left to another process, sent {sent.sent}" + (
             f", retry {sent.retry}, failed {sent.failed}" if sent.retry or sent.failed else ""
         )
-    said = f"planned {len(plans.pending)}"
-    if plans.empty:
-        said += f" ({len(plans.empty)} with nothing matched)"
+    said = f"planned {plans.pending_count}"
+    if plans.empty_count:
+        said += f" ({plans.empty_count} with nothing matched)"
     said += f", sent {sent.sent}"
     if sent.retry or sent.failed:
         said += f", retry {sent.retry}, failed {sent.failed}"
-    if not plans.planned and plans.skipped:
+    if not plans.pending_count + plans.empty_count and plans.skipped:
         why = Counter(_reason_kind(reason) for _, reason in plans.skipped)
         said += ": " + ", ".join(f"{n} {kind}" for kind, n in why.most_common(3))
     return said

@@ -94,7 +94,7 @@ def print_report(report: PlanReport, *, dry_run: bool) -> None:
     lines.extend(f"{email}  skipped: {reason}" for email, reason in report.skipped)
     verb = "would plan" if dry_run else "planned"
     lines.append(
-        f"{verb} {len(report.pending)} digest(s), {len(report.empty)} empty, "
+        f"{verb} {report.pending_count} digest(s), {report.empty_count} empty, "
         f"{len(report.skipped)} subscriber(s) skipped"
         f" at {report.now:%Y-%m-%d %H:%M} UTC"
     )

@@ -137,11 +137,11 @@ def send(
         typer.echo(f"{who}: {reason}")
     # a sender beside another one's pass: that pass planned what this one sent
     planned = (
-        "planning left to another process" if plans.elsewhere else f"planned {len(plans.pending)}"
+        "planning left to another process" if plans.elsewhere else f"planned {plans.pending_count}"
     )
     typer.echo(
         f"{planned}, sent {delivered.sent}, retry {delivered.retry}, "
-        f"failed {delivered.failed}, skipped-empty {len(plans.empty)}"
+        f"failed {delivered.failed}, skipped-empty {plans.empty_count}"
     )
     for line in lease_lines(held):  # a sender that crashed (or runs beside this one)
         typer.echo(line)

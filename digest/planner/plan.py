@@ -33,8 +33,12 @@ def plan_due(
     dry_run: bool = False,
     ignore_schedule: bool = False,
     near_misses: bool = False,
+    keep_planned: bool = True,
 ) -> PlanReport:
     """Plan the digests that are due at `now`; record them unless `dry_run`.
+
+    Without `keep_planned` the report counts the digests instead of listing them
+    (`PlanReport.keep_planned`).
 
     `email` limits the pass to one subscriber (BadInput if there is none).
     `ignore_schedule` plans the current period even if it is not due or the
@@ -46,7 +50,7 @@ def plan_due(
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware (UTC)")
-    report = PlanReport(now=now)
+    report = PlanReport(now=now, keep_planned=keep_planned)
     lookback = timedelta(days=settings.schedule.first_digest_lookback_days)
     due = find_due(
         session,
@@ -67,7 +71,9 @@ def plan_due(
     )
     session.rollback()  # end the read transaction before writing (see module docstring)
     if dry_run:
-        report.planned.extend(plan for chunk in plans for plan in chunk)
+        for chunk in plans:
+            for plan in chunk:
+                report.add(plan)
         return report
     record_plans(session, plans, report)
     _log_report(report)
@@ -77,6 +83,12 @@ def plan_due(
 def _log_report(report: PlanReport) -> None:
     for email, reason in report.skipped:
         log.debug("not planned for %s: %s", email, reason)
+    if not report.keep_planned:
+        log.info(
+            "planned %d digests, %d with nothing matched",
+            report.pending_count,
+            report.empty_count,
+        )
     for plan in report.planned:
         log.info(
             "planned digest %s for %s (%s): %d papers, %s",

@@ -37,7 +37,7 @@ running beside the planner would wait long for the write lock."""
 def record_plans(
     session: Session, plans: Iterable[Sequence[PlannedDigest]], report: PlanReport
 ) -> None:
-    """Write `plans`, one transaction per batch; each goes to `report.planned`, or to
+    """Write `plans`, one transaction per batch; each is added to `report`, or goes to
     `report.skipped` when another planner recorded its period first.
 
     A recorded plan lets its picks go (`papers` keeps their count): the report of a
@@ -49,7 +49,7 @@ def record_plans(
         for plan, recorded in zip(batch, write_digests(session, batch, explained), strict=True):
             plan.picks = []
             if recorded:
-                report.planned.append(plan)
+                report.add(plan)
             else:
                 report.skipped.append(
                     (plan.email, f"{plan.period} was already planned by another planner")

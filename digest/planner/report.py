@@ -48,6 +48,21 @@ class PlanReport:
     # True when another process held the planning turn, so this pass planned nothing
     # (see digest.store.planning); that process records what is due.
     elsewhere: bool = False
+    # False: `planned` stays empty and only the counts below are kept. A sender's
+    # pass prints counts; an object per digest of 100,000 would stay in memory
+    # for its whole delivery run.
+    keep_planned: bool = True
+    pending_count: int = 0  # digests planned to be sent
+    empty_count: int = 0  # periods recorded with nothing matched
+
+    def add(self, plan: PlannedDigest) -> None:
+        """Count a planned digest, and keep it if the report keeps them."""
+        if plan.status == "pending":
+            self.pending_count += 1
+        else:
+            self.empty_count += 1
+        if self.keep_planned:
+            self.planned.append(plan)
 
     @property
     def pending(self) -> list[PlannedDigest]:

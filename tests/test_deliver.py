@@ -655,3 +655,25 @@ def test_a_relay_that_cannot_be_reached_leaves_every_digest_for_retry_with_why(
         rows = session.execute(select(Digest.status, Digest.last_error)).all()
     assert {status for status, _ in rows} == {"retry"}
     assert all(error and "127.0.0.1" in error for _, error in rows)
+
+
+def test_a_delivery_run_gives_the_interpreter_back_its_switch_interval(store: Store) -> None:
+    """The run shortens the GIL's turns while it works (see SWITCH_INTERVAL); the
+    process it runs in (the daemon, the web app's tests) gets its own setting back."""
+    import sys
+
+    make_digests(store, ["a@example.org"])
+    before = sys.getswitchinterval()
+    seen: list[float] = []
+    mailer = MemoryMailer()
+    report = deliver_due(
+        store,
+        Settings(),
+        mailer,
+        build,
+        now=T0,
+        on_outcome=lambda _outcome: seen.append(sys.getswitchinterval()),
+    )
+    assert report.sent == 1
+    assert seen == [deliver.SWITCH_INTERVAL]
+    assert sys.getswitchinterval() == before

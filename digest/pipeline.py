@@ -275,12 +275,11 @@ def tick_summary(plans: PlanReport, sent: DeliveryReport) -> str:
     """ "planned 3 (1 empty), sent 3" and, on a day with nothing planned, the commonest
     reasons why ("12 not due, 3 paused"): an empty day explained."""
     if plans.elsewhere:
-        return f"planning left to another process, sent {sent.sent}" + (
-            f", retry {sent.retry}, failed {sent.failed}" if sent.retry or sent.failed else ""
-        )
-    said = f"planned {plans.pending_count}"
-    if plans.empty_count:
-        said += f" ({plans.empty_count} with nothing matched)"
+        said = "planning left to another process"
+    else:
+        said = f"planned {plans.pending_count}"
+        if plans.empty_count:
+            said += f" ({plans.empty_count} with nothing matched)"
     said += f", sent {sent.sent}"
     if sent.retry or sent.failed:
         said += f", retry {sent.retry}, failed {sent.failed}"

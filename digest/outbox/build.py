@@ -229,7 +229,6 @@ def view_for_plan(
     papers = _papers(session, ids)
     upvotes = latest_upvotes(session, ids, as_of=plan.planned_at)
     signer = Signer(secret)
-    links = _VoteLinks(settings, signer)
     cards = tuple(
         _card(
             papers[pick.paper_id],
@@ -237,12 +236,7 @@ def view_for_plan(
             score=pick.score,
             upvotes=upvotes.get(pick.paper_id),
             explained=(pick.matched, why_line(pick.parts)),
-            # a plan not recorded has no digest for the links to name
-            links=(
-                links.of(plan.digest_id, pick.paper_id, email, plan.planned_at)
-                if plan.digest_id is not None
-                else (None, None)
-            ),
+            links=(None, None),  # a plan not recorded has no digest for vote links to name
         )
         for pick in sorted(plan.picks, key=lambda p: p.rank)
     )

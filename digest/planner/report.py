@@ -63,11 +63,3 @@ class PlanReport:
             self.empty_count += 1
         if self.keep_planned:
             self.planned.append(plan)
-
-    @property
-    def pending(self) -> list[PlannedDigest]:
-        return [p for p in self.planned if p.status == "pending"]
-
-    @property
-    def empty(self) -> list[PlannedDigest]:
-        return [p for p in self.planned if p.status == "skipped"]

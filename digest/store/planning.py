@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 
 # The advisory lock's two keys: "dige" and the planner's number.
 _PG_KEYS = (0x64696765, 1)
+_PG_KEY_PARAMS = {"k1": _PG_KEYS[0], "k2": _PG_KEYS[1]}
 _PG_HELD = text(
     "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
     " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
@@ -113,9 +114,7 @@ class PlanningTurn:
         connection = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         call = "pg_advisory_lock" if wait else "pg_try_advisory_lock"
         try:
-            taken = connection.execute(
-                text(f"SELECT {call}(:k1, :k2)"), {"k1": _PG_KEYS[0], "k2": _PG_KEYS[1]}
-            ).scalar()
+            taken = connection.execute(text(f"SELECT {call}(:k1, :k2)"), _PG_KEY_PARAMS).scalar()
         except BaseException:
             connection.close()
             raise
@@ -137,7 +136,7 @@ class PlanningTurn:
             try:
                 connection.execute(
                     text("SELECT pg_advisory_unlock(:k1, :k2)"),
-                    {"k1": _PG_KEYS[0], "k2": _PG_KEYS[1]},
+                    _PG_KEY_PARAMS,
                 )
             except DBAPIError as exc:
                 # The connection died during the pass (a restart, an idle timeout, a
@@ -154,9 +153,7 @@ class PlanningTurn:
             return False
         if self.backend == "postgresql":
             with self.engine.connect() as connection:
-                return bool(
-                    connection.execute(_PG_HELD, {"k1": _PG_KEYS[0], "k2": _PG_KEYS[1]}).scalar()
-                )
+                return bool(connection.execute(_PG_HELD, _PG_KEY_PARAMS).scalar())
         if self.path is None:
             return False
         try:

@@ -1,8 +1,9 @@
 """Pause the cyclic garbage collector around allocation-heavy loops that make no cycles.
 
 Scoring a planning run builds about a million small objects (one Pick per chosen
-paper per subscriber, the selections shared between subscribers) and frees them
-by reference counting; none of them form reference cycles. The collector still
+paper per subscriber, the selections shared between subscribers), and recording
+it as many row tuples; they are freed by reference counting, and none of them
+form reference cycles. The collector still
 runs a young-generation pass every 700 allocations and, now and then, a full
 pass over every live object (the run's parsed topics, the index, its memos):
 a share of the run's time that bench/scoring.py makes visible, for no garbage found.

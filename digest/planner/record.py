@@ -18,6 +18,7 @@ from sqlalchemy import Table, insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from digest.gcpause import collector_paused
 from digest.planner.report import PlannedDigest, PlanReport
 from digest.store.schema import Digest, DigestItem, Explanation
 from digest.values import Hit
@@ -44,17 +45,20 @@ def record_plans(
     pass over 100,000 subscribers would otherwise hold every pick until the end.
     """
     explained: Explained = {}
-    for batch in plans:
-        write_explanations(session, batch, explained)
-        for plan, recorded in zip(batch, write_digests(session, batch, explained), strict=True):
-            plan.picks = []
-            if recorded:
-                report.add(plan)
-            else:
-                report.skipped.append(
-                    (plan.email, f"{plan.period} was already planned by another planner")
-                )
-        session.commit()
+    # ten item rows per digest, made and freed with no cycles: see digest.gcpause
+    with collector_paused():
+        for batch in plans:
+            write_explanations(session, batch, explained)
+            written = write_digests(session, batch, explained)
+            for plan, recorded in zip(batch, written, strict=True):
+                plan.picks = []
+                if recorded:
+                    report.add(plan)
+                else:
+                    report.skipped.append(
+                        (plan.email, f"{plan.period} was already planned by another planner")
+                    )
+            session.commit()
 
 
 Explained = dict[int, tuple[Hit, int]]

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from digest.email import mime
 from digest.errors import BadInput
+from tests.stdlib_message import html_tokens
 
 # Header text as people type it: any printable character, including non-ASCII,
 # quotes, "=?" and header look-alikes, but no line breaks or control characters.
@@ -74,7 +75,8 @@ def test_any_safe_text_round_trips_and_adds_no_header(subject: str, name: str, b
     expected = expected if expected.endswith("\n") else expected + "\n"
     text, html = message.iter_parts()
     html_body = f"<p>{body}</p>".replace("\r\n", "\n").replace("\r", "\n") + "\n"
-    assert html.get_content().replace("\r\n", "\n") == html_body  # type: ignore[attr-defined]
+    shown = html.get_content().replace("\r\n", "\n")  # type: ignore[attr-defined]
+    assert html_tokens(shown) == html_tokens(html_body)
     assert text.get_content().replace("\r\n", "\n") == expected  # type: ignore[attr-defined]
 
 
@@ -115,3 +117,65 @@ def test_the_html_parts_base64_lines_are_the_plain_76_column_cut(body: str) -> N
     encoded = base64.b64encode(data.replace(b"\n", b"\r\n"))
     expected = b"".join(encoded[i : i + 76] + b"\r\n" for i in range(0, len(encoded), 76))
     assert mime._base64(body) == expected
+
+
+# --- the HTML part: 7bit where it can be ---
+
+CARD = (
+    '<p class="abstract" style="margin: 0 0 8px 0;font-size: 15px;line-height: 23px;">'
+    'Schrödinger’s <strong class="hl" style="background-color: #fff3c4;color: #1a1d23;">'
+    "diffusion</strong> models&nbsp;&amp; more</p>"
+)
+
+
+def html_of(data: bytes) -> EmailMessage:
+    message = email.message_from_bytes(data, policy=policy.default)
+    assert isinstance(message, EmailMessage) and message.defects == []
+    html = list(message.iter_parts())[1]
+    assert isinstance(html, EmailMessage)
+    return html
+
+
+def shown(part: EmailMessage) -> str:
+    return part.get_content().replace("\r\n", "\n")  # type: ignore[no-any-return]
+
+
+def test_html_outside_ascii_goes_as_character_references_in_7bit() -> None:
+    """A third smaller than base64, and read by a browser as the same characters."""
+    data = mime.build_message_bytes(envelope(), "text\n", CARD)
+    html = html_of(data)
+    assert html["Content-Transfer-Encoding"] == "7bit"
+    assert "Schr&#246;dinger&#8217;s" in shown(html)
+    assert html_tokens(shown(html)) == html_tokens(CARD + "\n")
+    assert len(mime._html_7bit(CARD, envelope().boundary()) or b"") < len(mime._base64(CARD))
+
+
+def test_a_long_html_line_is_broken_between_attributes_only() -> None:
+    """Several cards on one line pass 998 octets (RFC 5322's limit); a line break between
+    two attributes of a tag reads as the space it replaces."""
+    long_line = CARD * 12
+    data = mime.build_message_bytes(envelope(), "text\n", long_line)
+    assert max(len(line) for line in data.split(b"\r\n")) <= mime.MAX_LINE
+    html = html_of(data)
+    assert html["Content-Transfer-Encoding"] == "7bit"
+    assert shown(html).count("\n") > 1
+    assert html_tokens(shown(html)) == html_tokens(long_line + "\n")
+
+
+@pytest.mark.parametrize(
+    ("why", "markup"),
+    [
+        ("a long line with no place to break", "<p>" + "x" * 1200 + "</p>"),
+        (
+            "a reference would not be read in a style element",
+            "<style>p::before { content: 'é' }</style>",
+        ),
+        ("a C1 control's reference reads as another character", "<p>a\x85b</p>"),
+        ("the boundary in the text", "<p>--" + envelope().boundary() + "</p>"),
+    ],
+)
+def test_html_that_cannot_go_as_7bit_goes_in_base64_unchanged(why: str, markup: str) -> None:
+    data = mime.build_message_bytes(envelope(), "text\n", markup)
+    html = html_of(data)
+    assert html["Content-Transfer-Encoding"] == "base64", why
+    assert shown(html) == markup + "\n"

@@ -21,7 +21,7 @@ from digest.email.render import Renderer
 from digest.errors import BadInput
 from digest.values import DigestView, MatchedTerm, PaperCard
 from tests.render_views import sample_view
-from tests.stdlib_message import stdlib_message
+from tests.stdlib_message import html_tokens, stdlib_message
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
 # Read at import: the autouse fixture clears DIGEST_* variables for each test.
@@ -92,7 +92,9 @@ def test_message_parses_back_with_both_parts_and_all_headers(renderer: Renderer,
     assert [text.get_content_type(), html.get_content_type()] == ["text/plain", "text/html"]
     assert text.get_content_charset() == html.get_content_charset() == "utf-8"
     assert body(text) == renderer.text(view)
-    assert body(html) == renderer.html(view)
+    # 7bit: what was outside ASCII comes as character references, long lines broken
+    assert html["Content-Transfer-Encoding"] == "7bit"
+    assert html_tokens(body(html)) == html_tokens(renderer.html(view))
 
     assert message["From"].addresses[0].addr_spec == "digest@example.org"
     assert message["From"].addresses[0].display_name == "Paper digest"

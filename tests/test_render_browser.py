@@ -74,3 +74,38 @@ def test_digest_fits_the_screen_and_shows_every_title(
     )
     assert browser.save_screenshot(str(shot))  # type: ignore[attr-defined]
     assert shot.stat().st_size > 10_000
+
+
+def test_the_7bit_html_part_reads_as_the_rendered_page(driver: object, tmp_path: Path) -> None:
+    """The HTML goes on the wire as 7bit (references for what is outside ASCII, long
+    lines broken between attributes): a browser given the part as a mail client decodes
+    it must show the same text, links and preview line as the page as rendered."""
+    import email
+    from email import policy
+    from email.message import EmailMessage
+
+    view = sample_view(10)
+    renderer = Renderer(
+        Settings(sender=SenderSettings(address="digest@example.org", postal_address="1 Example St"))
+    )
+    message = email.message_from_bytes(renderer.message_bytes(view), policy=policy.default)
+    assert isinstance(message, EmailMessage)
+    html = list(message.iter_parts())[1]
+    assert isinstance(html, EmailMessage) and html["Content-Transfer-Encoding"] == "7bit"
+    wire = tmp_path / "wire.html"
+    wire.write_text(html.get_content(), encoding="utf-8")
+    rendered = tmp_path / "rendered.html"
+    rendered.write_text(renderer.html(view), encoding="utf-8")
+
+    browser = driver
+    seen = []
+    for page in (rendered, wire):
+        browser.get(page.as_uri())  # type: ignore[attr-defined]
+        seen.append(
+            browser.execute_script(  # type: ignore[attr-defined]
+                "return [document.body.innerText, document.body.textContent,"
+                " [...document.links].map(a => a.href), document.title]"
+            )
+        )
+    assert seen[0] == seen[1]
+    assert any(not ch.isascii() for ch in seen[1][0])  # the references were read

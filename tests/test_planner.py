@@ -8,7 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, insert, select
 
 from digest.errors import BadInput
 from digest.gcpause import collector_paused
@@ -343,6 +343,41 @@ def test_near_misses_of_many_empty_digests_leave_no_garbage_while_scoring(
         assert all(p.status == "skipped" and p.near_misses for p in report.planned)
     explained = 30 * 42  # the 30 more empty digests, each explains all 42 papers
     assert garbage[1] - garbage[0] < explained / 2
+
+
+def test_a_recorded_digest_is_the_row_core_would_write(store: Store, database_url: str) -> None:
+    """On SQLite the planner writes its digests with its own INSERT: each stored value,
+    timestamps included, must be what SQLAlchemy's insert of the same row stores, or
+    readers of the column (the sender, `digest status`) would see another time."""
+    add_dump(store, T0 - days(1), [DIFFUSION_A])
+    ada = add_subscriber(store, "ada@example.org")
+    bob = add_subscriber(store, "bob@example.org")
+    report = plan(store, database_url)
+    (planned,) = [p for p in report.planned if p.subscriber_id == ada]
+    with store.transaction() as session:
+        session.execute(
+            insert(Digest),
+            [
+                {
+                    "subscriber_id": bob,
+                    "period": "core",
+                    "status": planned.status,
+                    "message_id": "<core@example.org>",
+                    "planned_at": planned.planned_at,
+                    "window_start": planned.window_start,
+                }
+            ],
+        )
+    with store.engine.connect() as connection:
+        rows = {
+            row[0]: row[1:]
+            for row in connection.exec_driver_sql(
+                f"SELECT subscriber_id, status, planned_at, window_start, attempts, "
+                f"next_attempt_at, lease_until, sent_at FROM digests "
+                f"WHERE subscriber_id = {ada} OR period = 'core'"
+            )
+        }
+    assert rows[ada] == rows[bob]
 
 
 def test_rows_are_written_with_the_collector_paused(store: Store, database_url: str) -> None:

@@ -138,6 +138,17 @@ def run_together(env: dict[str, str], count: int, *args: str) -> dict[str, float
     }
 
 
+def process_cpu_seconds(pid: int) -> float | None:
+    """A running process's CPU seconds so far (user + system), from /proc (None
+    elsewhere): the sink runs on the same cores as the senders, so its share is
+    part of what the whole path costs on this machine."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return round((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), 2)
+
+
 def statuses(database_url: str) -> dict[str, int]:
     from sqlalchemy import func, select
 
@@ -266,6 +277,7 @@ def main() -> int:
         send_at = datetime.combine(datetime.now(UTC).date() + timedelta(days=1), day_time(9), UTC)
         planned = None if args.plan_in_send else run(env, "plan", "--now", send_at.isoformat())
         sent = run_together(env, args.processes, "send", "--now", send_at.isoformat())
+        sink_cpu = process_cpu_seconds(sink.pid)
         outcome = statuses(database_url)
         # a reader whose topics matched nothing has a `skipped` period: nothing to send
         if not outcome.get("sent") or set(outcome) - {"sent", "skipped"}:
@@ -288,7 +300,11 @@ def main() -> int:
         "plan": {**planned, "digests_per_s": round(n / planned["seconds"])}
         if planned
         else "in send",
-        "send": {**sent, "digests_per_s": round(outcome["sent"] / sent["seconds"])},
+        "send": {
+            **sent,
+            "digests_per_s": round(outcome["sent"] / sent["seconds"]),
+            "sink_cpu_seconds": sink_cpu,
+        },
         "plan_and_send": {
             "seconds": round(total, 2),
             "subscribers_per_s": round(n / total),

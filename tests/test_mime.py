@@ -6,6 +6,7 @@ import base64
 import email
 from email import policy
 from email.message import EmailMessage
+from html import escape as html_escape
 
 import pytest
 from hypothesis import given, settings
@@ -47,7 +48,9 @@ def parse(data: bytes) -> EmailMessage:
 @settings(max_examples=150, deadline=None)
 @given(subject=SAFE_TEXT, name=SAFE_TEXT, body=st.text(max_size=300))
 def test_any_safe_text_round_trips_and_adds_no_header(subject: str, name: str, body: str) -> None:
-    data = mime.build_message_bytes(envelope(subject, name), body, f"<p>{body}</p>")
+    # the HTML as the templates write it: text escaped (no tag can come from the text)
+    markup = f"<p>{html_escape(body)}</p>"
+    data = mime.build_message_bytes(envelope(subject, name), body, markup)
     head = data.split(b"\r\n\r\n", 1)[0]
     assert head.isascii()
     lines = head.split(b"\r\n")
@@ -74,7 +77,7 @@ def test_any_safe_text_round_trips_and_adds_no_header(subject: str, name: str, b
     expected = body.replace("\r\n", "\n").replace("\r", "\n")
     expected = expected if expected.endswith("\n") else expected + "\n"
     text, html = message.iter_parts()
-    html_body = f"<p>{body}</p>".replace("\r\n", "\n").replace("\r", "\n") + "\n"
+    html_body = markup.replace("\r\n", "\n").replace("\r", "\n") + "\n"
     shown = html.get_content().replace("\r\n", "\n")  # type: ignore[attr-defined]
     assert html_tokens(shown) == html_tokens(html_body)
     assert text.get_content().replace("\r\n", "\n") == expected  # type: ignore[attr-defined]

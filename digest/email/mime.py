@@ -274,10 +274,8 @@ def _base64(body: str) -> bytes:
     return b"\r\n".join(lines) + b"\r\n"
 
 
-# Raw text elements: character references are not read inside them.
-_RAW_TEXT = re.compile(r"<(style|script)\b.*?</\1", re.IGNORECASE | re.DOTALL)
-# C1 controls: HTML reads their references (&#128;...) as Windows-1252 characters.
-_C1 = re.compile("[\x80-\x9f]")
+# A C1 control's reference, which HTML reads as a Windows-1252 character (&#128; is €).
+_C1_REFERENCE = re.compile(rb"&#(?:12[89]|1[3-5][0-9]);")
 # The space between two attributes of a tag. Our HTML writes every attribute value in
 # double quotes, and a double quote in text or in a value is escaped (&#34;), so a quote,
 # a space and `name="` occur between attributes only; and were it in text, a line
@@ -287,32 +285,51 @@ _BETWEEN_ATTRIBUTES = re.compile(rb'" (?=[A-Za-z_:][-A-Za-z0-9_:.]*=")')
 
 def _html_7bit(body: str, boundary: str) -> bytes | None:
     """`body` (HTML) as a 7bit part with CRLF line ends, or None when it cannot be
-    written so and must go in base64 (see the module docstring)."""
-    if not body.isascii() and (
-        _C1.search(body) or any(not raw.group().isascii() for raw in _RAW_TEXT.finditer(body))
-    ):
-        return None
+    written so and must go in base64 (see the module docstring).
+
+    Every message's HTML passes through here whole, so the checks run on the ASCII
+    bytes, in C (a search for a literal, a bytes pattern with a literal start):
+    the same checks on the str, where one character outside Latin-1 makes every
+    character two bytes wide, cost more than base64.
+    """
     data = body.encode("ascii", "xmlcharrefreplace")
+    if len(data) != len(body) and (_C1_REFERENCE.search(data) or _reference_in_raw_text(data)):
+        return None
     if b"\r" in data:
         data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-    lines = data.split(b"\n")
-    if len(lines) > 1 and lines[-1] == b"":
-        lines.pop()  # the final line break, written back below
-    if max(map(len, lines), default=0) > MAX_LINE:
-        folded: list[bytes] = []
-        for line in lines:
-            while len(line) > MAX_LINE:
-                cut = _last_cut(line)
-                if cut is None:
-                    return None
-                folded.append(line[:cut])
-                line = line[cut + 1 :]
-            folded.append(line)
-        lines = folded
+    if not data.endswith(b"\n"):
+        data += b"\n"
     if ("--" + boundary).encode("ascii") in data:
         return None
-    lines.append(b"")
-    return b"\r\n".join(lines)
+    lines = data.split(b"\n")
+    if max(map(len, lines)) <= MAX_LINE:
+        return data.replace(b"\n", b"\r\n")
+    folded: list[bytes] = []
+    for line in lines:
+        while len(line) > MAX_LINE:
+            cut = _last_cut(line)
+            if cut is None:
+                return None
+            folded.append(line[:cut])
+            line = line[cut + 1 :]
+        folded.append(line)
+    return b"\r\n".join(folded)
+
+
+def _reference_in_raw_text(data: bytes) -> bool:
+    """Whether a character reference (or what reads as one) is inside a style or
+    script element, where it would be read as it is written, not as the character."""
+    for start in _RAW_TEXT_START.finditer(data):
+        end = _RAW_TEXT_END.search(data, start.end())
+        if data.find(b"&#", start.end(), end.start() if end else len(data)) != -1:
+            return True
+    return False
+
+
+# Tag names in any case: spelt out in classes, which keeps the literal "<" the search
+# starts from (an IGNORECASE pattern tries every byte).
+_RAW_TEXT_START = re.compile(rb"<(?:[sS][tT][yY][lL][eE]|[sS][cC][rR][iI][pP][tT])\b")
+_RAW_TEXT_END = re.compile(rb"</(?:[sS][tT][yY][lL][eE]|[sS][cC][rR][iI][pP][tT])\b")
 
 
 def _last_cut(line: bytes) -> int | None:
@@ -352,7 +369,12 @@ def html_part(html: str, boundary: str) -> bytes:
 
 
 def build_message_bytes(envelope: Envelope, text: str, html: str) -> bytes:
-    """The complete message, CRLF line endings, ready for SMTP DATA or a Maildir file."""
+    """The complete message, CRLF line endings, ready for SMTP DATA or a Maildir file.
+
+    `html` is markup as the templates write it: its text and attribute values escaped,
+    so that anything outside ASCII is in text or in a value, where a character
+    reference reads as the character.
+    """
     boundary = envelope.boundary()
     head = "".join(
         (

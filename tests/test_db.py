@@ -137,6 +137,8 @@ def test_sqlite_connections_use_wal_and_enforce_foreign_keys(tmp_path: object) -
         assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1
         assert connection.execute(text("PRAGMA busy_timeout")).scalar() == db.SQLITE_BUSY_TIMEOUT_MS
+        # negative: KiB, not pages (the default 2 MiB made a planning pass reread pages)
+        assert connection.execute(text("PRAGMA cache_size")).scalar() == -db.SQLITE_CACHE_KIB
     store.dispose()
 
 

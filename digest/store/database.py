@@ -28,6 +28,10 @@ from digest.errors import ConfigError
 from digest.resources import migrations_dir
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+SQLITE_CACHE_KIB = 16_384
+"""Each SQLite connection's page cache. The default (2 MiB) cannot hold the index pages
+a planning pass keeps writing (one per paper in the items' paper index, the
+digests' unique keys), so SQLite read them back from the file again and again."""
 
 
 def make_engine(database_url: str) -> Engine:
@@ -64,6 +68,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
     cursor.close()
 
 

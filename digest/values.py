@@ -21,6 +21,15 @@ from digest.errors import BadInput
 TextField = Literal["title", "abstract", "author"]
 
 
+class CrlfBytes(bytes):
+    """A message whose every line already ends in CRLF (no bare LF, no lone CR), as
+    `digest.email.mime.build_message_bytes` writes it. The SMTP mailer checks the line
+    ends of any other bytes before DATA (two counts and a search over every byte of
+    every message); these it can send as they are."""
+
+    __slots__ = ()
+
+
 @dataclass(frozen=True, slots=True)
 class PaperText:
     """What the scorer sees of one candidate paper."""

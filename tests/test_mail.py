@@ -27,6 +27,7 @@ from digest.mail import (
     mailer_from_settings,
     wire_form,
 )
+from digest.values import CrlfBytes
 from tests.smtpd import FaultyHandler, free_port, smtp_server
 
 
@@ -56,6 +57,8 @@ def test_wire_form_agrees_with_its_plain_definition(pieces: list[bytes]) -> None
     if plain.startswith(b"."):
         plain = b"." + plain
     assert wire_form(data) == plain.replace(b"\r\n.", b"\r\n..") + b".\r\n"
+    if data == plain:  # CRLF line ends throughout: sent as they are, with no checks
+        assert wire_form(CrlfBytes(data)) == wire_form(data)
 
 
 def test_the_server_gets_the_message_exactly() -> None:

@@ -46,6 +46,7 @@ from email.utils import format_datetime
 from itertools import chain
 
 from digest.errors import BadInput
+from digest.values import CrlfBytes
 
 CRLF = "\r\n"
 FOLD_AT = 78  # RFC 5322 "SHOULD" line length
@@ -399,14 +400,18 @@ def build_message_bytes(envelope: Envelope, text: str, html: str) -> bytes:
     first = f"--{boundary}{CRLF}".encode("ascii")
     between = f"{CRLF}--{boundary}{CRLF}".encode("ascii")
     close = f"{CRLF}--{boundary}--{CRLF}".encode("ascii")
-    return b"".join(
-        (
-            head.encode("ascii"),
-            first,
-            _TEXT_HEAD,
-            _qp(text),
-            between,
-            html_part(html, boundary),
-            close,
+    # every piece ends its lines in CRLF: the headers by construction, the bodies
+    # by _crlf_bytes / _html_7bit / _base64 (a test checks any text and markup)
+    return CrlfBytes(
+        b"".join(
+            (
+                head.encode("ascii"),
+                first,
+                _TEXT_HEAD,
+                _qp(text),
+                between,
+                html_part(html, boundary),
+                close,
+            )
         )
     )

@@ -186,3 +186,39 @@ def test_html_that_cannot_go_as_7bit_goes_in_base64_unchanged(why: str, markup: 
     html = html_of(data)
     assert html["Content-Transfer-Encoding"] == "base64", why
     assert shown(html) == markup + "\n"
+
+
+# --- links that reach headers and href attributes ---
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["https://example.org/\u017f", "https://\u212aeys.example.org/", "mailto:\u017f@example.org"],
+)
+def test_a_link_with_a_letter_that_only_folds_to_ascii_is_refused(value: str) -> None:
+    """The long s and the Kelvin sign fold to s and k: a case-blind pattern let them
+    through, and List-Unsubscribe then failed to encode at send time, not at input."""
+    check = mime.mailto if value.startswith("mailto:") else mime.url
+    with pytest.raises(BadInput):
+        check(value, "the link")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    scheme=st.sampled_from(["http://", "https://", "HTTPS://", "Http://", "mailto:", "MailTo:"]),
+    rest=st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=40),
+)
+def test_ascii_links_are_judged_as_by_the_case_blind_pattern(scheme: str, rest: str) -> None:
+    """Spelling the scheme's cases out changed nothing for ASCII links."""
+    import re
+
+    kind = "mailto:" if scheme.lower() == "mailto:" else "https?://"
+    blind = re.compile(kind + r"[!#-;=?-\[\]_a-z~]+", re.IGNORECASE)
+    check = mime.mailto if kind == "mailto:" else mime.url
+    value = scheme + rest
+    try:
+        check(value, "the link")
+        accepted = True
+    except BadInput:
+        accepted = False
+    assert accepted == bool(blind.fullmatch(value))

@@ -488,3 +488,37 @@ def test_cards_link_the_pdf_the_hugging_face_page_and_the_code_where_known(
         assert "javascript:" not in part  # a link we cannot send safely is left out
     # a paper without an arXiv id has no PDF or Hugging Face page to link
     assert text.count("PDF: ") == 1 and text.count("Hugging Face: ") == 1
+
+
+# --- the HTML page in ASCII ---
+
+
+def test_the_page_is_ascii_and_reads_as_the_characters(renderer: Renderer) -> None:
+    """Everything outside ASCII (a title's letters, the template's arrows and dots)
+    is written as a character reference while the page renders, so the 7bit HTML part
+    is the page as it is; a parser reads the same characters."""
+    card = one_card(title="Schrödinger’s Diffusion — naïve 𝔼-steps", authors=("Zoë Ångström",))
+    view = replace(sample_view(2), papers=(card, *sample_view(2).papers[1:]))
+    page = renderer.html(view)
+    assert page.isascii()
+    document = html5lib.parse(page, namespaceHTMLElements=False)
+    titles = [a.text for a in document.iter("a") if a.get("class") == "title-link"]
+    assert titles[0] == "Schrödinger’s Diffusion — naïve 𝔼-steps"
+    assert "Zoë Ångström" in "".join(document.find("body").itertext())
+    assert "Read more →" in "".join(document.find("body").itertext())
+    assert "Zoë Ångström" in renderer.text(view)  # the text part keeps its characters
+    message = parse(renderer.message_bytes(view))
+    assert parts(message)[1]["Content-Transfer-Encoding"] == "7bit"
+
+
+def test_a_c1_control_in_a_card_is_left_for_the_base64_part(renderer: Renderer) -> None:
+    """HTML reads &#128; as "€" (Windows-1252), not the control: a value holding one is
+    left as it is, and its message's HTML part goes in base64 with the page unchanged.
+    (A title with one is refused: it reaches the Subject.)"""
+    card = one_card(authors=("Odd\x80name",))
+    view = replace(sample_view(1), papers=(card,))
+    page = renderer.html(view)
+    assert "\x80" in page and "&#128;" not in page
+    html = parts(parse(renderer.message_bytes(view)))[1]
+    assert html["Content-Transfer-Encoding"] == "base64"
+    assert body(html) == page

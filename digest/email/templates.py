@@ -7,6 +7,10 @@ source is valid HTML that the inliner parses and serialises without moving
 the template logic around; a check refuses a template whose Jinja code the
 inliner changed. @-rules (media queries, dark mode) cannot be inlined and stay
 in a `<style>` block.
+
+The HTML comes out in ASCII: the templates' own characters outside ASCII are
+written as character references when they load, and what an expression outputs
+is as it renders (`ascii_markup`), so the message's 7bit HTML part is the page.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from pathlib import Path
 import css_inline
 from jinja2 import BaseLoader, Environment, StrictUndefined, TemplateNotFound
 from jinja2.loaders import split_template_path
+from markupsafe import Markup, escape
 
 from digest.email.snippet import wrap
 from digest.errors import ConfigError
@@ -101,7 +106,53 @@ class _InliningLoader(BaseLoader):
                 source = _css_inlined(source, self.css, name=template, fragment=fragment)
             elif not fragment:
                 source = _with_style(source, self.css)
+            source = _ascii_outside_code(source)
         return source, str(path), lambda: True
+
+
+# What keeps its characters as written: Jinja code, and the raw text of style and
+# script elements (where a character reference is not read).
+_KEEP = re.compile(
+    r"\{\{.*?\}\}|<!--\{[%#].*?[%#]\}-->|<(style|script)\b.*?</\1", re.DOTALL | re.IGNORECASE
+)
+# C1 controls: HTML reads their references as Windows-1252 characters (&#128; is €).
+_C1 = re.compile("[\x80-\x9f]")
+
+
+def _references(text: str) -> str:
+    """`text` (markup or escaped text) with every character outside ASCII written as
+    a character reference, which a browser reads as the character; unchanged if it
+    holds a C1 control, whose reference would be read as another character."""
+    if text.isascii() or _C1.search(text):
+        return text
+    return text.encode("ascii", "xmlcharrefreplace").decode("ascii")
+
+
+def _ascii_outside_code(source: str) -> str:
+    """A template's markup in ASCII (see `ascii_markup`), its Jinja code as written."""
+    if source.isascii():
+        return source
+    pieces: list[str] = []
+    position = 0
+    for kept in _KEEP.finditer(source):
+        pieces += (_references(source[position : kept.start()]), kept.group())
+        position = kept.end()
+    pieces.append(_references(source[position:]))
+    return "".join(pieces)
+
+
+def ascii_markup(value: object) -> object:
+    """The HTML environment's `finalize`: what an expression outputs, escaped, with
+    every character outside ASCII written as a character reference.
+
+    The message's HTML part goes as 7bit, which needs ASCII (digest.email.mime):
+    made so here, a value at a time (a card's fragments once per run, as they are
+    cached), the whole page is ASCII and the MIME writer only copies it, where
+    converting each finished page cost more than the base64 it replaces.
+    """
+    if not isinstance(value, str) or value.isascii():
+        return value
+    return Markup(_references(escape(value)))
 
 
 def html_environment(folder: Path, *, inline: bool) -> Environment:
@@ -116,6 +167,7 @@ def html_environment(folder: Path, *, inline: bool) -> Environment:
         keep_trailing_newline=True,
         auto_reload=False,
         undefined=StrictUndefined,
+        finalize=ascii_markup,
     )
 
 
@@ -137,4 +189,4 @@ def _wrap_filter(text: str, width: int = 72, indent: str = "") -> str:
     return wrap(text, width, indent)
 
 
-__all__ = ["html_environment", "split_at_rules", "text_environment"]
+__all__ = ["ascii_markup", "html_environment", "split_at_rules", "text_environment"]

@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
@@ -194,6 +195,17 @@ def rendered_email(server: Server, subscriber_id: int) -> EmailMessage:
     return parsed
 
 
+def page_wait(browser: webdriver.Chrome) -> WebDriverWait[webdriver.Chrome]:
+    """A wait that rides out the page being replaced under it. After a click that
+    submits a form, ChromeDriver can look up the old page's element mid-navigation
+    and report "Node with given id does not belong to the document", a plain
+    WebDriverException rather than the stale-element one WebDriverWait ignores; a
+    CI run failed on it. A page that never comes still fails, by timing out."""
+    return WebDriverWait(
+        browser, 10, ignored_exceptions=(StaleElementReferenceException, WebDriverException)
+    )
+
+
 def test_unsubscribe_by_clicking_the_button(
     server: Server, browser: webdriver.Chrome, tmp_path: Path
 ) -> None:
@@ -209,7 +221,7 @@ def test_unsubscribe_by_clicking_the_button(
     browser.save_screenshot(str(tmp_path / "unsubscribe.png"))
     assert status_of(server.store, sub_id) == "active"  # looking is not unsubscribing
     browser.find_element(By.ID, "unsubscribe").click()
-    WebDriverWait(browser, 10).until(
+    page_wait(browser).until(
         expected_conditions.text_to_be_present_in_element((By.TAG_NAME, "h1"), "unsubscribed")
     )
     browser.save_screenshot(str(tmp_path / "unsubscribed.png"))
@@ -222,7 +234,7 @@ def test_subscribe_again_after_unsubscribing(
     sub_id = add_subscriber(server.store, "ida@example.org", ("diffusion models", "kv cache"))
     browser.get(server.link("unsubscribe", sub_id, "ida@example.org"))
     browser.find_element(By.ID, "unsubscribe").click()
-    WebDriverWait(browser, 10).until(
+    page_wait(browser).until(
         expected_conditions.text_to_be_present_in_element((By.TAG_NAME, "h1"), "unsubscribed")
     )
     assert status_of(server.store, sub_id) == "unsubscribed"
@@ -230,7 +242,7 @@ def test_subscribe_again_after_unsubscribing(
     assert button.text == "Subscribe again"
     browser.save_screenshot(str(tmp_path / "unsubscribed-subscribe-again.png"))
     button.click()
-    WebDriverWait(browser, 10).until(
+    page_wait(browser).until(
         expected_conditions.text_to_be_present_in_element(
             (By.CSS_SELECTOR, ".notice"), "You are subscribed again"
         )
@@ -257,7 +269,7 @@ def test_the_manage_page_hint_tells_how_topics_match(
     # the strict forms it names are accepted as typed
     field.send_keys('+benchmark "kv cache"')
     browser.find_element(By.ID, "add-topic").click()
-    WebDriverWait(browser, 10).until(
+    page_wait(browser).until(
         expected_conditions.text_to_be_present_in_element(
             (By.CSS_SELECTOR, ".notice"), "Topic added"
         )
@@ -283,7 +295,7 @@ def test_subscribe_on_the_front_page(
     assert widths == [PHONE[0], PHONE[0]]  # fits a phone, hidden field included
     browser.save_screenshot(str(tmp_path / "subscribe.png"))
     browser.find_element(By.ID, "subscribe-button").click()
-    WebDriverWait(browser, 10).until(
+    page_wait(browser).until(
         expected_conditions.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Check your inbox")
     )
     browser.save_screenshot(str(tmp_path / "subscribe-sent.png"))
@@ -311,7 +323,7 @@ def test_add_a_topic_on_the_manage_page(
     field.send_keys('"flow matching" OR rectified')
     browser.save_screenshot(str(tmp_path / "manage.png"))
     browser.find_element(By.ID, "add-topic").click()
-    WebDriverWait(browser, 10).until(
+    page_wait(browser).until(
         expected_conditions.text_to_be_present_in_element(
             (By.CSS_SELECTOR, ".notice"), "Topic added"
         )
@@ -337,7 +349,7 @@ def test_a_bad_topic_is_explained_on_the_page(
     browser.get(server.link("manage", sub_id, "cy@example.org"))
     browser.find_element(By.ID, "query").send_keys("(kv cache <b>")
     browser.find_element(By.ID, "add-topic").click()
-    error = WebDriverWait(browser, 10).until(
+    error = page_wait(browser).until(
         expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "pre.error"))
     )
     browser.save_screenshot(str(tmp_path / "manage-error.png"))
@@ -446,7 +458,7 @@ def test_less_like_this_from_an_email(
     button = browser.find_element(By.ID, "vote")
     assert button.text == "Less like this"
     button.click()
-    WebDriverWait(browser, 10).until(
+    page_wait(browser).until(
         expected_conditions.text_to_be_present_in_element(
             (By.CSS_SELECTOR, ".notice"), "Papers like this will rank lower in diffusion models"
         )

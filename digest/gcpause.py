@@ -28,3 +28,16 @@ def collector_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+@contextmanager
+def collector_running() -> Iterator[None]:
+    """Enable the cyclic collector inside the block (a stretch of a paused loop that does
+    make cycles); restore its state after, on errors too."""
+    was_enabled = gc.isenabled()
+    gc.enable()
+    try:
+        yield
+    finally:
+        if not was_enabled:
+            gc.disable()

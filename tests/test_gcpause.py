@@ -6,7 +6,7 @@ import gc
 
 import pytest
 
-from digest.gcpause import collector_paused
+from digest.gcpause import collector_paused, collector_running
 
 
 @pytest.fixture(autouse=True)
@@ -35,3 +35,13 @@ def test_a_collector_that_was_off_stays_off() -> None:
     with collector_paused():
         pass
     assert not gc.isenabled()
+
+
+def test_a_stretch_of_a_paused_loop_can_let_the_collector_run() -> None:
+    gc.enable()
+    with collector_paused():
+        with pytest.raises(RuntimeError), collector_running():
+            assert gc.isenabled()
+            raise RuntimeError("a period was taken")
+        assert not gc.isenabled()  # paused again for the rest of the loop
+    assert gc.isenabled()

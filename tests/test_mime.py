@@ -179,6 +179,7 @@ def test_a_long_html_line_is_broken_between_attributes_only() -> None:
         ),
         ("a C1 control's reference reads as another character", "<p>a\x85b</p>"),
         ("the boundary in the text", "<p>--" + envelope().boundary() + "</p>"),
+        ("a NUL, which 7bit data may not hold", "<p>Ada\x00Lovelace</p>"),
     ],
 )
 def test_html_that_cannot_go_as_7bit_goes_in_base64_unchanged(why: str, markup: str) -> None:

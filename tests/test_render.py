@@ -522,3 +522,23 @@ def test_a_c1_control_in_a_card_is_left_for_the_base64_part(renderer: Renderer) 
     html = parts(parse(renderer.message_bytes(view)))[1]
     assert html["Content-Transfer-Encoding"] == "base64"
     assert body(html) == page
+
+
+def test_a_template_with_an_expression_in_a_script_is_refused(tmp_path: Path) -> None:
+    """Its output would be written with character references inside <script> (or
+    <style>, where CSS inlining already refuses expressions), which are read as
+    written, and the all-ASCII page would go as 7bit with them: refused when the
+    templates load, with what to change."""
+    import shutil
+
+    from digest.errors import ConfigError
+    from digest.resources import templates_dir
+
+    folder = tmp_path / "templates"
+    shutil.copytree(templates_dir(), folder)
+    page = folder / "digest.html.j2"
+    script = "<script>var from = {{ m.sender_name }};</script></body>"
+    page.write_text(page.read_text().replace("</body>", script))
+    with pytest.raises(ConfigError, match=r"digest.html.j2: an expression inside <script>"):
+        Renderer(SETTINGS, templates=folder).html(sample_view(1))
+    Renderer(SETTINGS, templates=templates_dir()).html(sample_view(1))  # the shipped ones load

@@ -26,8 +26,8 @@ Two jobs, both about bytes on the wire:
   between two attributes of a tag, where a line break is just space. When
   that cannot be done (a reference would land in a style or script element,
   where references are not read, or stand for a C1 control, which HTML reads
-  as another character; a long line with no such place; the boundary in the
-  text) the part goes in base64, as before.
+  as another character; a NUL, which 7bit data may not hold; a long line with
+  no such place; the boundary in the text) the part goes in base64, as before.
 
 `List-Unsubscribe` is always written on one unfolded line: CPython's folder may
 RFC 2047-encode a long one (gh-85725), which mail clients then cannot use.
@@ -281,9 +281,10 @@ def _base64(body: str) -> bytes:
 # A C1 control's reference, which HTML reads as a Windows-1252 character (&#128; is €).
 _C1_REFERENCE = re.compile(rb"&#(?:12[89]|1[3-5][0-9]);")
 # The space between two attributes of a tag. Our HTML writes every attribute value in
-# double quotes, and a double quote in text or in a value is escaped (&#34;), so a quote,
-# a space and `name="` occur between attributes only; and were it in text, a line
-# break there reads as the space it replaces (the digest has no <pre>).
+# double quotes, and what an expression outputs has its double quotes escaped (&#34;),
+# so a quote, a space and `name="` occur between attributes (a template's own text
+# could hold them; ours does not); and were it in text, a line break there reads as
+# the space it replaces (the digest has no <pre>).
 _BETWEEN_ATTRIBUTES = re.compile(rb'" (?=[A-Za-z_:][-A-Za-z0-9_:.]*=")')
 
 
@@ -298,6 +299,8 @@ def _html_7bit(body: str, boundary: str) -> bytes | None:
     """
     data = body.encode("ascii", "xmlcharrefreplace")
     if len(data) != len(body) and (_C1_REFERENCE.search(data) or _reference_in_raw_text(data)):
+        return None
+    if b"\x00" in data:  # RFC 2045: 7bit data holds no NUL (a source's text can)
         return None
     if b"\r" in data:
         data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")

@@ -106,7 +106,7 @@ class _InliningLoader(BaseLoader):
                 source = _css_inlined(source, self.css, name=template, fragment=fragment)
             elif not fragment:
                 source = _with_style(source, self.css)
-            source = _ascii_outside_code(source)
+            source = _ascii_outside_code(source, name=template)
         return source, str(path), lambda: True
 
 
@@ -128,13 +128,22 @@ def _references(text: str) -> str:
     return text.encode("ascii", "xmlcharrefreplace").decode("ascii")
 
 
-def _ascii_outside_code(source: str) -> str:
-    """A template's markup in ASCII (see `ascii_markup`), its Jinja code as written."""
-    if source.isascii():
-        return source
+def _ascii_outside_code(source: str, *, name: str) -> str:
+    """A template's markup in ASCII (see `ascii_markup`), its Jinja code as written.
+
+    An expression inside a style or script element is refused: its output would be
+    written with character references there too, which CSS and scripts read as they
+    are written, and the page, all ASCII, would go as 7bit with them.
+    """
     pieces: list[str] = []
     position = 0
     for kept in _KEEP.finditer(source):
+        if kept.group(1) and "{{" in kept.group():
+            raise ConfigError(
+                f"templates/{name}: an expression inside <{kept.group(1)}> would be "
+                "written with character references there, which it does not read; keep "
+                "{{ }} out of style and script elements"
+            )
         pieces += (_references(source[position : kept.start()]), kept.group())
         position = kept.end()
     pieces.append(_references(source[position:]))

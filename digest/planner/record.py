@@ -19,7 +19,7 @@ from sqlalchemy import Table, insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from digest.gcpause import collector_paused
+from digest.gcpause import collector_paused, collector_running
 from digest.planner.report import PlannedDigest, PlanReport
 from digest.store.schema import Digest, DigestItem, Explanation
 from digest.values import Hit
@@ -122,7 +122,11 @@ def write_digests(
                 ],
             )
     except IntegrityError:
-        return [write_digest(session, plan, explained) for plan in batch]
+        # Each period taken leaves an exception's cycles (traceback, frames, SQLAlchemy's
+        # context): with the collector paused for the pass, two planners racing over
+        # 100,000 readers would hold them all until it ends. Let it run meanwhile.
+        with collector_running():
+            return [write_digest(session, plan, explained) for plan in batch]
     for plan, digest_id in zip(batch, ids, strict=True):
         plan.digest_id = digest_id
     return [True] * len(batch)

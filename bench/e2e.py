@@ -49,7 +49,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
-from deliver import start_sink  # noqa: E402  (a sibling bench script)
+from deliver import process_cpu, start_sink  # noqa: E402  (a sibling bench script)
 
 TOPICS = [
     "diffusion models", "large language models", "reinforcement learning", "KV cache",
@@ -136,17 +136,6 @@ def run_together(env: dict[str, str], count: int, *args: str) -> dict[str, float
         "cpu_seconds": round(cpu, 2),
         "peak_rss_mb": round(peak / 1024, 1),
     }
-
-
-def process_cpu_seconds(pid: int) -> float | None:
-    """A running process's CPU seconds so far (user + system), from /proc (None
-    elsewhere): the sink runs on the same cores as the senders, so its share is
-    part of what the whole path costs on this machine."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return round((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), 2)
 
 
 def statuses(database_url: str) -> dict[str, int]:
@@ -277,7 +266,8 @@ def main() -> int:
         send_at = datetime.combine(datetime.now(UTC).date() + timedelta(days=1), day_time(9), UTC)
         planned = None if args.plan_in_send else run(env, "plan", "--now", send_at.isoformat())
         sent = run_together(env, args.processes, "send", "--now", send_at.isoformat())
-        sink_cpu = process_cpu_seconds(sink.pid)
+        # the sink runs on the same cores as the senders: its share is part of the cost
+        sink_cpu = round(process_cpu(sink.pid), 2)
         outcome = statuses(database_url)
         # a reader whose topics matched nothing has a `skipped` period: nothing to send
         if not outcome.get("sent") or set(outcome) - {"sent", "skipped"}:

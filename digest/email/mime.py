@@ -247,12 +247,14 @@ def _crlf_bytes(body: str) -> bytes:
     """`body` in UTF-8 with CRLF line endings and a final line break. Encoded first:
     replacing in bytes is cheaper than in a str that holds a non-ASCII character (the
     HTML always does), and a line break is never part of a multi-byte sequence."""
-    data = body.encode("utf-8")
+    return _lf_lines(body.encode("utf-8")).replace(b"\n", b"\r\n")
+
+
+def _lf_lines(data: bytes) -> bytes:
+    """`data` with every line break (CRLF, CR, LF) an LF, ending in one."""
     if b"\r" in data:
         data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-    if not data.endswith(b"\n"):
-        data += b"\n"
-    return data.replace(b"\n", b"\r\n")
+    return data if data.endswith(b"\n") else data + b"\n"
 
 
 # Base64 lines are cut out of the encoded body by `struct` (in C), a block of lines at
@@ -302,10 +304,7 @@ def _html_7bit(body: str, boundary: str) -> bytes | None:
         return None
     if b"\x00" in data:  # RFC 2045: 7bit data holds no NUL (a source's text can)
         return None
-    if b"\r" in data:
-        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-    if not data.endswith(b"\n"):
-        data += b"\n"
+    data = _lf_lines(data)
     if ("--" + boundary).encode("ascii") in data:
         return None
     lines = data.split(b"\n")

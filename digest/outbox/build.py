@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple
 from urllib.parse import quote_plus
 
 from sqlalchemy import Text, cast, select
@@ -153,12 +153,12 @@ def views_for_digests(
         )
     ]
     topics = _topic_labels(session, {row[4] for row in heads})
-    # plain rows, not ORM objects: a batch has thousands of items over a few dozen papers;
-    # these reads go through the session's connection (Core), as the ORM's handling of
-    # each row is no use for plain columns
-    items: dict[int, list[Any]] = {}
+    # plain tuples, not ORM objects or rows read by name: a batch has thousands of items
+    # over a few dozen papers; these reads go through the session's connection (Core),
+    # as the ORM's handling of each row is no use for plain columns
+    items: dict[int, list[tuple[int, str, float, int | None]]] = {}
     for chunk in chunks(ids):
-        for item in session.connection().execute(
+        for digest_id, paper_id, label, score, explanation_id in session.connection().execute(
             select(
                 DigestItem.digest_id,
                 DigestItem.paper_id,
@@ -169,39 +169,61 @@ def views_for_digests(
             .where(DigestItem.digest_id.in_(chunk))
             .order_by(DigestItem.digest_id, DigestItem.rank)
         ):
-            items.setdefault(item.digest_id, []).append(item)
+            listed = items.get(digest_id)
+            if listed is None:
+                listed = items[digest_id] = []
+            listed.append((paper_id, label, score, explanation_id))
     # decoded once per distinct explanation (see ViewCache)
-    cache.load_matches(
-        session, {item.explanation_id for listed in items.values() for item in listed}
-    )
+    cache.load_matches(session, {item[3] for listed in items.values() for item in listed})
     papers = cache.papers
-    wanted = {item.paper_id for listed in items.values() for item in listed}
+    wanted = {item[0] for listed in items.values() for item in listed}
     papers.update(_papers(session, wanted - papers.keys()))
-    upvotes = cache.upvotes
-    for planned_at in {row[2] for row in heads}:  # a planning pass shares one time
-        known = upvotes.setdefault(planned_at, {})
-        in_pass = {
-            item.paper_id for row in heads if row[2] == planned_at for item in items.get(row[0], [])
-        }
+    times = {row[2] for row in heads}  # a planning pass shares one time
+    for planned_at in times:
+        known = cache.upvotes.setdefault(planned_at, {})
+        in_pass = (
+            wanted
+            if len(times) == 1
+            else {
+                item[0] for row in heads if row[2] == planned_at for item in items.get(row[0], ())
+            }
+        )
         # a paper no dump lists by then is absent from latest_upvotes: remember it as None
         missing = in_pass - known.keys()
-        found = latest_upvotes(session, missing, as_of=planned_at)
-        known.update({paper_id: found.get(paper_id) for paper_id in missing})
+        if missing:
+            found = latest_upvotes(session, missing, as_of=planned_at)
+            known.update({paper_id: found.get(paper_id) for paper_id in missing})
     views: dict[int, DigestView] = {}
     signer = Signer(secret)
-    links = _VoteLinks(settings, signer)
+    base = settings.web.base_url.rstrip("/")
+    more_base, less_base = f"{base}/{VOTE_PATHS['more']}/", f"{base}/{VOTE_PATHS['less']}/"
     for digest_id, period, planned_at, message_id, subscriber_id, email in heads:
-        cards = tuple(
-            _card(
-                papers[item.paper_id],
-                topic_label=item.topic_label,
-                score=item.score,
-                upvotes=upvotes[planned_at].get(item.paper_id),
-                explained=cache.matches(item.explanation_id),
-                links=links.of(digest_id, item.paper_id, email, planned_at),
+        # dated by the digest's issue time, so a re-sent message carries the same links
+        votes = VoteSigner(signer, digest_id, email, issued=planned_at)
+        upvotes = cache.upvotes[planned_at]
+        cards: list[PaperCard] = []
+        for paper_id, label, score, explanation_id in items.get(digest_id, ()):
+            paper = papers[paper_id]
+            matched, why = cache.matches(explanation_id)
+            more, less = votes.tokens(paper_id)
+            cards.append(
+                PaperCard(
+                    title=paper.title,
+                    url=paper.url,
+                    abstract=paper.abstract,
+                    authors=paper.authors,
+                    topic_label=label,
+                    score=score,
+                    arxiv_id=paper.arxiv_id,
+                    upvotes=upvotes.get(paper_id),
+                    matched=matched,
+                    why=why,
+                    code_url=paper.code_url,
+                    on_hf=paper.on_hf,
+                    more_url=more_base + more,
+                    less_url=less_base + less,
+                )
             )
-            for item in items.get(digest_id, [])
-        )
         views[digest_id] = _view(
             subscriber_id,
             email,
@@ -209,7 +231,7 @@ def views_for_digests(
             period=period,
             issued_at=planned_at,
             message_id=message_id,
-            cards=cards,
+            cards=tuple(cards),
             settings=settings,
             signer=signer,
             digest_id=digest_id,
@@ -348,27 +370,6 @@ def _papers(session: Session, paper_ids: Iterable[int]) -> dict[int, _PaperField
             ).where(Paper.id.in_(chunk))
         )
     }
-
-
-class _VoteLinks:
-    """The "More like this" / "Less like this" URLs of papers in recorded digests."""
-
-    def __init__(self, settings: Settings, signer: Signer) -> None:
-        self.base = settings.web.base_url.rstrip("/")
-        self.signer = signer
-
-        self.more = f"{self.base}/{VOTE_PATHS['more']}/"
-        self.less = f"{self.base}/{VOTE_PATHS['less']}/"
-        self._signer: VoteSigner | None = None
-
-    def of(self, digest_id: int, paper_id: int, email: str, issued: datetime) -> tuple[str, str]:
-        # dated by the digest's issue time, so a re-sent message carries the same links;
-        # a digest's papers come one after another, so one signer serves them all
-        signer = self._signer
-        if signer is None or signer.digest_id != digest_id:
-            signer = self._signer = VoteSigner(self.signer, digest_id, email, issued=issued)
-        more, less = signer.tokens(paper_id)
-        return self.more + more, self.less + less
 
 
 def _card(

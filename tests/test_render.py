@@ -15,8 +15,11 @@ from pathlib import Path
 
 import html5lib
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from digest.config import SenderSettings, Settings
+from digest.email import mime
 from digest.email.render import Renderer
 from digest.errors import BadInput
 from digest.values import DigestView, MatchedTerm, PaperCard
@@ -300,6 +303,44 @@ def test_text_part_is_wrapped_numbered_and_lists_links(renderer: Renderer) -> No
     assert text.count("More like this: https://") == 12
     assert text.count("https://arxiv.org/abs/") == 12
     assert "<" not in text.replace("<script", "")  # plain text, no markup
+
+
+# Text as sources write it: any character (line breaks, tabs, "=", spaces at the end,
+# words longer than a line); a title and a topic reach the subject, so no control there.
+ANY_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=160)
+HEADER_TEXT = st.text(
+    st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp")), min_size=1, max_size=100
+).filter(str.strip)
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    cards=st.lists(
+        st.tuples(HEADER_TEXT, ANY_TEXT, ANY_TEXT, st.sampled_from(["a", "b = c", "d\u00e9 "])),
+        min_size=1,
+        max_size=12,
+    ),
+    label=HEADER_TEXT,
+)
+def test_the_text_part_is_the_whole_text_quoted_printable(
+    renderer: Renderer, cards: list[tuple[str, str, str, str]], label: str
+) -> None:
+    # The text part is encoded in pieces (each card's lines once per run): the bytes
+    # must be those of the whole text encoded at once, card cache warm or cold.
+    papers = tuple(
+        one_card(title=title, authors=(author,), abstract=abstract, topic_label=topic, matched=())
+        for title, author, abstract, topic in cards
+    )
+    view = replace(sample_view(1), papers=papers, topics=(label, "a", "b = c", "d\u00e9 "))
+    whole = mime.quoted_printable(renderer.text(view))
+    for _ in range(2):
+        data = renderer.message_bytes(view)
+        start = data.index(b"quoted-printable\r\n\r\n") + len(b"quoted-printable\r\n\r\n")
+        assert data[start : start + len(whole)] == whole
+        assert data[start + len(whole) :].startswith(b"\r\n--=_digest_")
+    assert body(parts(parse(data))[0]) == renderer.text(view).replace("\r\n", "\n").replace(
+        "\r", "\n"
+    )
 
 
 def test_snippet_is_centred_on_the_matched_words_and_highlighted(renderer: Renderer) -> None:

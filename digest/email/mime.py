@@ -349,9 +349,16 @@ def _last_cut(line: bytes) -> int | None:
     return cut
 
 
-def _qp(body: str) -> bytes:
-    # b2a_qp keeps CRLF (including for soft breaks) when the first line ends in CRLF.
-    return binascii.b2a_qp(_crlf_bytes(body), istext=True)
+def quoted_printable(text: str) -> bytes:
+    """`text` as a quoted-printable body: UTF-8, CRLF line ends, ending in one.
+
+    Quoted-printable works line by line (a soft break, or an encoded space at a
+    line's end, depends on its line alone), so whole lines encoded apart join to
+    the bytes the whole text encodes to: the renderer encodes the lines a run's
+    digests share once (`digest.email.render.TextPiece`).
+    """
+    # b2a_qp writes CRLF (soft breaks too) when the first line ends in CRLF
+    return binascii.b2a_qp(_crlf_bytes(text), istext=True)
 
 
 _TEXT_HEAD = (
@@ -375,11 +382,18 @@ def html_part(html: str, boundary: str) -> bytes:
 
 
 def build_message_bytes(envelope: Envelope, text: str, html: str) -> bytes:
+    """The complete message, CRLF line endings, ready for SMTP DATA or a Maildir file
+    (`write_message` with the text encoded here)."""
+    return write_message(envelope, quoted_printable(text), html)
+
+
+def write_message(envelope: Envelope, text_body: bytes, html: str) -> bytes:
     """The complete message, CRLF line endings, ready for SMTP DATA or a Maildir file.
 
-    `html` is markup as the templates write it: its text and attribute values escaped,
-    so that anything outside ASCII is in text or in a value, where a character
-    reference reads as the character.
+    `text_body` is the text part as `quoted_printable` writes it (whole, or in pieces
+    of whole lines). `html` is markup as the templates write it: its text and
+    attribute values escaped, so that anything outside ASCII is in text or in a
+    value, where a character reference reads as the character.
     """
     boundary = envelope.boundary()
     head = "".join(
@@ -406,14 +420,14 @@ def build_message_bytes(envelope: Envelope, text: str, html: str) -> bytes:
     between = f"{CRLF}--{boundary}{CRLF}".encode("ascii")
     close = f"{CRLF}--{boundary}--{CRLF}".encode("ascii")
     # every piece ends its lines in CRLF: the headers by construction, the bodies
-    # by _crlf_bytes / _html_7bit / _base64 (a test checks any text and markup)
+    # by quoted_printable / _html_7bit / _base64 (a test checks any text and markup)
     return CrlfBytes(
         b"".join(
             (
                 head.encode("ascii"),
                 first,
                 _TEXT_HEAD,
-                _qp(text),
+                text_body,
                 between,
                 html_part(html, boundary),
                 close,

@@ -8,6 +8,9 @@ Speed is designed in, because a run renders one message per subscriber:
 
 - CSS is inlined **once**, when the HTML templates load
   (`digest.email.templates`). Per email, only the Jinja render runs.
+- A card's texts, its HTML and its lines in the text part are worked out once
+  per run (per position for its numbered title). The text part is written in
+  Python from those lines, already quoted-printable (`_text_pieces`).
 - The bytes on the wire are written by `digest.email.mime`, not by
   `EmailMessage.as_bytes()`.
 
@@ -33,7 +36,7 @@ from markupsafe import Markup
 from digest.config import Settings
 from digest.email import mime
 from digest.email.snippet import Segment, author_line, shorten, snippet, wrap
-from digest.email.templates import html_environment, text_environment
+from digest.email.templates import html_environment
 from digest.errors import BadInput, ConfigError
 from digest.resources import templates_dir
 from digest.values import DigestView, PaperCard
@@ -45,7 +48,6 @@ PREHEADER_MAX = 140
 # preview with the start of the body after it (zero-width non-joiner + CGJ).
 PREHEADER_PAD = "\u034f\u200c\u00a0" * 40
 HTML_TEMPLATE = "digest.html.j2"
-TEXT_TEMPLATE = "digest.txt.j2"
 HTML_PARTIALS = ("partials/header.html.j2", "partials/paper.html.j2", "partials/footer.html.j2")
 CARD_CACHE_SIZE = 4096
 EMPTY_MARKUP = Markup("")
@@ -88,12 +90,14 @@ class CardTexts:
     text_meta: str
     body_html: Markup = EMPTY_MARKUP  # the card below its title, rendered by `paper_body`
     # Filled as digests use the card, for every digest after the first: its numbered
-    # title (`paper_title`) by number, and the text lines by indent width. Neither
-    # depends on the digest, only on where the card stands in it. Only the title is
-    # kept per number: a copy of the whole card per position would multiply the
-    # cache's memory by the positions a card takes (up to max_papers).
+    # title (`paper_title`) by number, and in the text part its numbered title by
+    # number (as " 1. ", padded to the digest's width) and the lines below it by
+    # indent width. None depends on the digest, only on where the card stands in it.
+    # Only the titles are kept per number: a copy of the whole card per position
+    # would multiply the cache's memory by the positions a card takes.
     titles: dict[int, Markup] = field(default_factory=dict, compare=False, repr=False)
-    lines: dict[int, TextLines] = field(default_factory=dict, compare=False, repr=False)
+    text_titles: dict[str, TextPiece] = field(default_factory=dict, compare=False, repr=False)
+    text_bodies: dict[int, TextPiece] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,30 +105,27 @@ class CardModel:
     """One paper in one digest, every string ready for the templates."""
 
     number: int
-    text_number: str  # " 1. " (padded so titles align in the text part)
     paper: CardTexts
-    text: TextLines
+    text_title: TextPiece  # the text part's numbered title (`CardTexts.text_titles`)
+    text_body: TextPiece  # and its lines below the title (`CardTexts.text_bodies`)
     # the signed vote links: per digest, so outside the cached card texts
     more_url: str | None = None
     less_url: str | None = None
-    text_votes: str = ""  # the text part's lines for them, indented
+    text_votes: str = ""  # the text part's lines for them, indented, each ending in "\n"
     title_html: Markup = EMPTY_MARKUP  # the numbered title (`CardTexts.titles`)
 
 
 @dataclass(frozen=True, slots=True)
-class TextLines:
-    """A card's lines in the text part, wrapped at 72 columns under a hanging indent.
+class TextPiece:
+    """Whole lines of the text part, each ending in "\n", and their quoted-printable
+    form: worked out once for the lines of a card that every digest shares."""
 
-    `title` lacks the first line's number prefix, so one wrapping serves every
-    position with the same indent width.
-    """
+    text: str
+    wire: bytes
 
-    title: str
-    authors: str
-    meta: str
-    snippet: str
-    url: str
-    links: str = ""  # "PDF: …" and the other links, one per line, indented
+    @classmethod
+    def of(cls, text: str) -> TextPiece:
+        return cls(text, mime.quoted_printable(text))
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,12 +182,10 @@ class Renderer:
         self.hf_base_url = settings.sources.hf_base_url.rstrip("/")
         self._card_cache: dict[CardKey, CardTexts] = {}
         html_env = html_environment(folder, inline=inline_css)
-        text_env = text_environment(folder)
         try:
             self._html: Template = html_env.get_template(HTML_TEMPLATE)
             for partial in HTML_PARTIALS:  # load (and inline) now, not on the first render
                 html_env.get_template(partial)
-            self._text: Template = text_env.get_template(TEXT_TEMPLATE)
             paper_module = html_env.get_template("partials/paper.html.j2").make_module()
         except TemplateNotFound as exc:
             raise ConfigError(f"template {exc.name} not found in {folder}") from None
@@ -215,7 +214,10 @@ class Renderer:
         return _render(self._html, self._model(view))
 
     def text(self, view: DigestView) -> str:
-        return _render(self._text, self._model(view))
+        return "".join(
+            piece if isinstance(piece, str) else piece.text
+            for piece in _text_pieces(self._model(view))
+        )
 
     def envelope(self, view: DigestView, subject: str | None = None) -> mime.Envelope:
         """The headers of `view`'s message, every value checked (BadInput if unsafe)."""
@@ -238,10 +240,12 @@ class Renderer:
     def message_bytes(self, view: DigestView) -> bytes:
         """The exact bytes for the wire (CRLF line endings)."""
         model = self._model(view)
-        return mime.build_message_bytes(
-            self.envelope(view, model.subject),
-            _render(self._text, model),
-            _render(self._html, model),
+        text = b"".join(
+            mime.quoted_printable(piece) if isinstance(piece, str) else piece.wire
+            for piece in _text_pieces(model)
+        )
+        return mime.write_message(
+            self.envelope(view, model.subject), text, _render(self._html, model)
         )
 
     # -- building the template model --
@@ -306,20 +310,32 @@ class Renderer:
             self._card_cache[key] = texts
         return texts
 
-    def _lines(self, texts: CardTexts, indent_width: int) -> TextLines:
-        lines = texts.lines.get(indent_width)
-        if lines is None:
+    def _text_title(self, texts: CardTexts, text_number: str) -> TextPiece:
+        """The card's title in the text part, numbered: a blank line before it, and its
+        lines after the first under a hanging indent as wide as the number."""
+        piece = texts.text_titles.get(text_number)
+        if piece is None:
+            indent = " " * len(text_number)
+            title = wrap(texts.title, indent=indent)[len(indent) :]
+            piece = texts.text_titles[text_number] = TextPiece.of(f"\n{text_number}{title}\n")
+        return piece
+
+    def _text_body(self, texts: CardTexts, indent_width: int) -> TextPiece:
+        """The card's lines below its title in the text part, wrapped at 72 columns."""
+        piece = texts.text_bodies.get(indent_width)
+        if piece is None:
             indent = " " * indent_width
-            lines = TextLines(
-                title=wrap(texts.title, indent=indent)[indent_width:],
-                authors=wrap(texts.authors, indent=indent),
-                meta=wrap(texts.text_meta, indent=indent),
-                snippet=wrap(texts.snippet_text, indent=indent),
-                url=indent + texts.url,
-                links="\n".join(f"{indent}{label}: {href}" for label, href in texts.links),
-            )
-            texts.lines[indent_width] = lines
-        return lines
+            lines = [
+                wrap(texts.authors, indent=indent),
+                wrap(texts.text_meta, indent=indent),
+                wrap(texts.snippet_text, indent=indent),
+                indent + texts.url,
+                *(f"{indent}{label}: {href}" for label, href in texts.links),
+            ]
+            # (the meta and URL lines always show; an author or snippet line only if any)
+            text = "".join(f"{line}\n" for i, line in enumerate(lines) if line or i in (1, 3))
+            piece = texts.text_bodies[indent_width] = TextPiece.of(text)
+        return piece
 
     def _title(self, texts: CardTexts, number: int) -> Markup:
         html = texts.titles.get(number)
@@ -346,16 +362,16 @@ class Renderer:
                 less = mime.url(card.less_url, "less_url") if card.less_url else None
                 indent = " " * len(text_number)
                 votes = (
-                    f"{indent}More like this: {more}\n{indent}Less like this: {less}"
+                    f"{indent}More like this: {more}\n{indent}Less like this: {less}\n"
                     if more and less
                     else ""
                 )
                 group_cards.append(
                     CardModel(
                         number,
-                        text_number,
                         texts,
-                        self._lines(texts, len(text_number)),
+                        self._text_title(texts, text_number),
+                        self._text_body(texts, len(text_number)),
                         more,
                         less,
                         votes,
@@ -407,6 +423,45 @@ def _card_key(card: PaperCard) -> CardKey:
         card.code_url,
         card.on_hf,
     )
+
+
+def _text_pieces(model: DigestModel) -> list[str | TextPiece]:
+    """The text part: 72 columns, numbered papers, every link spelled out, so it reads
+    well in mutt. Its pieces are whole lines: the cards' from the cache (`TextPiece`,
+    encoded once per run), the digest's own as text.
+
+    Written here, not by a template as the HTML is: a template gives back one string,
+    which had to be encoded whole for every message, the largest single cost of
+    writing one. Pieces of whole lines encode on their own to the same bytes, as
+    quoted-printable is line by line.
+    """
+    head = f"{model.sender_name} - {model.heading}\n{wrap(model.summary)}\n"
+    pieces: list[str | TextPiece] = [head]
+    for group in model.groups:
+        if group.label:
+            pieces.append(f"\n{group.label}\n{'-' * len(group.label)}\n")
+        for card in group.papers:
+            pieces += (card.text_title, card.text_body)
+            if card.text_votes:
+                pieces.append(card.text_votes)
+    lines = [
+        "",
+        "-- ",
+        wrap(
+            f"You get this email because {model.email} subscribed to new papers on: "
+            f"{model.topics_text}."
+        ),
+        "",
+        "Topics, schedule, pause, your votes:",
+        f"               {model.manage_url}",
+    ]
+    if model.view_url:
+        lines.append(f"View online:   {model.view_url}")
+    lines.append(f"Unsubscribe:   {model.unsubscribe_url}")
+    if model.postal:
+        lines += ["", wrap(model.postal)]
+    pieces.append("\n".join(lines).rstrip("\n") + "\n")
+    return pieces
 
 
 def _render(template: Template, model: DigestModel) -> str:

@@ -24,7 +24,6 @@ from jinja2 import BaseLoader, Environment, StrictUndefined, TemplateNotFound
 from jinja2.loaders import split_template_path
 from markupsafe import Markup, escape
 
-from digest.email.snippet import wrap
 from digest.errors import ConfigError
 
 CSS_FILE = "digest.css"
@@ -180,22 +179,4 @@ def html_environment(folder: Path, *, inline: bool) -> Environment:
     )
 
 
-def text_environment(folder: Path) -> Environment:
-    env = Environment(
-        loader=_InliningLoader(folder, inline=False),
-        autoescape=False,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        auto_reload=False,
-        undefined=StrictUndefined,
-    )
-    env.filters["wrap"] = _wrap_filter
-    return env
-
-
-def _wrap_filter(text: str, width: int = 72, indent: str = "") -> str:
-    return wrap(text, width, indent)
-
-
-__all__ = ["ascii_markup", "html_environment", "split_at_rules", "text_environment"]
+__all__ = ["ascii_markup", "html_environment", "split_at_rules"]

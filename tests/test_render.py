@@ -333,8 +333,9 @@ def test_the_text_part_is_the_whole_text_quoted_printable(
     )
     view = replace(sample_view(1), papers=papers, topics=(label, "a", "b = c", "d\u00e9 "))
     whole = mime.quoted_printable(renderer.text(view))
-    for _ in range(2):
-        data = renderer.message_bytes(view)
+    # a renderer that has not seen these cards, then the shared one, which has
+    for writer in (Renderer(SETTINGS), renderer):
+        data = writer.message_bytes(view)
         start = data.index(b"quoted-printable\r\n\r\n") + len(b"quoted-printable\r\n\r\n")
         assert data[start : start + len(whole)] == whole
         assert data[start + len(whole) :].startswith(b"\r\n--=_digest_")
@@ -456,10 +457,17 @@ def test_golden_digest(renderer: Renderer) -> None:
     review the diff of tests/data/golden/ before committing.
     """
     view = sample_view(5)
+    # and a digest with what is optional left out: a card without authors, abstract,
+    # links or vote links; no view-in-browser link; no postal address
+    bare = replace(one_card(), authors=(), abstract="", arxiv_id=None, on_hf=False, code_url=None)
+    bare = replace(bare, more_url=None, less_url=None)
+    sparse = replace(sample_view(1, topics=("LLM agents",)), papers=(bare,), view_url=None)
+    plain = Renderer(Settings(sender=replace(SETTINGS.sender, postal_address="")))
     outputs = {
         "digest.html": renderer.html(view).encode(),
         "digest.txt": renderer.text(view).encode(),
         "digest.eml": renderer.message_bytes(view),
+        "sparse.txt": plain.text(sparse).encode(),
     }
     if REGENERATE:
         GOLDEN.mkdir(parents=True, exist_ok=True)

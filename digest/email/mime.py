@@ -391,9 +391,10 @@ def write_message(envelope: Envelope, text_body: bytes, html: str) -> bytes:
     """The complete message, CRLF line endings, ready for SMTP DATA or a Maildir file.
 
     `text_body` is the text part as `quoted_printable` writes it (whole, or in pieces
-    of whole lines). `html` is markup as the templates write it: its text and
-    attribute values escaped, so that anything outside ASCII is in text or in a
-    value, where a character reference reads as the character.
+    of whole lines): the message is marked all-CRLF (`CrlfBytes`) on that promise.
+    `html` is markup as the templates write it: its text and attribute values
+    escaped, so that anything outside ASCII is in text or in a value, where a
+    character reference reads as the character.
     """
     boundary = envelope.boundary()
     head = "".join(

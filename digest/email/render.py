@@ -91,10 +91,11 @@ class CardTexts:
     body_html: Markup = EMPTY_MARKUP  # the card below its title, rendered by `paper_body`
     # Filled as digests use the card, for every digest after the first: its numbered
     # title (`paper_title`) by number, and in the text part its numbered title by
-    # number (as " 1. ", padded to the digest's width) and the lines below it by
-    # indent width. None depends on the digest, only on where the card stands in it.
-    # Only the titles are kept per number: a copy of the whole card per position
-    # would multiply the cache's memory by the positions a card takes.
+    # number as written (" 1. ", padded to the digest's width: up to three entries a
+    # number) and the lines below it by indent width. None depends on the digest,
+    # only on where the card stands in it. Only the titles are kept per number: a
+    # copy of the whole card per position would multiply the cache's memory by the
+    # positions a card takes (a few hundred bytes a title, up to max_papers of them).
     titles: dict[int, Markup] = field(default_factory=dict, compare=False, repr=False)
     text_titles: dict[str, TextPiece] = field(default_factory=dict, compare=False, repr=False)
     text_bodies: dict[int, TextPiece] = field(default_factory=dict, compare=False, repr=False)

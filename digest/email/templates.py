@@ -1,4 +1,4 @@
-"""The Jinja environments of the digest email, with digest.css inlined into the HTML once.
+"""The Jinja environment of the digest email's HTML part, with digest.css inlined once.
 
 CSS is inlined when the HTML templates load, not per email: the loader runs
 css-inline over the template *source*. For that the HTML templates use Jinja

@@ -203,25 +203,15 @@ def views_for_digests(
         upvotes = cache.upvotes[planned_at]
         cards: list[PaperCard] = []
         for paper_id, label, score, explanation_id in items.get(digest_id, ()):
-            paper = papers[paper_id]
-            matched, why = cache.matches(explanation_id)
             more, less = votes.tokens(paper_id)
             cards.append(
-                PaperCard(
-                    title=paper.title,
-                    url=paper.url,
-                    abstract=paper.abstract,
-                    authors=paper.authors,
-                    topic_label=label,
-                    score=score,
-                    arxiv_id=paper.arxiv_id,
-                    upvotes=upvotes.get(paper_id),
-                    matched=matched,
-                    why=why,
-                    code_url=paper.code_url,
-                    on_hf=paper.on_hf,
-                    more_url=more_base + more,
-                    less_url=less_base + less,
+                _card(
+                    papers[paper_id],
+                    label,
+                    score,
+                    upvotes.get(paper_id),
+                    cache.matches(explanation_id),
+                    (more_base + more, less_base + less),
                 )
             )
         views[digest_id] = _view(
@@ -254,11 +244,11 @@ def view_for_plan(
     cards = tuple(
         _card(
             papers[pick.paper_id],
-            topic_label=plan.topic_labels.get(pick.topic_id, ""),
-            score=pick.score,
-            upvotes=upvotes.get(pick.paper_id),
-            explained=(pick.matched, why_line(pick.parts)),
-            links=(None, None),  # a plan not recorded has no digest for vote links to name
+            plan.topic_labels.get(pick.topic_id, ""),
+            pick.score,
+            upvotes.get(pick.paper_id),
+            (pick.matched, why_line(pick.parts)),
+            (None, None),  # a plan not recorded has no digest for vote links to name
         )
         for pick in sorted(plan.picks, key=lambda p: p.rank)
     )
@@ -374,13 +364,13 @@ def _papers(session: Session, paper_ids: Iterable[int]) -> dict[int, _PaperField
 
 def _card(
     paper: _PaperFields,
-    *,
     topic_label: str,
     score: float,
     upvotes: int | None,
     explained: tuple[tuple[MatchedTerm, ...], str],
     links: tuple[str | None, str | None],
 ) -> PaperCard:
+    """One paper's card in one digest (positional: called for every item of a batch)."""
     matched, why = explained
     return PaperCard(
         title=paper.title,

@@ -326,16 +326,18 @@ class Renderer:
         piece = texts.text_bodies.get(indent_width)
         if piece is None:
             indent = " " * indent_width
+            authors = wrap(texts.authors, indent=indent)  # "" when there are none
+            snippet = wrap(texts.snippet_text, indent=indent)
             lines = [
-                wrap(texts.authors, indent=indent),
+                *([authors] if authors else []),
                 wrap(texts.text_meta, indent=indent),
-                wrap(texts.snippet_text, indent=indent),
+                *([snippet] if snippet else []),
                 indent + texts.url,
                 *(f"{indent}{label}: {href}" for label, href in texts.links),
             ]
-            # (the meta and URL lines always show; an author or snippet line only if any)
-            text = "".join(f"{line}\n" for i, line in enumerate(lines) if line or i in (1, 3))
-            piece = texts.text_bodies[indent_width] = TextPiece.of(text)
+            piece = texts.text_bodies[indent_width] = TextPiece.of(
+                "".join(f"{line}\n" for line in lines)
+            )
         return piece
 
     def _title(self, texts: CardTexts, number: int) -> Markup:
